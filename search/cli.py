@@ -1,0 +1,157 @@
+"""`python -m search`: run | resume | report | export | spaces.
+
+Everything heavy (TensorFlow, Optuna) is imported inside the commands, so `--help` and the
+space validator answer at once. User errors print one line and exit with status 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m search",
+        description="Search autoencoder architectures scored by a downstream probe.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="start (or continue) a search")
+    run.add_argument(
+        "--data", default="digits",
+        help="digits, fashion-mnist, insurance[:n=N,seed=S], or a .csv/.npy/.npz file (default: digits)",
+    )
+    run.add_argument("--data-dir", default=None, help="where fashion-mnist's IDX files are (default: Debian's path)")
+    run.add_argument("--target", default=None, help="label column (CSV name, NPY index, NPZ key)")
+    run.add_argument("--space", default="default", help="a shipped space name or a YAML file (default: default)")
+    run.add_argument("--scale", type=float, default=1.0, help="shrink epochs, units and filters by this factor (0, 1]")
+    run.add_argument("--trials", type=int, default=30, help="finished trials to reach (default: 30)")
+    run.add_argument("--timeout", type=float, default=None, help="stop starting trials after SECONDS")
+    run.add_argument("--backend", default="optuna", help="optuna (default)")
+    run.add_argument("--workers", type=int, default=1, help="processes sharing the study (default: 1)")
+    run.add_argument("--metric", default=None, help="auto|accuracy|roc_auc|balanced_accuracy|f1_macro (default: the space's, auto)")
+    run.add_argument("--seed", type=int, default=0, help="seeds the split, the sampler and each trial (default: 0)")
+    run.add_argument("--test-size", type=float, default=0.25, help="held-out fraction (default: 0.25)")
+    run.add_argument("--study-dir", default=None, help="study directory (default: studies/DATA-TIME)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    resume = commands.add_parser("resume", help="continue a stopped study to its requested trial count")
+    resume.add_argument("study_dir")
+    resume.add_argument("--no-progress", action="store_true")
+
+    report = commands.add_parser("report", help="print the leaderboard of a study")
+    report.add_argument("study_dir")
+    report.add_argument("--top", type=int, default=10)
+
+    export = commands.add_parser("export", help="refit and export the best (or a given) trial")
+    export.add_argument("study_dir")
+    export.add_argument("--trial", type=int, default=None)
+    export.add_argument("-o", "--out", default=None, help="export directory (default: STUDY/export)")
+
+    spaces = commands.add_parser("spaces", help="list the shipped spaces, or validate a space file")
+    spaces.add_argument("path", nargs="?")
+
+    worker = commands.add_parser("_worker")  # internal: one extra worker process of a study
+    worker.add_argument("study_dir")
+    worker.add_argument("--index", type=int, required=True)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from encoderkit.errors import EncoderkitError
+    from search.errors import SearchError
+
+    try:
+        return COMMANDS[args.command](args) or 0
+    except (SearchError, EncoderkitError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_run(args):
+    from search import engine
+
+    _quiet_libraries()
+    result = engine.run(
+        args.data, target=args.target, data_dir=args.data_dir, space=args.space, scale=args.scale, trials=args.trials, timeout=args.timeout,
+        backend=args.backend, workers=args.workers, metric=args.metric, seed=args.seed,
+        test_size=args.test_size, study_dir=args.study_dir, progress=not args.no_progress,
+    )
+    _print_result(result)
+
+
+def cmd_resume(args):
+    from search import engine
+
+    _quiet_libraries()
+    _print_result(engine.resume(args.study_dir, progress=not args.no_progress))
+
+
+def cmd_report(args):
+    from search import engine
+    from search.study import open_study
+
+    print(engine.result_of(open_study(args.study_dir)).leaderboard)
+
+
+def cmd_export(args):
+    from search import engine
+
+    _quiet_libraries()
+    manifest = engine.export_best(args.study_dir, trial=args.trial, out=args.out)
+    out = args.out or os.path.join(args.study_dir, "export")
+    test = manifest["test"]
+    print(f"exported trial {manifest['trial']} to {out}: test {manifest['metric']} {test['score']:.4f}")
+
+
+def cmd_spaces(args):
+    from search.space import builtin_spaces, load_space
+
+    if args.path:
+        space = load_space(args.path)
+        print(f"{space.source}: ok ({len(space.families)} families: {', '.join(space.family_names)})")
+        return
+    for name, path in builtin_spaces().items():
+        space = load_space(str(path))
+        print(f"{name:<12} {', '.join(space.family_names)}")
+
+
+def cmd_worker(args):
+    from search.backends.optuna_backend import optimize
+    from search.study import open_study
+
+    _quiet_libraries()
+    study = open_study(args.study_dir)
+    optimize(study, study.problem(), study.space(), worker=args.index)
+
+
+def _print_result(result):
+    print(result.leaderboard)
+    if result.export_dir:
+        print(f"export: {result.export_dir}  (load with: encoderkit.load_encoder({str(result.export_dir)!r}))")
+
+
+def _quiet_libraries():
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning, module="keras")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "resume": cmd_resume,
+    "report": cmd_report,
+    "export": cmd_export,
+    "spaces": cmd_spaces,
+    "_worker": cmd_worker,
+}

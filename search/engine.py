@@ -1,0 +1,234 @@
+"""The Python API that the CLI is a thin layer over:
+
+    import search
+    result = search.run("digits", trials=20, study_dir="runs/digits")
+    result.export_dir, result.best_params, result.leaderboard
+
+`run` creates (or continues) a study, scores the baselines, runs the backend, exports the
+best encoder and returns a `StudyResult`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from encoderkit.baselines import baselines_for
+from encoderkit.data import load_dataset
+from encoderkit.probe import cv_score, test_score
+from search.backends import get_backend
+from search.errors import SearchError, StudyError
+from search.leaderboard import format_leaderboard, trial_rows
+from search.problem import make_problem
+from search.space import load_space
+from search.study import create_or_check, open_study
+from search.suggest import FixedSuggest, sample, transformer_params
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    study_dir: Path
+    export_dir: Path | None
+    best_trial: int | None
+    best_params: dict | None
+    best_cv: float | None
+    test: dict | None
+    leaderboard: str
+    notes: tuple = field(default_factory=tuple)
+
+
+def run(
+    data="digits",
+    *,
+    target=None,
+    data_dir=None,
+    space="default",
+    scale=1.0,
+    trials=30,
+    timeout=None,
+    backend="optuna",
+    workers=1,
+    metric=None,
+    seed=0,
+    test_size=0.25,
+    study_dir=None,
+    progress=True,
+    export=True,
+) -> StudyResult:
+    if int(workers) < 1:
+        raise SearchError(f"--workers: must be at least 1, got {workers}")
+    if int(trials) < 1:
+        raise SearchError(f"--trials: must be at least 1, got {trials}")
+    get_backend(backend)  # unknown names fail before any work
+    loaded = load_space(space, scale)
+    dataset = load_dataset(data, target, data_dir)
+    restricted, notes = loaded.for_kind(dataset.kind)
+    problem = make_problem(
+        dataset,
+        test_size=test_size,
+        seed=seed,
+        metric=metric or loaded.probe_setting("metric"),
+        folds=loaded.probe_setting("cv"),
+        probe=loaded.probe_setting("model"),
+        workers=workers,
+    )
+    study_dir = Path(study_dir or f"studies/{dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    settings = {
+        "data": str(data), "target": target, "data_dir": data_dir, "seed": int(seed), "test_size": test_size,
+        "trials": int(trials), "timeout": timeout, "scale": scale, "backend": backend, "workers": int(workers),
+    }
+    study = create_or_check(study_dir, settings, loaded.source, problem, loaded)
+    study.manifest.update({k: settings[k] for k in ("trials", "timeout", "workers", "backend", "data_dir")})
+    study.write_json("manifest.json", study.manifest)
+    for note in notes:
+        print(f"note: {note}")
+    return _search_and_export(study, problem, restricted, progress, export, notes)
+
+
+def resume(study_dir, *, progress=True, export=True) -> StudyResult:
+    """Continues a stopped or crashed study to its requested number of trials."""
+    study = open_study(study_dir)
+    return _search_and_export(study, study.problem(), study.space(), progress, export, ())
+
+
+def _search_and_export(study, problem, space, progress, export, notes):
+    if not study.baselines():
+        study.write_json("baselines.json", score_baselines(problem))
+    backend = get_backend(study.manifest["backend"])
+    bar = _ProgressBar(study.manifest["trials"]) if progress else None
+    try:
+        backend.run(study, problem, space, progress=bar)
+    finally:
+        if bar:
+            bar.close()
+    exported = export_best(study_dir=study.directory, problem=problem, space=space) if export else None
+    return result_of(study, exported, notes)
+
+
+def score_baselines(problem) -> dict:
+    """Raw and PCA codes scored exactly like a candidate: CV on the search part."""
+    scores = {}
+    for name, make in baselines_for(problem.dataset).items():
+        transformer = make().fit(problem.X)
+        codes = transformer.transform(problem.X)
+        mean, std = cv_score(
+            codes, problem.y, problem.metric, problem.folds, problem.seed, problem.probe, problem.probe_jobs
+        )
+        scores[name] = {"cv_mean": mean, "cv_std": std, "detail": f"{codes.shape[1]} features"}
+    return scores
+
+
+def export_best(study_dir, trial=None, out=None, problem=None, space=None) -> dict:
+    """Refits the best (or the given) trial on the whole search part with its seed, scores the
+    test part once, and writes the export. Returns the export manifest."""
+    from encoderkit.export import save_export
+    from encoderkit.transformer import AutoencoderTransformer
+    from search.backends.optuna_backend import load
+
+    study = open_study(study_dir)
+    problem = problem or study.problem()
+    space = space or study.space()
+    chosen = _pick_trial(load(study), trial, study.directory)
+    candidate = sample(space, FixedSuggest(chosen.params))  # replay through the same path
+    if candidate != chosen.user_attrs.get("candidate", candidate):
+        raise StudyError(f"{study.directory}: trial {chosen.number} does not replay to its stored config")
+    seed = int(chosen.user_attrs["seed"])
+    transformer = AutoencoderTransformer(**transformer_params(candidate, seed, problem.dataset.shape)).fit(problem.X)
+    X_test, y_test = problem.test_part()
+    test = _held_out_score(problem, transformer, X_test, y_test)
+    baselines_test = {
+        name: _held_out_score(problem, make().fit(problem.X), X_test, y_test) for name, make in baselines_for(problem.dataset).items()
+    }
+    manifest = {
+        "trial": chosen.number,
+        "candidate": candidate,
+        "transformer_params": transformer.get_params(),
+        "cv_score": chosen.value,
+        "cv_std": chosen.user_attrs.get("score_std"),
+        "metric": problem.metric,
+        "test": test,
+        "baselines_test": baselines_test,
+        "n_test_rows": int(len(y_test)),
+        "data": {
+            "name": problem.dataset.name,
+            "kind": problem.dataset.kind,
+            "shape": list(problem.dataset.shape),
+            "n_features": int(problem.X.shape[1]),
+        },
+        "split_hash": study.manifest["split_hash"],
+        "space_digest": study.manifest["space_digest"],
+        "seed": seed,
+        "study": str(study.directory.resolve()),
+    }
+    save_export(Path(out) if out else study.export_dir, transformer, manifest)
+    if out is None:
+        study.write_json("export.json", manifest)
+    return manifest
+
+
+def _held_out_score(problem, fitted, X_test, y_test) -> dict:
+    """The probe fit on the search part's features, scored once on the test part."""
+    score, low, high = test_score(
+        fitted.transform(problem.X), problem.y, fitted.transform(X_test), y_test,
+        problem.metric, seed=problem.seed, probe=problem.probe,
+    )
+    return {"score": score, "low": low, "high": high}
+
+
+def _pick_trial(optuna_study, number, directory):
+    complete = [t for t in optuna_study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    if number is None:
+        if not complete:
+            raise StudyError(f"{directory}: no completed trial to export")
+        return max(complete, key=lambda t: t.value)
+    match = [t for t in complete if t.number == int(number)]
+    if not match:
+        raise StudyError(f"{directory}: --trial {number} is not a completed trial")
+    return match[0]
+
+
+def result_of(study, exported=None, notes=()) -> StudyResult:
+    from search.backends.optuna_backend import load
+
+    optuna_study = load(study)
+    rows = trial_rows(optuna_study)
+    if exported is None and (study.directory / "export.json").is_file():
+        import json
+
+        exported = json.loads((study.directory / "export.json").read_text())
+    board = format_leaderboard(rows, study.baselines(), study.manifest["metric"], exported)
+    best = exported or {}
+    return StudyResult(
+        study_dir=study.directory,
+        export_dir=study.export_dir if exported else None,
+        best_trial=best.get("trial"),
+        best_params=best.get("transformer_params"),
+        best_cv=best.get("cv_score"),
+        test=best.get("test"),
+        leaderboard=board,
+        notes=tuple(notes),
+    )
+
+
+class _ProgressBar:
+    """An Optuna callback driving a tqdm bar with finished trials and the best score so far,
+    read from the shared storage so it counts the trials of every worker."""
+
+    def __init__(self, total):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc="trials", unit="trial", dynamic_ncols=True)
+
+    def __call__(self, optuna_study, trial):
+        from search.backends.optuna_backend import finished_count
+
+        self.bar.n = min(finished_count(optuna_study), self.bar.total)
+        values = [t.value for t in optuna_study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+        if values:
+            self.bar.set_postfix(best=f"{np.max(values):.4f}")
+        self.bar.refresh()
+
+    def close(self):
+        self.bar.close()

@@ -1,0 +1,22 @@
+"""Errors of the search engine. `SearchError` and encoderkit's errors are user errors: the CLI
+prints them as one line and exits with status 2."""
+
+
+class SearchError(Exception):
+    """Root of every error the engine raises on purpose about user input."""
+
+
+class SpaceError(SearchError, ValueError):
+    """A search space file is malformed; the message names the file, key path and value."""
+
+
+class StudyError(SearchError):
+    """A study directory is missing, inconsistent or belongs to another configuration."""
+
+
+class FailedTrial(Exception):
+    """This trial failed (bad shape, NaN loss, ...): record it as failed and go on."""
+
+
+class FatalSearchError(SearchError):
+    """The search cannot go on (e.g. too many trials failed in a row)."""

@@ -1,0 +1,104 @@
+"""The leaderboard: finished trials best first, with the baselines scored the same way, and
+the exported winner's test score beside raw's on the same split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    family: str
+    detail: str
+    cv_mean: float | None
+    cv_std: float | None
+    state: str
+    seconds: float | None = None
+    note: str = ""
+
+
+def trial_rows(optuna_study) -> list[Row]:
+    rows = []
+    for trial in optuna_study.get_trials(deepcopy=False):
+        attrs = trial.user_attrs
+        candidate = attrs.get("candidate", {})
+        seconds = sum(attrs.get("seconds", {}).values()) or None
+        note = attrs.get("fail_reason", "")
+        if trial.state.name == "PRUNED" and trial.intermediate_values:
+            step = max(trial.intermediate_values)
+            note = f"pruned at epoch {step} ({trial.intermediate_values[step]:.4f})"
+        rows.append(
+            Row(
+                name=f"trial {trial.number}",
+                family=candidate.get("family", "?"),
+                detail=describe(candidate),
+                cv_mean=trial.value if trial.state.name == "COMPLETE" else None,
+                cv_std=attrs.get("score_std"),
+                state=trial.state.name.lower(),
+                seconds=seconds,
+                note=note,
+            )
+        )
+    return rows
+
+
+def describe(candidate: dict) -> str:
+    if not candidate:
+        return ""
+    params = candidate["family_params"]
+    stack = "-".join(_layer(l) for l in params.get("layers", [])) or "none"
+    extra = {k: v for k, v in params.items() if k != "layers"}
+    parts = [
+        f"code={candidate['code_size']}{params.get('code_activation', '')[:4]}",
+        f"stack={stack}",
+        *(f"{k}={_short(v)}" for k, v in sorted(extra.items()) if k != "code_activation"),
+        "+input" if candidate.get("include_input") else "",
+        f"ep={candidate['training']['epochs']} bs={candidate['training']['batch_size']} "
+        f"lr={candidate['training']['learning_rate']:.1e} {candidate['training']['optimizer']}",
+    ]
+    return " ".join(p for p in parts if p)
+
+
+def _layer(layer: dict) -> str:
+    """'64relu' for a dense or recurrent layer, '32k3relu/p' for a pooled conv layer."""
+    if "filters" in layer:
+        return f"{layer['filters']}k{layer['kernel_size']}{layer['activation'][:4]}{'/p' if layer['pool'] else ''}"
+    return f"{layer['units']}{layer['activation'][:4]}"
+
+
+def _short(value):
+    return f"{value:.3g}" if isinstance(value, float) else value
+
+
+def format_leaderboard(rows: list[Row], baselines: dict, metric: str, export: dict | None, top: int = 10) -> str:
+    done = sorted((r for r in rows if r.cv_mean is not None), key=lambda r: -r.cv_mean)
+    baseline_rows = [
+        Row(f"baseline {name}", name, b.get("detail", ""), b["cv_mean"], b["cv_std"], "baseline")
+        for name, b in baselines.items()
+    ]
+    shown = sorted(done[:top] + baseline_rows, key=lambda r: -r.cv_mean)
+    counts = {state: sum(r.state == state for r in rows) for state in ("complete", "pruned", "fail", "running")}
+    lines = [
+        f"Leaderboard ({metric}, {len(rows)} trials: {counts['complete']} complete, "
+        f"{counts['pruned']} pruned, {counts['fail']} failed)",
+        f"{'rank':>4}  {'name':<14} {'family':<10} {'CV ' + metric:>18}  {'sec':>6}  config",
+    ]
+    for rank, row in enumerate(shown, 1):
+        secs = f"{row.seconds:6.1f}" if row.seconds else "      "
+        score = f"{row.cv_mean:.4f} ± {row.cv_std:.4f}"
+        lines.append(f"{rank:>4}  {row.name:<14} {row.family:<10} {score:>18}  {secs}  {row.detail}")
+    failed = [r for r in rows if r.state == "fail"]
+    for row in failed[:5]:
+        lines.append(f"      {row.name:<14} failed: {row.note}")
+    if len(failed) > 5:
+        lines.append(f"      ... and {len(failed) - 5} more failed trials")
+    if export:
+        test, raw = export["test"], export.get("baselines_test", {}).get("raw")
+        lines.append(
+            f"Held-out test ({export['n_test_rows']} rows, used once): "
+            f"winner trial {export['trial']} {metric} {test['score']:.4f} "
+            f"[95% CI {test['low']:.4f}, {test['high']:.4f}]"
+            + (f"; raw {raw['score']:.4f} [{raw['low']:.4f}, {raw['high']:.4f}]" if raw else "")
+        )
+    return "\n".join(lines)

@@ -1,0 +1,76 @@
+"""The labelled data of a study, split once into a search part and a held-out test part.
+
+The split is stratified and seeded; its hash goes into the manifest so every worker, a resume
+and an export can prove they use the same rows. The test part is only read by `test_scores`."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from encoderkit.data import Dataset
+from encoderkit.errors import DataError
+from encoderkit.probe import resolve_metric
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    dataset: Dataset
+    search_rows: np.ndarray
+    test_rows: np.ndarray
+    metric: str
+    folds: int
+    seed: int
+    probe: str = "logistic_regression"
+    probe_jobs: int = 1  # probe folds fitted at once: the cores this worker owns
+
+    @property
+    def X(self):
+        return self.dataset.X[self.search_rows]
+
+    @property
+    def y(self):
+        return self.dataset.y[self.search_rows]
+
+    def test_part(self):
+        """The held-out rows; used once per export for the final score, never in the search."""
+        return self.dataset.X[self.test_rows], self.dataset.y[self.test_rows]
+
+    def split_hash(self) -> str:
+        digest = hashlib.sha256()
+        for rows in (self.search_rows, self.test_rows):
+            digest.update(np.ascontiguousarray(rows, dtype=np.int64).tobytes())
+        digest.update(np.ascontiguousarray(self.dataset.X).tobytes())
+        return digest.hexdigest()[:16]
+
+
+def make_problem(
+    dataset: Dataset, *, test_size=0.25, seed=0, metric="auto", folds=5, probe="logistic_regression", workers=1
+) -> Problem:
+    from sklearn.model_selection import train_test_split
+
+    classes, counts = np.unique(dataset.y, return_counts=True)
+    if len(classes) < 2:
+        raise DataError(f"{dataset.name}: the target has one class only ({classes[0]!r}); a probe needs two")
+    least = int(counts.min())
+    # Each class needs a test row and `folds` search rows for stratified CV.
+    if least < folds + 1:
+        raise DataError(
+            f"{dataset.name}: class {classes[np.argmin(counts)]!r} has {least} rows, "
+            f"too few for a test split and {folds} CV folds (need at least {folds + 1})"
+        )
+    if dataset.test_rows is not None:  # the dataset's own test part (Fashion-MNIST's 10k)
+        test_rows = np.asarray(dataset.test_rows)
+        search_rows = np.setdiff1d(np.arange(len(dataset.y)), test_rows)
+    else:
+        search_rows, test_rows = train_test_split(
+            np.arange(len(dataset.y)), test_size=test_size, stratify=dataset.y, random_state=seed
+        )
+    cores = max(1, (os.cpu_count() or 1) // max(1, int(workers)))
+    return Problem(
+        dataset, np.sort(search_rows), np.sort(test_rows), resolve_metric(metric, dataset.y),
+        folds, seed, probe, probe_jobs=min(cores, folds),
+    )

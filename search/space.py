@@ -1,0 +1,334 @@
+"""Search spaces: YAML files loaded and validated into an immutable `Space`.
+
+Format (see spaces/default.yaml): a scalar is a fixed value; `{int: [lo, hi]}`,
+`{float: [lo, hi]}` (both with optional `log: true` or `step`) and `{choice: [...]}` are
+searched. `families` maps a family name to its parameters; `stack` samples a depth and then
+per-layer parameters (`dense.layer_0.units`, ...); `extends` copies another family's block.
+Every error names the file, the key path and the bad value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+
+from encoderkit.families import ACTIVATIONS, CELLS, FAMILIES, NOISE_TYPES, OPTIMIZERS
+from encoderkit.probe import METRICS, PROBES
+from encoderkit.transformer import SCALINGS
+
+from search.domains import SCALARS, Choice, Fixed, FloatRange, IntRange
+from search.errors import SpaceError
+
+TOP_KEYS = ("name", "description", "data_kinds", "code_size", "include_input", "scaling", "training", "families", "probe")
+TRAINING_DEFAULTS = {"epochs": 30, "batch_size": 64, "learning_rate": 1e-3, "optimizer": "adam", "patience": 5}
+PROBE_DEFAULTS = {"model": "logistic_regression", "metric": "auto", "cv": 5}
+CATEGORIES = {
+    "activation": ACTIVATIONS,
+    "code_activation": ACTIVATIONS,
+    "optimizer": OPTIMIZERS,
+    "noise_type": NOISE_TYPES,
+    "scaling": tuple(SCALINGS),
+    "cell": CELLS,
+    "pool": (True, False),
+    "batch_norm": (True, False),
+    "include_input": (True, False),
+}
+# name -> (type, lowest allowed, highest allowed, lowest exclusive?)
+SCALED = ("epochs", "units", "filters")  # what `--scale` shrinks for quick runs
+NUMBERS = {
+    "code_size": (int, 1, None, False),
+    "units": (int, 1, None, False),
+    "filters": (int, 1, None, False),
+    "kernel_size": (int, 1, None, False),
+    "depth": (int, 0, 16, False),
+    "epochs": (int, 1, None, False),
+    "batch_size": (int, 1, None, False),
+    "patience": (int, 1, None, False),
+    "learning_rate": (float, 0, None, True),
+    "dropout": (float, 0, 0.99, False),
+    "noise": (float, 0, None, False),
+    "l1": (float, 0, None, False),
+    "l2": (float, 0, None, False),
+    "beta": (float, 0, None, True),
+}
+
+
+@dataclass(frozen=True)
+class FamilySpace:
+    name: str
+    params: tuple  # ((name, domain), ...) excluding the stack
+    depth: object | None  # domain of the stack depth, None when the family has no stack
+    layer_params: tuple  # ((name, domain), ...) per stacked layer
+
+
+@dataclass(frozen=True)
+class Space:
+    name: str
+    source: str
+    code_size: object
+    include_input: object
+    scaling: object
+    training: tuple
+    families: tuple  # FamilySpace, in file order
+    probe: tuple  # ((key, value), ...)
+    digest: str  # sha256 of the canonical parsed file: a changed space is refused on resume
+
+    @property
+    def family_names(self):
+        return tuple(f.name for f in self.families)
+
+    def probe_setting(self, key):
+        return dict(self.probe)[key]
+
+    def for_kind(self, kind: str) -> tuple["Space", list[str]]:
+        """The space restricted to families that accept `kind`, and a note per dropped one."""
+        keep = [f for f in self.families if kind in FAMILIES[f.name].data_kinds]
+        notes = [f"family {f.name!r} dropped: it does not take {kind} data" for f in self.families if f not in keep]
+        if not keep:
+            raise SpaceError(f"{self.source}: families: no family fits {kind} data ({', '.join(self.family_names)})")
+        return replace(self, families=tuple(keep)), notes
+
+
+def builtin_spaces() -> dict[str, Path]:
+    """Shipped spaces by name (installed as package data `search.spaces`, or the repo folder)."""
+    try:
+        folder = Path(str(resources.files("search.spaces")))
+    except (ModuleNotFoundError, TypeError):
+        folder = Path(__file__).resolve().parent.parent / "spaces"
+    if not folder.is_dir():
+        folder = Path(__file__).resolve().parent.parent / "spaces"
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def load_space(name_or_path: str, scale: float = 1.0) -> Space:
+    """Loads a shipped space by name or a YAML file by path, validated; `scale` multiplies
+    epochs, units and filters (at least 1 each) for quick runs."""
+    import yaml
+
+    shipped = builtin_spaces()
+    path = shipped.get(name_or_path, Path(name_or_path))
+    if not path.is_file():
+        raise SpaceError(
+            f"{name_or_path}: no such space file (shipped spaces: {', '.join(shipped) or 'none'})"
+        )
+    try:
+        document = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpaceError(f"{path}: invalid YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise SpaceError(f"{path}: not a text file") from None
+    return parse_space(document, str(path), scale)
+
+
+def parse_space(document, source: str = "<space>", scale: float = 1.0) -> Space:
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1:
+        raise SpaceError(f"--scale: must be in (0, 1], got {scale!r}")
+    parser = _Parser(source, float(scale))
+    return parser.space(document)
+
+
+class _Parser:
+    def __init__(self, source, scale=1.0):
+        self.source = source
+        self.scale = scale
+
+    def fail(self, path, message):
+        raise SpaceError(f"{self.source}: {path}: {message}")
+
+    def mapping(self, value, path, allowed):
+        if not isinstance(value, dict):
+            self.fail(path, f"expected a mapping, got {value!r}")
+        for key in value:
+            if key not in allowed:
+                hint = difflib.get_close_matches(str(key), list(allowed), n=1)
+                suffix = f" (did you mean {hint[0]!r}?)" if hint else f" (allowed: {', '.join(map(str, allowed))})"
+                self.fail(f"{path}.{key}" if path else str(key), f"unknown key{suffix}")
+        return value
+
+    def space(self, document):
+        if document is None:
+            raise SpaceError(f"{self.source}: the file is empty")
+        doc = self.mapping(document, "", TOP_KEYS)
+        if "families" not in doc:
+            self.fail("families", "missing: a space needs at least one family")
+        training = self.mapping(doc.get("training", {}) or {}, "training", tuple(TRAINING_DEFAULTS))
+        probe = self.probe(doc.get("probe", {}) or {})
+        return Space(
+            name=str(doc.get("name", Path(self.source).stem)),
+            source=self.source,
+            code_size=self.domain(doc.get("code_size", 32), "code_size", "code_size"),
+            include_input=self.domain(doc.get("include_input", False), "include_input", "include_input"),
+            scaling=self.domain(doc.get("scaling", "minmax"), "scaling", "scaling"),
+            training=tuple(
+                (key, self.domain(training.get(key, default), f"training.{key}", key))
+                for key, default in TRAINING_DEFAULTS.items()
+            ),
+            families=self.families(doc["families"]),
+            probe=tuple(probe.items()),
+            digest=hashlib.sha256(json.dumps(
+                document if self.scale == 1 else {"document": document, "scale": self.scale},
+                sort_keys=True, default=str,
+            ).encode()).hexdigest(),
+        )
+
+    def probe(self, block):
+        block = {**PROBE_DEFAULTS, **self.mapping(block, "probe", tuple(PROBE_DEFAULTS))}
+        if block["model"] not in PROBES:
+            self.fail("probe.model", f"unknown probe {block['model']!r} (known: {', '.join(PROBES)})")
+        if block["metric"] not in METRICS:
+            self.fail("probe.metric", f"unknown metric {block['metric']!r} (known: {', '.join(METRICS)})")
+        if isinstance(block["cv"], bool) or not isinstance(block["cv"], int) or block["cv"] < 2:
+            self.fail("probe.cv", f"must be an integer of at least 2, got {block['cv']!r}")
+        return block
+
+    def families(self, block):
+        if not isinstance(block, dict) or not block:
+            self.fail("families", f"expected a non-empty mapping of family name to parameters, got {block!r}")
+        resolved = {name: self.extended(block, name, ()) for name in block}
+        return tuple(self.family(name, params) for name, params in resolved.items())
+
+    def extended(self, block, name, seen):
+        """The family's block with `extends` followed (cycles and unknown bases refused)."""
+        path = f"families.{name}"
+        if name not in FAMILIES:
+            hint = difflib.get_close_matches(str(name), list(FAMILIES), n=1)
+            suffix = f" (did you mean {hint[0]!r}?)" if hint else f" (known: {', '.join(FAMILIES)})"
+            self.fail(path, f"unknown family{suffix}")
+        params = block[name] if block[name] is not None else {}
+        if not isinstance(params, dict):
+            self.fail(path, f"expected a mapping of parameters, got {params!r}")
+        base = params.get("extends")
+        if base is None:
+            return dict(params)
+        if base in seen or base == name:
+            self.fail(f"{path}.extends", f"circular extends through {base!r}")
+        if base not in block:
+            self.fail(f"{path}.extends", f"{base!r} is not a family of this space ({', '.join(block)})")
+        merged = self.extended(block, base, (*seen, name))
+        merged.update({k: v for k, v in params.items() if k != "extends"})
+        if "stack" in params and "stack" in merged and isinstance(params["stack"], dict):
+            merged["stack"] = {**self.extended(block, base, (*seen, name)).get("stack", {}), **params["stack"]}
+        return merged
+
+    def family(self, name, params):
+        spec = FAMILIES[name]
+        path = f"families.{name}"
+        allowed = tuple(k for k in spec.params if k != "layers") + ("stack", "extends")
+        self.mapping(params, path, allowed)
+        domains = tuple(
+            (key, self.domain(value, f"{path}.{key}", key))
+            for key, value in params.items()
+            if key not in ("stack", "extends")
+        )
+        depth, layer = None, ()
+        if "stack" in params:
+            stack = self.mapping(params["stack"], f"{path}.stack", ("depth", *spec.layer_params))
+            if "depth" not in stack:
+                self.fail(f"{path}.stack.depth", "missing: a stack needs a depth")
+            depth = self.domain(stack["depth"], f"{path}.stack.depth", "depth")
+            layer = tuple(
+                (key, self.domain(stack.get(key, default), f"{path}.stack.{key}", key))
+                for key, default in spec.layer_params.items()
+            )
+        return FamilySpace(name, domains, depth, layer)
+
+    def domain(self, value, path, param):
+        """One parameter's domain, checked against what that parameter may take."""
+        if isinstance(value, dict):
+            domain = self.searched(value, path, param)
+        elif isinstance(value, list):
+            self.fail(path, f"a list is ambiguous here; write {{choice: {value!r}}}")
+        elif isinstance(value, SCALARS):
+            domain = Fixed(value)
+        else:
+            self.fail(path, f"unsupported value {value!r}")
+        self.check_values(domain, path, param)
+        return self.scaled(domain) if param in SCALED and self.scale != 1 else domain
+
+    def scaled(self, domain):
+        shrink = lambda v: max(1, round(v * self.scale))  # noqa: E731
+        if isinstance(domain, Fixed):
+            return Fixed(shrink(domain.value))
+        if isinstance(domain, Choice):
+            return Choice(tuple(dict.fromkeys(shrink(v) for v in domain.options)))
+        low, high = shrink(domain.low), shrink(domain.high)
+        return IntRange(low, high, domain.log, domain.step if high - low >= domain.step else 1)
+
+    def searched(self, value, path, param):
+        kinds = [k for k in ("int", "float", "choice") if k in value]
+        if len(kinds) != 1:
+            self.fail(path, f"expected exactly one of int, float, choice, got {value!r}")
+        kind = kinds[0]
+        self.mapping(value, path, (kind, "log", "step") if kind != "choice" else ("choice",))
+        if kind == "choice":
+            options = value["choice"]
+            if not isinstance(options, list) or not options:
+                self.fail(f"{path}.choice", f"expected a non-empty list, got {options!r}")
+            for option in options:
+                if not isinstance(option, SCALARS):
+                    self.fail(f"{path}.choice", f"options must be scalars, got {option!r}")
+            return Choice(tuple(options))
+        bounds = value[kind]
+        if not isinstance(bounds, list) or len(bounds) != 2:
+            self.fail(f"{path}.{kind}", f"expected [low, high], got {bounds!r}")
+        cast = int if kind == "int" else float
+        low, high = (self.number(b, f"{path}.{kind}", cast) for b in bounds)
+        log = value.get("log", False)
+        if not isinstance(log, bool):
+            self.fail(f"{path}.log", f"expected true or false, got {log!r}")
+        if low > high:
+            self.fail(f"{path}.{kind}", f"low {low} > high {high}")
+        if log and low <= 0:
+            self.fail(f"{path}.{kind}", f"log scale needs low > 0, got {low}")
+        step = value.get("step")
+        if step is not None:
+            step = self.number(step, f"{path}.step", cast)
+            if step <= 0:
+                self.fail(f"{path}.step", f"must be positive, got {step}")
+            if log:
+                self.fail(f"{path}.step", "cannot be combined with log: true")
+        if kind == "int":
+            return IntRange(low, high, log, step or 1)
+        return FloatRange(low, high, log, step)
+
+    def number(self, value, path, cast):
+        # YAML 1.1 reads `1e-4` as a string; accept it rather than surprise the user.
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                self.fail(path, f"expected a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(path, f"expected a number, got {value!r}")
+        if cast is int and float(value) != int(value):
+            self.fail(path, f"expected an integer, got {value!r}")
+        return cast(value)
+
+    def check_values(self, domain, path, param):
+        if param in CATEGORIES:
+            if not isinstance(domain, (Fixed, Choice)):
+                self.fail(path, f"{domain.describe()} given; expected one of {list(CATEGORIES[param])} or a choice of them")
+            for value in domain.values():
+                if value not in CATEGORIES[param] or (isinstance(value, bool) != isinstance(CATEGORIES[param][0], bool)):
+                    self.fail(path, f"{value!r} is not one of {list(CATEGORIES[param])}")
+        if param in NUMBERS:
+            kind, lowest, highest, exclusive = NUMBERS[param]
+            if kind is int and isinstance(domain, FloatRange):
+                self.fail(path, f"{domain.describe()} given; expected an integer range ({{int: [low, high]}})")
+            values = domain.values() or (domain.low, domain.high)
+            for value in values:
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    self.fail(path, f"expected a number, got {value!r}")
+                if kind is int and float(value) != int(value):
+                    self.fail(path, f"expected an integer, got {value!r}")
+                if value < lowest or (exclusive and value == lowest) or (highest is not None and value > highest):
+                    bound = f"> {lowest}" if exclusive else f">= {lowest}"
+                    bound += f" and <= {highest}" if highest is not None else ""
+                    self.fail(path, f"{value!r} out of range (must be {bound})")

@@ -1,0 +1,147 @@
+"""The study directory: manifest, space copy, Optuna storage, baselines, logs and export.
+
+    DIR/manifest.json   what was asked for: data, split hash, space digest, metric, seeds,
+                        budget, package versions
+    DIR/space.yaml      the space as it was when the study began (resume uses this copy)
+    DIR/study.db        Optuna's SQLite storage (opens in optuna-dashboard as it is)
+    DIR/baselines.json  raw and PCA scored with the same protocol
+    DIR/logs/           one log per extra worker process
+    DIR/export/         the exported best encoder
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from encoderkit.data import load_dataset
+from encoderkit.export import package_versions
+from search.errors import StudyError
+from search.problem import make_problem
+from search.space import load_space
+
+MANIFEST_VERSION = 1
+# Settings that define what a study measures; a resume or re-run must not change them.
+IDENTITY_KEYS = ("data", "target", "seed", "test_size", "metric", "space_digest")
+
+
+@dataclass(frozen=True)
+class Study:
+    directory: Path
+    manifest: dict
+
+    @property
+    def storage_url(self) -> str:
+        return f"sqlite:///{(self.directory / 'study.db').resolve()}"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.directory / "export"
+
+    def space(self):
+        space = load_space(str(self.directory / "space.yaml"), self.manifest.get("scale", 1.0))
+        if space.digest != self.manifest["space_digest"]:
+            raise StudyError(f"{self.directory / 'space.yaml'}: changed since the study began (digest differs)")
+        restricted, _ = space.for_kind(self.manifest["data_kind"])
+        return restricted
+
+    def problem(self):
+        dataset = load_dataset(self.manifest["data"], self.manifest["target"], self.manifest.get("data_dir"))
+        problem = make_problem(
+            dataset,
+            test_size=self.manifest["test_size"],
+            seed=self.manifest["seed"],
+            metric=self.manifest["metric"],
+            folds=self.manifest["folds"],
+            probe=self.manifest["probe"],
+            workers=self.manifest.get("workers", 1),
+        )
+        if problem.split_hash() != self.manifest["split_hash"]:
+            raise StudyError(
+                f"{self.directory}: the data or its split changed since the study began "
+                f"(split hash {problem.split_hash()} != {self.manifest['split_hash']})"
+            )
+        return problem
+
+    def baselines(self) -> dict:
+        path = self.directory / "baselines.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def write_json(self, name: str, value: dict):
+        _atomic_write(self.directory / name, json.dumps(value, indent=2, default=str))
+
+
+def open_study(directory) -> Study:
+    directory = Path(directory)
+    path = directory / "manifest.json"
+    if not path.is_file():
+        raise StudyError(f"{directory}: not a study directory (no manifest.json)")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise StudyError(f"{path}: corrupted manifest ({exc})") from None
+    if manifest.get("manifest_version") != MANIFEST_VERSION:
+        raise StudyError(f"{path}: manifest_version {manifest.get('manifest_version')!r} is not supported")
+    return Study(directory, manifest)
+
+
+def create_or_check(directory, settings: dict, space_path: str, problem, space) -> Study:
+    """A new study directory, or the existing one when it measures the same thing."""
+    directory = Path(directory)
+    identity = {
+        "data": settings["data"],
+        "target": settings["target"],
+        "seed": settings["seed"],
+        "test_size": settings["test_size"],
+        "metric": problem.metric,
+        "space_digest": space.digest,
+    }
+    if (directory / "manifest.json").exists():
+        study = open_study(directory)
+        for key in IDENTITY_KEYS:
+            if study.manifest.get(key) != identity[key]:
+                raise StudyError(
+                    f"{directory}: study was made with {key}={study.manifest.get(key)!r}, "
+                    f"not {identity[key]!r}; use another --study-dir"
+                )
+        return study
+    if directory.exists() and any(directory.iterdir()):
+        raise StudyError(f"{directory}: exists and is not a study directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(space_path, directory / "space.yaml")
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **identity,
+        "space_name": space.name,
+        "space_source": str(space_path),
+        "data_name": problem.dataset.name,
+        "data_kind": problem.dataset.kind,
+        "data_shape": list(problem.dataset.shape),
+        "n_rows": int(len(problem.dataset.y)),
+        "n_search_rows": int(len(problem.search_rows)),
+        "n_test_rows": int(len(problem.test_rows)),
+        "split_hash": problem.split_hash(),
+        "folds": problem.folds,
+        "probe": problem.probe,
+        "trials": settings["trials"],
+        "timeout": settings["timeout"],
+        "backend": settings["backend"],
+        "workers": settings["workers"],
+        "data_dir": settings["data_dir"],
+        "scale": settings["scale"],
+        "packages": package_versions(),
+    }
+    study = Study(directory, manifest)
+    study.write_json("manifest.json", manifest)
+    return study
+
+
+def _atomic_write(path: Path, text: str):
+    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    staging.write_text(text)
+    os.replace(staging, path)

@@ -1,0 +1,93 @@
+"""The small suggest interface a space samples through, and its adapters.
+
+`sample(space, suggest)` walks the space define-by-run; each adapter maps the three calls to a
+tuner: an Optuna trial, or a fixed dict of stored values (replay and export, like Optuna's
+`FixedTrial`), so a replayed trial builds exactly the model that was scored."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from search.errors import StudyError
+
+
+class Suggest(Protocol):
+    def int(self, name: str, low: int, high: int, *, log: bool = False, step: int = 1) -> int: ...
+
+    def float(self, name: str, low: float, high: float, *, log: bool = False, step: float | None = None) -> float: ...
+
+    def choice(self, name: str, options: tuple) -> Any: ...
+
+
+class OptunaSuggest:
+    def __init__(self, trial):
+        self.trial = trial
+
+    def int(self, name, low, high, *, log=False, step=1):
+        return self.trial.suggest_int(name, low, high, log=log, step=step)
+
+    def float(self, name, low, high, *, log=False, step=None):
+        return self.trial.suggest_float(name, low, high, log=log, step=step)
+
+    def choice(self, name, options):
+        return self.trial.suggest_categorical(name, list(options))
+
+
+class FixedSuggest:
+    """Answers every call from a dict of stored parameter values."""
+
+    def __init__(self, params: dict):
+        self.params = dict(params)
+
+    def _get(self, name):
+        if name not in self.params:
+            raise StudyError(f"stored trial has no value for parameter {name!r}")
+        return self.params[name]
+
+    def int(self, name, low, high, *, log=False, step=1):
+        return int(self._get(name))
+
+    def float(self, name, low, high, *, log=False, step=None):
+        return float(self._get(name))
+
+    def choice(self, name, options):
+        return self._get(name)
+
+
+def sample(space, suggest: Suggest) -> dict:
+    """One candidate: the family, its parameters and the training settings, as plain values."""
+    if len(space.families) == 1:
+        family = space.families[0]
+    else:
+        name = suggest.choice("family", space.family_names)
+        family = next(f for f in space.families if f.name == name)
+    params = {key: domain.sample(suggest, f"{family.name}.{key}") for key, domain in family.params}
+    if family.depth is not None:
+        depth = family.depth.sample(suggest, f"{family.name}.depth")
+        params["layers"] = [
+            {key: domain.sample(suggest, f"{family.name}.layer_{i}.{key}") for key, domain in family.layer_params}
+            for i in range(depth)
+        ]
+    return {
+        "family": family.name,
+        "code_size": space.code_size.sample(suggest, "code_size"),
+        "include_input": space.include_input.sample(suggest, "include_input"),
+        "scaling": space.scaling.sample(suggest, "scaling"),
+        "training": {key: domain.sample(suggest, f"training.{key}") for key, domain in space.training},
+        "family_params": params,
+    }
+
+
+def transformer_params(candidate: dict, seed: int, input_shape=None) -> dict:
+    """Keyword arguments of `AutoencoderTransformer` for a sampled candidate on data whose
+    samples have `input_shape`."""
+    return {
+        "input_shape": None if input_shape is None else tuple(input_shape),
+        "family": candidate["family"],
+        "code_size": candidate["code_size"],
+        "family_params": candidate["family_params"],
+        "include_input": candidate["include_input"],
+        "scaling": candidate["scaling"],
+        **candidate["training"],
+        "random_state": seed,
+    }

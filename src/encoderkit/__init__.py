@@ -1,0 +1,20 @@
+"""encoderkit: autoencoder families as fitted scikit-learn transformers.
+
+    from encoderkit import load_encoder
+    codes = load_encoder("study/export").transform(X)
+
+Importing encoderkit does not import TensorFlow; fitting or loading a model does."""
+
+from encoderkit.errors import DataError, EncoderkitError, ExportError, TrainingError
+from encoderkit.export import load_encoder
+from encoderkit.transformer import AutoencoderTransformer
+
+__version__ = "0.1.0"
+__all__ = [
+    "AutoencoderTransformer",
+    "DataError",
+    "EncoderkitError",
+    "ExportError",
+    "TrainingError",
+    "load_encoder",
+]

@@ -1,0 +1,252 @@
+"""Datasets with a data kind: sklearn's embedded digits, Fashion-MNIST (Debian's
+`dataset-fashion-mnist`), the article's synthetic insurance data, and CSV/NPY/NPZ files.
+
+Every loader returns a `Dataset` with 2-D float features (images and sequences flattened
+row-major, their per-sample shape kept in `shape`) and 1-D labels. Anything unusable raises
+`DataError` with the file, column and value named.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from encoderkit.errors import DataError
+
+KINDS = ("tabular", "image", "sequence")
+BUILTIN = {"digits": (), "fashion-mnist": ("n", "seed"), "insurance": ("n", "seed")}  # name -> options
+FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    name: str
+    X: np.ndarray
+    y: np.ndarray
+    kind: str
+    shape: tuple  # shape of one sample before flattening
+    feature_names: tuple | None = None
+    test_rows: np.ndarray | None = None  # a predefined test part (e.g. Fashion-MNIST's 10k)
+    handcrafted: str | None = None  # name of a handcrafted-features baseline, if one is defined
+
+
+def load_dataset(data: str = "digits", target: str | None = None, data_dir: str | None = None) -> Dataset:
+    """Loads a built-in dataset by name, or a .csv/.npy/.npz file by path.
+
+    Built-ins take options after a colon: `insurance:n=1000,seed=3`."""
+    name, _, options = data.partition(":")
+    if name in BUILTIN:
+        builtin = {"digits": _digits, "fashion-mnist": _fashion_mnist, "insurance": _insurance}[name]
+        return builtin(data_dir=data_dir, **_options(data, options, BUILTIN[name]))
+    path = Path(data)
+    loaders = {".csv": _csv, ".npy": _npy, ".npz": _npz}
+    if path.suffix.lower() not in loaders:
+        raise DataError(
+            f"{data}: not a built-in dataset ({', '.join(BUILTIN)}) "
+            "nor a .csv, .npy or .npz file"
+        )
+    if not path.is_file():
+        raise DataError(f"{data}: no such file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{data}: file is empty")
+    dataset = loaders[path.suffix.lower()](path, target)
+    _check_finite(dataset, path)
+    return dataset
+
+
+def _options(data, text, known) -> dict:
+    options = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        if key.strip() not in known:
+            raise DataError(f"{data}: unknown option {key.strip()!r} (known: {', '.join(known) or 'none'})")
+        if not value.lstrip("-").isdigit():
+            raise DataError(f"{data}: option {item!r} must look like name=INTEGER")
+        options[key.strip()] = int(value)
+    return options
+
+
+def _digits(data_dir=None) -> Dataset:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return Dataset("digits", bunch.data.astype(np.float64), bunch.target, "image", (8, 8, 1))
+
+
+def _fashion_mnist(data_dir=None, n=None, seed=0) -> Dataset:
+    """The 60k training images then the 10k test images (kept as the test part), as float32
+    pixels 0-255; reads the gzipped IDX files of Debian's dataset-fashion-mnist.
+    `n` keeps a stratified, seeded subsample of the training images (for CPU budgets); the
+    test part stays the official 10k."""
+    folders = [Path(data_dir)] if data_dir else [Path(p) for p in FASHION_MNIST_DIRS]
+    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    folder = next((f for f in folders if all(_idx_path(f, n) for n in names)), None)
+    if folder is None:
+        raise DataError(
+            f"fashion-mnist: IDX files not found in {', '.join(map(str, folders))} "
+            "(install the Debian package dataset-fashion-mnist, or pass --data-dir)"
+        )
+    train_x, train_y, test_x, test_y = (_read_idx(_idx_path(folder, name)) for name in names)
+    if n is not None and n < len(train_y):
+        from sklearn.model_selection import train_test_split
+
+        if n < 10 * len(np.unique(train_y)):
+            raise DataError(f"fashion-mnist: n={n} is too small (at least 10 images per class)")
+        keep, _ = train_test_split(np.arange(len(train_y)), train_size=n, stratify=train_y, random_state=seed)
+        train_x, train_y = train_x[np.sort(keep)], train_y[np.sort(keep)]
+    X = np.concatenate([train_x, test_x]).reshape(-1, 28 * 28).astype(np.float32)
+    y = np.concatenate([train_y, test_y]).astype(np.int64)
+    name = "fashion-mnist" if n is None else f"fashion-mnist-n{len(train_y)}-s{seed}"
+    return Dataset(name, X, y, "image", (28, 28, 1), test_rows=np.arange(len(train_y), len(y)))
+
+
+def _idx_path(folder: Path, name: str):
+    return next((p for p in (folder / name, folder / f"{name}.gz") if p.is_file()), None)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """IDX format: magic (2 zero bytes, dtype code, ndim), big-endian dims, then the data."""
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        raw = handle.read()
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08:
+        raise DataError(f"{path}: not an unsigned-byte IDX file")
+    ndim = raw[3]
+    dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4)
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise DataError(f"{path}: truncated ({data.size} values, header says {int(np.prod(dims))})")
+    return data.reshape(tuple(int(d) for d in dims))
+
+
+# The article's synthetic insurance data: per class (0, 1) the chance of a payment in a period,
+# and the means of the payment, insured value and premium (exponential).
+INSURANCE = {"positive_rate": 0.25, "p_payment": (0.25, 0.5), "payment": 10.0, "value": (100.0, 200.0), "premium": (20.0, 40.0)}
+INSURANCE_PERIODS = 4
+
+
+def _insurance(data_dir=None, n=1000, seed=0) -> Dataset:
+    """N policies over 4 periods, columns period-major [payment, insured value, premium] x 4,
+    a 4 x 3 sequence. The label comes first, Bernoulli(0.25); each period is drawn
+    independently given the class."""
+    if n < 20:
+        raise DataError(f"insurance: n={n} is too small (at least 20)")
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < INSURANCE["positive_rate"]).astype(np.int64)
+    X = np.empty((n, INSURANCE_PERIODS, 3))
+    p_pay = np.where(y == 1, INSURANCE["p_payment"][1], INSURANCE["p_payment"][0])
+    for t in range(INSURANCE_PERIODS):
+        X[:, t, 0] = (rng.random(n) < p_pay) * rng.exponential(INSURANCE["payment"], n)
+        X[:, t, 1] = rng.exponential(np.where(y == 1, INSURANCE["value"][1], INSURANCE["value"][0]))
+        X[:, t, 2] = rng.exponential(np.where(y == 1, INSURANCE["premium"][1], INSURANCE["premium"][0]))
+    return Dataset(f"insurance-n{n}-s{seed}", X.reshape(n, -1), y, "sequence", (INSURANCE_PERIODS, 3), handcrafted="insurance")
+
+
+def insurance_log_odds(X) -> np.ndarray:
+    """The Bayes-optimal score of the generator: log p(x | 1) - log p(x | 0). Its AUROC is the
+    best any method can reach on this data."""
+    X = np.asarray(X, dtype=np.float64).reshape(len(X), INSURANCE_PERIODS, 3)
+    log_odds = np.zeros(len(X))
+    for cls, sign in ((1, 1.0), (0, -1.0)):
+        p, mean_pay = INSURANCE["p_payment"][cls], INSURANCE["payment"]
+        paid = X[:, :, 0] > 0
+        pay = np.where(paid, np.log(p) - np.log(mean_pay) - X[:, :, 0] / mean_pay, np.log1p(-p))
+        value = -np.log(INSURANCE["value"][cls]) - X[:, :, 1] / INSURANCE["value"][cls]
+        premium = -np.log(INSURANCE["premium"][cls]) - X[:, :, 2] / INSURANCE["premium"][cls]
+        log_odds += sign * (pay + value + premium).sum(axis=1)
+    return log_odds + np.log(INSURANCE["positive_rate"] / (1 - INSURANCE["positive_rate"]))
+
+
+def _csv(path: Path, target: str | None) -> Dataset:
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot be read as CSV ({_first_line(exc)})") from None
+    target = target or "target"
+    if target not in frame.columns:
+        raise DataError(
+            f"{path}: no target column {target!r} (columns: {', '.join(map(str, frame.columns[:20]))})"
+        )
+    y = frame.pop(target).to_numpy()
+    for column in frame.columns:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = values.isna() & frame[column].notna()
+        if bad.any():
+            row = int(np.argmax(bad.to_numpy()))
+            raise DataError(
+                f"{path}: column {column!r} is not numeric "
+                f"(row {row + 2} has {frame[column].iloc[row]!r})"
+            )
+    X = frame.to_numpy(dtype=np.float64)
+    return _checked(Dataset(path.stem, X, y, "tabular", (X.shape[1],), tuple(map(str, frame.columns))), path)
+
+
+def _npy(path: Path, target: str | None) -> Dataset:
+    array = _load_numpy(path)
+    if array.ndim != 2 or array.shape[1] < 2:
+        raise DataError(f"{path}: expected a 2-D array with a label column, got shape {array.shape}")
+    try:
+        column = int(target) if target is not None else array.shape[1] - 1
+        y = array[:, column]
+    except (ValueError, IndexError):
+        raise DataError(
+            f"{path}: target {target!r} is not a column index of an array with {array.shape[1]} columns"
+        ) from None
+    X = _numeric(np.delete(array, column, axis=1), path, "features")
+    return _checked(Dataset(path.stem, X, y, "tabular", (X.shape[1],)), path)
+
+
+def _npz(path: Path, target: str | None) -> Dataset:
+    archive = _load_numpy(path)
+    target = target or "y"
+    features = next((k for k in ("X", "x", "data") if k in archive.files), None)
+    if features is None or target not in archive.files:
+        missing = "features array 'X'" if features is None else f"label array {target!r}"
+        raise DataError(f"{path}: no {missing} (arrays: {', '.join(archive.files)})")
+    X, y = archive[features], archive[target]
+    if X.ndim < 2:
+        raise DataError(f"{path}: {features!r} must have one row per sample, got shape {X.shape}")
+    shape = tuple(X.shape[1:])
+    kind = {1: "tabular", 2: "sequence", 3: "image"}.get(len(shape), "tabular")
+    X = _numeric(X.reshape(len(X), -1), path, features)
+    return _checked(Dataset(path.stem, X, np.ravel(y), kind, shape), path)
+
+
+def _load_numpy(path):
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{path}: cannot be read as NumPy data ({_first_line(exc)})") from None
+
+
+def _numeric(array, path, what):
+    try:
+        return np.asarray(array, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: {what} are not numeric (dtype {array.dtype})") from None
+
+
+def _checked(dataset: Dataset, path: Path) -> Dataset:
+    if len(dataset.X) != len(dataset.y):
+        raise DataError(f"{path}: {len(dataset.X)} feature rows but {len(dataset.y)} labels")
+    if len(dataset.X) == 0 or dataset.X.shape[1] == 0:
+        raise DataError(f"{path}: no rows or no feature columns")
+    return dataset
+
+
+def _check_finite(dataset: Dataset, path: Path):
+    bad = ~np.isfinite(dataset.X)
+    if bad.any():
+        row, col = map(int, np.argwhere(bad)[0])
+        name = dataset.feature_names[col] if dataset.feature_names else f"column {col}"
+        raise DataError(f"{path}: {name!r} has {dataset.X[row, col]} in row {row} (NaN/inf not allowed)")
+
+
+def _first_line(exc) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

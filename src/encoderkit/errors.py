@@ -1,0 +1,17 @@
+"""One exception root for the library, so callers can catch every user-facing error at once."""
+
+
+class EncoderkitError(Exception):
+    """Root of every error encoderkit raises on purpose."""
+
+
+class DataError(EncoderkitError, ValueError):
+    """A dataset, file or array cannot be used; the message names the file/column/value."""
+
+
+class ExportError(EncoderkitError, ValueError):
+    """An export directory is missing, corrupted or incompatible."""
+
+
+class TrainingError(EncoderkitError, RuntimeError):
+    """Training diverged (NaN loss) or the family cannot take the input."""

@@ -1,0 +1,102 @@
+"""Registry of autoencoder families.
+
+Each family is described here by plain metadata (no TensorFlow import), so the search space
+validator and the CLI can check names and parameters cheaply. The builder module is imported
+only when a model is actually built.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+ACTIVATIONS = ("relu", "elu", "selu", "softplus", "sigmoid", "tanh", "linear")
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+NOISE_TYPES = ("gaussian", "masking")
+CELLS = ("lstm", "gru", "simple_rnn")
+
+# Parameters every layer of a dense stack takes, and their defaults.
+DENSE_LAYER_PARAMS = {"units": 64, "activation": "relu"}
+DENSE_PARAMS = {
+    "layers": [dict(DENSE_LAYER_PARAMS)],
+    "batch_norm": False,
+    "dropout": 0.0,
+    "l2": 0.0,
+    "code_activation": "linear",
+}
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """What the search and the transformer need to know about one family."""
+
+    name: str
+    module: str  # module under encoderkit.families holding `build`
+    data_kinds: tuple[str, ...]
+    params: dict  # parameter name -> default (the "layers" entry is the stack)
+    layer_params: dict  # per-layer parameter name -> default
+
+    def builder(self):
+        return importlib.import_module(f"encoderkit.families.{self.module}").build
+
+    def resolve(self, params: dict | None) -> dict:
+        """Defaults filled in; unknown names rejected with the family named."""
+        params = dict(params or {})
+        unknown = sorted(set(params) - set(self.params))
+        if unknown:
+            raise ValueError(
+                f"family {self.name!r} has no parameter {unknown[0]!r} "
+                f"(known: {', '.join(sorted(self.params))})"
+            )
+        resolved = {**self.params, **params}
+        resolved["layers"] = [{**self.layer_params, **layer} for layer in resolved["layers"]]
+        return resolved
+
+
+CONV_LAYER_PARAMS = {"filters": 16, "kernel_size": 3, "activation": "relu", "pool": True}
+RECURRENT_LAYER_PARAMS = {"units": 32, "activation": "tanh"}
+STRUCTURED_PARAMS = {k: v for k, v in DENSE_PARAMS.items() if k != "layers"}
+
+_ALL_KINDS = ("tabular", "image", "sequence")  # dense families flatten whatever they get
+_ORDERED = ("image", "sequence")  # images are read row by row as sequences
+
+FAMILIES: dict[str, FamilySpec] = {
+    spec.name: spec
+    for spec in (
+        FamilySpec("dense", "dense", _ALL_KINDS, DENSE_PARAMS, DENSE_LAYER_PARAMS),
+        FamilySpec(
+            "denoising",
+            "dense",
+            _ALL_KINDS,
+            {**DENSE_PARAMS, "noise": 0.2, "noise_type": "gaussian"},
+            DENSE_LAYER_PARAMS,
+        ),
+        FamilySpec("sparse", "dense", _ALL_KINDS, {**DENSE_PARAMS, "l1": 1e-4}, DENSE_LAYER_PARAMS),
+        FamilySpec(
+            "vae", "variational", _ALL_KINDS, {**DENSE_PARAMS, "beta": 1.0}, DENSE_LAYER_PARAMS
+        ),
+        FamilySpec(
+            "conv1d", "conv", _ORDERED, {**STRUCTURED_PARAMS, "layers": [dict(CONV_LAYER_PARAMS)]}, CONV_LAYER_PARAMS
+        ),
+        FamilySpec(
+            "conv2d", "conv", ("image", "sequence"), {**STRUCTURED_PARAMS, "layers": [dict(CONV_LAYER_PARAMS)]}, CONV_LAYER_PARAMS
+        ),
+        FamilySpec(
+            "seq2seq",
+            "recurrent",
+            _ORDERED,
+            {**STRUCTURED_PARAMS, "layers": [dict(RECURRENT_LAYER_PARAMS)], "cell": "lstm"},
+            RECURRENT_LAYER_PARAMS,
+        ),
+    )
+}
+
+
+
+def get_family(name: str) -> FamilySpec:
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown family {name!r} (known: {', '.join(sorted(FAMILIES))})"
+        ) from None

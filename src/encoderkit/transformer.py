@@ -1,0 +1,201 @@
+"""`AutoencoderTransformer`: any registered autoencoder family as a scikit-learn transformer.
+
+Follows sklearn's estimator contract: `__init__` only stores its arguments, `fit` validates,
+builds and trains the Keras model and sets attributes ending in `_`, `transform` returns the
+codes. A fitted transformer pickles (Keras 3 models implement `__reduce__`), clones and refits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
+
+from encoderkit.errors import TrainingError
+from encoderkit.families import OPTIMIZERS, get_family
+
+SCALINGS = {"minmax": MinMaxScaler, "standard": StandardScaler}
+# The decoder's last activation must be able to reach the scaled input range.
+OUTPUT_ACTIVATION = {"minmax": "sigmoid", "standard": "linear"}
+MIN_ROWS_FOR_VALIDATION = 20
+
+
+class AutoencoderTransformer(TransformerMixin, BaseEstimator):
+    """Learns an autoencoder on X (unsupervised) and transforms X into its codes.
+
+    Parameters
+    ----------
+    family : str
+        A registered family: dense, denoising, sparse, vae.
+    code_size : int
+        Width of the code (the transformer's output, plus the inputs if `include_input`).
+    family_params : dict or None
+        The family's parameters, e.g. ``{"layers": [{"units": 128, "activation": "relu"}],
+        "dropout": 0.1}``; missing ones take the family's defaults.
+    epochs, batch_size, learning_rate, optimizer
+        Training settings. Training stops early when the reconstruction loss on a held-out
+        `validation_fraction` of the rows has not improved for `patience` epochs, and the best
+        weights are kept.
+    input_shape : tuple or None
+        Shape of one sample before flattening, e.g. ``(28, 28, 1)`` for images or ``(T, F)``
+        for sequences; X stays 2-D (n_samples, prod(input_shape)) and the model reshapes
+        inside, so the export needs nothing else. None means flat tabular rows.
+    scaling : {"minmax", "standard"}
+        Input scaling learned in `fit` (the decoder's output activation follows it).
+    include_input : bool
+        Output the scaled inputs next to the code (a FeatureUnion of input and code).
+    random_state : int, RandomState or None
+        Seeds weights, noise and shuffling; an int makes `fit` repeatable on CPU.
+    verbose : int
+        Keras' verbosity during fit.
+    """
+
+    def __init__(
+        self,
+        family="dense",
+        code_size=32,
+        family_params=None,
+        epochs=30,
+        batch_size=64,
+        learning_rate=1e-3,
+        optimizer="adam",
+        input_shape=None,
+        scaling="minmax",
+        include_input=False,
+        validation_fraction=0.1,
+        patience=5,
+        random_state=None,
+        verbose=0,
+    ):
+        self.family = family
+        self.code_size = code_size
+        self.family_params = family_params
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.optimizer = optimizer
+        self.input_shape = input_shape
+        self.scaling = scaling
+        self.include_input = include_input
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, X, y=None, callbacks=None):
+        """Trains the autoencoder on X; y is ignored. `callbacks` are extra Keras callbacks
+        (the search uses one to score the code at checkpoints while training)."""
+        import keras
+
+        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        self._check_settings()
+        shape = self._sample_shape(X.shape[1])
+        params = get_family(self.family).resolve(self.family_params)
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(0, 2**31 - 1))
+        keras.utils.set_random_seed(seed)
+
+        self.scaler_ = SCALINGS[self.scaling]().fit(X)
+        Xs = self.scaler_.transform(X).astype("float32")
+        train, valid = _split_validation(Xs, self.validation_fraction, rng)
+
+        autoencoder, encoder = get_family(self.family).builder()(
+            self.family,
+            params,
+            input_shape=shape,
+            code_size=int(self.code_size),
+            seed=seed,
+            output_activation=OUTPUT_ACTIVATION[self.scaling],
+        )
+        autoencoder.compile(optimizer=self._make_optimizer(keras), loss="mse")
+        self.autoencoder_, self.encoder_ = autoencoder, encoder
+        self.n_features_out_ = int(self.code_size) + (X.shape[1] if self.include_input else 0)
+
+        monitor = "val_loss" if valid is not None else "loss"
+        history = autoencoder.fit(
+            train,
+            train,
+            validation_data=None if valid is None else (valid, valid),
+            epochs=int(self.epochs),
+            batch_size=min(int(self.batch_size), len(train)),
+            shuffle=True,
+            verbose=self.verbose,
+            callbacks=[
+                keras.callbacks.TerminateOnNaN(),
+                keras.callbacks.EarlyStopping(
+                    monitor=monitor, patience=int(self.patience), restore_best_weights=True
+                ),
+                *(callbacks or []),
+            ],
+        )
+        self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        losses = self.history_.get("loss", [])
+        if not losses or not np.all(np.isfinite(losses)):
+            raise TrainingError(f"loss became NaN or infinite at epoch {len(losses)}")
+        return self
+
+    def transform(self, X):
+        """Returns the codes of X (with the scaled inputs first if `include_input`)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        Xs = self.scaler_.transform(X).astype("float32")
+        codes = _encode(self.encoder_, Xs)
+        if self.include_input:
+            codes = np.hstack([Xs.astype(np.float64), codes])
+        return codes
+
+    def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self)
+        codes = [f"code{i}" for i in range(int(self.code_size))]
+        if not self.include_input:
+            _check_feature_names_in(self, input_features, generate_names=False)
+            return np.asarray(codes, dtype=object)
+        inputs = _check_feature_names_in(self, input_features)
+        return np.asarray([*inputs, *codes], dtype=object)
+
+    def _check_settings(self):
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"scaling={self.scaling!r} is not one of {sorted(SCALINGS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={self.optimizer!r} is not one of {list(OPTIMIZERS)}")
+        for name in ("code_size", "epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be at least 1")
+
+    def _sample_shape(self, n_features):
+        if self.input_shape is None:
+            return (n_features,)
+        shape = tuple(int(s) for s in self.input_shape)
+        if int(np.prod(shape)) != n_features:
+            raise ValueError(f"input_shape={shape} holds {int(np.prod(shape))} values but X has {n_features} features")
+        return shape
+
+    def _make_optimizer(self, keras):
+        lr = float(self.learning_rate)
+        if self.optimizer == "sgd":
+            return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
+        return {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}[
+            self.optimizer
+        ](lr)
+
+
+def _encode(encoder, X, chunk=4096):
+    """Calls the encoder directly in chunks: for the small models searched here this is about
+    ten times faster than `Model.predict`, whose per-call set-up dominates."""
+    from keras import ops
+
+    if len(X) == 0:
+        return np.zeros((0, encoder.output_shape[-1]))
+    parts = [ops.convert_to_numpy(encoder(X[i : i + chunk], training=False)) for i in range(0, len(X), chunk)]
+    return np.concatenate(parts).reshape(len(X), -1).astype(np.float64)
+
+
+def _split_validation(X, fraction, rng):
+    """Holds out a random slice for early stopping; too few rows -> no slice."""
+    n_valid = int(round(len(X) * float(fraction)))
+    if len(X) < MIN_ROWS_FOR_VALIDATION or n_valid < 1:
+        return X, None
+    order = rng.permutation(len(X))
+    return X[order[n_valid:]], X[order[:n_valid]]

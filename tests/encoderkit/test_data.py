@@ -1,0 +1,248 @@
+"""Dataset loading: the built-in digits and CSV/NPY/NPZ files, and the errors for bad files."""
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from encoderkit.data import load_dataset
+from encoderkit.errors import DataError
+
+
+def test_digits_is_an_image_dataset_flattened():
+    data = load_dataset("digits")
+    assert data.kind == "image"
+    assert data.shape == (8, 8, 1)
+    assert data.X.shape == (1797, 64)
+    assert data.X.dtype == np.float64
+    assert data.y.shape == (1797,)
+    assert set(np.unique(data.y)) == set(range(10))
+
+
+def test_csv_with_a_target_column(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=30), "b": rng.integers(0, 5, 30), "target": rng.integers(0, 2, 30)})
+    path = tmp_path / "table.csv"
+    frame.to_csv(path, index=False)
+    data = load_dataset(str(path))
+    assert data.kind == "tabular"
+    assert data.name == "table"
+    assert data.shape == (2,)
+    assert data.feature_names == ("a", "b")
+    np.testing.assert_allclose(data.X, frame[["a", "b"]].to_numpy(dtype=float))
+    np.testing.assert_array_equal(data.y, frame["target"].to_numpy())
+
+
+def test_csv_with_a_named_target(tmp_path):
+    frame = pd.DataFrame({"label": ["x", "y", "x", "y"], "f1": [1.0, 2.0, 3.0, 4.0], "target": [9, 8, 7, 6]})
+    path = tmp_path / "named.csv"
+    frame.to_csv(path, index=False)
+    data = load_dataset(str(path), target="label")
+    assert list(data.y) == ["x", "y", "x", "y"]
+    # the default target name is an ordinary feature when another target is chosen
+    assert data.feature_names == ("f1", "target")
+    np.testing.assert_array_equal(data.X, [[1, 9], [2, 8], [3, 7], [4, 6]])
+
+
+def test_npy_label_in_the_last_column(tmp_path):
+    array = np.column_stack([np.arange(10.0), np.arange(10.0) * 2, np.arange(10) % 2])
+    path = tmp_path / "arr.npy"
+    np.save(path, array)
+    data = load_dataset(str(path))
+    assert data.kind == "tabular" and data.shape == (2,)
+    np.testing.assert_array_equal(data.X, array[:, :2])
+    np.testing.assert_array_equal(data.y, array[:, 2])
+
+
+def test_npy_label_at_an_explicit_column(tmp_path):
+    array = np.column_stack([np.arange(10) % 3, np.arange(10.0), np.arange(10.0) + 100])
+    path = tmp_path / "arr.npy"
+    np.save(path, array)
+    data = load_dataset(str(path), target="0")
+    np.testing.assert_array_equal(data.y, array[:, 0])
+    np.testing.assert_array_equal(data.X, array[:, 1:])
+
+
+def test_npz_sequences_are_flattened_row_major(tmp_path):
+    X = np.arange(6 * 4 * 3, dtype=float).reshape(6, 4, 3)
+    y = np.array([0, 1, 0, 1, 0, 1])
+    path = tmp_path / "seq.npz"
+    np.savez(path, X=X, y=y)
+    data = load_dataset(str(path))
+    assert data.kind == "sequence"
+    assert data.shape == (4, 3)
+    assert data.X.shape == (6, 12)
+    np.testing.assert_array_equal(data.X, X.reshape(6, 12))
+    np.testing.assert_array_equal(data.y, y)
+
+
+def test_npz_images_keep_their_shape(tmp_path):
+    path = tmp_path / "img.npz"
+    np.savez(path, X=np.zeros((3, 2, 2, 1)), labels=np.array([[0], [1], [2]]))
+    data = load_dataset(str(path), target="labels")
+    assert data.kind == "image" and data.shape == (2, 2, 1)
+    assert data.X.shape == (3, 4)
+    assert data.y.shape == (3,)
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+def _write_csv(text):
+    def write(path):
+        path.write_text(text)
+    return write
+
+
+def _write_npz(**arrays):
+    def write(path):
+        np.savez(path, **arrays)
+    return write
+
+
+def _write_npy(array):
+    def write(path):
+        np.save(path, array)
+    return write
+
+
+def _nothing(path):
+    pass
+
+
+def _empty(path):
+    path.write_bytes(b"")
+
+
+BAD_FILES = [
+    ("missing.csv", _nothing, None, ["no such file"]),
+    ("empty.csv", _empty, None, ["file is empty"]),
+    ("empty.npz", _empty, None, ["file is empty"]),
+    ("data.txt", _write_csv("a,target\n1,0\n"), None, [".csv", ".npy", ".npz"]),
+    ("data.csv", _write_csv("alpha,beta\n1,0\n2,1\n"), None, ["'target'", "alpha", "beta"]),
+    ("data.csv", _write_csv("alpha,target\n1,0\n2,1\n"), "label", ["'label'", "alpha", "target"]),
+    ("data.csv", _write_csv("a,b,target\n1,2,0\n2,oops,1\n"), None, ["'b'", "not numeric", "'oops'"]),
+    ("data.csv", _write_csv("a,b,target\n1,,0\n2,3,1\n"), None, ["'b'", "nan"]),
+    ("data.csv", _write_csv("a,b,target\n1,2,0\n-inf,3,1\n"), None, ["'a'", "inf"]),
+    ("data.npy", _write_npy(np.array([[1.0, np.nan, 0], [1, 2, 1]])), None, ["column 1", "nan"]),
+    ("data.npz", _write_npz(X=np.array([[1.0, np.inf], [1, 2]]), y=np.array([0, 1])), None, ["column 1", "inf"]),
+    ("data.npz", _write_npz(A=np.zeros((3, 2)), y=np.zeros(3)), None, ["no features array 'X'", "A, y"]),
+    ("data.npz", _write_npz(X=np.zeros((3, 2))), None, ["label array 'y'"]),
+    ("data.npz", _write_npz(X=np.zeros((5, 2)), y=np.zeros(4)), None, ["5 feature rows", "4 labels"]),
+    ("data.npz", _write_npz(X=np.zeros(5), y=np.zeros(5)), None, ["shape (5,)"]),
+    ("data.npy", _write_npy(np.arange(5.0)), None, ["2-D", "(5,)"]),
+    ("data.npy", _write_npy(np.zeros((4, 3))), "7", ["'7'", "3 columns"]),
+    ("data.npy", _write_npy(np.zeros((4, 3))), "last", ["'last'"]),
+    ("data.npy", _write_csv("not numpy at all"), None, ["cannot be read as NumPy"]),
+]
+
+
+@pytest.mark.parametrize(
+    "name, write, target, expected",
+    BAD_FILES,
+    ids=[
+        "missing", "empty-csv", "empty-npz", "unknown-extension", "no-target-column",
+        "no-named-target", "non-numeric", "nan-csv", "inf-csv", "nan-npy", "inf-npz",
+        "npz-without-X", "npz-without-y", "npz-count-mismatch", "npz-1d-X", "npy-1d",
+        "npy-target-out-of-range", "npy-target-not-int", "npy-garbage",
+    ],
+)
+def test_bad_files_raise_data_error_naming_the_file(tmp_path, name, write, target, expected):
+    path = tmp_path / name
+    write(path)
+    with pytest.raises(DataError) as info:
+        load_dataset(str(path), target=target)
+    message = str(info.value)
+    assert str(path) in message, message
+    for part in expected:
+        assert part in message, message
+
+
+def test_data_error_is_a_value_error():
+    with pytest.raises(ValueError, match="not a built-in dataset"):
+        load_dataset("mnist")
+
+
+# --- built-in generated and packaged datasets ---------------------------------------------
+
+def _write_idx(path, array):
+    import gzip
+    import struct
+
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_reads_idx_files_and_keeps_the_official_test_part(tmp_path):
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 30), ("t10k", 10)):
+        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
+    dataset = load_dataset("fashion-mnist", data_dir=str(tmp_path))
+    assert dataset.X.shape == (40, 784) and dataset.kind == "image" and dataset.shape == (28, 28, 1)
+    assert list(dataset.test_rows) == list(range(30, 40))
+    with pytest.raises(DataError, match="n=20 is too small"):
+        load_dataset("fashion-mnist:n=20", data_dir=str(tmp_path))
+    with pytest.raises(DataError, match="unknown option 'size'"):
+        load_dataset("fashion-mnist:size=20", data_dir=str(tmp_path))
+
+
+def test_fashion_mnist_missing_files_name_the_folder_and_the_package(tmp_path):
+    with pytest.raises(DataError, match=f"{tmp_path}.*dataset-fashion-mnist"):
+        load_dataset("fashion-mnist", data_dir=str(tmp_path))
+
+
+def test_truncated_idx_file_is_refused(tmp_path):
+    import gzip
+
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        with gzip.open(tmp_path / f"{name}.gz", "wb") as handle:
+            handle.write(bytes([0, 0, 8, 1, 0, 0, 0, 9]) + b"\x01\x02")
+    with pytest.raises(DataError, match="truncated"):
+        load_dataset("fashion-mnist", data_dir=str(tmp_path))
+
+
+def test_insurance_generator_matches_the_article():
+    dataset = load_dataset("insurance:n=20000,seed=1")
+    X = dataset.X.reshape(-1, 4, 3)
+    assert dataset.kind == "sequence" and dataset.shape == (4, 3) and dataset.handcrafted == "insurance"
+    assert abs(dataset.y.mean() - 0.25) < 0.02
+    for cls, (p_pay, value, premium) in {0: (0.25, 100, 20), 1: (0.5, 200, 40)}.items():
+        rows = X[dataset.y == cls]
+        assert abs((rows[:, :, 0] > 0).mean() - p_pay) < 0.02
+        assert abs(rows[:, :, 0][rows[:, :, 0] > 0].mean() - 10) < 0.6
+        assert abs(rows[:, :, 1].mean() / value - 1) < 0.05
+        assert abs(rows[:, :, 2].mean() / premium - 1) < 0.05
+    np.testing.assert_array_equal(load_dataset("insurance:n=50,seed=1").X, load_dataset("insurance:n=50,seed=1").X)
+
+
+def test_insurance_bayes_optimal_auroc_is_about_094():
+    from sklearn.metrics import roc_auc_score
+
+    from encoderkit.data import insurance_log_odds
+
+    dataset = load_dataset("insurance:n=200000,seed=0")
+    assert abs(roc_auc_score(dataset.y, insurance_log_odds(dataset.X)) - 0.9389) < 0.005
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [("insurance:n=ten", "must look like name=INTEGER"), ("insurance:n=5", "too small"),
+     ("insurance:rows=5", "unknown option 'rows' (known: n, seed)"), ("digits:n=5", "unknown option 'n'")],
+)
+def test_bad_builtin_options_are_named(spec, message):
+    with pytest.raises(DataError, match=re.escape(message)):
+        load_dataset(spec)
+
+
+@pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Debian's dataset-fashion-mnist is not installed (make setup installs it)")
+def test_real_fashion_mnist_from_the_debian_package():
+    dataset = load_dataset("fashion-mnist")
+    assert dataset.X.shape == (70000, 784) and len(dataset.test_rows) == 10000
+    assert set(np.unique(dataset.y)) == set(range(10)) and dataset.X.max() == 255
+    small = load_dataset("fashion-mnist:n=1000,seed=1")
+    assert small.X.shape == (11000, 784) and np.bincount(small.y[:1000]).tolist() == [100] * 10
+    np.testing.assert_array_equal(small.X[1000:], dataset.X[60000:])

@@ -1,0 +1,97 @@
+"""The downstream probe: metric resolution, cross-validated and held-out test scores."""
+
+import numpy as np
+import pytest
+
+from encoderkit.probe import METRICS, cv_score, make_probe, resolve_metric, test_score as held_out_score
+
+
+def separable(n_classes, n=150, seed=0):
+    """Well-separated Gaussian blobs: any sane linear probe scores near 1."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % n_classes
+    centers = rng.normal(scale=10.0, size=(n_classes, 5))
+    X = centers[y] + rng.normal(scale=0.5, size=(n, 5))
+    return X, y
+
+
+def noise(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 10)), np.arange(n) % 2
+
+
+def test_auto_metric_is_auroc_for_binary_and_accuracy_otherwise():
+    assert resolve_metric("auto", np.array([0, 1, 1, 0])) == "roc_auc"
+    assert resolve_metric("auto", np.array(["cat", "dog", "cat"])) == "roc_auc"
+    assert resolve_metric("auto", np.array([0, 1, 2, 1])) == "accuracy"
+    assert resolve_metric("f1_macro", np.array([0, 1])) == "f1_macro"
+    assert resolve_metric("roc_auc", np.array([0, 1, 2])) == "roc_auc"
+
+
+def test_unknown_metric_and_probe_are_refused():
+    with pytest.raises(ValueError, match="'precision'"):
+        resolve_metric("precision", np.array([0, 1]))
+    with pytest.raises(ValueError, match="'svm'"):
+        make_probe("svm")
+
+
+@pytest.mark.parametrize("metric", [m for m in METRICS if m != "auto"])
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_cv_score_on_a_separable_problem_is_high(metric, n_classes):
+    X, y = separable(n_classes)
+    mean, std = cv_score(X, y, metric, folds=3, seed=0)
+    assert isinstance(mean, float) and isinstance(std, float)
+    assert mean > 0.9
+    assert 0 <= std < 0.1
+
+
+def test_cv_score_on_noise_is_near_chance():
+    X, y = noise()
+    mean, _ = cv_score(X, y, "accuracy", folds=3, seed=0)
+    assert mean < 0.7
+
+
+def test_cv_score_is_seeded():
+    X, y = noise()
+    assert cv_score(X, y, "roc_auc", folds=3, seed=1) == cv_score(X, y, "roc_auc", folds=3, seed=1)
+    assert cv_score(X, y, "roc_auc", folds=3, seed=1) != cv_score(X, y, "roc_auc", folds=3, seed=2)
+
+
+def test_cv_score_parallel_folds_give_the_same_numbers():
+    X, y = separable(3, seed=1)
+    X = X + np.random.default_rng(2).normal(scale=8.0, size=X.shape)  # not perfectly separable
+    serial = cv_score(X, y, "accuracy", folds=3, seed=0, n_jobs=1)
+    parallel = cv_score(X, y, "accuracy", folds=3, seed=0, n_jobs=2)
+    assert serial == parallel
+    assert serial[0] < 1.0  # the comparison is not trivially 1.0 == 1.0
+
+
+def test_test_score_interval_contains_the_score():
+    X, y = noise(200, seed=3)
+    X[:, 0] += 1.5 * y  # informative but overlapping: accuracy well above chance, below 1
+    score, low, high = held_out_score(X[:100], y[:100], X[100:], y[100:], "accuracy", seed=0, n_boot=300)
+    assert 0.6 < score < 1.0
+    assert low <= score <= high
+    assert low < high
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_test_score_roc_auc_on_separable_data(n_classes):
+    X, y = separable(n_classes, n=120)
+    score, low, high = held_out_score(X[:60], y[:60], X[60:], y[60:], "roc_auc", n_boot=200)
+    assert score > 0.9
+    assert low <= score <= high
+
+
+def test_test_score_on_random_labels_is_near_chance():
+    X, y = noise(400, seed=5)
+    score, low, high = held_out_score(X[:200], y[:200], X[200:], y[200:], "accuracy", seed=0, n_boot=300)
+    assert score < 0.7
+    assert low <= score <= high
+    assert low < 0.6  # the interval reaches down to chance
+
+
+def test_test_score_bootstrap_is_seeded():
+    X, y = noise(200, seed=6)
+    args = (X[:100], y[:100], X[100:], y[100:], "balanced_accuracy")
+    assert held_out_score(*args, seed=7, n_boot=100) == held_out_score(*args, seed=7, n_boot=100)

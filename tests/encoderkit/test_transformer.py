@@ -1,0 +1,111 @@
+import joblib
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from encoderkit import AutoencoderTransformer
+
+
+def _expected_failed(estimator):
+    return {
+        "check_methods_sample_order_invariance": (
+            "the network computes in float32: reordering rows changes results by ~3e-8, "
+            "above the check's 1e-9 tolerance"
+        ),
+    }
+
+
+@parametrize_with_checks(
+    [AutoencoderTransformer(code_size=3, epochs=2, random_state=0)],
+    expected_failed_checks=_expected_failed,
+)
+def test_sklearn_contract(estimator, check):
+    check(estimator)
+
+
+def tiny(**kwargs):
+    params = dict(code_size=4, epochs=3, random_state=0,
+                  family_params={"layers": [{"units": 16, "activation": "relu"}]})
+    return AutoencoderTransformer(**{**params, **kwargs})
+
+
+def test_transform_gives_codes_of_the_declared_size(small_digits):
+    X, _ = small_digits
+    codes = tiny().fit(X).transform(X)
+    assert codes.shape == (len(X), 4)
+    assert np.all(np.isfinite(codes))
+
+
+def test_include_input_puts_scaled_inputs_before_the_code(small_digits):
+    X, _ = small_digits
+    transformer = tiny(include_input=True).fit(X)
+    out = transformer.transform(X)
+    assert out.shape == (len(X), 64 + 4)
+    np.testing.assert_allclose(out[:, :64], transformer.scaler_.transform(X), atol=1e-6)
+    names = transformer.get_feature_names_out()
+    assert list(names[:2]) == ["x0", "x1"] and names[-1] == "code3"
+
+
+def test_pipeline_clone_refit_and_grid_search(small_digits):
+    X, y = small_digits
+    pipe = Pipeline([("ae", tiny()), ("clf", LogisticRegression(max_iter=500))]).fit(X, y)
+    assert pipe.score(X, y) > 0.3
+    refit = clone(pipe).fit(X, y)
+    assert refit.named_steps["ae"].encoder_ is not pipe.named_steps["ae"].encoder_
+    search = GridSearchCV(pipe, {"ae__code_size": [2, 4]}, cv=2).fit(X, y)
+    assert search.best_params_["ae__code_size"] in (2, 4)
+
+
+def test_joblib_round_trip_gives_identical_codes(small_digits, tmp_path):
+    X, _ = small_digits
+    transformer = tiny().fit(X)
+    joblib.dump(transformer, tmp_path / "t.joblib")
+    loaded = joblib.load(tmp_path / "t.joblib")
+    np.testing.assert_array_equal(loaded.transform(X), transformer.transform(X))
+
+
+def test_set_output_pandas_names_the_code_columns(small_digits):
+    X, _ = small_digits
+    frame = tiny().set_output(transform="pandas").fit(X).transform(X)
+    assert list(frame.columns) == ["code0", "code1", "code2", "code3"]
+
+
+def test_fit_is_repeatable_with_a_seed(small_digits):
+    X, _ = small_digits
+    np.testing.assert_allclose(tiny().fit(X).transform(X), tiny().fit(X).transform(X), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"optimizer": "adagrad"}, "optimizer='adagrad'"),
+        ({"scaling": "robust"}, "scaling='robust'"),
+        ({"family": "nope"}, "unknown family 'nope'"),
+        ({"family_params": {"unitz": 3}}, "no parameter 'unitz'"),
+        ({"code_size": 0}, "code_size=0"),
+    ],
+)
+def test_bad_settings_are_named_in_the_error(params, message, small_digits):
+    X, _ = small_digits
+    with pytest.raises(ValueError, match=message):
+        tiny(**params).fit(X)
+
+
+def test_transform_with_wrong_number_of_features_is_refused(small_digits):
+    X, _ = small_digits
+    transformer = tiny().fit(X)
+    with pytest.raises(ValueError, match="features"):
+        transformer.transform(X[:, :10])
+
+
+def test_nan_loss_raises_training_error(small_digits):
+    from encoderkit import TrainingError
+
+    X, _ = small_digits
+    with pytest.raises(TrainingError, match="NaN"):
+        tiny(learning_rate=1e12, optimizer="sgd", scaling="standard", epochs=5,
+             family_params={"layers": [{"units": 16, "activation": "relu"}] * 2}).fit(X * 1e6)

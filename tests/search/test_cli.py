@@ -1,0 +1,159 @@
+"""The command line as a user meets it: fresh interpreters, real files, exit codes."""
+
+import json
+import sqlite3
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import ROOT, TINY_SPACE, run_cli
+
+
+def test_help_imports_no_tensorflow_optuna_or_sklearn():
+    code = (
+        "import sys\nfrom search.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('tensorflow', 'keras', 'optuna', 'ray', 'sklearn') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "run" in result.stdout and "export" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def bad_inputs(tmp_path):
+    """(arguments, text the one-line error must contain) for each bad input."""
+    csv = tmp_path / "table.csv"
+    pd.DataFrame({"a": [1.0, 2.0] * 10, "b": ["x", "y"] * 10, "label": [0, 1] * 10}).to_csv(csv, index=False)
+    numeric = tmp_path / "numeric.csv"
+    pd.DataFrame({"a": np.arange(20.0), "label": [0, 1] * 10}).to_csv(numeric, index=False)
+    return [
+        (["--space", _write(tmp_path, "broken.yaml", "families: [dense\n")], "broken.yaml: invalid YAML"),
+        (["--space", _write(tmp_path, "fam.yaml", "families: {densse: {}}\n")], "families.densse: unknown family (did you mean 'dense'?)"),
+        (["--space", _write(tmp_path, "bounds.yaml", "code_size: {int: [64, 8]}\nfamilies: {dense: {}}\n")], "code_size.int: low 64 > high 8"),
+        (["--data", tmp_path / "missing.csv"], "missing.csv: no such file"),
+        (["--data", numeric, "--target", "nope"], "no target column 'nope'"),
+        (["--data", csv, "--target", "label"], "column 'b' is not numeric"),
+        (["--backend", "nope"], "unknown backend 'nope'"),
+        (["--workers", "0"], "--workers: must be at least 1"),
+    ]
+
+
+def test_bad_inputs_exit_2_with_one_line_naming_the_fault(tmp_path):
+    for args, expected in bad_inputs(tmp_path):
+        result = run_cli("run", *args, "--trials", "1", "--study-dir", tmp_path / "study", "--no-progress")
+        assert result.returncode == 2, (args, result.stderr[-1500:])
+        assert "Traceback" not in result.stderr, args
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], (args, lines)
+        assert not (tmp_path / "study").exists(), args  # nothing was created for a refused run
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    study = tmp_path_factory.mktemp("cli") / "study"
+    result = run_cli("run", "--space", TINY_SPACE, "--trials", "3", "--study-dir", study, "--no-progress")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return study, result.stdout
+
+
+def finished_trials(study):
+    with sqlite3.connect(study / "study.db") as db:
+        return db.execute("select count(*) from trials where state in ('COMPLETE', 'PRUNED')").fetchone()[0]
+
+
+def test_run_prints_the_leaderboard_with_baselines_and_exports(tiny_study):
+    study, stdout = tiny_study
+    assert "Leaderboard (accuracy, 3 trials" in stdout
+    assert "baseline raw" in stdout and "baseline pca" in stdout
+    assert "Held-out test (450 rows, used once): winner trial" in stdout and "; raw 0.9" in stdout
+    assert sorted(p.name for p in (study / "export").iterdir()) == ["encoder.joblib", "encoder.keras", "manifest.json"]
+    manifest = json.loads((study / "manifest.json").read_text())
+    assert manifest["split_hash"] and manifest["space_digest"] and manifest["packages"]["optuna"]
+    assert finished_trials(study) == 3
+
+
+def test_report_reprints_the_leaderboard(tiny_study):
+    study, stdout = tiny_study
+    result = run_cli("report", study)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == [l for l in stdout.splitlines() if l.startswith("Leaderboard")][0]
+
+
+def test_export_a_chosen_trial_elsewhere(tiny_study, tmp_path):
+    study, _ = tiny_study
+    with sqlite3.connect(study / "study.db") as db:
+        number = db.execute("select number from trials where state = 'COMPLETE' order by number").fetchone()[0]
+    result = run_cli("export", study, "--trial", number, "-o", tmp_path / "chosen")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "chosen" / "manifest.json").read_text())["trial"] == number
+    missing = run_cli("export", study, "--trial", 999)
+    assert missing.returncode == 2 and "--trial 999 is not a completed trial" in missing.stderr
+
+
+def test_rerun_with_more_trials_continues_and_resume_stops_at_the_count(tiny_study):
+    study, _ = tiny_study
+    result = run_cli("run", "--space", TINY_SPACE, "--trials", "4", "--study-dir", study, "--no-progress")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert finished_trials(study) == 4
+    result = run_cli("resume", study, "--no-progress")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert finished_trials(study) == 4
+
+
+def test_a_study_of_another_space_is_refused_and_left_unchanged(tiny_study):
+    study, _ = tiny_study
+    before = {p.name: p.stat().st_mtime_ns for p in study.iterdir()}
+    result = run_cli("run", "--study-dir", study, "--trials", "1", "--no-progress")  # default space
+    assert result.returncode == 2
+    assert "space_digest" in result.stderr and "use another --study-dir" in result.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in study.iterdir()} == before
+
+
+def test_two_workers_share_one_study(tmp_path):
+    study = tmp_path / "study"
+    result = run_cli("run", "--space", TINY_SPACE, "--trials", "8", "--workers", "2", "--study-dir", study, "--no-progress")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert finished_trials(study) >= 8
+    with sqlite3.connect(study / "study.db") as db:
+        pids = {row[0] for row in db.execute("select value_json from trial_user_attributes where key = 'worker_pid'")}
+    assert len(pids) == 2
+
+
+def test_spaces_lists_and_validates(tmp_path):
+    listed = run_cli("spaces")
+    assert listed.returncode == 0, listed.stderr
+    names = [line.split()[0] for line in listed.stdout.splitlines()]
+    assert {"default", "image", "sequence", "article"} <= set(names), listed.stdout
+    valid = run_cli("spaces", TINY_SPACE)
+    assert valid.returncode == 0 and "ok (2 families: dense, denoising)" in valid.stdout
+    broken = run_cli("spaces", _write(tmp_path, "b.yaml", "families: {dense: {dropout: 2.0}}\n"))
+    assert broken.returncode == 2 and "families.dense.dropout: 2.0 out of range" in broken.stderr
+
+
+def test_searched_encoder_beats_raw_pixels_on_the_held_out_digits(tmp_path):
+    """The claim of the default run, on a narrow space so CI can afford it."""
+    study = tmp_path / "study"
+    space = ROOT / "tests" / "data" / "digits_small.yaml"
+    result = run_cli("run", "--space", space, "--trials", "2", "--study-dir", study, "--no-progress")
+    assert result.returncode == 0, result.stderr[-3000:]
+    export = json.loads((study / "export.json").read_text())
+    assert export["test"]["score"] >= export["baselines_test"]["raw"]["score"], export
+
+
+def test_timeout_stops_early_and_the_progress_bar_shows_the_best_score(tmp_path):
+    study = tmp_path / "study"
+    result = run_cli("run", "--space", TINY_SPACE, "--trials", "500", "--timeout", "1", "--study-dir", study)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 1 <= finished_trials(study) < 500
+    assert "trials:" in result.stderr and "best=0." in result.stderr
+    assert (study / "export" / "encoder.joblib").is_file()

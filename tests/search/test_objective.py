@@ -1,0 +1,78 @@
+"""The objective's protocol: trained and scored on the search part only."""
+
+import numpy as np
+import pytest
+
+from encoderkit.data import Dataset
+from search.errors import FailedTrial
+from search.objective import evaluate
+from search.problem import make_problem
+
+CANDIDATE = {
+    "family": "dense",
+    "code_size": 4,
+    "include_input": False,
+    "scaling": "minmax",
+    "training": {"epochs": 6, "batch_size": 64, "learning_rate": 1e-2, "optimizer": "adam", "patience": 5},
+    "family_params": {"layers": [{"units": 16, "activation": "relu"}]},
+}
+
+
+def poisoned_problem(small_digits):
+    """The test rows hold NaN: any use of them during the search breaks the run."""
+    X, y = small_digits
+    clean = make_problem(Dataset("d", X, y, "image", (8, 8, 1)), folds=3, seed=0)
+    X = X.astype(float).copy()
+    X[clean.test_rows] = np.nan
+    return make_problem(Dataset("d", X, y, "image", (8, 8, 1)), folds=3, seed=0)
+
+
+def test_evaluate_uses_the_search_part_only(small_digits):
+    problem = poisoned_problem(small_digits)
+    assert np.isnan(problem.test_part()[0]).all() and np.isfinite(problem.X).all()
+    outcome = evaluate(problem, CANDIDATE, seed=0)
+    assert 0.3 < outcome["score"] <= 1.0
+    assert outcome["score_std"] >= 0
+    assert set(outcome["seconds"]) == {"fit", "encode", "probe"}
+
+
+def test_intermediate_scores_are_reported_and_can_stop_the_trial(small_digits):
+    problem = poisoned_problem(small_digits)
+    reports = []
+    outcome = evaluate(problem, CANDIDATE, seed=0, report=lambda step, value: reports.append((step, value)))
+    assert outcome["epochs_run"] == 6
+    assert [step for step, _ in reports] == [2, 4]  # every ceil(6 / 3) epochs, before the last
+    assert all(0 <= value <= 1 for _, value in reports)
+
+    class Prune(Exception):
+        pass
+
+    def prune(step, value):
+        raise Prune
+
+    with pytest.raises(Prune):
+        evaluate(problem, CANDIDATE, seed=0, report=prune)
+
+
+def test_a_diverging_candidate_is_a_failed_trial(small_digits):
+    problem = poisoned_problem(small_digits)
+    bad = {**CANDIDATE, "scaling": "standard",
+           "training": {**CANDIDATE["training"], "learning_rate": 1e12, "optimizer": "sgd"}}
+    with pytest.raises(FailedTrial, match="NaN"):
+        evaluate(problem, bad, seed=0)
+
+
+def test_the_split_is_stratified_seeded_and_hashed(small_digits):
+    X, y = small_digits
+    dataset = Dataset("d", X, y, "image", (8, 8, 1))
+    a, b = make_problem(dataset, seed=1), make_problem(dataset, seed=1)
+    assert a.split_hash() == b.split_hash() != make_problem(dataset, seed=2).split_hash()
+    assert not set(a.search_rows) & set(a.test_rows)
+    assert set(np.unique(a.y)) == set(np.unique(a.test_part()[1]))
+
+
+def test_a_predefined_test_part_is_kept(small_digits):
+    X, y = small_digits
+    problem = make_problem(Dataset("d", X, y, "image", (8, 8, 1), test_rows=np.arange(200, 300)), folds=3)
+    assert list(problem.test_rows) == list(range(200, 300))
+    assert list(problem.search_rows) == list(range(200))

@@ -1,0 +1,366 @@
+"""Search spaces: loading, validation errors, sampling and replay (no model is trained here)."""
+
+import copy
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+
+from search.domains import Choice, Fixed, FloatRange, IntRange
+from search.errors import SpaceError
+from search.space import builtin_spaces, load_space, parse_space
+from search.suggest import FixedSuggest, OptunaSuggest, sample
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+class RandomSuggest:
+    """A minimal Suggest: draws with a numpy rng and records name -> value."""
+
+    def __init__(self, seed=0):
+        self.rng = np.random.default_rng(seed)
+        self.params = {}
+
+    def int(self, name, low, high, *, log=False, step=1):
+        value = int(low + step * self.rng.integers(0, (high - low) // step + 1))
+        self.params[name] = value
+        return value
+
+    def float(self, name, low, high, *, log=False, step=None):
+        if log:
+            value = float(np.exp(self.rng.uniform(np.log(low), np.log(high))))
+        else:
+            value = float(self.rng.uniform(low, high))
+        self.params[name] = value
+        return value
+
+    def choice(self, name, options):
+        value = options[int(self.rng.integers(0, len(options)))]
+        self.params[name] = value
+        return value
+
+
+def minimal(**extra):
+    return {"families": {"dense": {"stack": {"depth": 1, "units": 8}}}, **extra}
+
+
+# --- loading the shipped space ---------------------------------------------------------------
+
+
+def test_default_space_loads_with_its_four_families():
+    assert "default" in builtin_spaces()
+    assert builtin_spaces()["default"].is_file()
+    space = load_space("default")
+    assert space.name == "default"
+    assert set(space.family_names) == {"dense", "denoising", "sparse", "vae"}
+    assert dict(space.probe) == {"model": "logistic_regression", "metric": "auto", "cv": 5}
+    assert space.code_size == IntRange(16, 1024, log=True, step=1)
+    assert dict(space.training)["patience"] == Fixed(5)
+
+
+def test_extends_copies_the_base_block_and_adds_its_own_params():
+    space = load_space("default")
+    families = {f.name: f for f in space.families}
+    dense, denoising = families["dense"], families["denoising"]
+    assert denoising.depth is not None
+    assert denoising.depth == dense.depth == IntRange(0, 2)
+    assert denoising.layer_params == dense.layer_params
+    params = dict(denoising.params)
+    assert params["noise"] == FloatRange(0.05, 0.5)
+    assert params["noise_type"] == Choice(("gaussian", "masking"))
+    # the base's own (non-stack) params were copied too
+    for key, domain in dense.params:
+        assert params[key] == domain
+    assert "noise" not in dict(dense.params)
+    # vae overrides the base's code_activation with a fixed value
+    assert dict(families["vae"].params)["code_activation"] == Fixed("linear")
+
+
+def test_extends_merges_a_stack_override_with_the_base_stack():
+    space = parse_space(
+        {
+            "families": {
+                "dense": {"stack": {"depth": {"int": [0, 2]}, "units": {"int": [4, 8]}}},
+                "sparse": {"extends": "dense", "stack": {"depth": 3}},
+            }
+        },
+        "x.yaml",
+    )
+    sparse = {f.name: f for f in space.families}["sparse"]
+    assert sparse.depth == Fixed(3)
+    assert dict(sparse.layer_params)["units"] == IntRange(4, 8)
+
+
+# --- sampling and replay ---------------------------------------------------------------------
+
+
+def _sample_with_stack(space, min_depth=1):
+    for seed in range(200):
+        suggest = RandomSuggest(seed)
+        candidate = sample(space, suggest)
+        if len(candidate["family_params"].get("layers", [])) >= min_depth:
+            return candidate, suggest.params
+    raise AssertionError("no candidate with a hidden layer in 200 draws")
+
+
+def test_fixed_suggest_replays_a_sampled_candidate():
+    space = load_space("default")
+    candidate, recorded = _sample_with_stack(space, min_depth=2)
+    family = candidate["family"]
+    depth = recorded[f"{family}.depth"]
+    assert depth >= 2
+    assert len(candidate["family_params"]["layers"]) == depth
+    for i in range(depth):
+        assert f"{family}.layer_{i}.units" in recorded
+        assert f"{family}.layer_{i}.activation" in recorded
+        assert candidate["family_params"]["layers"][i]["units"] == recorded[f"{family}.layer_{i}.units"]
+    assert f"{family}.layer_{depth}.units" not in recorded
+    assert recorded["family"] == family
+    assert "code_size" in recorded and "training.learning_rate" in recorded
+    # fixed values are not suggested
+    assert "training.patience" not in recorded
+    assert candidate["training"]["patience"] == 5
+
+    replayed = sample(space, FixedSuggest(recorded))
+    assert replayed == candidate
+
+
+def test_dense_stack_names_use_the_family_prefix():
+    space = load_space("default")
+    for seed in range(300):
+        suggest = RandomSuggest(seed)
+        candidate = sample(space, suggest)
+        if candidate["family"] == "dense" and candidate["family_params"]["layers"]:
+            break
+    else:
+        raise AssertionError("no dense candidate with layers")
+    assert "dense.depth" in suggest.params
+    assert "dense.layer_0.units" in suggest.params
+    assert 32 <= suggest.params["dense.layer_0.units"] <= 512
+    assert len(candidate["family_params"]["layers"]) == suggest.params["dense.depth"]
+
+
+def test_depth_zero_gives_no_layers_and_replays():
+    space = parse_space(minimal(families={"dense": {"stack": {"depth": 0}}}), "x.yaml")
+    suggest = RandomSuggest(0)
+    candidate = sample(space, suggest)
+    assert candidate["family_params"]["layers"] == []
+    assert not any(k.startswith("dense.layer_") for k in suggest.params)
+    # single family: no "family" choice is made
+    assert "family" not in suggest.params
+    assert sample(space, FixedSuggest(suggest.params)) == candidate
+
+
+def test_fixed_suggest_missing_value_raises():
+    from search.errors import StudyError
+
+    space = load_space("default")
+    with pytest.raises(StudyError, match="family"):
+        sample(space, FixedSuggest({}))
+
+
+def _optuna_candidates(space, seed, n=5):
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
+    candidates = []
+
+    def objective(trial):
+        candidates.append(sample(space, OptunaSuggest(trial)))
+        return 0.0
+
+    study.optimize(objective, n_trials=n)
+    return candidates, study
+
+
+def test_same_optuna_seed_gives_the_same_candidates():
+    space = load_space("default")
+    first, study = _optuna_candidates(space, 3)
+    second, _ = _optuna_candidates(space, 3)
+    assert len(first) == 5
+    assert first == second
+    # the candidates are not all the same (the seed really drives sampling)
+    assert len({repr(c) for c in first}) > 1
+    # and each trial's stored params replay to its candidate
+    for trial, candidate in zip(study.trials, first):
+        assert sample(space, FixedSuggest(trial.params)) == candidate
+
+
+def test_different_optuna_seed_gives_different_candidates():
+    space = load_space("default")
+    first, _ = _optuna_candidates(space, 3)
+    other, _ = _optuna_candidates(space, 4)
+    assert first != other
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+def fam(block, name="dense"):
+    return {"families": {name: block}}
+
+
+BAD_DOCUMENTS = [
+    # (document, key path, bad value as it must appear)
+    ({"code_sise": 8, **fam({})}, "code_sise", "did you mean 'code_size'"),
+    ({"families": {"densee": {}}}, "families.densee", "did you mean 'dense'"),
+    ({"code_size": {"int": [64, 8]}, **fam({})}, "code_size.int", "low 64 > high 8"),
+    ({"code_size": {"int": [0, 8], "log": True}, **fam({})}, "code_size.int", "got 0"),
+    (fam({"dropout": {"float": [0.0, 0.3], "log": True}}), "families.dense.dropout.float", "got 0.0"),
+    (fam({"code_activation": {"choice": []}}), "families.dense.code_activation.choice", "[]"),
+    (fam({"code_activation": ["relu", "tanh"]}), "families.dense.code_activation", "['relu', 'tanh']"),
+    (fam({"code_activation": "sigmoidal"}), "families.dense.code_activation", "'sigmoidal'"),
+    (fam({"stack": {"depth": 1, "activation": "rellu"}}), "families.dense.stack.activation", "'rellu'"),
+    (fam({"dropout": 1.5}), "families.dense.dropout", "1.5"),
+    (fam({"dropout": {"float": [0.1, 2.0]}}), "families.dense.dropout", "2.0"),
+    (fam({"batch_norm": "yes"}), "families.dense.batch_norm", "'yes'"),
+    (
+        {"families": {"dense": {}, "denoising": {"extends": "vae"}}},
+        "families.denoising.extends",
+        "'vae'",
+    ),
+    (
+        {"families": {"dense": {"extends": "sparse"}, "sparse": {"extends": "dense"}}},
+        "extends",
+        "circular",
+    ),
+    (fam({"extends": "dense"}), "families.dense.extends", "circular extends through 'dense'"),
+    (fam({"stack": {"units": 8}}), "families.dense.stack.depth", "missing"),
+    (fam({"stack": {"depth": 17}}), "families.dense.stack.depth", "17"),
+    (fam({"stack": {"depth": 1, "widht": 3}}), "families.dense.stack.widht", "unknown key"),
+    (fam({"noise": 0.1}), "families.dense.noise", "unknown key"),
+    (fam({"stack": {"depth": 1, "units": {"float": [1, 2]}}}), "families.dense.stack.units", "float[1, 2]"),
+    (fam({"stack": {"depth": 1, "activation": {"int": [1, 2]}}}), "families.dense.stack.activation", "int[1, 2]"),
+    (fam({"stack": {"depth": 1, "units": {"int": [1.5, 4]}}}), "families.dense.stack.units.int", "1.5"),
+    (fam({"stack": {"depth": 1, "units": {"int": ["many", 4]}}}), "families.dense.stack.units.int", "'many'"),
+    (fam({"dropout": {"float": [0.1, 0.2], "stp": 0.05}}), "families.dense.dropout.stp", "unknown key"),
+    (fam({"dropout": {"float": [0.1, 0.2], "step": -0.05}}), "families.dense.dropout.step", "-0.05"),
+    (fam({"dropout": {"float": [0.1]}}), "families.dense.dropout.float", "[0.1]"),
+    (fam({"dropout": {"float": [0.1, 0.2], "choice": [0.1]}}), "families.dense.dropout", "exactly one"),
+    (fam({"dropout": {"float": [0.1, 0.2], "log": "yes"}}), "families.dense.dropout.log", "'yes'"),
+    (fam({"beta": 0}, name="vae"), "families.vae.beta", "0"),
+    ({**fam({}), "probe": {"cv": 1}}, "probe.cv", "got 1"),
+    ({**fam({}), "probe": {"cv": True}}, "probe.cv", "got True"),
+    ({**fam({}), "probe": {"metric": "precision"}}, "probe.metric", "'precision'"),
+    ({**fam({}), "probe": {"model": "svm"}}, "probe.model", "'svm'"),
+    ({**fam({}), "probe": {"folds": 3}}, "probe.folds", "unknown key"),
+    ({**fam({}), "training": {"epochs": 0}}, "training.epochs", "0 out of range"),
+    ({**fam({}), "training": {"optimizer": "adamw"}}, "training.optimizer", "'adamw'"),
+    ({**fam({}), "scaling": "robust"}, "scaling", "'robust'"),
+    ({"name": "no families"}, "families", "missing"),
+    ({"families": {}}, "families", "{}"),
+    ({"families": {"dense": 3}}, "families.dense", "3"),
+]
+
+
+@pytest.mark.parametrize("document, key_path, value", BAD_DOCUMENTS)
+def test_bad_documents_name_file_key_and_value(document, key_path, value):
+    with pytest.raises(SpaceError) as info:
+        parse_space(copy.deepcopy(document), "x.yaml")
+    message = str(info.value)
+    assert message.startswith("x.yaml: "), message
+    assert key_path in message, message
+    assert value in message, message
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("families: [dense", ["invalid YAML", "line 1"]),
+        ("", ["the file is empty"]),
+        ("# only a comment\n", ["the file is empty"]),
+        ("families:\n  dense:\n    dropout: {float: [0.3, 0.1]}\n", ["families.dense.dropout.float", "low 0.3 > high 0.1"]),
+        ("code_sise: 8\nfamilies: {dense: {}}\n", ["code_sise", "did you mean 'code_size'"]),
+        ("families: {densee: {}}\n", ["families.densee", "did you mean 'dense'"]),
+    ],
+    ids=["malformed", "empty", "comment-only", "low-gt-high", "typo-top-key", "typo-family"],
+)
+def test_bad_files_are_named_in_the_error(tmp_path, text, expected):
+    path = tmp_path / "my_space.yaml"
+    path.write_text(text)
+    with pytest.raises(SpaceError) as info:
+        load_space(str(path))
+    message = str(info.value)
+    assert str(path) in message, message
+    for part in expected:
+        assert part in message, message
+
+
+def test_missing_space_file_lists_the_shipped_spaces(tmp_path):
+    with pytest.raises(SpaceError, match="default") as info:
+        load_space(str(tmp_path / "nope.yaml"))
+    assert "nope.yaml" in str(info.value)
+
+
+def test_scientific_notation_read_as_a_string_is_accepted(tmp_path):
+    text = "families:\n  sparse:\n    l1: {float: [1e-7, 1e-4], log: true}\n"
+    assert yaml.safe_load(text)["families"]["sparse"]["l1"]["float"] == ["1e-7", "1e-4"]  # PyYAML 1.1
+    path = tmp_path / "sci.yaml"
+    path.write_text(text)
+    space = load_space(str(path))
+    domain = dict(space.families[0].params)["l1"]
+    assert domain == FloatRange(1e-7, 1e-4, log=True)
+    assert isinstance(domain.low, float) and isinstance(domain.high, float)
+
+
+# --- for_kind and digest ---------------------------------------------------------------------
+
+
+def test_for_kind_keeps_every_family_that_takes_the_kind():
+    space = load_space("default")
+    kept, notes = space.for_kind("tabular")
+    assert kept.family_names == space.family_names
+    assert notes == []
+    for kind in ("image", "sequence"):
+        assert space.for_kind(kind)[0].family_names == space.family_names
+
+
+def test_for_kind_with_no_fitting_family_raises():
+    space = load_space("default")
+    with pytest.raises(SpaceError) as info:
+        space.for_kind("graph")
+    message = str(info.value)
+    assert "no family fits" in message and "graph" in message
+    assert space.source in message
+
+
+def test_digest_tracks_the_document():
+    doc = {"code_size": {"int": [2, 8]}, **fam({"dropout": 0.1})}
+    a = parse_space(copy.deepcopy(doc), "a.yaml")
+    b = parse_space(copy.deepcopy(doc), "b.yaml")
+    assert a.digest == b.digest
+    assert len(a.digest) == 64
+    changed = copy.deepcopy(doc)
+    changed["families"]["dense"]["dropout"] = 0.2
+    assert parse_space(changed, "a.yaml").digest != a.digest
+    changed = copy.deepcopy(doc)
+    changed["code_size"]["int"] = [2, 9]
+    assert parse_space(changed, "a.yaml").digest != a.digest
+    assert load_space("default").digest == load_space("default").digest
+
+
+def test_every_shipped_space_loads():
+    from search.space import builtin_spaces
+
+    names = set(builtin_spaces())
+    assert {"default", "image", "sequence", "article"} <= names
+    for name in names:
+        assert load_space(name).families
+
+
+def test_article_space_has_the_six_families_at_one_code_size():
+    space = load_space("article")
+    assert set(space.family_names) == {"dense", "denoising", "vae", "conv1d", "conv2d", "seq2seq"}
+    assert space.code_size.value == 64
+
+
+def test_scale_shrinks_epochs_units_and_filters_and_changes_the_digest():
+    full, quick = load_space("article"), load_space("article", scale=0.25)
+    assert dict(quick.training)["epochs"].value == 10
+    conv = next(f for f in quick.families if f.name == "conv2d")
+    assert dict(conv.layer_params)["filters"].value == 8
+    dense = next(f for f in load_space("default", scale=0.1).families if f.name == "dense")
+    units = dict(dense.layer_params)["units"]
+    assert (units.low, units.high) == (3, 51)
+    assert quick.digest != full.digest
+    with pytest.raises(SpaceError, match="--scale"):
+        load_space("article", scale=2)
