@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.preprocessing import MinMaxScaler, StandardScaler
+from sklearn.preprocessing import MinMaxScaler, QuantileTransformer, StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from encoderkit.errors import TrainingError
 from encoderkit.families import OPTIMIZERS, get_family
 
-SCALINGS = {"minmax": MinMaxScaler, "standard": StandardScaler}
+SCALINGS = {
+    "minmax": lambda n_rows, seed: MinMaxScaler(),
+    "standard": lambda n_rows, seed: StandardScaler(),
+    # Ranks mapped to [0, 1]: tames heavy tails and turns zero-inflated columns (many exact
+    # zeros, then a spread) into a step the network can pick up.
+    "quantile": lambda n_rows, seed: QuantileTransformer(n_quantiles=min(1000, n_rows), random_state=seed),
+}
 # The decoder's last activation must be able to reach the scaled input range.
-OUTPUT_ACTIVATION = {"minmax": "sigmoid", "standard": "linear"}
+OUTPUT_ACTIVATION = {"minmax": "sigmoid", "standard": "linear", "quantile": "sigmoid"}
 MIN_ROWS_FOR_VALIDATION = 20
 
 
@@ -42,10 +48,11 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         Shape of one sample before flattening, e.g. ``(28, 28, 1)`` for images or ``(T, F)``
         for sequences; X stays 2-D (n_samples, prod(input_shape)) and the model reshapes
         inside, so the export needs nothing else. None means flat tabular rows.
-    scaling : {"minmax", "standard"}
+    scaling : {"minmax", "standard", "quantile"}
         Input scaling learned in `fit` (the decoder's output activation follows it).
     include_input : bool
-        Output the scaled inputs next to the code (a FeatureUnion of input and code).
+        Output the inputs, as given, before the code (a FeatureUnion of passthrough and
+        code): the code adds to the inputs instead of replacing them.
     random_state : int, RandomState or None
         Seeds weights, noise and shuffling; an int makes `fit` repeatable on CPU.
     verbose : int
@@ -97,7 +104,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         seed = int(rng.randint(0, 2**31 - 1))
         keras.utils.set_random_seed(seed)
 
-        self.scaler_ = SCALINGS[self.scaling]().fit(X)
+        self.scaler_ = SCALINGS[self.scaling](len(X), seed).fit(X)
         Xs = self.scaler_.transform(X).astype("float32")
         train, valid = _split_validation(Xs, self.validation_fraction, rng)
 
@@ -137,13 +144,13 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X):
-        """Returns the codes of X (with the scaled inputs first if `include_input`)."""
+        """Returns the codes of X (with the inputs first if `include_input`)."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         Xs = self.scaler_.transform(X).astype("float32")
         codes = _encode(self.encoder_, Xs)
         if self.include_input:
-            codes = np.hstack([Xs.astype(np.float64), codes])
+            codes = np.hstack([np.asarray(X, dtype=np.float64), codes])
         return codes
 
     def get_feature_names_out(self, input_features=None):
