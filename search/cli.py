@@ -1,4 +1,4 @@
-"""`python -m search`: run | resume | report | export | spaces.
+"""`python -m search`: run | resume | report | export | replay | spaces.
 
 Everything heavy (TensorFlow, Optuna) is imported inside the commands, so `--help` and the
 space validator answer at once. User errors print one line and exit with status 2."""
@@ -10,6 +10,8 @@ import os
 import sys
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_MISMATCH = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=None, help="stop starting trials after SECONDS")
     run.add_argument("--backend", default="optuna", help="optuna (default)")
     run.add_argument("--workers", type=int, default=1, help="processes sharing the study (default: 1)")
+    run.add_argument("--max-failures", type=int, default=10, help="stop after this many failed trials in a row (default: 10)")
+    run.add_argument("--fresh-process", action="store_true", help="run each trial in a new process (frees all its memory)")
     run.add_argument("--metric", default=None, help="auto|accuracy|roc_auc|balanced_accuracy|f1_macro (default: the space's, auto)")
     run.add_argument("--seed", type=int, default=0, help="seeds the split, the sampler and each trial (default: 0)")
     run.add_argument("--test-size", type=float, default=0.25, help="held-out fraction (default: 0.25)")
@@ -50,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("study_dir")
     export.add_argument("--trial", type=int, default=None)
     export.add_argument("-o", "--out", default=None, help="export directory (default: STUDY/export)")
+
+    replay = commands.add_parser("replay", help="re-score a completed trial and compare with its stored score")
+    replay.add_argument("study_dir")
+    replay.add_argument("--trial", type=int, required=True)
+    replay.add_argument("--tolerance", type=float, default=0.5, help="allowed difference in points (default: 0.5)")
 
     spaces = commands.add_parser("spaces", help="list the shipped spaces, or validate a space file")
     spaces.add_argument("path", nargs="?")
@@ -71,9 +80,14 @@ def main(argv=None) -> int:
     except (SearchError, EncoderkitError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        result = getattr(exc, "result", None)  # search.errors.Interrupted carries the leaderboard
+        if result is not None:
+            print(result.leaderboard)
+            print(f"interrupted; continue with: python -m search resume {result.study_dir}", file=sys.stderr)
+        else:
+            print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def cmd_run(args):
@@ -82,7 +96,8 @@ def cmd_run(args):
     _quiet_libraries()
     result = engine.run(
         args.data, target=args.target, data_dir=args.data_dir, space=args.space, scale=args.scale, trials=args.trials, timeout=args.timeout,
-        backend=args.backend, workers=args.workers, metric=args.metric, seed=args.seed,
+        backend=args.backend, workers=args.workers, max_failures=args.max_failures,
+        fresh_process=args.fresh_process, metric=args.metric, seed=args.seed,
         test_size=args.test_size, study_dir=args.study_dir, progress=not args.no_progress,
     )
     _print_result(result)
@@ -112,6 +127,18 @@ def cmd_export(args):
     print(f"exported trial {manifest['trial']} to {out}: test {manifest['metric']} {test['score']:.4f}")
 
 
+def cmd_replay(args):
+    from search import engine
+
+    _quiet_libraries()
+    found = engine.replay(args.study_dir, args.trial)
+    points = 100 * abs(found["replayed"] - found["stored"])
+    verdict = "matches" if points <= args.tolerance else "does NOT match"
+    print(f"trial {found['trial']}: stored CV {found['metric']} {found['stored']:.4f}, replayed "
+          f"{found['replayed']:.4f}: {verdict} (difference {points:.2f} points, tolerance {args.tolerance})")
+    return 0 if points <= args.tolerance else EXIT_MISMATCH
+
+
 def cmd_spaces(args):
     from search.space import builtin_spaces, load_space
 
@@ -126,9 +153,11 @@ def cmd_spaces(args):
 
 def cmd_worker(args):
     from search.backends.optuna_backend import optimize
+    from search.quiet import import_keras_quietly
     from search.study import open_study
 
     _quiet_libraries()
+    import_keras_quietly()
     study = open_study(args.study_dir)
     optimize(study, study.problem(), study.space(), worker=args.index)
 
@@ -152,6 +181,7 @@ COMMANDS = {
     "resume": cmd_resume,
     "report": cmd_report,
     "export": cmd_export,
+    "replay": cmd_replay,
     "spaces": cmd_spaces,
     "_worker": cmd_worker,
 }

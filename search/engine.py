@@ -17,12 +17,15 @@ import numpy as np
 
 from encoderkit.baselines import baselines_for
 from encoderkit.data import load_dataset
-from encoderkit.probe import cv_score, test_score
+from encoderkit.probe import METRICS, cv_score, test_score
 from search.backends import get_backend
-from search.errors import SearchError, StudyError
+from search.errors import Interrupted, SearchError, StudyError
+from search.faults import crash_point
 from search.leaderboard import format_leaderboard, trial_rows
 from search.problem import make_problem
+from search.quiet import import_keras_quietly
 from search.space import load_space
+from search.storage import load, recover
 from search.study import create_or_check, open_study
 from search.suggest import FixedSuggest, sample, transformer_params
 
@@ -50,6 +53,8 @@ def run(
     timeout=None,
     backend="optuna",
     workers=1,
+    max_failures=10,
+    fresh_process=False,
     metric=None,
     seed=0,
     test_size=0.25,
@@ -61,6 +66,12 @@ def run(
         raise SearchError(f"--workers: must be at least 1, got {workers}")
     if int(trials) < 1:
         raise SearchError(f"--trials: must be at least 1, got {trials}")
+    if int(max_failures) < 1:
+        raise SearchError(f"--max-failures: must be at least 1, got {max_failures}")
+    if timeout is not None and float(timeout) <= 0:
+        raise SearchError(f"--timeout: must be positive seconds, got {timeout}")
+    if metric is not None and metric not in METRICS:
+        raise SearchError(f"--metric: unknown metric {metric!r} (known: {', '.join(METRICS)})")
     get_backend(backend)  # unknown names fail before any work
     loaded = load_space(space, scale)
     dataset = load_dataset(data, target, data_dir)
@@ -78,13 +89,16 @@ def run(
     settings = {
         "data": str(data), "target": target, "data_dir": data_dir, "seed": int(seed), "test_size": test_size,
         "trials": int(trials), "timeout": timeout, "scale": scale, "backend": backend, "workers": int(workers),
+        "max_failures": int(max_failures), "fresh_process": bool(fresh_process),
     }
     study = create_or_check(study_dir, settings, loaded.source, problem, loaded)
-    study.manifest.update({k: settings[k] for k in ("trials", "timeout", "workers", "backend", "data_dir")})
+    study.manifest.update({k: settings[k] for k in BUDGET_KEYS})
     study.write_json("manifest.json", study.manifest)
-    for note in notes:
-        print(f"note: {note}")
     return _search_and_export(study, problem, restricted, progress, export, notes)
+
+
+# Settings a re-run of `run` on an existing study may change: how much to search, not what.
+BUDGET_KEYS = ("trials", "timeout", "workers", "backend", "data_dir", "max_failures", "fresh_process")
 
 
 def resume(study_dir, *, progress=True, export=True) -> StudyResult:
@@ -94,12 +108,21 @@ def resume(study_dir, *, progress=True, export=True) -> StudyResult:
 
 
 def _search_and_export(study, problem, space, progress, export, notes):
+    from encoderkit.export import remove_leftovers
+
+    import_keras_quietly()
+    notes = (*notes, *recover(study))
+    remove_leftovers(study.export_dir)  # half-written exports of a killed run
+    for note in notes:
+        print(f"note: {note}")
     if not study.baselines():
         study.write_json("baselines.json", score_baselines(problem))
     backend = get_backend(study.manifest["backend"])
     bar = _ProgressBar(study.manifest["trials"]) if progress else None
     try:
         backend.run(study, problem, space, progress=bar)
+    except KeyboardInterrupt:
+        raise Interrupted(result_of(study, notes=notes)) from None
     finally:
         if bar:
             bar.close()
@@ -125,15 +148,12 @@ def export_best(study_dir, trial=None, out=None, problem=None, space=None) -> di
     test part once, and writes the export. Returns the export manifest."""
     from encoderkit.export import save_export
     from encoderkit.transformer import AutoencoderTransformer
-    from search.backends.optuna_backend import load
-
+    import_keras_quietly()
     study = open_study(study_dir)
     problem = problem or study.problem()
     space = space or study.space()
     chosen = _pick_trial(load(study), trial, study.directory)
-    candidate = sample(space, FixedSuggest(chosen.params))  # replay through the same path
-    if candidate != chosen.user_attrs.get("candidate", candidate):
-        raise StudyError(f"{study.directory}: trial {chosen.number} does not replay to its stored config")
+    candidate = _replayed_candidate(space, chosen, study.directory)
     seed = int(chosen.user_attrs["seed"])
     transformer = AutoencoderTransformer(**transformer_params(candidate, seed, problem.dataset.shape)).fit(problem.X)
     X_test, y_test = problem.test_part()
@@ -162,10 +182,34 @@ def export_best(study_dir, trial=None, out=None, problem=None, space=None) -> di
         "seed": seed,
         "study": str(study.directory.resolve()),
     }
-    save_export(Path(out) if out else study.export_dir, transformer, manifest)
+    save_export(Path(out) if out else study.export_dir, transformer, manifest,
+                before_publish=lambda: crash_point("export_staged"))
     if out is None:
         study.write_json("export.json", manifest)
     return manifest
+
+
+def replay(study_dir, trial: int) -> dict:
+    """Re-scores a completed trial exactly as the search did (same config, seed, split and
+    CV folds) and returns the stored and replayed CV scores."""
+    from search.objective import evaluate
+
+    import_keras_quietly()
+    study = open_study(study_dir)
+    chosen = _pick_trial(load(study), trial, study.directory)
+    candidate = _replayed_candidate(study.space(), chosen, study.directory)
+    # The same checkpoint callbacks run as in the search; nothing is pruned.
+    outcome = evaluate(study.problem(), candidate, int(chosen.user_attrs["seed"]), report=lambda step, value: None)
+    return {"trial": chosen.number, "metric": study.manifest["metric"], "stored": chosen.value,
+            "replayed": outcome["score"], "seconds": outcome["seconds"]}
+
+
+def _replayed_candidate(space, chosen, directory) -> dict:
+    """The trial's config rebuilt from its stored parameters through the same sampling path."""
+    candidate = sample(space, FixedSuggest(chosen.params))
+    if candidate != chosen.user_attrs.get("candidate", candidate):
+        raise StudyError(f"{directory}: trial {chosen.number} does not replay to its stored config")
+    return candidate
 
 
 def _held_out_score(problem, fitted, X_test, y_test) -> dict:
@@ -190,8 +234,6 @@ def _pick_trial(optuna_study, number, directory):
 
 
 def result_of(study, exported=None, notes=()) -> StudyResult:
-    from search.backends.optuna_backend import load
-
     optuna_study = load(study)
     rows = trial_rows(optuna_study)
     if exported is None and (study.directory / "export.json").is_file():
@@ -222,7 +264,7 @@ class _ProgressBar:
         self.bar = tqdm(total=total, desc="trials", unit="trial", dynamic_ncols=True)
 
     def __call__(self, optuna_study, trial):
-        from search.backends.optuna_backend import finished_count
+        from search.storage import finished_count
 
         self.bar.n = min(finished_count(optuna_study), self.bar.total)
         values = [t.value for t in optuna_study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]

@@ -18,5 +18,17 @@ class FailedTrial(Exception):
     """This trial failed (bad shape, NaN loss, ...): record it as failed and go on."""
 
 
+class PruneTrial(Exception):
+    """The pruner stopped this trial early; each backend maps it to its own signal."""
+
+
 class FatalSearchError(SearchError):
     """The search cannot go on (e.g. too many trials failed in a row)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the search; `result` holds the leaderboard of what had finished."""
+
+    def __init__(self, result):
+        super().__init__("interrupted")
+        self.result = result

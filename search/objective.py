@@ -8,9 +8,10 @@ import time
 
 import numpy as np
 
-from encoderkit.errors import TrainingError
 from encoderkit.probe import cv_score
-from search.errors import FailedTrial
+from search.errors import FailedTrial, PruneTrial
+from search import interrupts
+from search.faults import crash_point
 from search.suggest import transformer_params
 
 CHECKPOINTS = 2  # intermediate scores per trial
@@ -18,8 +19,58 @@ SUBSAMPLE = 600  # rows used for an intermediate score
 CHECKPOINT_FOLDS = 2  # cheap: the pruner needs a ranking, not a precise score
 
 
+class _OutOfMemory(Exception):
+    pass
+
+
 def evaluate(problem, candidate: dict, seed: int, report=None) -> dict:
-    """Returns {"score", "score_std", "epochs_run", "seconds": {...}}; raises FailedTrial."""
+    """Returns {"score", "score_std", "epochs_run", "seconds": {...}}.
+
+    Any failure inside the trial (NaN loss, a config the family cannot build, any exception)
+    becomes `FailedTrial` with a one-line reason; `PruneTrial` from `report` passes through.
+    Out of memory is retried once with half the batch size."""
+    try:
+        return _evaluate_once(problem, candidate, seed, report)
+    except _OutOfMemory as exc:
+        half = int(candidate["training"]["batch_size"]) // 2
+        if half < 1:
+            raise FailedTrial(f"out of memory at batch size 1: {exc}") from None
+        smaller = {**candidate, "training": {**candidate["training"], "batch_size": half}}
+        try:
+            outcome = _evaluate_once(problem, smaller, seed, report)
+        except _OutOfMemory as again:
+            raise FailedTrial(f"out of memory, also at batch size {half}: {again}") from None
+        return {**outcome, "retried_batch_size": half}
+
+
+def failure_reason(exc: BaseException) -> str:
+    """`Type: first line of the message`, short enough for a leaderboard line."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """TensorFlow's ResourceExhaustedError, JAX's RESOURCE_EXHAUSTED, torch's OutOfMemoryError,
+    or the host's MemoryError."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ in ("ResourceExhaustedError", "OutOfMemoryError"):
+        return True
+    text = str(exc)
+    return "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower()
+
+
+def _evaluate_once(problem, candidate, seed, report):
+    try:
+        return _fit_and_score(problem, candidate, seed, report)
+    except (FailedTrial, PruneTrial):
+        raise
+    except Exception as exc:  # the trial's failure, never the search's: record and go on
+        if is_out_of_memory(exc):
+            raise _OutOfMemory(failure_reason(exc)) from None
+        raise FailedTrial(failure_reason(exc)) from None
+
+
+def _fit_and_score(problem, candidate, seed, report):
     import keras
 
     from encoderkit.transformer import AutoencoderTransformer
@@ -27,14 +78,11 @@ def evaluate(problem, candidate: dict, seed: int, report=None) -> dict:
     keras.backend.clear_session()  # drop the previous trial's graph and layer names
     X, y = problem.X, problem.y
     transformer = AutoencoderTransformer(**transformer_params(candidate, seed, problem.dataset.shape))
-    callbacks = [] if report is None else [_checkpoint_callback(keras, transformer, problem, report)]
+    callbacks = [interrupts.keras_callback()]
+    if report is not None:
+        callbacks.append(_checkpoint_callback(keras, transformer, problem, report))
     started = time.perf_counter()
-    try:
-        transformer.fit(X, callbacks=callbacks)
-    except TrainingError as exc:
-        raise FailedTrial(str(exc)) from None
-    except (ValueError, TypeError) as exc:  # a config the family cannot build
-        raise FailedTrial(f"{type(exc).__name__}: {exc}") from None
+    transformer.fit(X, callbacks=callbacks)
     fitted = time.perf_counter()
     codes = transformer.transform(X)
     if not np.all(np.isfinite(codes)):
@@ -42,6 +90,7 @@ def evaluate(problem, candidate: dict, seed: int, report=None) -> dict:
     encoded = time.perf_counter()
     mean, std = cv_score(codes, y, problem.metric, problem.folds, problem.seed, problem.probe, problem.probe_jobs)
     probed = time.perf_counter()
+    interrupts.check()
     return {
         "score": mean,
         "score_std": std,
@@ -61,7 +110,10 @@ def _checkpoint_callback(keras, transformer, problem, report):
 
     class ProbeCheckpoint(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
+            crash_point("epoch")
             done = epoch + 1
+            if not np.isfinite((logs or {}).get("loss", 0.0)):
+                return  # training stops here and `fit` reports the NaN
             if done % every or done >= int(transformer.epochs):
                 return
             codes = transformer.transform(X_sub)
@@ -70,7 +122,7 @@ def _checkpoint_callback(keras, transformer, problem, report):
             score, _ = cv_score(
                 codes, y_sub, problem.metric, CHECKPOINT_FOLDS, problem.seed, problem.probe, problem.probe_jobs
             )
-            report(done, score)  # may raise the backend's "prune" exception
+            report(done, score)  # may raise PruneTrial
 
     return ProbeCheckpoint()
 
@@ -82,3 +134,62 @@ def _stratified_subsample(y, size, seed):
 
     rows, _ = train_test_split(np.arange(len(y)), train_size=size, stratify=y, random_state=seed)
     return np.sort(rows)
+
+
+def evaluate_in_subprocess(problem, candidate: dict, seed: int, report=None) -> dict:
+    """`evaluate` in a fresh spawned process: nothing a trial allocates (graphs, leaked
+    memory, a crashed native library) outlives it. Intermediate scores travel over a pipe so
+    the pruner still decides here; a child that dies becomes a failed trial."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    child = context.Process(target=_child_main, args=(theirs, problem, candidate, seed, report is not None), daemon=True)
+    child.start()
+    theirs.close()
+    try:
+        while True:
+            while not ours.poll(0.2):
+                interrupts.check()
+            try:
+                kind, *payload = ours.recv()
+            except EOFError:
+                child.join()
+                raise FailedTrial(f"trial process died (exit code {child.exitcode})") from None
+            if kind == "report":
+                try:
+                    report(*payload)
+                except PruneTrial:
+                    ours.send("prune")
+                    raise
+                ours.send("go on")
+            elif kind == "done":
+                return payload[0]
+            elif kind == "failed":
+                raise FailedTrial(payload[0])
+    finally:
+        ours.close()
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+            child.join()
+
+
+def _child_main(conn, problem, candidate, seed, reports):
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides, and kills this process
+
+    def report(step, value):
+        conn.send(("report", step, value))
+        if conn.recv() == "prune":
+            raise PruneTrial(f"intermediate score {value:.4f} at epoch {step}")
+
+    try:
+        conn.send(("done", evaluate(problem, candidate, seed, report if reports else None)))
+    except FailedTrial as exc:
+        conn.send(("failed", str(exc)))
+    except PruneTrial:
+        pass  # the parent already knows
+    finally:
+        conn.close()

@@ -4,58 +4,42 @@ SQLite storage in the study directory, and `workers` processes sharing it."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import warnings
 from pathlib import Path
 
-from search.errors import FailedTrial, FatalSearchError
-from search.objective import evaluate
+from search import interrupts
+from search.errors import FailedTrial, FatalSearchError, PruneTrial
+from search.faults import crash_point
+from search.objective import evaluate, evaluate_in_subprocess
+from search.storage import FINISHED, finished_count, load, worker_identity
 from search.suggest import OptunaSuggest, sample
 
-STUDY_NAME = "search"
-FINISHED = ("COMPLETE", "PRUNED")
-MAX_CONSECUTIVE_FAILURES = 10
+DEFAULT_MAX_FAILURES = 10
 
 
-def storage(study):
+def load_for_search(study, worker: int = 0):
     import optuna
 
-    # A generous SQLite timeout lets several worker processes share the file without
-    # "database is locked" errors.
-    return optuna.storages.RDBStorage(study.storage_url, engine_kwargs={"connect_args": {"timeout": 60}})
-
-
-def load(study, worker: int = 0):
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         sampler = optuna.samplers.TPESampler(
             seed=study.manifest["seed"] + worker, multivariate=True, group=True, n_startup_trials=8
         )
     pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
-    return optuna.create_study(
-        study_name=STUDY_NAME,
-        storage=storage(study),
-        direction="maximize",
-        sampler=sampler,
-        pruner=pruner,
-        load_if_exists=True,
-    )
+    return load(study, sampler, pruner)
 
 
-def finished_count(optuna_study) -> int:
+def make_objective(problem, space, manifest):
+    """The Optuna objective: sample, evaluate, record. A failing trial is recorded with its
+    reason and the search goes on; `max_failures` failures in a row end the search."""
     import optuna
 
-    states = tuple(getattr(optuna.trial.TrialState, s) for s in FINISHED)
-    return len(optuna_study.get_trials(deepcopy=False, states=states))
-
-
-def make_objective(problem, space, seed):
-    import optuna
-
+    seed = manifest["seed"]
+    max_failures = int(manifest.get("max_failures", DEFAULT_MAX_FAILURES))
+    run_trial = evaluate_in_subprocess if manifest.get("fresh_process") else evaluate
     failures = {"in_a_row": 0}
 
     def objective(trial):
@@ -63,26 +47,34 @@ def make_objective(problem, space, seed):
         trial_seed = seed + trial.number
         trial.set_user_attr("candidate", candidate)
         trial.set_user_attr("seed", trial_seed)
-        trial.set_user_attr("worker_pid", os.getpid())
+        for key, value in worker_identity().items():
+            trial.set_user_attr(key, value)
 
         def report(step, value):
             trial.report(value, step)
             if trial.should_prune():
-                raise optuna.TrialPruned(f"intermediate score {value:.4f} at epoch {step}")
+                raise PruneTrial(f"intermediate score {value:.4f} at epoch {step}")
 
         try:
-            outcome = evaluate(problem, candidate, trial_seed, report)
+            outcome = run_trial(problem, candidate, trial_seed, report)
+        except PruneTrial as exc:
+            raise optuna.TrialPruned(str(exc)) from None
         except FailedTrial as exc:
             failures["in_a_row"] += 1
             trial.set_user_attr("fail_reason", str(exc))
-            if failures["in_a_row"] >= MAX_CONSECUTIVE_FAILURES:
+            if failures["in_a_row"] >= max_failures:
                 raise FatalSearchError(
-                    f"{failures['in_a_row']} trials failed in a row; last: {exc}"
+                    f"{failures['in_a_row']} trials failed in a row (--max-failures {max_failures}); last: {exc}"
                 ) from None
             raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+            raise
         failures["in_a_row"] = 0
-        for key in ("score_std", "epochs_run", "seconds"):
-            trial.set_user_attr(key, outcome[key])
+        for key in ("score_std", "epochs_run", "seconds", "retried_batch_size"):
+            if key in outcome:
+                trial.set_user_attr(key, outcome[key])
+        crash_point("trial_written")  # attributes stored, final state not yet
         return outcome["score"]
 
     return objective
@@ -94,18 +86,23 @@ def optimize(study, problem, space, worker=0, callbacks=()):
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
-    optuna_study = load(study, worker)
+    optuna_study = load_for_search(study, worker)
     target = study.manifest["trials"]
     if finished_count(optuna_study) >= target:
         return optuna_study
-    optuna_study.optimize(
-        make_objective(problem, space, study.manifest["seed"]),
-        n_trials=target * 3,  # an upper bound; MaxTrialsCallback stops at the target
-        timeout=study.manifest.get("timeout"),
-        catch=(FailedTrial,),
-        callbacks=[MaxTrialsCallback(target, states=(TrialState.COMPLETE, TrialState.PRUNED)), *callbacks],
-        gc_after_trial=True,
-    )
+    with interrupts.graceful():
+        optuna_study.optimize(
+            make_objective(problem, space, study.manifest),
+            n_trials=None,  # MaxTrialsCallback stops at the target; --max-failures guards a loop of failures
+            timeout=study.manifest.get("timeout"),
+            catch=(FailedTrial,),
+            callbacks=[
+                MaxTrialsCallback(target, states=tuple(getattr(TrialState, s) for s in FINISHED)),
+                *callbacks,
+                lambda optuna_study, trial: interrupts.check(),  # Ctrl-C between trials
+            ],
+            gc_after_trial=True,
+        )
     return optuna_study
 
 
@@ -122,6 +119,11 @@ def run(study, problem, space, progress=None):
     try:
         callbacks = [progress] if progress else []
         optimize(study, problem, space, worker=0, callbacks=callbacks)
+    except KeyboardInterrupt:
+        for proc, _ in procs:  # a terminal sends Ctrl-C to all; a `kill -INT` only to us
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        raise
     finally:
         for proc, log in procs:
             proc.wait()

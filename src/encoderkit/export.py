@@ -32,8 +32,10 @@ def package_versions() -> dict:
     return versions
 
 
-def save_export(directory, transformer, manifest: dict) -> Path:
-    """Writes the export atomically; an existing export at `directory` is replaced."""
+def save_export(directory, transformer, manifest: dict, before_publish=None) -> Path:
+    """Writes the export atomically; an existing export at `directory` is replaced.
+    `before_publish` is called once everything is staged, just before the rename (the search
+    engine's crash tests kill the process there)."""
     import joblib
     import keras
 
@@ -51,6 +53,8 @@ def save_export(directory, transformer, manifest: dict) -> Path:
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
         _fsync_tree(staging)
+        if before_publish is not None:
+            before_publish()
         if directory.exists():
             retired = directory.with_name(f".{directory.name}.old-{os.getpid()}")
             directory.rename(retired)
@@ -62,6 +66,15 @@ def save_export(directory, transformer, manifest: dict) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return directory
+
+
+def remove_leftovers(directory) -> list[Path]:
+    """Deletes the staging and retired copies a killed `save_export` left next to `directory`."""
+    directory = Path(directory)
+    found = [*directory.parent.glob(f".{directory.name}.tmp-*"), *directory.parent.glob(f".{directory.name}.old-*")]
+    for path in found:
+        shutil.rmtree(path, ignore_errors=True)
+    return found
 
 
 def read_manifest(directory) -> dict:

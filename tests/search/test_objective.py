@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from encoderkit.data import Dataset
-from search.errors import FailedTrial
+from search.errors import FailedTrial, PruneTrial
 from search.objective import evaluate
 from search.problem import make_problem
 
@@ -44,13 +44,10 @@ def test_intermediate_scores_are_reported_and_can_stop_the_trial(small_digits):
     assert [step for step, _ in reports] == [2, 4]  # every ceil(6 / 3) epochs, before the last
     assert all(0 <= value <= 1 for _, value in reports)
 
-    class Prune(Exception):
-        pass
-
     def prune(step, value):
-        raise Prune
+        raise PruneTrial("stop")
 
-    with pytest.raises(Prune):
+    with pytest.raises(PruneTrial):
         evaluate(problem, CANDIDATE, seed=0, report=prune)
 
 
@@ -76,3 +73,69 @@ def test_a_predefined_test_part_is_kept(small_digits):
     problem = make_problem(Dataset("d", X, y, "image", (8, 8, 1), test_rows=np.arange(200, 300)), folds=3)
     assert list(problem.test_rows) == list(range(200, 300))
     assert list(problem.search_rows) == list(range(200))
+
+
+def test_any_exception_inside_a_trial_is_a_failed_trial_with_a_one_line_reason(small_digits, monkeypatch):
+    from encoderkit.transformer import AutoencoderTransformer
+
+    def broken_fit(self, X, y=None, callbacks=None):
+        raise RuntimeError("kernel exploded\nsecond line of a long native message")
+
+    monkeypatch.setattr(AutoencoderTransformer, "fit", broken_fit)
+    with pytest.raises(FailedTrial) as failed:
+        evaluate(poisoned_problem(small_digits), CANDIDATE, seed=0)
+    assert str(failed.value) == "RuntimeError: kernel exploded"
+
+
+def test_a_shape_the_family_cannot_take_is_a_failed_trial(small_digits):
+    X, y = small_digits
+    flat = make_problem(Dataset("d", X, y, "tabular", (64,)), folds=3, seed=0)
+    candidate = {**CANDIDATE, "family": "conv2d",
+                 "family_params": {"layers": [{"filters": 4, "kernel_size": 3, "activation": "relu", "pool": True}]}}
+    with pytest.raises(FailedTrial, match="Error: .*shape"):
+        evaluate(flat, candidate, seed=0)  # flat rows are no image
+
+
+def test_out_of_memory_is_retried_once_with_half_the_batch(small_digits, monkeypatch):
+    from encoderkit.transformer import AutoencoderTransformer
+
+    real_fit, batches = AutoencoderTransformer.fit, []
+
+    class ResourceExhaustedError(Exception):  # TensorFlow's name; matched by name and message
+        pass
+
+    def fit_that_needs_a_small_batch(self, X, y=None, callbacks=None):
+        batches.append(self.batch_size)
+        if self.batch_size > 32:
+            raise ResourceExhaustedError("OOM when allocating tensor")
+        return real_fit(self, X, callbacks=callbacks)
+
+    monkeypatch.setattr(AutoencoderTransformer, "fit", fit_that_needs_a_small_batch)
+    problem = poisoned_problem(small_digits)
+    outcome = evaluate(problem, CANDIDATE, seed=0)
+    assert batches == [64, 32] and outcome["retried_batch_size"] == 32
+    batches.clear()
+    tight = {**CANDIDATE, "training": {**CANDIDATE["training"], "batch_size": 128}}
+    with pytest.raises(FailedTrial, match="out of memory, also at batch size 64"):
+        evaluate(problem, tight, seed=0)
+    assert batches == [128, 64]
+
+
+def test_a_trial_in_a_fresh_process_scores_like_one_in_this_process(small_digits):
+    from search.objective import evaluate_in_subprocess
+
+    problem = poisoned_problem(small_digits)
+    here, reports = evaluate(problem, CANDIDATE, seed=0), []
+    there = evaluate_in_subprocess(problem, CANDIDATE, seed=0, report=lambda step, value: reports.append(step))
+    assert there["score"] == pytest.approx(here["score"], abs=0.02)
+    assert reports == [2, 4]  # intermediate scores crossed the pipe
+
+    def prune(step, value):
+        raise PruneTrial("stop")
+
+    with pytest.raises(PruneTrial):
+        evaluate_in_subprocess(problem, CANDIDATE, seed=0, report=prune)
+    bad = {**CANDIDATE, "scaling": "standard",
+           "training": {**CANDIDATE["training"], "learning_rate": 1e12, "optimizer": "sgd"}}
+    with pytest.raises(FailedTrial, match="NaN"):
+        evaluate_in_subprocess(problem, bad, seed=0)

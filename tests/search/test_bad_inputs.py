@@ -1,0 +1,190 @@
+"""The bad-input catalogue: every case ends with exit status 2 (or, in the library, a clear
+exception type) and one line naming what is wrong; no traceback; nothing stored changes."""
+
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import TINY_SPACE, run_cli
+
+SPACE_OK = "training: {epochs: 2}\nfamilies: {dense: {}}\n"
+
+
+def _space(text):
+    return lambda tmp: _write(tmp / "space.yaml", text)
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def _csv(frame):
+    return lambda tmp: (frame.to_csv(tmp / "data.csv", index=False), tmp / "data.csv")[1]
+
+
+def _npz(**arrays):
+    return lambda tmp: (np.savez(tmp / "data.npz", **arrays), tmp / "data.npz")[1]
+
+
+def _numeric(n=40, **columns):
+    frame = pd.DataFrame({"a": np.arange(float(n)), "b": np.ones(n), "label": [0, 1] * (n // 2)})
+    for name, values in columns.items():
+        frame[name] = values
+    return frame
+
+
+def _with_value(value):
+    frame = _numeric()
+    frame.loc[7, "a"] = value
+    return frame
+
+
+# (id, run arguments (callables get tmp_path), text the one error line must contain)
+RUN_CASES = [
+    ("space-yaml-syntax", ["--space", _space("families: [dense\n")], "space.yaml: invalid YAML"),
+    ("space-empty-file", ["--space", _space("")], "space.yaml: the file is empty"),
+    ("space-missing-file", ["--space", lambda tmp: tmp / "nope.yaml"], "nope.yaml"),
+    ("space-unknown-family", ["--space", _space("families: {densse: {}}\n")], "families.densse: unknown family (did you mean 'dense'?)"),
+    ("space-unknown-key", ["--space", _space("trainig: {epochs: 2}\nfamilies: {dense: {}}\n")], "did you mean 'training'?"),
+    ("space-unknown-param", ["--space", _space("families: {dense: {dropot: 0.1}}\n")], "did you mean 'dropout'?"),
+    ("space-wrong-type", ["--space", _space("code_size: big\nfamilies: {dense: {}}\n")], "code_size"),
+    ("space-empty-choice", ["--space", _space("training: {optimizer: {choice: []}}\nfamilies: {dense: {}}\n")], "training.optimizer"),
+    ("space-low-above-high", ["--space", _space("code_size: {int: [64, 8]}\nfamilies: {dense: {}}\n")], "code_size.int: low 64 > high 8"),
+    ("space-log-nonpositive", ["--space", _space("training: {learning_rate: {float: [0.0, 0.1], log: true}}\nfamilies: {dense: {}}\n")], "training.learning_rate"),
+    ("space-out-of-range", ["--space", _space("families: {dense: {dropout: 2.0}}\n")], "families.dense.dropout: 2.0 out of range"),
+    ("space-no-family-fits", ["--space", _space("families: {seq2seq: {}}\n"), "--data", _csv(_numeric()), "--target", "label"], "no family fits tabular data"),
+    ("data-missing-file", ["--data", lambda tmp: tmp / "missing.csv"], "missing.csv: no such file"),
+    ("data-empty-file", ["--data", lambda tmp: _write(tmp / "empty.csv", "")], "empty.csv: file is empty"),
+    ("data-unknown-name", ["--data", "digitz"], "digitz"),
+    ("data-bad-option", ["--data", "insurance:n=lots"], "insurance:n=lots: option 'n=lots' must look like name=INTEGER"),
+    ("data-nan", ["--data", _csv(_with_value(np.nan)), "--target", "label"], "NaN/inf not allowed"),
+    ("data-inf", ["--data", _csv(_with_value(np.inf)), "--target", "label"], "NaN/inf not allowed"),
+    ("data-strings", ["--data", _csv(_numeric(text=["x", "y"] * 20)), "--target", "label"], "column 'text' is not numeric"),
+    ("data-missing-target", ["--data", _csv(_numeric()), "--target", "nope"], "no target column 'nope'"),
+    ("data-one-class", ["--data", _csv(_numeric(label=np.zeros(40, int))), "--target", "label"], "one class only"),
+    ("data-too-few-rows", ["--data", _csv(_numeric(n=8)), "--target", "label"], "too few for a test split and 5 CV folds"),
+    ("data-shape-mismatch", ["--data", _npz(X=np.ones((30, 4)), y=np.arange(20) % 2)], "30 feature rows but 20 labels"),
+    ("cli-unknown-backend", ["--backend", "nope"], "--backend: unknown backend 'nope'"),
+    ("cli-zero-workers", ["--workers", "0"], "--workers: must be at least 1"),
+    ("cli-zero-max-failures", ["--max-failures", "0"], "--max-failures: must be at least 1"),
+    ("cli-negative-timeout", ["--timeout", "-5"], "--timeout: must be positive seconds"),
+    ("cli-unknown-metric", ["--metric", "precision"], "unknown metric 'precision'"),
+    ("cli-bad-scale", ["--scale", "3"], "--scale: must be in (0, 1]"),
+]
+
+
+@pytest.mark.parametrize("args, expected", [c[1:] for c in RUN_CASES], ids=[c[0] for c in RUN_CASES])
+def test_bad_run_input_exits_2_with_one_line(tmp_path, args, expected):
+    args = [a(tmp_path) if callable(a) else a for a in args]
+    study = tmp_path / "study"
+    result = run_cli("run", *args, "--trials", "1", "--study-dir", study, "--no-progress", timeout=120)
+    _assert_one_line_error(result, expected)
+    assert not study.exists()  # a refused run creates nothing
+
+
+def _assert_one_line_error(result, expected):
+    assert result.returncode == 2, result.stderr[-1500:]
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+
+
+@pytest.fixture(scope="module")
+def stored_study(tmp_path_factory):
+    study = tmp_path_factory.mktemp("stored") / "study"
+    result = run_cli("run", "--space", TINY_SPACE, "--trials", "1", "--study-dir", study, "--no-progress")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return study
+
+
+def _fingerprint(directory):
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+STUDY_CASES = [
+    ("study-other-space", lambda s: ["run", "--study-dir", s, "--trials", "2", "--no-progress"], "space_digest"),
+    ("study-other-seed", lambda s: ["run", "--space", TINY_SPACE, "--seed", "3", "--study-dir", s, "--no-progress"], "seed=0, not 3"),
+    ("study-other-data", lambda s: ["run", "--space", TINY_SPACE, "--data", "insurance", "--study-dir", s, "--no-progress"], "use another --study-dir"),
+    ("study-export-missing-trial", lambda s: ["export", s, "--trial", "99"], "--trial 99 is not a completed trial"),
+    ("study-replay-missing-trial", lambda s: ["replay", s, "--trial", "99"], "--trial 99 is not a completed trial"),
+    ("study-resume-not-a-study", lambda s: ["resume", s / "logs"], "not a study directory"),
+]
+
+
+@pytest.mark.parametrize("make_args, expected", [c[1:] for c in STUDY_CASES], ids=[c[0] for c in STUDY_CASES])
+def test_bad_input_against_a_stored_study_changes_nothing(stored_study, make_args, expected):
+    before = _fingerprint(stored_study)
+    _assert_one_line_error(run_cli(*make_args(stored_study), timeout=120), expected)
+    assert _fingerprint(stored_study) == before
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    from sklearn.datasets import load_digits
+
+    from encoderkit import AutoencoderTransformer
+    from encoderkit.export import save_export
+
+    X, _ = load_digits(return_X_y=True)
+    transformer = AutoencoderTransformer(code_size=3, epochs=1, random_state=0).fit(X[:200])
+    return save_export(tmp_path_factory.mktemp("export") / "export", transformer, {"trial": 0})
+
+
+def _copy(export_dir, tmp_path):
+    import shutil
+
+    return shutil.copytree(export_dir, tmp_path / "copy")
+
+
+def _corrupt_manifest(d):
+    (d / "manifest.json").write_text("{not json")
+
+
+def _future_format(d):
+    manifest = json.loads((d / "manifest.json").read_text())
+    (d / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
+
+
+def _corrupt_model(d):
+    (d / "encoder.joblib").write_bytes(b"garbage")
+
+
+def _other_keras(d):
+    manifest = json.loads((d / "manifest.json").read_text())
+    (d / "manifest.json").write_text(json.dumps({**manifest, "packages": {"keras": "2.15.0"}}))
+
+
+EXPORT_CASES = [
+    ("export-corrupted-manifest", _corrupt_manifest, "manifest.json: corrupted manifest"),
+    ("export-future-format", _future_format, "format_version 99 is not supported"),
+    ("export-corrupted-model", _corrupt_model, "encoder.joblib: cannot be loaded"),
+    ("export-incompatible-keras", _other_keras, "exported with keras 2.15.0"),
+    ("export-missing", lambda d: __import__("shutil").rmtree(d), "not an export"),
+]
+
+
+@pytest.mark.parametrize("damage, expected", [c[1:] for c in EXPORT_CASES], ids=[c[0] for c in EXPORT_CASES])
+def test_a_damaged_export_raises_export_error_with_one_line(export_dir, tmp_path, damage, expected):
+    from encoderkit import ExportError, load_encoder
+
+    copy = _copy(export_dir, tmp_path)
+    damage(copy)
+    with pytest.raises(ExportError) as raised:
+        load_encoder(copy)
+    assert expected in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_transform_with_the_wrong_number_of_features_is_a_clear_value_error(export_dir):
+    from encoderkit import load_encoder
+
+    with pytest.raises(ValueError, match="X has 10 features, but AutoencoderTransformer is expecting 64 features"):
+        load_encoder(export_dir).transform(np.zeros((3, 10)))
+
+
+def test_the_catalogue_has_at_least_25_cases():
+    assert len(RUN_CASES) + len(STUDY_CASES) + len(EXPORT_CASES) + 1 >= 25

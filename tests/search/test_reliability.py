@@ -1,0 +1,165 @@
+"""Crashes, interrupts, failing trials and replays, through the command line in fresh
+interpreters. Crashes are real SIGKILLs at exact points (see search/faults.py)."""
+
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT, TINY_SPACE, run_cli
+
+TRIALS = 4
+
+
+def _env(extra=None):
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", **(extra or {})}
+
+
+def run_until_killed(tmp_path, *args, env=None):
+    """Runs the CLI in its own session with output to files (not pipes): a process killed
+    with SIGKILL leaves joblib's pool workers behind, which would hold pipes open for
+    minutes. They are killed with the session afterwards, as a terminal would."""
+    with open(tmp_path / "stdout", "w") as out, open(tmp_path / "stderr", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "search", *map(str, args)], cwd=ROOT, env=_env(env),
+                                stdout=out, stderr=err, start_new_session=True)
+        proc.wait(timeout=600)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    return proc
+
+
+def trials_by_state(study):
+    with sqlite3.connect(study / "study.db") as db:
+        return {
+            number: (state, value)
+            for number, state, value in db.execute(
+                "select t.number, t.state, v.value from trials t left join trial_values v using (trial_id)"
+            )
+        }
+
+
+def user_attr(study, key):
+    with sqlite3.connect(study / "study.db") as db:
+        return {
+            number: json.loads(value)
+            for number, value in db.execute(
+                "select t.number, a.value_json from trials t join trial_user_attributes a using (trial_id) "
+                "where a.key = ?", (key,)
+            )
+        }
+
+
+def finished(states):
+    return {n: v for n, v in states.items() if v[0] in ("COMPLETE", "PRUNED")}
+
+
+@pytest.mark.parametrize("point", ["epoch:5", "trial_written:2", "export_staged"])
+def test_sigkill_at_any_point_then_resume_reaches_the_count_with_nothing_lost(tmp_path, point):
+    study = tmp_path / "study"
+    args = ("run", "--space", TINY_SPACE, "--trials", TRIALS, "--study-dir", study, "--no-progress")
+    crashed = run_until_killed(tmp_path, *args, env={"SEARCH_CRASH_AT": point})
+    assert crashed.returncode == -signal.SIGKILL, (tmp_path / "stderr").read_text()[-2000:]
+    before = trials_by_state(study)
+    assert not (study / "export").exists() or (study / "export" / "manifest.json").exists()
+
+    resumed = run_cli("resume", study, "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = trials_by_state(study)
+    assert len(finished(after)) == TRIALS
+    for number, state in finished(before).items():  # nothing finished before the crash changed
+        assert after[number] == state
+    assert "RUNNING" not in {s for s, _ in after.values()}
+    with sqlite3.connect(study / "study.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert sorted(p.name for p in (study / "export").iterdir()) == ["encoder.joblib", "encoder.keras", "manifest.json"]
+    assert not list(study.glob(".export.*"))  # no half-written export left behind
+    if point != "export_staged":  # the killed trial is failed with a reason and its config re-run
+        (killed,) = [n for n, (s, _) in before.items() if s == "RUNNING"]
+        assert after[killed][0] == "FAIL"
+        assert "died during the trial" in user_attr(study, "fail_reason")[killed]
+        assert killed in user_attr(study, "retry_of").values()
+        assert "note: trial" in resumed.stdout
+
+
+def test_ctrl_c_marks_the_trial_prints_the_leaderboard_and_exits_130(tmp_path):
+    study = tmp_path / "study"
+    env = _env()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "search", "run", "--space", str(TINY_SPACE), "--trials", "200",
+         "--study-dir", str(study), "--no-progress"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and not (study / "study.db").exists() or not finished(_safe_states(study)):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Leaderboard" in stdout and "Traceback" not in stderr
+    assert f"python -m search resume {study}" in stderr
+    states = trials_by_state(study)
+    assert "RUNNING" not in {s for s, _ in states.values()}
+    interrupted = [n for n, reason in user_attr(study, "fail_reason").items() if reason == "interrupted (Ctrl-C)"]
+    assert len(interrupted) <= 1 and all(states[n][0] == "FAIL" for n in interrupted)
+
+
+def _safe_states(study):
+    try:
+        return trials_by_state(study)
+    except sqlite3.Error:  # the schema is still being created
+        return {}
+
+
+NAN_SPACE = """
+name: diverging
+code_size: 4
+scaling: standard
+training: {epochs: 2, batch_size: 64, learning_rate: %s, optimizer: sgd}
+families: {dense: {stack: {depth: 1, units: 8, activation: relu}}}
+probe: {cv: 3}
+"""
+
+
+def test_failed_trials_are_recorded_and_the_search_goes_on(tmp_path):
+    space = tmp_path / "mixed.yaml"
+    space.write_text(NAN_SPACE % "{choice: [1.0e-2, 1.0e+12]}")
+    study = tmp_path / "study"
+    result = run_cli("run", "--space", space, "--trials", "6", "--study-dir", study, "--no-progress")
+    assert result.returncode == 0, result.stderr[-2000:]
+    states = trials_by_state(study)
+    reasons = user_attr(study, "fail_reason")
+    assert len(finished(states)) == 6 and reasons
+    assert all(states[n][0] == "FAIL" and "NaN" in r for n, r in reasons.items())
+    assert "failed: TrainingError: loss became NaN" in result.stdout
+
+
+def test_many_failures_in_a_row_abort_with_a_clear_message(tmp_path):
+    space = tmp_path / "nan.yaml"
+    space.write_text(NAN_SPACE % "1.0e+12")
+    result = run_cli("run", "--space", space, "--trials", "5", "--max-failures", "3",
+                     "--study-dir", tmp_path / "study", "--no-progress")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [lines[0]] and "3 trials failed in a row (--max-failures 3); last: TrainingError: loss became NaN" in lines[0]
+
+
+def test_same_seed_same_configs_fresh_processes_and_replay_within_half_a_point(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for study, extra in ((a, ()), (b, ("--fresh-process",))):
+        result = run_cli("run", "--space", TINY_SPACE, "--trials", "3", "--seed", "7", "--study-dir", study,
+                         "--no-progress", *extra)
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert user_attr(a, "candidate") == user_attr(b, "candidate")
+    manifest = json.loads((a / "manifest.json").read_text())
+    assert manifest["seed"] == 7 and manifest["split_hash"] and manifest["space_digest"] and manifest["packages"]
+    number = next(n for n, (s, _) in trials_by_state(a).items() if s == "COMPLETE")
+    replayed = run_cli("replay", a, "--trial", number)
+    assert replayed.returncode == 0, replayed.stderr[-2000:]
+    assert f"trial {number}: stored CV accuracy" in replayed.stdout and ": matches (difference" in replayed.stdout
