@@ -28,7 +28,7 @@ run: setup
 	$(PY) -m search run $(ARGS)
 
 test: setup
-	$(PY) -m pytest -q -n 2 $(ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadgroup $(ARGS)
 
 clean:
 	rm -rf $(VENV) studies .pytest_cache

@@ -32,8 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scale", type=float, default=1.0, help="shrink epochs, units and filters by this factor (0, 1]")
     run.add_argument("--trials", type=int, default=30, help="finished trials to reach (default: 30)")
     run.add_argument("--timeout", type=float, default=None, help="stop starting trials after SECONDS")
-    run.add_argument("--backend", default="optuna", help="optuna (default)")
-    run.add_argument("--workers", type=int, default=1, help="processes sharing the study (default: 1)")
+    run.add_argument("--backend", default="optuna", help="optuna (default), ray or kerastuner")
+    run.add_argument("--workers", type=int, default=1, help="trials at once: processes (optuna) or concurrent trials (ray) (default: 1)")
+    run.add_argument("--gpus", default="auto", help="optuna workers' GPUs, round-robin: auto, none or ids like 0,1 (default: auto)")
+    run.add_argument("--address", default=None, help="ray: join this cluster (auto: the running one); default: start Ray here")
+    run.add_argument("--cpus-per-trial", type=float, default=1, help="ray: CPUs reserved per trial (default: 1)")
+    run.add_argument("--gpus-per-trial", type=float, default=0, help="ray: GPUs per trial, fractions share one (default: 0)")
+    run.add_argument("--algorithm", default="random", help="kerastuner: random, bayesian or hyperband (default: random)")
     run.add_argument("--max-failures", type=int, default=10, help="stop after this many failed trials in a row (default: 10)")
     run.add_argument("--fresh-process", action="store_true", help="run each trial in a new process (frees all its memory)")
     run.add_argument("--metric", default=None, help="auto|accuracy|roc_auc|balanced_accuracy|f1_macro (default: the space's, auto)")
@@ -96,7 +101,9 @@ def cmd_run(args):
     _quiet_libraries()
     result = engine.run(
         args.data, target=args.target, data_dir=args.data_dir, space=args.space, scale=args.scale, trials=args.trials, timeout=args.timeout,
-        backend=args.backend, workers=args.workers, max_failures=args.max_failures,
+        backend=args.backend, workers=args.workers, max_failures=args.max_failures, gpus=args.gpus,
+        address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+        algorithm=args.algorithm,
         fresh_process=args.fresh_process, metric=args.metric, seed=args.seed,
         test_size=args.test_size, study_dir=args.study_dir, progress=not args.no_progress,
     )
@@ -156,9 +163,12 @@ def cmd_worker(args):
     from search.quiet import import_keras_quietly
     from search.study import open_study
 
+    from search import devices
+
     _quiet_libraries()
     import_keras_quietly()
     study = open_study(args.study_dir)
+    devices.limit_threads(devices.cores_per_worker(study.manifest.get("workers", 1)))
     optimize(study, study.problem(), study.space(), worker=args.index)
 
 

@@ -9,6 +9,7 @@ best encoder and returns a `StudyResult`."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 from encoderkit.baselines import baselines_for
 from encoderkit.data import load_dataset
 from encoderkit.probe import METRICS, cv_score, test_score
+from search import devices
 from search.backends import get_backend
 from search.errors import Interrupted, SearchError, StudyError
 from search.faults import crash_point
@@ -53,6 +55,11 @@ def run(
     timeout=None,
     backend="optuna",
     workers=1,
+    gpus="auto",
+    address=None,
+    cpus_per_trial=1,
+    gpus_per_trial=0,
+    algorithm="random",
     max_failures=10,
     fresh_process=False,
     metric=None,
@@ -72,7 +79,11 @@ def run(
         raise SearchError(f"--timeout: must be positive seconds, got {timeout}")
     if metric is not None and metric not in METRICS:
         raise SearchError(f"--metric: unknown metric {metric!r} (known: {', '.join(METRICS)})")
-    get_backend(backend)  # unknown names fail before any work
+    backend_settings = get_backend(backend).check_settings(
+        workers=int(workers), address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+        algorithm=algorithm,
+    )  # unknown backends and settings fail before any work
+    gpu_ids = devices.resolve_gpus(gpus)
     loaded = load_space(space, scale)
     dataset = load_dataset(data, target, data_dir)
     restricted, notes = loaded.for_kind(dataset.kind)
@@ -89,16 +100,20 @@ def run(
     settings = {
         "data": str(data), "target": target, "data_dir": data_dir, "seed": int(seed), "test_size": test_size,
         "trials": int(trials), "timeout": timeout, "scale": scale, "backend": backend, "workers": int(workers),
-        "max_failures": int(max_failures), "fresh_process": bool(fresh_process),
+        "max_failures": int(max_failures), "fresh_process": bool(fresh_process), "gpus": gpu_ids,
+        **backend_settings,
     }
     study = create_or_check(study_dir, settings, loaded.source, problem, loaded)
-    study.manifest.update({k: settings[k] for k in BUDGET_KEYS})
+    study.manifest.update({k: settings[k] for k in BUDGET_KEYS if k in settings})
     study.write_json("manifest.json", study.manifest)
     return _search_and_export(study, problem, restricted, progress, export, notes)
 
 
 # Settings a re-run of `run` on an existing study may change: how much to search, not what.
-BUDGET_KEYS = ("trials", "timeout", "workers", "backend", "data_dir", "max_failures", "fresh_process")
+BUDGET_KEYS = (
+    "trials", "timeout", "workers", "backend", "data_dir", "max_failures", "fresh_process", "gpus",
+    "address", "cpus_per_trial", "gpus_per_trial", "algorithm",
+)
 
 
 def resume(study_dir, *, progress=True, export=True) -> StudyResult:
@@ -110,7 +125,10 @@ def resume(study_dir, *, progress=True, export=True) -> StudyResult:
 def _search_and_export(study, problem, space, progress, export, notes):
     from encoderkit.export import remove_leftovers
 
+    if study.manifest["backend"] == "optuna":  # worker 0 is this process: its GPU before TF starts
+        os.environ.update(devices.for_worker(study.manifest.get("gpus"), 0))
     import_keras_quietly()
+    devices.limit_threads(devices.cores_per_worker(study.manifest.get("workers", 1)))
     notes = (*notes, *recover(study))
     remove_leftovers(study.export_dir)  # half-written exports of a killed run
     for note in notes:

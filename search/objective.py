@@ -32,6 +32,7 @@ def evaluate(problem, candidate: dict, seed: int, report=None) -> dict:
     try:
         return _evaluate_once(problem, candidate, seed, report)
     except _OutOfMemory as exc:
+        release_memory()
         half = int(candidate["training"]["batch_size"]) // 2
         if half < 1:
             raise FailedTrial(f"out of memory at batch size 1: {exc}") from None
@@ -41,6 +42,18 @@ def evaluate(problem, candidate: dict, seed: int, report=None) -> dict:
         except _OutOfMemory as again:
             raise FailedTrial(f"out of memory, also at batch size {half}: {again}") from None
         return {**outcome, "retried_batch_size": half}
+    finally:
+        release_memory()
+
+
+def release_memory():
+    """Drops what a finished trial held: Keras' global state and the trial's Python objects.
+    TensorFlow itself keeps every traced `fit` function (about 6 MiB per trial, upstream
+    tensorflow#61791, keras#17458; measured in benchmarks/results/memory.md): where that
+    matters, `--fresh-process` runs each trial in its own process."""
+    import keras
+
+    keras.backend.clear_session(free_memory=True)  # also runs the garbage collector
 
 
 def failure_reason(exc: BaseException) -> str:

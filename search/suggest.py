@@ -6,7 +6,8 @@ tuner: an Optuna trial, or a fixed dict of stored values (replay and export, lik
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from contextlib import nullcontext
+from typing import Any, ContextManager, Protocol
 
 from search.errors import StudyError
 
@@ -17,6 +18,11 @@ class Suggest(Protocol):
     def float(self, name: str, low: float, high: float, *, log: bool = False, step: float | None = None) -> float: ...
 
     def choice(self, name: str, options: tuple) -> Any: ...
+
+    def conditional(self, parent: str, values: tuple) -> ContextManager:
+        """The parameters asked for inside exist only when `parent` takes one of `values`.
+        Define-by-run tuners know that already (a no-op); keras-tuner needs to be told."""
+        ...
 
 
 class OptunaSuggest:
@@ -31,6 +37,9 @@ class OptunaSuggest:
 
     def choice(self, name, options):
         return self.trial.suggest_categorical(name, list(options))
+
+    def conditional(self, parent, values):
+        return nullcontext()
 
 
 class FixedSuggest:
@@ -53,21 +62,59 @@ class FixedSuggest:
     def choice(self, name, options):
         return self._get(name)
 
+    def conditional(self, parent, values):
+        return nullcontext()
+
+
+class RecordingSuggest:
+    """Wraps another adapter and records each parameter asked for: its value and its Optuna
+    distribution, so a trial run by Ray or keras-tuner is stored in the study's Optuna
+    storage exactly like a native one."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.distributions = {}
+        self.values = {}
+
+    def _keep(self, name, distribution, value):
+        self.distributions[name], self.values[name] = distribution, value
+        return value
+
+    def int(self, name, low, high, *, log=False, step=1):
+        from optuna.distributions import IntDistribution
+
+        return self._keep(name, IntDistribution(low, high, log=log, step=step),
+                          self.inner.int(name, low, high, log=log, step=step))
+
+    def float(self, name, low, high, *, log=False, step=None):
+        from optuna.distributions import FloatDistribution
+
+        return self._keep(name, FloatDistribution(low, high, log=log, step=step),
+                          self.inner.float(name, low, high, log=log, step=step))
+
+    def choice(self, name, options):
+        from optuna.distributions import CategoricalDistribution
+
+        return self._keep(name, CategoricalDistribution(list(options)), self.inner.choice(name, options))
+
+    def conditional(self, parent, values):
+        return self.inner.conditional(parent, values)
+
 
 def sample(space, suggest: Suggest) -> dict:
     """One candidate: the family, its parameters and the training settings, as plain values."""
     if len(space.families) == 1:
         family = space.families[0]
+        scope = nullcontext()
     else:
         name = suggest.choice("family", space.family_names)
         family = next(f for f in space.families if f.name == name)
-    params = {key: domain.sample(suggest, f"{family.name}.{key}") for key, domain in family.params}
-    if family.depth is not None:
-        depth = family.depth.sample(suggest, f"{family.name}.depth")
-        params["layers"] = [
-            {key: domain.sample(suggest, f"{family.name}.layer_{i}.{key}") for key, domain in family.layer_params}
-            for i in range(depth)
-        ]
+        scope = _conditional(suggest, "family", (family.name,))
+    with scope:
+        params = {key: domain.sample(suggest, f"{family.name}.{key}") for key, domain in family.params}
+        if family.depth is not None:
+            depth = family.depth.sample(suggest, f"{family.name}.depth")
+            params["layers"] = [_layer(suggest, family, i) for i in range(depth)]
     return {
         "family": family.name,
         "code_size": space.code_size.sample(suggest, "code_size"),
@@ -76,6 +123,25 @@ def sample(space, suggest: Suggest) -> dict:
         "training": {key: domain.sample(suggest, f"training.{key}") for key, domain in space.training},
         "family_params": params,
     }
+
+
+def _layer(suggest, family, index) -> dict:
+    deeper = tuple(d for d in depth_values(family.depth) if d > index)  # depths that have this layer
+    with _conditional(suggest, f"{family.name}.depth", deeper) if deeper else nullcontext():
+        return {key: domain.sample(suggest, f"{family.name}.layer_{index}.{key}") for key, domain in family.layer_params}
+
+
+def _conditional(suggest, parent, values):
+    """The adapter's conditional scope; adapters that do not declare one need none."""
+    declare = getattr(suggest, "conditional", None)
+    return declare(parent, values) if declare else nullcontext()
+
+
+def depth_values(domain) -> tuple:
+    values = domain.values()
+    if values is None:  # an int range
+        values = range(domain.low, domain.high + 1, domain.step)
+    return tuple(values)
 
 
 def transformer_params(candidate: dict, seed: int, input_shape=None) -> dict:

@@ -1,15 +1,38 @@
-"""Search backends by name. Each module exposes `run(study, progress) -> None`, writing trials
-to the study's Optuna storage so the leaderboard, report and export read one schema.
+"""Search backends by name. Each module exposes
+
+    check_settings(workers, address, cpus_per_trial, gpus_per_trial, algorithm) -> dict
+        validates the backend's own options before any work; returns those to store
+    run(study, problem, space, progress) -> None
+        runs trials until the study's requested count, writing them to the study's Optuna
+        storage (see records.py) so the leaderboard, report and export read one schema
+
 Modules are imported only when chosen, so unused tuners cost nothing."""
 
 import importlib
 
-BACKENDS = {"optuna": "search.backends.optuna_backend"}
+BACKENDS = {
+    "optuna": "search.backends.optuna_backend",
+    "ray": "search.backends.ray_backend",
+    "kerastuner": "search.backends.kerastuner_backend",
+}
 
 
 def get_backend(name: str):
-    if name not in BACKENDS:
-        from search.errors import SearchError
+    from search.errors import SearchError
 
+    if name not in BACKENDS:
         raise SearchError(f"--backend: unknown backend {name!r} (known: {', '.join(BACKENDS)})")
-    return importlib.import_module(BACKENDS[name])
+    try:
+        return importlib.import_module(BACKENDS[name])
+    except ImportError as exc:  # an optional tuner that is not installed
+        raise SearchError(f"--backend {name}: needs {exc.name!r}, which is not installed (pip install 'encoderkit[{name}]')") from None
+
+
+def reject_foreign_options(backend: str, **given):
+    """One-line error for an option that belongs to another backend (given at a non-default)."""
+    from search.errors import SearchError
+
+    defaults = {"address": None, "cpus_per_trial": 1, "gpus_per_trial": 0, "algorithm": "random"}
+    for key, value in given.items():
+        if value != defaults[key]:
+            raise SearchError(f"--{key.replace('_', '-')}: not an option of --backend {backend}")

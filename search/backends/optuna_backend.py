@@ -1,5 +1,6 @@
 """Optuna backend: seeded TPE over the space, a median pruner on intermediate probe scores,
-SQLite storage in the study directory, and `workers` processes sharing it."""
+SQLite storage in the study directory, and `workers` processes sharing it, each on its own
+GPU (round-robin over `--gpus`) when there are GPUs."""
 
 from __future__ import annotations
 
@@ -11,13 +12,23 @@ import warnings
 from pathlib import Path
 
 from search import interrupts
+from search import devices
+from search.backends.records import FailureGuard, outcome_attrs, trial_attrs
 from search.errors import FailedTrial, FatalSearchError, PruneTrial
 from search.faults import crash_point
 from search.objective import evaluate, evaluate_in_subprocess
-from search.storage import FINISHED, finished_count, load, worker_identity
+from search.storage import FINISHED, finished_count, load
 from search.suggest import OptunaSuggest, sample
 
 DEFAULT_MAX_FAILURES = 10
+
+
+def check_settings(*, workers, address, cpus_per_trial, gpus_per_trial, algorithm) -> dict:
+    from search.backends import reject_foreign_options
+
+    reject_foreign_options("optuna", address=address, cpus_per_trial=cpus_per_trial,
+                           gpus_per_trial=gpus_per_trial, algorithm=algorithm)
+    return {}
 
 
 def load_for_search(study, worker: int = 0):
@@ -38,16 +49,13 @@ def make_objective(problem, space, manifest):
     import optuna
 
     seed = manifest["seed"]
-    max_failures = int(manifest.get("max_failures", DEFAULT_MAX_FAILURES))
+    guard = FailureGuard(manifest.get("max_failures", DEFAULT_MAX_FAILURES))
     run_trial = evaluate_in_subprocess if manifest.get("fresh_process") else evaluate
-    failures = {"in_a_row": 0}
 
     def objective(trial):
         candidate = sample(space, OptunaSuggest(trial))
         trial_seed = seed + trial.number
-        trial.set_user_attr("candidate", candidate)
-        trial.set_user_attr("seed", trial_seed)
-        for key, value in worker_identity().items():
+        for key, value in trial_attrs(candidate, trial_seed).items():
             trial.set_user_attr(key, value)
 
         def report(step, value):
@@ -60,20 +68,17 @@ def make_objective(problem, space, manifest):
         except PruneTrial as exc:
             raise optuna.TrialPruned(str(exc)) from None
         except FailedTrial as exc:
-            failures["in_a_row"] += 1
+            guard.failed(str(exc))
             trial.set_user_attr("fail_reason", str(exc))
-            if failures["in_a_row"] >= max_failures:
-                raise FatalSearchError(
-                    f"{failures['in_a_row']} trials failed in a row (--max-failures {max_failures}); last: {exc}"
-                ) from None
+            if guard.tripped:
+                raise guard.error() from None
             raise
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
             raise
-        failures["in_a_row"] = 0
-        for key in ("score_std", "epochs_run", "seconds", "retried_batch_size"):
-            if key in outcome:
-                trial.set_user_attr(key, outcome[key])
+        guard.succeeded()
+        for key, value in outcome_attrs(outcome).items():
+            trial.set_user_attr(key, value)
         crash_point("trial_written")  # attributes stored, final state not yet
         return outcome["score"]
 
@@ -115,7 +120,8 @@ def run(study, problem, space, progress=None):
     for index in range(1, workers):
         log = open(log_dir / f"worker-{index}.log", "ab")
         cmd = [sys.executable, "-m", "search", "_worker", str(study.directory), "--index", str(index)]
-        procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=worker_env(index)), log))
+        env = worker_env(index, devices.for_worker(study.manifest.get("gpus"), index))
+        procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
     try:
         callbacks = [progress] if progress else []
         optimize(study, problem, space, worker=0, callbacks=callbacks)
@@ -135,8 +141,8 @@ def run(study, problem, space, progress=None):
         )
 
 
-def worker_env(index: int) -> dict:
-    env = dict(os.environ)
+def worker_env(index: int, device_env: dict) -> dict:
+    env = {**os.environ, **device_env}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Workers must import the same `search` and `encoderkit` as this process, installed or not.
     import encoderkit

@@ -1,0 +1,179 @@
+"""keras-tuner backend: random search, Bayesian optimisation or Hyperband over the same space.
+
+A `HyperParameters` adapter lets `sample` walk the space through keras-tuner (family and
+stack-depth parameters are declared conditional, so Bayesian optimisation sees the structure);
+the probe objective replaces keras-tuner's fit through an overridden `run_trial`. keras-tuner
+keeps its oracle in DIR/kerastuner/ (a re-run or `resume` reloads it); every finished trial is
+also written to the study's Optuna storage, the schema all backends share. Hyperband allocates
+epochs: each trial trains from scratch for `tuner/epochs` (clamped to the space's range)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import time
+from contextlib import nullcontext
+
+from search.backends import reject_foreign_options
+from search.backends.records import (
+    FailureGuard, outcome_attrs, recorded_ids, record_trial, replay_params, trial_attrs,
+)
+from search.errors import FailedTrial, SearchError
+from search.objective import evaluate
+from search.storage import finished_count, load
+
+PROJECT = "kerastuner"  # under the study directory
+TRIAL_ID = "kerastuner_trial_id"
+ALGORITHMS = ("random", "bayesian", "hyperband")
+EPOCHS = "training.epochs"
+
+
+def check_settings(*, workers, address, cpus_per_trial, gpus_per_trial, algorithm) -> dict:
+    reject_foreign_options("kerastuner", address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
+    if algorithm not in ALGORITHMS:
+        raise SearchError(f"--algorithm: unknown algorithm {algorithm!r} (known: {', '.join(ALGORITHMS)})")
+    if int(workers) != 1:
+        raise SearchError(
+            f"--workers: the kerastuner backend runs one trial at a time, got {workers} "
+            "(its distributed mode needs a chief and gRPC workers; use --backend optuna or ray)"
+        )
+    return {"algorithm": algorithm}
+
+
+class KerasTunerSuggest:
+    """The suggest interface over a keras-tuner `HyperParameters`."""
+
+    def __init__(self, hp):
+        self.hp = hp
+
+    def int(self, name, low, high, *, log=False, step=1):
+        if log:  # keras-tuner's step is a factor under log sampling; ours is additive
+            return int(self.hp.Int(name, low, high, sampling="log"))
+        return int(self.hp.Int(name, low, high, step=step))
+
+    def float(self, name, low, high, *, log=False, step=None):
+        return float(self.hp.Float(name, low, high, step=step, sampling="log" if log else "linear"))
+
+    def choice(self, name, options):
+        options = list(options)
+        if len({type(o) for o in options}) == 1 and isinstance(options[0], (bool, int, float, str)):
+            return self.hp.Choice(name, options)
+        labels = [repr(o) for o in options]  # keras-tuner wants one scalar type per choice
+        return options[labels.index(self.hp.Choice(name, labels))]
+
+    def conditional(self, parent, values):
+        if parent not in self.hp.values:  # a fixed parent: nothing to be conditional on
+            return nullcontext()
+        return self.hp.conditional_scope(parent, list(values))
+
+
+def run(study, problem, space, progress=None):
+    import keras_tuner as kt
+
+    manifest = study.manifest
+    optuna_study = load(study)
+    algorithm = manifest.get("algorithm", "random")
+    seed = int(manifest["seed"])
+    guard = FailureGuard(manifest.get("max_failures", 10))
+    recorded = recorded_ids(optuna_study, TRIAL_ID)
+    remaining = int(manifest["trials"]) - finished_count(optuna_study)
+    if remaining <= 0:
+        return
+    objective = kt.Objective("score", direction="max")
+    oracle = _oracle(kt, algorithm, objective, len(recorded) + remaining, seed, space)
+
+    class ProbeTuner(kt.Tuner):
+        """keras-tuner's loop with our objective: fit, encode, probe CV score."""
+
+        def run_trial(self, trial, *args, **kwargs):
+            from search import interrupts
+
+            interrupts.check()
+            started = time.time()
+            candidate, _ = _candidate(space, trial.hyperparameters, algorithm)
+            trial_seed = seed + len(recorded)
+            attrs = {**trial_attrs(candidate, trial_seed), TRIAL_ID: trial.trial_id}
+            _record = functools.partial(record, started=started)
+            try:
+                outcome = evaluate(problem, candidate, trial_seed, report=None)
+            except FailedTrial as exc:
+                _record(state="FAIL", attrs={**attrs, "fail_reason": str(exc)})
+                guard.failed(str(exc))
+                if guard.tripped:
+                    raise kt.errors.FatalError(str(guard.error())) from None
+                raise kt.errors.FailedTrialError(str(exc)) from None
+            except KeyboardInterrupt:
+                _record(state="FAIL", attrs={**attrs, "fail_reason": "interrupted (Ctrl-C)"})
+                raise
+            guard.succeeded()
+            _record(state="COMPLETE", value=outcome["score"], attrs={**attrs, **outcome_attrs(outcome)})
+            return {"score": outcome["score"]}
+
+    def record(**kwargs):
+        trial_id = kwargs["attrs"][TRIAL_ID]
+        if trial_id not in recorded:
+            _, params = _candidate(space, tuner.oracle.trials[trial_id].hyperparameters, algorithm)
+            record_trial(optuna_study, space, params, finished=time.time(), **kwargs)
+            recorded.add(trial_id)
+        if progress:
+            progress(optuna_study, None)
+
+    with contextlib.redirect_stdout(io.StringIO()):  # "Reloading Tuner from ..."
+        tuner = ProbeTuner(
+            oracle=oracle, directory=str(study.directory.resolve()), project_name=PROJECT, overwrite=False,
+        )
+    tuner.oracle.update_space(declared_space(kt, space))
+    from search import interrupts
+
+    with interrupts.graceful():
+        try:
+            tuner.search(verbose=0)
+        except kt.errors.FatalError:
+            if guard.tripped:
+                raise guard.error() from None
+            raise
+    interrupts.check()
+
+
+def declared_space(kt, space):
+    """Every hyperparameter of the space, each family's branch at its deepest stack, so that
+    oracles that sample up front (Hyperband, Bayesian) know the whole space from trial one."""
+    from search.suggest import depth_values, sample
+
+    hp = kt.HyperParameters()
+    for family in space.families:
+        if len(space.families) > 1:
+            hp.values["family"] = family.name
+        if family.depth is not None:
+            hp.values[f"{family.name}.depth"] = max(depth_values(family.depth))
+        sample(space, KerasTunerSuggest(hp))
+    return hp
+
+
+def _oracle(kt, algorithm, objective, max_trials, seed, space):
+    # Failures are counted by our guard (--max-failures), not keras-tuner's.
+    common = {"objective": objective, "seed": seed, "max_retries_per_trial": 0, "max_consecutive_failed_trials": 10**9}
+    if algorithm == "random":
+        return kt.oracles.RandomSearchOracle(max_trials=max_trials, **common)
+    if algorithm == "bayesian":
+        return kt.oracles.BayesianOptimizationOracle(max_trials=max_trials, **common)
+    epochs = dict(space.training).get("epochs")
+    if getattr(epochs, "high", None) is None:
+        raise SearchError(f"{space.source}: training.epochs must be a range for --algorithm hyperband (it allocates epochs)")
+    return kt.oracles.HyperbandOracle(max_epochs=int(epochs.high), **common)
+
+
+def _candidate(space, hp, algorithm):
+    """(candidate, stored params) from keras-tuner's values; under Hyperband the epochs are the
+    bracket's, clamped into the space's range so the stored trial replays as it ran."""
+    from search.suggest import RecordingSuggest, sample
+
+    recorder = RecordingSuggest(KerasTunerSuggest(hp))
+    sample(space, recorder)
+    params = dict(recorder.values)  # the active parameters only, as the space's own values
+    if algorithm == "hyperband" and "tuner/epochs" in hp.values:
+        domain = dict(space.training)["epochs"]
+        params[EPOCHS] = min(max(int(hp.values["tuner/epochs"]), domain.low), domain.high)
+    candidate, _ = replay_params(space, params)
+    return candidate, params

@@ -1,0 +1,273 @@
+"""Ray Tune backend: one machine or a Ray cluster.
+
+Ray Tune runs the trials (`Tuner` + `OptunaSearch` define-by-run over the same `sample` code
+as the Optuna backend, `ASHAScheduler` on the intermediate probe scores, `reuse_actors` so
+TensorFlow is imported once per actor, CPUs and fractional GPUs per trial). The driver records
+each finished trial in the study's Optuna storage (records.py), so the leaderboard, export and
+report are the same as for every backend. Ray's own experiment state lives in DIR/ray/exp-N;
+`resume` restores the latest one with `Tuner.restore` and then starts new experiments for
+whatever the requested count still lacks (failed trials do not count, as with Optuna)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+
+import ray
+from ray import tune
+
+from search import interrupts
+from search.backends import reject_foreign_options
+from search.backends.records import FailureGuard, outcome_attrs, recorded_ids, record_trial, trial_attrs
+from search.errors import FailedTrial, SearchError
+from search.objective import CHECKPOINTS, evaluate
+from search.storage import finished_count, load
+from search.suggest import FixedSuggest, OptunaSuggest, sample
+
+EXPERIMENTS = "ray"  # under the study directory
+TRIAL_ID = "ray_trial_id"  # attribute linking a stored trial to Ray's trial
+SCORE = "score"  # the probe score: intermediate (subsample) results, then the final CV score
+FINAL = "final"  # marks the final result; a trial without one was stopped by ASHA
+
+# Tune's sessions of this driver process, by study directory. Tune pickles its callbacks and
+# stoppers into the experiment state (and `Tuner.restore` brings them back), so they carry
+# only the key and find the live storage, progress bar and failure count here.
+_SESSIONS: dict = {}
+
+
+def check_settings(*, workers, address, cpus_per_trial, gpus_per_trial, algorithm) -> dict:
+    reject_foreign_options("ray", algorithm=algorithm)
+    if not float(cpus_per_trial) > 0:
+        raise SearchError(f"--cpus-per-trial: must be positive, got {cpus_per_trial}")
+    gpus = float(gpus_per_trial)
+    if gpus < 0 or (gpus > 1 and not gpus.is_integer()):
+        raise SearchError(f"--gpus-per-trial: a fraction of one GPU or a whole number, got {gpus_per_trial}")
+    return {"address": address, "cpus_per_trial": float(cpus_per_trial), "gpus_per_trial": gpus}
+
+
+def run(study, problem, space, progress=None):
+    manifest = study.manifest
+    start_ray(manifest.get("address"))
+    key = str(study.directory.resolve())
+    session = _SESSIONS[key] = _Session(study, space, progress)
+    root = (study.directory / EXPERIMENTS).resolve()
+    trainable = tune.with_resources(
+        tune.with_parameters(_trial, problem=problem, space=space, base_seed=int(manifest["seed"]),
+                             cores=max(1, int(manifest.get("cpus_per_trial", 1)))),
+        {"cpu": manifest.get("cpus_per_trial", 1), "gpu": manifest.get("gpus_per_trial", 0)},
+    )
+    try:
+        with interrupts.graceful():
+            latest = _experiments(root)[-1] if _experiments(root) else None
+            if latest is not None and tune.Tuner.can_restore(str(latest)):
+                tune.Tuner.restore(str(latest), trainable, resume_unfinished=True, resume_errored=True).fit()
+            while session.should_continue():
+                name = f"exp-{len(_experiments(root)) + 1}"
+                _new_tuner(study, space, trainable, root, name, session).fit()
+            interrupts.check()
+    finally:
+        _SESSIONS.pop(key, None)
+    if session.guard.tripped:
+        raise session.guard.error()
+
+
+def start_ray(address):
+    """Joins the cluster at `address` (`auto`: the one running here, as in a `ray job`), or
+    starts Ray in this process. Ray's logs stay in its session directory."""
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no CSV/TensorBoard files per trial
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # Ctrl-C is ours (interrupts.py)
+    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter honours verbose=0; ours is the bar
+    # Intermediate results carry only the probe score; the final one adds the score.
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    if address:
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+    else:  # "local": a new instance even when a cluster runs on this machine
+        ray.init(address="local", logging_level="ERROR", log_to_driver=False, include_dashboard=False)
+
+
+def _experiments(root: Path) -> list[Path]:
+    found = [p for p in root.glob("exp-*") if p.is_dir()] if root.is_dir() else []
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def _new_tuner(study, space, trainable, root, name, session):
+    import optuna
+    from ray.tune.schedulers import ASHAScheduler
+    manifest = study.manifest
+    offset = len(load(study).get_trials(deepcopy=False))  # trial numbers (and seeds) go on
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(
+            seed=int(manifest["seed"]) + offset, multivariate=True, group=True, n_startup_trials=8
+        )
+    searcher = _searcher_class()(space=_DefineByRun(space, offset), metric=SCORE, mode="max", sampler=sampler)
+    scheduler = ASHAScheduler(
+        time_attr="training_iteration", metric=SCORE, mode="max", max_t=CHECKPOINTS + 1, grace_period=1,
+        reduction_factor=2,  # the better half goes on at each rung, like a median pruner
+    )
+    key = str(study.directory.resolve())
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=session.remaining(),
+            max_concurrent_trials=int(manifest.get("workers", 1)),
+            time_budget_s=session.seconds_left(),
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=str(root),
+            callbacks=[_Recorder(key)],
+            stop=_StopWhenDone(key),
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),
+    )
+
+
+def _searcher_class():
+    from ray.tune.search.optuna import OptunaSearch
+
+    class Searcher(OptunaSearch):
+        """OptunaSearch that learns only from final scores: intermediate ones (a subsample,
+        fewer folds) are ASHA's business, and a trial ASHA stopped counts as pruned."""
+
+        def on_trial_result(self, trial_id, result):
+            pass
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            if result and not result.get(FINAL):
+                result = {k: v for k, v in result.items() if k != SCORE}
+            super().on_trial_complete(trial_id, result, error)
+
+    return Searcher
+
+
+class _DefineByRun:
+    """OptunaSearch's define-by-run space: our `sample` walked through Optuna's trial. The
+    trial number (offset by the trials already stored) comes along to seed the trial."""
+
+    def __init__(self, space, offset):
+        self.space, self.offset = space, offset
+
+    def __call__(self, optuna_trial):
+        sample(self.space, OptunaSuggest(optuna_trial))
+        return {"_number": self.offset + optuna_trial.number}
+
+
+def _trial(config, problem=None, space=None, base_seed=0, cores=1):
+    """One Ray trial (runs in a Ray worker): rebuild the candidate from the sampled values,
+    evaluate it, and report intermediate and final probe scores to Tune."""
+    from search import devices
+
+    started = time.time()
+    devices.limit_threads(cores)  # the actor's first trial starts TensorFlow: size its pools
+    candidate = sample(space, FixedSuggest(config))
+    seed = base_seed + int(config["_number"])
+    attrs = json.dumps(trial_attrs(candidate, seed))
+    try:
+        outcome = evaluate(problem, candidate, seed, report=lambda epoch, value: tune.report({SCORE: value, "epoch": epoch, "attrs": attrs}))
+    except FailedTrial as exc:
+        tune.report({"fail_reason": str(exc), "attrs": attrs, "started": started, "finished": time.time()})
+        return
+    tune.report({SCORE: outcome["score"], FINAL: True, "attrs": attrs, "outcome": json.dumps(outcome),
+                 "started": started, "finished": time.time()})
+
+
+class _Session:
+    """The driver's view of a Ray search: storage, target, budget, failures, progress."""
+
+    def __init__(self, study, space, progress):
+        self.study, self.space, self.progress = study, space, progress
+        self.optuna_study = load(study)
+        self.target = int(study.manifest["trials"])
+        timeout = study.manifest.get("timeout")
+        self.deadline = time.time() + float(timeout) if timeout else None
+        self.guard = FailureGuard(study.manifest.get("max_failures", 10))
+        self.recorded = recorded_ids(self.optuna_study, TRIAL_ID)
+        self.intermediate: dict = {}
+
+    def remaining(self) -> int:
+        return max(0, self.target - finished_count(self.optuna_study))
+
+    def seconds_left(self):
+        return None if self.deadline is None else max(1.0, self.deadline - time.time())
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.time() >= self.deadline
+
+    def should_continue(self) -> bool:
+        return self.remaining() > 0 and not (self.guard.tripped or self.out_of_time() or interrupts.requested())
+
+    def record(self, trial, result, error=None):
+        if trial.trial_id in self.recorded:
+            return  # recorded before a crash; Tune re-reported it after a restore
+        result = result or {}
+        attrs = {**json.loads(result.get("attrs", "{}")), TRIAL_ID: trial.trial_id}
+        steps = self.intermediate.pop(trial.trial_id, {})
+        if result.get(FINAL):
+            outcome = json.loads(result["outcome"])
+            attrs.update(outcome_attrs(outcome))
+            state, value = "COMPLETE", outcome["score"]
+            self.guard.succeeded()
+        elif error is not None or "fail_reason" in result or interrupts.requested():
+            reason = result.get("fail_reason") or (error and f"ray: {error}") or "interrupted (Ctrl-C)"
+            attrs["fail_reason"] = reason
+            state, value = "FAIL", None
+            if not interrupts.requested():
+                self.guard.failed(reason)
+        else:  # ASHA stopped it at a rung
+            state, value = "PRUNED", None
+        record_trial(self.optuna_study, self.space, trial.config, state=state, value=value, attrs=attrs,
+                     intermediate=steps, started=result.get("started"), finished=result.get("finished"))
+        self.recorded.add(trial.trial_id)
+        if self.progress:
+            self.progress(self.optuna_study, None)
+
+
+class _Recorder(tune.Callback):
+    def __init__(self, key):
+        self.key = key
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        session = _SESSIONS.get(self.key)
+        if session is not None and SCORE in result and not result.get(FINAL):
+            session.intermediate.setdefault(trial.trial_id, {})[int(result["epoch"])] = result[SCORE]
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        session = _SESSIONS.get(self.key)
+        if session is not None:
+            session.record(trial, trial.last_result)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        session = _SESSIONS.get(self.key)
+        if session is not None:
+            session.record(trial, trial.last_result, error=_first_line(trial))
+
+
+class _StopWhenDone(tune.Stopper):
+    """Ends the experiment on Ctrl-C, at the deadline, or after too many failures in a row."""
+
+    def __init__(self, key):
+        self.key = key
+
+    def __call__(self, trial_id, result):
+        return False
+
+    def stop_all(self):
+        session = _SESSIONS.get(self.key)
+        return session is not None and (session.guard.tripped or session.out_of_time() or interrupts.requested())
+
+
+def _first_line(trial) -> str:
+    text = str(getattr(trial, "error_message", None) or "the trial's worker raised an error")
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else text)[:300]
