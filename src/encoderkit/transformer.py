@@ -153,6 +153,22 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
             codes = np.hstack([np.asarray(X, dtype=np.float64), codes])
         return codes
 
+    def __getstate__(self):
+        state = super().__getstate__()
+        if "encoder_" not in state:
+            return state
+        # Unpickling rebuilds what a pickle references in order. Naming one of our custom Keras
+        # layers first imports (and so registers) them before the models in the state are
+        # rebuilt, so a bare `joblib.load` works without importing encoderkit beforehand.
+        from encoderkit.families.layers import MaskingNoise
+
+        return {"_custom_layers": MaskingNoise, **state}
+
+    def __setstate__(self, state):
+        state = dict(state)
+        state.pop("_custom_layers", None)
+        super().__setstate__(state)
+
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self)
         codes = [f"code{i}" for i in range(int(self.code_size))]

@@ -119,3 +119,30 @@ def test_quantile_scaling_trains_on_zero_inflated_columns():
     scaled = transformer.scaler_.transform(X)
     assert scaled.min() >= 0 and scaled.max() <= 1
     assert transformer.transform(X).shape == (120, 4)
+
+
+@pytest.mark.parametrize("family, params", [
+    ("denoising", {"noise": 0.2, "noise_type": "masking", "layers": []}),  # custom MaskingNoise layer
+    ("vae", {"layers": [{"units": 8, "activation": "relu"}]}),  # custom GaussianSampling layer
+])
+def test_bare_joblib_load_in_a_fresh_process_rebuilds_custom_layers(family, params, small_digits, tmp_path):
+    """A user's process that never imported encoderkit can `joblib.load` a fitted transformer:
+    the pickle itself registers our custom Keras layers before rebuilding the models."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    X, _ = small_digits
+    fitted = AutoencoderTransformer(family=family, code_size=3, family_params=params, epochs=1,
+                                    random_state=0).fit(X)
+    joblib.dump(fitted, tmp_path / "t.joblib")
+    np.save(tmp_path / "X.npy", X[:7])
+    np.save(tmp_path / "Z.npy", fitted.transform(X[:7]))
+    code = (
+        "import joblib, numpy as np, sys; assert 'encoderkit' not in sys.modules;"
+        f"t = joblib.load({str(tmp_path / 't.joblib')!r}); X = np.load({str(tmp_path / 'X.npy')!r});"
+        f"np.testing.assert_allclose(t.transform(X), np.load({str(tmp_path / 'Z.npy')!r}), rtol=1e-5, atol=1e-6)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
