@@ -5,7 +5,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup data run test bench clean
+.PHONY: setup data browser run test bench clean
 
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
@@ -18,6 +18,12 @@ data:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
 	  || echo "note: could not install Debian's dataset-fashion-mnist; pass --data-dir for fashion-mnist"; }
 
+# Headless Chromium opens the HTML report in its test; like the data, best effort.
+browser:
+	@command -v chromium >/dev/null || { \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+	  || echo "note: could not install Debian's chromium; the HTML report test will be skipped"; }
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -27,7 +33,7 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	$(PY) -m search run $(ARGS)
 
-test: setup
+test: setup browser
 	$(PY) -m pytest -q -n 2 --dist loadgroup $(ARGS)
 
 clean:

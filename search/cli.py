@@ -51,9 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("study_dir")
     resume.add_argument("--no-progress", action="store_true")
 
-    report = commands.add_parser("report", help="print the leaderboard of a study")
+    report = commands.add_parser("report", help="print the leaderboard of a study, or write an HTML report")
     report.add_argument("study_dir")
     report.add_argument("--top", type=int, default=10)
+    report.add_argument("--html", action="store_true", help="write one self-contained HTML file with plots")
+    report.add_argument("-o", "--out", default=None, help="HTML file (default: STUDY/report.html)")
 
     export = commands.add_parser("export", help="refit and export the best (or a given) trial")
     export.add_argument("study_dir")
@@ -121,6 +123,14 @@ def cmd_report(args):
     from search import engine
     from search.study import open_study
 
+    if args.html:
+        from search.quiet import import_keras_quietly
+        from search.report import write_html
+
+        _quiet_libraries()
+        import_keras_quietly()
+        print(f"report: {write_html(args.study_dir, args.out)}")
+        return
     print(engine.result_of(open_study(args.study_dir)).leaderboard)
 
 

@@ -153,6 +153,14 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
             codes = np.hstack([np.asarray(X, dtype=np.float64), codes])
         return codes
 
+    def reconstruct(self, X):
+        """X passed through the whole autoencoder and back into X's units: what the code
+        keeps of each sample (the report's input/reconstruction grid)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        Xs = self.scaler_.transform(X).astype("float32")
+        return self.scaler_.inverse_transform(_encode(self.autoencoder_, Xs))
+
     def __getstate__(self):
         state = super().__getstate__()
         if "encoder_" not in state:

@@ -1,0 +1,182 @@
+"""`python -m search report STUDY --html`: one self-contained HTML file (plots embedded as PNG
+data URIs, no network, no scripts) with the leaderboard, the optimization history, Optuna's
+parameter importances, the score by family, the winner's codes in 2-D coloured by label and,
+for image data, inputs beside their reconstructions.
+
+The codes and reconstructions use the search part only (the test part stays untouched; its one
+score is already in the leaderboard)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+
+MAX_POINTS = 2000  # rows drawn in the 2-D code plot
+GRID = 8  # images per row in the reconstruction grid
+
+
+def write_html(study_dir, out=None) -> Path:
+    from search.engine import result_of
+    from search.storage import load
+    from search.study import open_study
+
+    study = open_study(study_dir)
+    optuna_study = load(study)
+    trials = optuna_study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    metric = study.manifest["metric"]
+    sections = [("Leaderboard", f"<pre>{html.escape(result_of(study).leaderboard)}</pre>")]
+    sections.append(("Optimization history", _figure(_history, complete, study.baselines(), metric)))
+    sections.append(("Parameter importances", _importances(optuna_study, complete)))
+    sections.append(("Score by family", _figure(_by_family, complete, metric)))
+    exported = study.export_dir / "encoder.joblib"
+    if exported.is_file():
+        from encoderkit import load_encoder
+
+        encoder = load_encoder(study.export_dir)
+        problem = study.problem()
+        sections.append(("Winner's codes in 2-D", _figure(_codes_2d, encoder, problem)))
+        if problem.dataset.kind == "image":
+            sections.append(("Inputs and reconstructions", _figure(_reconstructions, encoder, problem)))
+    else:
+        sections.append(("Winner's codes in 2-D", "<p>No export yet: run <code>python -m search export</code>.</p>"))
+    path = Path(out) if out else study.directory / "report.html"
+    path.write_text(_page(study, sections))
+    return path
+
+
+def _page(study, sections) -> str:
+    manifest = study.manifest
+    title = f"{manifest['data_name']} · {manifest['space_name']} · {manifest['backend']}"
+    body = "\n".join(f'<section id="{_anchor(name)}"><h2>{html.escape(name)}</h2>\n{content}</section>'
+                     for name, content in sections)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Study report: {html.escape(title)}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
+pre{{background:#f6f6f6;padding:1em;overflow-x:auto}} img{{max-width:100%}}
+table{{border-collapse:collapse}} td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}</style></head>
+<body><h1>Study report: {html.escape(title)}</h1>
+<p>{html.escape(str(study.directory))} · metric {html.escape(manifest['metric'])} ·
+{manifest['n_search_rows']} search rows, {manifest['n_test_rows']} test rows · seed {manifest['seed']}</p>
+{body}
+</body></html>
+"""
+
+
+def _anchor(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+
+
+def _figure(draw, *args) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = draw(plt, *args)
+    if fig is None:
+        return "<p>Not enough completed trials for this plot.</p>"
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img alt="plot" src="data:image/png;base64,{data}">'
+
+
+def _history(plt, complete, baselines, metric):
+    if not complete:
+        return None
+    numbers = [t.number for t in complete]
+    values = [t.value for t in complete]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.scatter(numbers, values, s=18, label="trial")
+    order = np.argsort(numbers)
+    ax.step(np.array(numbers)[order], np.maximum.accumulate(np.array(values)[order]), where="post",
+            color="C1", label="best so far")
+    for i, (name, b) in enumerate(baselines.items()):
+        ax.axhline(b["cv_mean"], linestyle="--", color=f"C{i + 2}", label=f"baseline {name}")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"CV {metric}")
+    ax.legend(loc="lower right")
+    return fig
+
+
+def _importances(optuna_study, complete) -> str:
+    import optuna
+
+    if len(complete) < 2:
+        return "<p>Not enough completed trials for parameter importances.</p>"
+    try:
+        importances = optuna.importance.get_param_importances(optuna_study)
+    except (RuntimeError, ValueError) as exc:  # e.g. no parameter common to all trials
+        return f"<p>Parameter importances unavailable: {html.escape(str(exc))}</p>"
+    if not importances:
+        return "<p>No parameter is shared by all completed trials.</p>"
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.3f}</td></tr>" for k, v in importances.items())
+    chart = _figure(_importance_bars, importances)
+    return f"{chart}<table><tr><th>parameter</th><th>importance (fANOVA)</th></tr>{rows}</table>"
+
+
+def _importance_bars(plt, importances):
+    names = list(importances)[::-1]
+    fig, ax = plt.subplots(figsize=(8, 0.4 * len(names) + 1))
+    ax.barh(names, [importances[n] for n in names])
+    ax.set_xlabel("importance")
+    return fig
+
+
+def _by_family(plt, complete, metric):
+    if not complete:
+        return None
+    families = sorted({t.user_attrs.get("candidate", {}).get("family", "?") for t in complete})
+    groups = [[t.value for t in complete if t.user_attrs.get("candidate", {}).get("family", "?") == f]
+              for f in families]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.boxplot(groups)
+    ax.set_xticks(range(1, len(families) + 1), families)
+    for i, values in enumerate(groups, 1):
+        ax.scatter(np.full(len(values), i), values, s=12, alpha=0.6)
+    ax.set_ylabel(f"CV {metric}")
+    return fig
+
+
+def _search_sample(problem, size):
+    rng = np.random.default_rng(problem.seed)
+    rows = rng.choice(len(problem.y), size=min(size, len(problem.y)), replace=False)
+    return problem.X[rows], problem.y[rows]
+
+
+def _codes_2d(plt, encoder, problem):
+    from sklearn.decomposition import PCA
+
+    X, y = _search_sample(problem, MAX_POINTS)
+    codes = encoder.transform(X)
+    points = codes if codes.shape[1] == 2 else PCA(n_components=2, random_state=0).fit_transform(codes)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    labels = np.unique(y)
+    for i, label in enumerate(labels):
+        mine = y == label
+        ax.scatter(points[mine, 0], points[mine, 1], s=6, color=plt.cm.tab10(i % 10), label=str(label))
+    ax.set_title(f"{codes.shape[1]}-d codes, first two principal components")
+    if len(labels) <= 20:
+        ax.legend(markerscale=3, fontsize=8, loc="best")
+    return fig
+
+
+def _reconstructions(plt, encoder, problem):
+    X, _ = _search_sample(problem, GRID)
+    rebuilt = encoder.reconstruct(X)
+    shape = problem.dataset.shape
+    fig, axes = plt.subplots(2, len(X), figsize=(1.3 * len(X), 3))
+    for col in range(len(X)):
+        for row, images in enumerate((X, rebuilt)):
+            image = images[col].reshape(shape)
+            axes[row, col].imshow(image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image, cmap="gray")
+            axes[row, col].axis("off")
+    axes[0, 0].set_title("input", fontsize=8, loc="left")
+    axes[1, 0].set_title("reconstruction", fontsize=8, loc="left")
+    return fig

@@ -1,0 +1,160 @@
+"""Backend conformance: every backend runs the same tiny space on the same budget and leaves
+the same results schema, leaderboard, export and resume behaviour. Plus device placement:
+Optuna workers through the environment, Ray trials on fake GPUs.
+
+Ray tests share one xdist group (`make test` runs `--dist loadgroup`): Ray's processes are
+machine-wide, so they run one after another on one worker."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, TINY_SPACE, run_cli
+
+BACKENDS = [
+    pytest.param("optuna", [], id="optuna"),
+    pytest.param("ray", ["--workers", "2"], id="ray", marks=pytest.mark.xdist_group("ray")),
+    pytest.param("kerastuner", ["--algorithm", "bayesian"], id="kerastuner"),
+]
+
+
+def stored_trials(study_dir):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{study_dir / 'study.db'}")
+    return study.get_trials(deepcopy=False)
+
+
+def finished(trials):
+    return [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+
+
+@pytest.mark.parametrize("backend, extra", BACKENDS)
+def test_backend_conformance(tmp_path, backend, extra):
+    study = tmp_path / "study"
+    first = run_cli("run", "--backend", backend, *extra, "--space", TINY_SPACE, "--trials", 3,
+                    "--study-dir", study, "--no-progress")
+    assert first.returncode == 0, first.stderr[-3000:]
+
+    # The results schema: Optuna storage with the same attributes whatever ran the trials.
+    trials = stored_trials(study)
+    assert len(finished(trials)) >= 3
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    assert complete, "at least one trial must complete"
+    for trial in trials:
+        attrs = trial.user_attrs
+        assert {"candidate", "seed", "worker_host", "worker_pid", "device"} <= set(attrs)
+        assert attrs["candidate"]["family"] in ("dense", "denoising")
+        assert trial.params and trial.distributions.keys() == trial.params.keys()
+    for trial in complete:
+        assert 0.0 <= trial.value <= 1.0
+        assert {"score_std", "seconds", "epochs_run"} <= set(trial.user_attrs)
+    # Stored parameters replay to the stored configuration (export and replay rely on it).
+    from search.engine import _replayed_candidate
+    from search.study import open_study
+
+    space = open_study(study).space()
+    for trial in complete:
+        assert _replayed_candidate(space, trial, study) == trial.user_attrs["candidate"]
+
+    # Leaderboard with baselines and the held-out test line; an export that loads.
+    assert "baseline raw" in first.stdout and "Held-out test" in first.stdout
+    export = json.loads((study / "export.json").read_text())
+    assert export["trial"] in {t.number for t in complete}
+    assert export["cv_score"] == max(t.value for t in complete)
+    code = (
+        "import numpy as np, sys; from encoderkit import load_encoder; from sklearn.datasets import load_digits;"
+        f"enc = load_encoder({str(study / 'export')!r}); Z = enc.transform(load_digits().data[:5]);"
+        "print(Z.shape); assert 'optuna' not in sys.modules and 'ray' not in sys.modules"
+        " and 'keras_tuner' not in sys.modules"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert loaded.stdout.startswith("(5, ")
+
+    # More trials on the same study continue it; `resume` at the count is a no-op.
+    more = run_cli("run", "--backend", backend, *extra, "--space", TINY_SPACE, "--trials", 4,
+                   "--study-dir", study, "--no-progress")
+    assert more.returncode == 0, more.stderr[-3000:]
+    after = stored_trials(study)
+    assert len(finished(after)) >= 4
+    assert {t.number: t.params for t in trials}.items() <= {t.number: t.params for t in after}.items()
+    seeds = [t.user_attrs["seed"] for t in after]
+    assert len(seeds) == len(set(seeds)), "every trial has its own seed"
+    again = run_cli("resume", study, "--no-progress")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(stored_trials(study)) == len(after)
+
+
+@pytest.mark.xdist_group("ray")
+def test_ray_resume_restores_the_tune_experiment(tmp_path):
+    """A Ray study whose Tune experiment was cut short resumes with `Tuner.restore`."""
+    study = tmp_path / "study"
+    first = run_cli("run", "--backend", "ray", "--space", TINY_SPACE, "--trials", 2, "--study-dir", study,
+                    "--no-progress")
+    assert first.returncode == 0, first.stderr[-3000:]
+    manifest = json.loads((study / "manifest.json").read_text())
+    manifest["trials"] = 3  # as if the first run had been asked for 3 and stopped early
+    (study / "manifest.json").write_text(json.dumps(manifest))
+    resumed = run_cli("resume", study, "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert len(finished(stored_trials(study))) >= 3
+    assert (study / "ray" / "exp-1").is_dir() and (study / "ray" / "exp-2").is_dir()
+
+
+def test_optuna_workers_get_gpus_round_robin_from_the_environment(tmp_path):
+    """`--gpus 0,1 --workers 2`: worker 0 (this process) runs on device 0, worker 1 on device
+    1, at the same time. On a CPU machine the ids are only recorded, which is what we check."""
+    study = tmp_path / "study"
+    result = run_cli("run", "--space", TINY_SPACE, "--trials", 6, "--workers", 2, "--gpus", "0,1",
+                     "--study-dir", study, "--no-progress")
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = stored_trials(study)
+    by_device = {}
+    for trial in trials:
+        by_device.setdefault(trial.user_attrs["device"], []).append(trial)
+    assert set(by_device) == {"0", "1"}
+    assert _overlapping(by_device["0"], by_device["1"])
+
+
+@pytest.mark.xdist_group("ray")
+def test_ray_runs_two_trials_at_once_on_fake_gpus_0_and_1(tmp_path):
+    study = tmp_path / "study"
+    code = f"""
+import ray
+ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
+from search import engine
+engine.run("digits", space={str(TINY_SPACE)!r}, trials=4, backend="ray", workers=2, gpus_per_trial=1,
+           study_dir={str(study)!r}, progress=False, export=False)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = stored_trials(study)
+    by_device = {}
+    for trial in trials:
+        by_device.setdefault(trial.user_attrs["device"], []).append(trial)
+    assert set(by_device) == {"0", "1"}
+    assert _overlapping(by_device["0"], by_device["1"])
+
+
+def test_backend_options_are_checked_before_any_work(tmp_path):
+    cases = [
+        (["--backend", "kerastuner", "--workers", "2"], "--workers"),
+        (["--backend", "kerastuner", "--algorithm", "grid"], "--algorithm"),
+        (["--backend", "optuna", "--address", "auto"], "--address"),
+        (["--backend", "ray", "--gpus-per-trial", "1.5"], "--gpus-per-trial"),
+        (["--gpus", "0,x"], "--gpus"),
+    ]
+    for args, named in cases:
+        result = run_cli("run", *args, "--study-dir", tmp_path / "never", "--no-progress")
+        assert result.returncode == 2, (args, result.stderr[-2000:])
+        assert result.stderr.count("\n") == 1 and named in result.stderr, (args, result.stderr)
+        assert not (tmp_path / "never").exists()
+
+
+def _overlapping(first, second) -> bool:
+    return any(a.datetime_start < b.datetime_complete and b.datetime_start < a.datetime_complete
+               for a in first for b in second)

@@ -1,0 +1,61 @@
+"""The cluster-job path a user takes: start a Ray head, `ray job submit` a search with
+`--backend ray --address auto`, wait for it, find the export, stop the cluster.
+
+Ray 2.60 uses token authentication for clusters: the head, the job client and the job all
+see the same RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (a fresh random token per test)."""
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, TINY_SPACE
+
+RAY = Path(sys.executable).with_name("ray")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.xdist_group("ray")
+def test_ray_job_submit_runs_a_search_on_a_cluster(tmp_path):
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+    }
+    dashboard = free_port()
+    temp = Path("/tmp") / f"ray-{secrets.token_hex(4)}"  # short: Ray's socket paths have a length limit
+    start = [str(RAY), "start", "--head", "--port", str(free_port()), "--dashboard-port", str(dashboard),
+             "--dashboard-host", "127.0.0.1", "--num-cpus", "2", "--num-gpus", "2", "--temp-dir", str(temp),
+             "--disable-usage-stats"]
+    started = subprocess.run(start, env=env, capture_output=True, text=True, timeout=180)
+    assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
+    study = tmp_path / "study"
+    submit = [str(RAY), "job", "submit", "--address", f"http://127.0.0.1:{dashboard}", "--",
+              sys.executable, "-m", "search", "run", "--backend", "ray", "--address", "auto",
+              "--space", str(TINY_SPACE), "--trials", "2", "--gpus-per-trial", "0.5",
+              "--study-dir", str(study), "--no-progress"]
+    try:
+        for _ in range(30):  # the head's job agent comes up a few seconds after `ray start`
+            job = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+            if "No available agent" not in job.stderr:
+                break
+            time.sleep(2)
+        assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-2000:]
+        assert "succeeded" in job.stdout, job.stdout[-4000:]
+        assert "Leaderboard" in job.stdout
+        assert (study / "export" / "encoder.joblib").is_file()
+        assert (study / "export" / "manifest.json").is_file()
+    finally:
+        subprocess.run([str(RAY), "stop", "--force"], env=env, capture_output=True, timeout=120)
