@@ -18,7 +18,7 @@ import numpy as np
 
 from encoderkit.baselines import baselines_for
 from encoderkit.data import load_dataset
-from encoderkit.probe import METRICS, cv_score, test_score
+from encoderkit.probe import METRICS, REFERENCE, cv_score, test_score
 from search import devices
 from search.backends import get_backend
 from search.errors import Interrupted, SearchError, StudyError
@@ -231,10 +231,11 @@ def _replayed_candidate(space, chosen, directory) -> dict:
 
 
 def _held_out_score(problem, fitted, X_test, y_test) -> dict:
-    """The probe fit on the search part's features, scored once on the test part."""
+    """The reference probe fit on the search part's features, scored once on the test part
+    (whatever cheaper probe ranked the candidates)."""
     score, low, high = test_score(
         fitted.transform(problem.X), problem.y, fitted.transform(X_test), y_test,
-        problem.metric, seed=problem.seed, probe=problem.probe,
+        problem.metric, seed=problem.seed, probe=REFERENCE,
     )
     return {"score": score, "low": low, "high": high}
 

@@ -3,7 +3,7 @@ the exported winner's test score beside raw's on the same split."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,7 @@ class Row:
     state: str
     seconds: float | None = None
     note: str = ""
+    stages: dict = field(default_factory=dict)  # seconds per stage of the trial
 
 
 def trial_rows(optuna_study) -> list[Row]:
@@ -30,6 +31,7 @@ def trial_rows(optuna_study) -> list[Row]:
             note = f"pruned at epoch {step} ({trial.intermediate_values[step]:.4f})"
         rows.append(
             Row(
+                stages=attrs.get("seconds", {}),
                 name=f"trial {trial.number}",
                 family=candidate.get("family", "?"),
                 detail=describe(candidate),
@@ -41,6 +43,27 @@ def trial_rows(optuna_study) -> list[Row]:
             )
         )
     return rows
+
+
+STAGES = ("prepare", "build", "fit", "checkpoints", "encode", "probe")
+
+
+def mean_stage_seconds(rows) -> dict:
+    """Mean seconds per stage over the completed trials that recorded them."""
+    timed = [r.stages for r in rows if r.state == "complete" and r.stages]
+    if not timed:
+        return {}
+    return {s: sum(t.get(s, 0.0) for t in timed) / len(timed) for s in STAGES if any(s in t for t in timed)}
+
+
+def cost_summary(rows) -> str:
+    means = mean_stage_seconds(rows)
+    if not means:
+        return ""
+    total = sum(means.values()) or 1.0
+    parts = ", ".join(f"{s} {v:.2f}" for s, v in means.items())
+    probe = means.get("probe", 0.0) + means.get("checkpoints", 0.0)
+    return f"Mean seconds per completed trial: {parts} (probe and checkpoints {100 * probe / total:.0f}% of the trial)"
 
 
 def describe(candidate: dict) -> str:
@@ -93,6 +116,9 @@ def format_leaderboard(rows: list[Row], baselines: dict, metric: str, export: di
         lines.append(f"      {row.name:<14} failed: {row.note}")
     if len(failed) > 5:
         lines.append(f"      ... and {len(failed) - 5} more failed trials")
+    cost = cost_summary(rows)
+    if cost:
+        lines.append(cost)
     if export:
         test, raw = export["test"], export.get("baselines_test", {}).get("raw")
         lines.append(

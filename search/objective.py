@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from encoderkit.probe import cv_score
+from encoderkit.probe import cv_score, resolve_probe
 from search.errors import FailedTrial, PruneTrial
 from search import interrupts
 from search.faults import crash_point
@@ -92,9 +92,9 @@ def _fit_and_score(problem, candidate, seed, report):
     X, y = problem.X, problem.y
     transformer = AutoencoderTransformer(**transformer_params(candidate, seed, problem.dataset.shape))
     callbacks = [interrupts.keras_callback()]
-    if report is not None:
-        callbacks.append(_checkpoint_callback(keras, transformer, problem, report))
-    started = time.perf_counter()
+    checkpoint = _checkpoint_callback(keras, transformer, problem, report) if report is not None else None
+    if checkpoint is not None:
+        callbacks.append(checkpoint)
     transformer.fit(X, callbacks=callbacks)
     fitted = time.perf_counter()
     codes = transformer.transform(X)
@@ -107,13 +107,21 @@ def _fit_and_score(problem, candidate, seed, report):
     return {
         "score": mean,
         "score_std": std,
+        "probe": resolve_probe(problem.probe),
         "epochs_run": len(transformer.history_.get("loss", [])),
-        "seconds": {
-            "fit": round(fitted - started, 3),
-            "encode": round(encoded - fitted, 3),
-            "probe": round(probed - encoded, 3),
-        },
+        "seconds": cost_breakdown(transformer.fit_seconds_, checkpoint.seconds if checkpoint else 0.0,
+                                  encoded - fitted, probed - encoded),
     }
+
+
+def cost_breakdown(fit_parts: dict, checkpoints: float, encode: float, probe: float) -> dict:
+    """Seconds per stage of a trial. "fit" is the training alone: the intermediate probe
+    scores taken while training run inside Keras' fit and are counted as "checkpoints"."""
+    parts = {
+        "prepare": fit_parts["prepare"], "build": fit_parts["build"], "fit": fit_parts["train"] - checkpoints,
+        "checkpoints": checkpoints, "encode": encode, "probe": probe,
+    }
+    return {k: round(max(0.0, v), 3) for k, v in parts.items()}
 
 
 def _checkpoint_callback(keras, transformer, problem, report):
@@ -122,6 +130,8 @@ def _checkpoint_callback(keras, transformer, problem, report):
     every = -(-int(transformer.epochs) // (CHECKPOINTS + 1))  # ceil: at most CHECKPOINTS reports
 
     class ProbeCheckpoint(keras.callbacks.Callback):
+        seconds = 0.0  # spent scoring checkpoints, inside Keras' fit
+
         def on_epoch_end(self, epoch, logs=None):
             crash_point("epoch")
             done = epoch + 1
@@ -129,6 +139,13 @@ def _checkpoint_callback(keras, transformer, problem, report):
                 return  # training stops here and `fit` reports the NaN
             if done % every or done >= int(transformer.epochs):
                 return
+            started = time.perf_counter()
+            try:
+                self._score(done)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        def _score(self, done):
             codes = transformer.transform(X_sub)
             if not np.all(np.isfinite(codes)):
                 raise FailedTrial(f"the code has NaN or infinite values at epoch {done}")

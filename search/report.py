@@ -33,6 +33,7 @@ def write_html(study_dir, out=None) -> Path:
     sections.append(("Optimization history", _figure(_history, complete, study.baselines(), metric)))
     sections.append(("Parameter importances", _importances(optuna_study, complete)))
     sections.append(("Score by family", _figure(_by_family, complete, metric)))
+    sections.append(("Trial cost", _figure(_cost, complete)))
     exported = study.export_dir / "encoder.joblib"
     if exported.is_file():
         from encoderkit import load_encoder
@@ -141,6 +142,29 @@ def _by_family(plt, complete, metric):
     for i, values in enumerate(groups, 1):
         ax.scatter(np.full(len(values), i), values, s=12, alpha=0.6)
     ax.set_ylabel(f"CV {metric}")
+    return fig
+
+
+def _cost(plt, complete):
+    """Mean seconds per stage of a trial, per family: where the search's time goes."""
+    from search.leaderboard import STAGES, Row, mean_stage_seconds
+
+    families = sorted({t.user_attrs.get("candidate", {}).get("family", "?") for t in complete})
+    means = {}
+    for family in families:
+        rows = [Row("", family, "", t.value, None, "complete", stages=t.user_attrs.get("seconds", {}))
+                for t in complete if t.user_attrs.get("candidate", {}).get("family", "?") == family]
+        means[family] = mean_stage_seconds(rows)
+    if not any(means.values()):
+        return None
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(families) + 1.5))
+    left = np.zeros(len(families))
+    for i, stage in enumerate(STAGES):
+        widths = np.array([means[f].get(stage, 0.0) for f in families])
+        ax.barh(families, widths, left=left, color=f"C{i}", label=stage)
+        left += widths
+    ax.set_xlabel("mean seconds per completed trial")
+    ax.legend(loc="lower right", fontsize=8)
     return fig
 
 

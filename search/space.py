@@ -25,7 +25,7 @@ from search.errors import SpaceError
 
 TOP_KEYS = ("name", "description", "data_kinds", "code_size", "include_input", "scaling", "training", "families", "probe")
 TRAINING_DEFAULTS = {"epochs": 30, "batch_size": 64, "learning_rate": 1e-3, "optimizer": "adam", "patience": 5}
-PROBE_DEFAULTS = {"model": "logistic_regression", "metric": "auto", "cv": 5}
+PROBE_DEFAULTS = {"model": "auto", "metric": "auto", "cv": 5}
 CATEGORIES = {
     "activation": ACTIVATIONS,
     "code_activation": ACTIVATIONS,

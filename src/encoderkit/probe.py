@@ -22,7 +22,12 @@ from sklearn.preprocessing import MinMaxScaler
 from threadpoolctl import threadpool_limits
 
 METRICS = ("auto", "accuracy", "roc_auc", "balanced_accuracy", "f1_macro")
-PROBES = ("logistic_regression",)
+# The reference probe scores every held-out test part. The search's CV may use a cheaper one:
+# `auto` = a softmax layer trained with Keras where an accelerator is present, else
+# `fast_logistic` (the reference with 100 lbfgs iterations: 5x faster on Fashion-MNIST conv
+# codes, 0.1 point lower; benchmarks/results/probe.md).
+REFERENCE = "logistic_regression"
+PROBES = ("auto", REFERENCE, "fast_logistic", "keras_softmax")
 
 
 def resolve_metric(metric: str, y) -> str:
@@ -34,10 +39,43 @@ def resolve_metric(metric: str, y) -> str:
     return "roc_auc" if len(np.unique(y)) == 2 else "accuracy"
 
 
-def make_probe(model: str = "logistic_regression"):
+def resolve_probe(model: str) -> str:
+    """The concrete probe for `model` in this process (`auto` depends on the device)."""
     if model not in PROBES:
         raise ValueError(f"unknown probe model {model!r} (known: {', '.join(PROBES)})")
-    return make_pipeline(MinMaxScaler(), LogisticRegression(max_iter=1000))
+    if model != "auto":
+        return model
+    return "keras_softmax" if has_accelerator() else "fast_logistic"
+
+
+def has_accelerator() -> bool:
+    """Whether Keras' backend in this process has a GPU (or other accelerator) to train on."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.devices()[0].platform != "cpu"
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    return False
+
+
+def make_probe(model: str = REFERENCE):
+    model = resolve_probe(model)
+    if model == "keras_softmax":
+        from encoderkit.softmax_probe import SoftmaxProbe
+
+        return make_pipeline(MinMaxScaler(), SoftmaxProbe())
+    iterations = 100 if model == "fast_logistic" else 1000
+    return make_pipeline(MinMaxScaler(), LogisticRegression(max_iter=iterations))
 
 
 def _scoring(metric: str, y) -> str:
@@ -46,12 +84,14 @@ def _scoring(metric: str, y) -> str:
     return metric
 
 
-def cv_score(codes, y, metric: str, folds: int = 5, seed: int = 0, probe: str = "logistic_regression", n_jobs: int = 1):
+def cv_score(codes, y, metric: str, folds: int = 5, seed: int = 0, probe: str = REFERENCE, n_jobs: int = 1):
     """Mean and standard deviation of the probe's score over stratified folds.
 
     BLAS runs single-threaded: on these small matrices OpenBLAS' threads made the probe three
     times slower on 2 cores (measured); parallelism comes from `n_jobs` folds at once."""
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    if resolve_probe(probe) == "keras_softmax":
+        n_jobs = 1  # folds share the accelerator in this process; no process pool
     with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
         warnings.simplefilter("ignore", ConvergenceWarning)
         result = cross_validate(
@@ -76,7 +116,7 @@ def metric_value(metric: str, y_true, predicted, probabilities, classes) -> floa
     raise ValueError(f"unknown metric {metric!r}")
 
 
-def test_score(train_codes, y_train, test_codes, y_test, metric, seed=0, n_boot=1000, probe="logistic_regression"):
+def test_score(train_codes, y_train, test_codes, y_test, metric, seed=0, n_boot=1000, probe=REFERENCE):
     """Fits the probe on the whole search part, scores the test part once, and gives a 95%
     bootstrap interval over test rows: (score, low, high)."""
     with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):

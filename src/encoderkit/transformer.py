@@ -7,6 +7,8 @@ codes. A fitted transformer pickles (Keras 3 models implement `__reduce__`), clo
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.preprocessing import MinMaxScaler, QuantileTransformer, StandardScaler
@@ -96,6 +98,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         (the search uses one to score the code at checkpoints while training)."""
         import keras
 
+        started = time.perf_counter()
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         self._check_settings()
         shape = self._sample_shape(X.shape[1])
@@ -107,6 +110,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         self.scaler_ = SCALINGS[self.scaling](len(X), seed).fit(X)
         Xs = self.scaler_.transform(X).astype("float32")
         train, valid = _split_validation(Xs, self.validation_fraction, rng)
+        prepared = time.perf_counter()
 
         autoencoder, encoder = get_family(self.family).builder()(
             self.family,
@@ -119,6 +123,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         autoencoder.compile(optimizer=self._make_optimizer(keras), loss="mse")
         self.autoencoder_, self.encoder_ = autoencoder, encoder
         self.n_features_out_ = int(self.code_size) + (X.shape[1] if self.include_input else 0)
+        built = time.perf_counter()
 
         monitor = "val_loss" if valid is not None else "loss"
         history = autoencoder.fit(
@@ -138,6 +143,10 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
             ],
         )
         self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        # Where fit's time went (the search shows it per trial): scaling and splitting,
+        # building and compiling the model, training (which includes Keras' tracing).
+        self.fit_seconds_ = {"prepare": prepared - started, "build": built - prepared,
+                             "train": time.perf_counter() - built}
         losses = self.history_.get("loss", [])
         if not losses or not np.all(np.isfinite(losses)):
             raise TrainingError(f"loss became NaN or infinite at epoch {len(losses)}")

@@ -95,3 +95,35 @@ def test_test_score_bootstrap_is_seeded():
     X, y = noise(200, seed=6)
     args = (X[:100], y[:100], X[100:], y[100:], "balanced_accuracy")
     assert held_out_score(*args, seed=7, n_boot=100) == held_out_score(*args, seed=7, n_boot=100)
+
+
+def test_auto_probe_is_the_fast_logistic_regression_without_an_accelerator():
+    from encoderkit.probe import resolve_probe
+
+    assert resolve_probe("auto") == "fast_logistic"  # CI machines have no GPU
+    assert resolve_probe("logistic_regression") == "logistic_regression"
+
+
+@pytest.mark.parametrize("cheap", ["fast_logistic", "keras_softmax"])
+def test_cheap_probes_score_within_half_a_point_of_the_reference(cheap):
+    """Same folds, same features: 20k overlapping 64-d blobs in 10 classes standing in for
+    codes (the softmax probe is meant for large code matrices on an accelerator)."""
+    rng = np.random.default_rng(0)
+    y = np.arange(20000) % 10
+    X = rng.normal(size=(10, 64))[y] + rng.normal(scale=2.2, size=(20000, 64))
+    reference, _ = cv_score(X, y, "accuracy", folds=3, seed=0, probe="logistic_regression")
+    score, _ = cv_score(X, y, "accuracy", folds=3, seed=0, probe=cheap)
+    assert 0.9 < reference < 0.99  # hard enough to tell probes apart
+    assert abs(score - reference) <= 0.005, (cheap, score, reference)
+
+
+def test_softmax_probe_follows_the_classifier_contract():
+    from encoderkit.softmax_probe import SoftmaxProbe
+
+    X, y = separable(3)
+    labels = np.array(["a", "b", "c"])[y]
+    model = SoftmaxProbe(steps=300).fit(X, labels)
+    assert list(model.classes_) == ["a", "b", "c"]
+    proba = model.predict_proba(X)
+    assert proba.shape == (len(X), 3) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
+    assert (model.predict(X) == labels).mean() > 0.95

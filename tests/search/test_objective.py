@@ -33,7 +33,17 @@ def test_evaluate_uses_the_search_part_only(small_digits):
     outcome = evaluate(problem, CANDIDATE, seed=0)
     assert 0.3 < outcome["score"] <= 1.0
     assert outcome["score_std"] >= 0
-    assert set(outcome["seconds"]) == {"fit", "encode", "probe"}
+    assert set(outcome["seconds"]) == {"prepare", "build", "fit", "checkpoints", "encode", "probe"}
+    assert outcome["seconds"]["checkpoints"] == 0  # no report, no intermediate scores
+    assert outcome["probe"] == "logistic_regression"
+
+
+def test_checkpoint_time_is_counted_apart_from_training(small_digits):
+    problem = poisoned_problem(small_digits)
+    outcome = evaluate(problem, CANDIDATE, seed=0, report=lambda step, value: None)
+    seconds = outcome["seconds"]
+    assert seconds["checkpoints"] > 0 and seconds["fit"] > 0
+    assert all(value >= 0 for value in seconds.values())
 
 
 def test_intermediate_scores_are_reported_and_can_stop_the_trial(small_digits):

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import TINY_SPACE, run_cli
 
-SECTIONS = ["leaderboard", "optimization-history", "parameter-importances", "score-by-family",
+SECTIONS = ["leaderboard", "optimization-history", "parameter-importances", "score-by-family", "trial-cost",
             "winner-s-codes-in-2-d", "inputs-and-reconstructions"]
 
 
@@ -45,4 +45,4 @@ def test_html_report_of_a_digits_study_opens_in_headless_chromium(tmp_path):
         assert f'id="{section}"' in dom, section
     decoded = re.search(r"<title>decoded (\d+) of (\d+)</title>", dom)
     assert decoded, dom[:500]
-    assert int(decoded.group(1)) == int(decoded.group(2)) >= 5
+    assert int(decoded.group(1)) == int(decoded.group(2)) >= 6

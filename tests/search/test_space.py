@@ -54,7 +54,7 @@ def test_default_space_loads_with_its_four_families():
     space = load_space("default")
     assert space.name == "default"
     assert set(space.family_names) == {"dense", "denoising", "sparse", "vae"}
-    assert dict(space.probe) == {"model": "logistic_regression", "metric": "auto", "cv": 5}
+    assert dict(space.probe) == {"model": "auto", "metric": "auto", "cv": 5}
     assert space.code_size == IntRange(16, 1024, log=True, step=1)
     assert dict(space.training)["patience"] == Fixed(5)
 
