@@ -12,6 +12,7 @@ import sys
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_MISMATCH = 1
+KERAS_BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--algorithm", default="random", help="kerastuner: random, bayesian or hyperband (default: random)")
     run.add_argument("--max-failures", type=int, default=10, help="stop after this many failed trials in a row (default: 10)")
     run.add_argument("--fresh-process", action="store_true", help="run each trial in a new process (frees all its memory)")
+    run.add_argument("--keras-backend", default=None, choices=KERAS_BACKENDS,
+                     help="Keras backend for the models (default: $KERAS_BACKEND, else tensorflow)")
     run.add_argument("--metric", default=None, help="auto|accuracy|roc_auc|balanced_accuracy|f1_macro (default: the space's, auto)")
     run.add_argument("--seed", type=int, default=0, help="seeds the split, the sampler and each trial (default: 0)")
     run.add_argument("--test-size", type=float, default=0.25, help="held-out fraction (default: 0.25)")
@@ -79,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if getattr(args, "keras_backend", None):  # before anything imports Keras; workers inherit it
+        os.environ["KERAS_BACKEND"] = args.keras_backend
     from encoderkit.errors import EncoderkitError
     from search.errors import SearchError
 

@@ -127,6 +127,7 @@ def _search_and_export(study, problem, space, progress, export, notes):
 
     if study.manifest["backend"] == "optuna":  # worker 0 is this process: its GPU before TF starts
         os.environ.update(devices.for_worker(study.manifest.get("gpus"), 0))
+    _use_keras_backend(study.manifest.get("keras_backend"))
     import_keras_quietly()
     devices.limit_threads(devices.cores_per_worker(study.manifest.get("workers", 1)))
     notes = (*notes, *recover(study))
@@ -146,6 +147,21 @@ def _search_and_export(study, problem, space, progress, export, notes):
             bar.close()
     exported = export_best(study_dir=study.directory, problem=problem, space=space) if export else None
     return result_of(study, exported, notes)
+
+
+def _use_keras_backend(name):
+    """A study keeps the Keras backend it began with (resume included); workers inherit it."""
+    import sys
+
+    if not name:
+        return
+    if "keras" in sys.modules:
+        active = sys.modules["keras"].backend.backend()
+        if active != name:
+            raise StudyError(f"study uses Keras backend {name!r} but this process already runs {active!r}; "
+                             f"set KERAS_BACKEND={name}")
+        return
+    os.environ["KERAS_BACKEND"] = name
 
 
 def score_baselines(problem) -> dict:

@@ -135,10 +135,20 @@ def create_or_check(directory, settings: dict, space_path: str, problem, space) 
         "data_dir": settings["data_dir"],
         "scale": settings["scale"],
         "packages": package_versions(),
+        "keras_backend": keras_backend_name(),
     }
     study = Study(directory, manifest)
     study.write_json("manifest.json", manifest)
     return study
+
+
+def keras_backend_name() -> str:
+    """The Keras backend this process runs (or will run once Keras is imported)."""
+    import sys
+
+    if "keras" in sys.modules:
+        return sys.modules["keras"].backend.backend()
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
 
 
 def _atomic_write(path: Path, text: str):

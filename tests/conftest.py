@@ -36,3 +36,18 @@ def run_cli(*args, cwd=None, timeout=600, env=None):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def reload_check(fitted, X, tmp_path, rtol=1e-5, atol=1e-6) -> str:
+    """Dumps a fitted transformer with X and its codes; returns Python code that, in another
+    process, joblib-loads it and checks it gives the same codes."""
+    import joblib
+
+    joblib.dump(fitted, tmp_path / "t.joblib")
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "Z.npy", fitted.transform(X))
+    return (
+        f"import joblib, numpy as np; t = joblib.load({str(tmp_path / 't.joblib')!r});"
+        f"np.testing.assert_allclose(t.transform(np.load({str(tmp_path / 'X.npy')!r})),"
+        f" np.load({str(tmp_path / 'Z.npy')!r}), rtol={rtol}, atol={atol})"
+    )

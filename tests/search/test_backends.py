@@ -112,12 +112,7 @@ def test_optuna_workers_get_gpus_round_robin_from_the_environment(tmp_path):
     result = run_cli("run", "--space", TINY_SPACE, "--trials", 6, "--workers", 2, "--gpus", "0,1",
                      "--study-dir", study, "--no-progress")
     assert result.returncode == 0, result.stderr[-3000:]
-    trials = stored_trials(study)
-    by_device = {}
-    for trial in trials:
-        by_device.setdefault(trial.user_attrs["device"], []).append(trial)
-    assert set(by_device) == {"0", "1"}
-    assert _overlapping(by_device["0"], by_device["1"])
+    assert_two_devices_at_once(stored_trials(study))
 
 
 @pytest.mark.xdist_group("ray")
@@ -132,12 +127,7 @@ engine.run("digits", space={str(TINY_SPACE)!r}, trials=4, backend="ray", workers
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    trials = stored_trials(study)
-    by_device = {}
-    for trial in trials:
-        by_device.setdefault(trial.user_attrs["device"], []).append(trial)
-    assert set(by_device) == {"0", "1"}
-    assert _overlapping(by_device["0"], by_device["1"])
+    assert_two_devices_at_once(stored_trials(study))
 
 
 def test_backend_options_are_checked_before_any_work(tmp_path):
@@ -153,6 +143,15 @@ def test_backend_options_are_checked_before_any_work(tmp_path):
         assert result.returncode == 2, (args, result.stderr[-2000:])
         assert result.stderr.count("\n") == 1 and named in result.stderr, (args, result.stderr)
         assert not (tmp_path / "never").exists()
+
+
+def assert_two_devices_at_once(trials):
+    """Trials ran on devices 0 and 1, and some ran on both at the same time."""
+    by_device = {}
+    for trial in trials:
+        by_device.setdefault(trial.user_attrs["device"], []).append(trial)
+    assert set(by_device) == {"0", "1"}
+    assert _overlapping(by_device["0"], by_device["1"])
 
 
 def _overlapping(first, second) -> bool:
