@@ -1,0 +1,214 @@
+"""This engine against what people do today, on the same space and wall-clock budget.
+
+    .venv/bin/python benchmarks/compare.py [--datasets digits insurance fashion-mnist]
+        [--minutes 3] [--seeds 1] [--space default]
+
+Per dataset and seed, four searches over the same space, each given the same wall-clock budget:
+  (a) engine        this engine: TPE on the probe's CV score, median pruning, cheap probe
+  (b) kt-recon      keras-tuner RandomSearch minimising validation reconstruction loss
+  (c) optuna-recon  Optuna TPE minimising validation reconstruction loss
+  (d) random-probe  random search on the probe's CV score (the kerastuner backend, random)
+Each winner is refit on the whole search part with its seed and scored once on the held-out
+test part by the reference probe (logistic regression), with a 95% bootstrap interval; the
+table gives the mean over seeds. The engine's overhead is its search span over a bare loop
+that fits, encodes and probes the same configurations (pruned ones for the epochs they ran).
+Writes benchmarks/results/compare.md (and compare.json)."""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+RESULTS = ROOT / "benchmarks" / "results"
+METHODS = ("engine", "kt-recon", "optuna-recon", "random-probe")
+
+
+def reconstruction_loss(problem, candidate, seed):
+    """What a tuner minimises without a probe: the best validation reconstruction loss."""
+    from encoderkit.transformer import AutoencoderTransformer
+    from search.suggest import transformer_params
+
+    fitted = AutoencoderTransformer(**transformer_params(candidate, seed, problem.dataset.shape)).fit(problem.X)
+    losses = fitted.history_.get("val_loss") or fitted.history_["loss"]
+    value = float(np.min(losses))
+    return value if np.isfinite(value) else float("inf")
+
+
+def held_out(problem, candidate, seed):
+    from encoderkit.transformer import AutoencoderTransformer
+    from search.engine import _held_out_score
+    from search.suggest import transformer_params
+
+    fitted = AutoencoderTransformer(**transformer_params(candidate, seed, problem.dataset.shape)).fit(problem.X)
+    X_test, y_test = problem.test_part()
+    return _held_out_score(problem, fitted, X_test, y_test)
+
+
+def run_engine(data, space, seconds, seed, backend="optuna", algorithm="random"):
+    from search import engine
+
+    study = Path(tempfile.mkdtemp()) / "study"
+    kwargs = {"algorithm": algorithm} if backend == "kerastuner" else {}
+    result = engine.run(data, space=space, trials=10**6, timeout=seconds, seed=seed, backend=backend,
+                        study_dir=study, progress=False, **kwargs)
+    return result, study
+
+
+def run_optuna_recon(problem, space, seconds, seed):
+    import optuna
+
+    from search.suggest import OptunaSuggest, sample
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
+
+    def objective(trial):
+        candidate = sample(space, OptunaSuggest(trial))
+        trial.set_user_attr("candidate", candidate)
+        return reconstruction_loss(problem, candidate, seed + trial.number)
+
+    study.optimize(objective, timeout=seconds, catch=(Exception,))
+    best = study.best_trial
+    return best.user_attrs["candidate"], seed + best.number, len(study.trials)
+
+
+def run_kt_recon(problem, space, seconds, seed):
+    import keras_tuner as kt
+
+    from search.backends.kerastuner_backend import KerasTunerSuggest, declared_space
+    from search.suggest import sample
+
+    deadline = time.time() + seconds
+    found = {}
+
+    class ReconstructionTuner(kt.RandomSearch):
+        def run_trial(self, trial, *args, **kwargs):
+            if time.time() > deadline:
+                self.oracle.max_trials = len(self.oracle.trials) - 1  # stop after this one
+                raise kt.errors.FailedTrialError("budget spent")
+            candidate = sample(space, KerasTunerSuggest(trial.hyperparameters))
+            number = len(found)
+            found[trial.trial_id] = (candidate, seed + number)
+            return {"val_loss": reconstruction_loss(problem, candidate, seed + number)}
+
+    tuner = ReconstructionTuner(objective=kt.Objective("val_loss", "min"), max_trials=10**6, seed=seed,
+                                directory=tempfile.mkdtemp(), project_name="kt", max_consecutive_failed_trials=10**6)
+    tuner.oracle.update_space(declared_space(kt, space))
+    tuner.search(verbose=0)
+    best = tuner.oracle.get_best_trials(1)[0]
+    candidate, trial_seed = found[best.trial_id]
+    return candidate, trial_seed, len(found)
+
+
+def overhead(study_dir):
+    """Engine search span over a bare loop doing the same fits, encodings and probe CVs."""
+    from encoderkit.probe import cv_score
+    from encoderkit.transformer import AutoencoderTransformer
+    from search.storage import load
+    from search.study import open_study
+    from search.suggest import transformer_params
+
+    study = open_study(study_dir)
+    problem = study.problem()
+    trials = [t for t in load(study).get_trials(deepcopy=False) if t.state.name in ("COMPLETE", "PRUNED")]
+    span = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
+    started = time.perf_counter()
+    for t in trials:
+        candidate = t.user_attrs["candidate"]
+        if t.state.name == "PRUNED":
+            epochs = max(t.intermediate_values)
+            candidate = {**candidate, "training": {**candidate["training"], "epochs": epochs}}
+        fitted = AutoencoderTransformer(**transformer_params(candidate, t.user_attrs["seed"], problem.dataset.shape))
+        fitted.fit(problem.X)
+        if t.state.name == "COMPLETE":
+            cv_score(fitted.transform(problem.X), problem.y, problem.metric, problem.folds, problem.seed,
+                     problem.probe, problem.probe_jobs)
+    bare = time.perf_counter() - started
+    return {"trials": len(trials), "engine_s": round(span, 1), "bare_s": round(bare, 1), "ratio": round(span / bare, 3)}
+
+
+def compare(data, space_name, seconds, seed):
+    from search.study import open_study
+
+    rows = {}
+    result, study_dir = run_engine(data, space_name, seconds, seed)
+    problem = open_study(study_dir).problem()
+    space = open_study(study_dir).space()
+    rows["engine"] = {**result.test, "trials": _count(study_dir)}
+    rows["engine"]["overhead"] = overhead(study_dir)
+    result, study_dir = run_engine(data, space_name, seconds, seed, backend="kerastuner", algorithm="random")
+    rows["random-probe"] = {**result.test, "trials": _count(study_dir)}
+    candidate, trial_seed, count = run_kt_recon(problem, space, seconds, seed)
+    rows["kt-recon"] = {**held_out(problem, candidate, trial_seed), "trials": count}
+    candidate, trial_seed, count = run_optuna_recon(problem, space, seconds, seed)
+    rows["optuna-recon"] = {**held_out(problem, candidate, trial_seed), "trials": count}
+    return {"data": data, "seed": seed, "metric": problem.metric, "methods": rows}
+
+
+def _count(study_dir):
+    from search.storage import finished_count, load
+    from search.study import open_study
+
+    return finished_count(load(open_study(study_dir)))
+
+
+def render(runs, args):
+    lines = ["# Engine vs keras-tuner and Optuna on reconstruction loss, and random search on the probe", "",
+             f"Command: `.venv/bin/python benchmarks/compare.py --datasets {' '.join(args.datasets)} --minutes "
+             f"{args.minutes} --seeds {args.seeds} --space {args.space}` on {platform.machine()} with "
+             f"{os.cpu_count()} cores, CPU only. Same space and {args.minutes} wall-clock minutes per search; "
+             "winners refit on the search part and scored once on the test part by the reference probe; "
+             "mean over seeds, [mean of the 95% bootstrap bounds].", "",
+             "| data | metric | seeds | " + " | ".join(METHODS) + " |", "|---|---|---|" + "---|" * len(METHODS)]
+    for data in args.datasets:
+        mine = [r for r in runs if r["data"] == data]
+        if not mine:
+            continue
+        cells = []
+        for method in METHODS:
+            scores = [r["methods"][method] for r in mine]
+            cells.append(f"{np.mean([s['score'] for s in scores]):.4f} [{np.mean([s['low'] for s in scores]):.4f}, "
+                         f"{np.mean([s['high'] for s in scores]):.4f}] ({np.mean([s['trials'] for s in scores]):.0f} trials)")
+        lines.append(f"| {data} | {mine[0]['metric']} | {len(mine)} | " + " | ".join(cells) + " |")
+    lines += ["", "Engine overhead (search span / bare loop over the same configurations):", ""]
+    for r in runs:
+        o = r["methods"]["engine"]["overhead"]
+        lines.append(f"- {r['data']} seed {r['seed']}: {o['trials']} trials, engine {o['engine_s']} s, bare {o['bare_s']} s, "
+                     f"ratio {o['ratio']:.2f}x")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--datasets", nargs="+", default=["digits", "insurance", "fashion-mnist:n=10000"])
+    parser.add_argument("--minutes", type=float, default=3)
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--space", default="default")
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from search.quiet import import_keras_quietly
+
+    import_keras_quietly()
+    store = RESULTS / "compare.json"
+    runs = json.loads(store.read_text()) if store.exists() else []
+    for data in args.datasets:
+        for seed in range(args.seeds):
+            runs = [r for r in runs if not (r["data"] == data and r["seed"] == seed)]
+            runs.append(compare(data, args.space, 60 * args.minutes, seed))
+            print(json.dumps(runs[-1]), flush=True)
+            RESULTS.mkdir(exist_ok=True)
+            store.write_text(json.dumps(runs, indent=1))
+            (RESULTS / "compare.md").write_text(render(runs, args))
+    print((RESULTS / "compare.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
