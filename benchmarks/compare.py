@@ -90,10 +90,12 @@ def run_kt_recon(problem, space, seconds, seed):
     found = {}
 
     class ReconstructionTuner(kt.RandomSearch):
+        def on_trial_end(self, trial):
+            super().on_trial_end(trial)
+            if time.time() >= deadline:  # the budget: start no more trials
+                self.oracle.max_trials = len(self.oracle.trials)
+
         def run_trial(self, trial, *args, **kwargs):
-            if time.time() > deadline:
-                self.oracle.max_trials = len(self.oracle.trials) - 1  # stop after this one
-                raise kt.errors.FailedTrialError("budget spent")
             candidate = sample(space, KerasTunerSuggest(trial.hyperparameters))
             number = len(found)
             found[trial.trial_id] = (candidate, seed + number)

@@ -80,6 +80,8 @@ def run(study, problem, space, progress=None):
     remaining = int(manifest["trials"]) - finished_count(optuna_study)
     if remaining <= 0:
         return
+    timeout = manifest.get("timeout")
+    deadline = time.time() + float(timeout) if timeout else None
     objective = kt.Objective("score", direction="max")
     oracle = _oracle(kt, algorithm, objective, len(recorded) + remaining, seed, space)
 
@@ -109,6 +111,11 @@ def run(study, problem, space, progress=None):
             guard.succeeded()
             _record(state="COMPLETE", value=outcome["score"], attrs={**attrs, **outcome_attrs(outcome)})
             return {"score": outcome["score"]}
+
+        def on_trial_end(self, trial):
+            super().on_trial_end(trial)
+            if deadline is not None and time.time() >= deadline:  # --timeout: start no more trials
+                self.oracle.max_trials = len(self.oracle.trials)
 
     def record(**kwargs):
         trial_id = kwargs["attrs"][TRIAL_ID]

@@ -107,6 +107,7 @@ def _new_tuner(study, space, trainable, root, name, session):
             seed=int(manifest["seed"]) + offset, multivariate=True, group=True, n_startup_trials=8
         )
     searcher = _searcher_class()(space=_DefineByRun(space, offset), metric=SCORE, mode="max", sampler=sampler)
+    searcher.deadline = session.deadline
     scheduler = ASHAScheduler(
         time_attr="training_iteration", metric=SCORE, mode="max", max_t=CHECKPOINTS + 1, grace_period=1,
         reduction_factor=2,  # the better half goes on at each rung, like a median pruner
@@ -119,7 +120,6 @@ def _new_tuner(study, space, trainable, root, name, session):
             scheduler=scheduler,
             num_samples=session.remaining(),
             max_concurrent_trials=int(manifest.get("workers", 1)),
-            time_budget_s=session.seconds_left(),
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
@@ -138,7 +138,16 @@ def _searcher_class():
 
     class Searcher(OptunaSearch):
         """OptunaSearch that learns only from final scores: intermediate ones (a subsample,
-        fewer folds) are ASHA's business, and a trial ASHA stopped counts as pruned."""
+        fewer folds) are ASHA's business, and a trial ASHA stopped counts as pruned. After
+        `deadline` it suggests nothing more, so `--timeout` stops starting trials and lets the
+        running ones finish (as with Optuna; Tune's time budget would cut them off)."""
+
+        deadline = None
+
+        def suggest(self, trial_id):
+            if self.deadline is not None and time.time() >= self.deadline:
+                return OptunaSearch.FINISHED
+            return super().suggest(trial_id)
 
         def on_trial_result(self, trial_id, result):
             pass
@@ -198,9 +207,6 @@ class _Session:
     def remaining(self) -> int:
         return max(0, self.target - finished_count(self.optuna_study))
 
-    def seconds_left(self):
-        return None if self.deadline is None else max(1.0, self.deadline - time.time())
-
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.time() >= self.deadline
 
@@ -254,7 +260,7 @@ class _Recorder(tune.Callback):
 
 
 class _StopWhenDone(tune.Stopper):
-    """Ends the experiment on Ctrl-C, at the deadline, or after too many failures in a row."""
+    """Ends the experiment on Ctrl-C or after too many failures in a row."""
 
     def __init__(self, key):
         self.key = key
@@ -264,7 +270,7 @@ class _StopWhenDone(tune.Stopper):
 
     def stop_all(self):
         session = _SESSIONS.get(self.key)
-        return session is not None and (session.guard.tripped or session.out_of_time() or interrupts.requested())
+        return session is not None and (session.guard.tripped or interrupts.requested())
 
 
 def _first_line(trial) -> str:

@@ -130,6 +130,18 @@ engine.run("digits", space={str(TINY_SPACE)!r}, trials=4, backend="ray", workers
     assert_two_devices_at_once(stored_trials(study))
 
 
+@pytest.mark.parametrize("backend", [
+    pytest.param("ray", marks=pytest.mark.xdist_group("ray")),
+    "kerastuner",
+])
+def test_timeout_stops_every_backend_early(tmp_path, backend):
+    study = tmp_path / "study"
+    result = run_cli("run", "--backend", backend, "--space", TINY_SPACE, "--trials", 200, "--timeout", 8,
+                     "--study-dir", study, "--no-progress")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 1 <= len(stored_trials(study)) < 20
+
+
 def test_backend_options_are_checked_before_any_work(tmp_path):
     cases = [
         (["--backend", "kerastuner", "--workers", "2"], "--workers"),
