@@ -145,7 +145,8 @@ def _searcher_class():
         deadline = None
 
         def suggest(self, trial_id):
-            if self.deadline is not None and time.time() >= self.deadline:
+            # Past the deadline start nothing more, but always run one trial (as Optuna does).
+            if self.deadline is not None and time.time() >= self.deadline and self._ot_trials:
                 return OptunaSearch.FINISHED
             return super().suggest(trial_id)
 
