@@ -48,16 +48,16 @@ def trial_rows(optuna_study) -> list[Row]:
 STAGES = ("prepare", "build", "fit", "checkpoints", "encode", "probe")
 
 
-def mean_stage_seconds(rows) -> dict:
-    """Mean seconds per stage over the completed trials that recorded them."""
-    timed = [r.stages for r in rows if r.state == "complete" and r.stages]
+def mean_stage_seconds(stages: list[dict]) -> dict:
+    """Mean seconds per stage over trials' recorded stage times (empty ones skipped)."""
+    timed = [t for t in stages if t]
     if not timed:
         return {}
     return {s: sum(t.get(s, 0.0) for t in timed) / len(timed) for s in STAGES if any(s in t for t in timed)}
 
 
 def cost_summary(rows) -> str:
-    means = mean_stage_seconds(rows)
+    means = mean_stage_seconds([r.stages for r in rows if r.state == "complete"])
     if not means:
         return ""
     total = sum(means.values()) or 1.0

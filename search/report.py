@@ -130,12 +130,15 @@ def _importance_bars(plt, importances):
     return fig
 
 
+def _family(trial) -> str:
+    return trial.user_attrs.get("candidate", {}).get("family", "?")
+
+
 def _by_family(plt, complete, metric):
     if not complete:
         return None
-    families = sorted({t.user_attrs.get("candidate", {}).get("family", "?") for t in complete})
-    groups = [[t.value for t in complete if t.user_attrs.get("candidate", {}).get("family", "?") == f]
-              for f in families]
+    families = sorted({_family(t) for t in complete})
+    groups = [[t.value for t in complete if _family(t) == f] for f in families]
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.boxplot(groups)
     ax.set_xticks(range(1, len(families) + 1), families)
@@ -147,14 +150,11 @@ def _by_family(plt, complete, metric):
 
 def _cost(plt, complete):
     """Mean seconds per stage of a trial, per family: where the search's time goes."""
-    from search.leaderboard import STAGES, Row, mean_stage_seconds
+    from search.leaderboard import STAGES, mean_stage_seconds
 
-    families = sorted({t.user_attrs.get("candidate", {}).get("family", "?") for t in complete})
-    means = {}
-    for family in families:
-        rows = [Row("", family, "", t.value, None, "complete", stages=t.user_attrs.get("seconds", {}))
-                for t in complete if t.user_attrs.get("candidate", {}).get("family", "?") == family]
-        means[family] = mean_stage_seconds(rows)
+    families = sorted({_family(t) for t in complete})
+    means = {f: mean_stage_seconds([t.user_attrs.get("seconds", {}) for t in complete if _family(t) == f])
+             for f in families}
     if not any(means.values()):
         return None
     fig, ax = plt.subplots(figsize=(8, 0.5 * len(families) + 1.5))

@@ -93,10 +93,10 @@ def run(study, problem, space, progress=None):
 
             interrupts.check()
             started = time.time()
-            candidate, _ = _candidate(space, trial.hyperparameters, algorithm)
+            candidate, params = _candidate(space, trial.hyperparameters, algorithm)
             trial_seed = seed + len(recorded)
             attrs = {**trial_attrs(candidate, trial_seed), TRIAL_ID: trial.trial_id}
-            _record = functools.partial(record, started=started)
+            _record = functools.partial(record, params, started=started)
             try:
                 outcome = evaluate(problem, candidate, trial_seed, report=None)
             except FailedTrial as exc:
@@ -117,10 +117,9 @@ def run(study, problem, space, progress=None):
             if deadline is not None and time.time() >= deadline:  # --timeout: start no more trials
                 self.oracle.max_trials = len(self.oracle.trials)
 
-    def record(**kwargs):
+    def record(params, **kwargs):
         trial_id = kwargs["attrs"][TRIAL_ID]
         if trial_id not in recorded:
-            _, params = _candidate(space, tuner.oracle.trials[trial_id].hyperparameters, algorithm)
             record_trial(optuna_study, space, params, finished=time.time(), **kwargs)
             recorded.add(trial_id)
         if progress:

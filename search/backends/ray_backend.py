@@ -61,9 +61,9 @@ def run(study, problem, space, progress=None):
     )
     try:
         with interrupts.graceful():
-            latest = _experiments(root)[-1] if _experiments(root) else None
-            if latest is not None and tune.Tuner.can_restore(str(latest)):
-                tune.Tuner.restore(str(latest), trainable, resume_unfinished=True, resume_errored=True).fit()
+            earlier = _experiments(root)
+            if earlier and tune.Tuner.can_restore(str(earlier[-1])):
+                tune.Tuner.restore(str(earlier[-1]), trainable, resume_unfinished=True, resume_errored=True).fit()
             while session.should_continue():
                 name = f"exp-{len(_experiments(root)) + 1}"
                 _new_tuner(study, space, trainable, root, name, session).fit()
