@@ -50,10 +50,26 @@ def release_memory():
     """Drops what a finished trial held: Keras' global state and the trial's Python objects.
     TensorFlow itself keeps every traced `fit` function (about 6 MiB per trial, upstream
     tensorflow#61791, keras#17458; measured in benchmarks/results/memory.md): where that
-    matters, `--fresh-process` runs each trial in its own process."""
+    matters, `--fresh-process` runs each trial in its own process.
+
+    One full collection per trial, and after the first trial everything still alive (the
+    imported TensorFlow, Keras, sklearn and the data) is moved out of the collector's sight
+    with `gc.freeze()`: a full collection then takes milliseconds instead of the 0.4 s it
+    spent walking TensorFlow's objects, a third of a small trial's overhead (measured in
+    benchmarks/results/compare.md)."""
+    global _heap_frozen
+    import gc
+
     import keras
 
-    keras.backend.clear_session(free_memory=True)  # also runs the garbage collector
+    keras.backend.clear_session(free_memory=False)
+    gc.collect()
+    if not _heap_frozen:
+        gc.freeze()
+        _heap_frozen = True
+
+
+_heap_frozen = False
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -88,7 +104,7 @@ def _fit_and_score(problem, candidate, seed, report):
 
     from encoderkit.transformer import AutoencoderTransformer
 
-    keras.backend.clear_session()  # drop the previous trial's graph and layer names
+    keras.backend.clear_session(free_memory=False)  # drop layer names; `release_memory` collects
     X, y = problem.X, problem.y
     transformer = AutoencoderTransformer(**transformer_params(candidate, seed, problem.dataset.shape))
     callbacks = [interrupts.keras_callback()]

@@ -106,7 +106,7 @@ def optimize(study, problem, space, worker=0, callbacks=()):
                 *callbacks,
                 lambda optuna_study, trial: interrupts.check(),  # Ctrl-C between trials
             ],
-            gc_after_trial=True,
+            gc_after_trial=False,  # `evaluate` collects once per trial itself
         )
     return optuna_study
 

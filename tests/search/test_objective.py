@@ -149,3 +149,28 @@ def test_a_trial_in_a_fresh_process_scores_like_one_in_this_process(small_digits
            "training": {**CANDIDATE["training"], "learning_rate": 1e12, "optimizer": "sgd"}}
     with pytest.raises(FailedTrial, match="NaN"):
         evaluate_in_subprocess(problem, bad, seed=0)
+
+
+def test_a_finished_trial_leaves_no_model_alive_and_later_collections_skip_the_frozen_heap(small_digits, monkeypatch):
+    """Each trial's transformer and Keras model die with it (one collection per trial), and
+    after the first trial the long-lived heap is frozen, so that collection stays cheap."""
+    import gc
+    import weakref
+
+    from encoderkit.transformer import AutoencoderTransformer
+
+    problem = poisoned_problem(small_digits)
+    fitted = []
+    original_fit = AutoencoderTransformer.fit
+
+    def fit_and_remember(self, X, y=None, **kwargs):
+        result = original_fit(self, X, y, **kwargs)
+        fitted.append((weakref.ref(self), weakref.ref(self.autoencoder_)))
+        return result
+
+    monkeypatch.setattr(AutoencoderTransformer, "fit", fit_and_remember)
+    for seed in (0, 1):
+        evaluate(problem, CANDIDATE, seed=seed, report=lambda step, value: None)
+    assert len(fitted) == 2
+    assert all(transformer() is None and model() is None for transformer, model in fitted)
+    assert gc.get_freeze_count() > 0
