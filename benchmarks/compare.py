@@ -183,25 +183,36 @@ def _count(study_dir):
     return finished_count(load(open_study(study_dir)))
 
 
-def render(runs, args):
+def render(runs):
     lines = ["# Engine vs keras-tuner and Optuna on reconstruction loss, and random search on the probe", "",
-             f"Command: `.venv/bin/python benchmarks/compare.py --datasets {' '.join(args.datasets)} --minutes "
-             f"{args.minutes} --seeds {args.seeds} --space {args.space}` on {platform.machine()} with "
-             f"{os.cpu_count()} cores, CPU only. Same space and {args.minutes} wall-clock minutes per search; "
-             "winners refit on the search part and scored once on the test part by the reference probe; "
-             "mean over seeds, [mean of the 95% bootstrap bounds].", "",
-             "| data | metric | seeds | " + " | ".join(METHODS) + " |", "|---|---|---|" + "---|" * len(METHODS)]
-    for data in args.datasets:
+             f"Run as `.venv/bin/python benchmarks/compare.py --datasets DATA --minutes M --seeds S --space SPACE` "
+             f"(the values per row below) on {platform.machine()} with {os.cpu_count()} cores, CPU only. Same space "
+             "and wall-clock budget per search; winners refit on the search part and scored once on the test part "
+             "by the reference probe; mean over seeds, [mean of the 95% bootstrap bounds].", "",
+             "| data | space | minutes | metric | seeds | " + " | ".join(METHODS) + " |",
+             "|---|---|---|---|---|" + "---|" * len(METHODS)]
+    for data in dict.fromkeys(r["data"] for r in runs):
         mine = [r for r in runs if r["data"] == data]
-        if not mine:
-            continue
         cells = []
         for method in METHODS:
             scores = [r["methods"][method] for r in mine]
             cells.append(f"{np.mean([s['score'] for s in scores]):.4f} [{np.mean([s['low'] for s in scores]):.4f}, "
                          f"{np.mean([s['high'] for s in scores]):.4f}] ({np.mean([s['trials'] for s in scores]):.0f} trials)")
-        lines.append(f"| {data} | {mine[0]['metric']} | {len(mine)} | " + " | ".join(cells) + " |")
-    lines += ["", "Engine overhead (search span / bare loop over the same configurations):", ""]
+        lines.append(f"| {data} | {mine[0].get('space', 'default')} | {mine[0].get('minutes', '?')} | {mine[0]['metric']} | "
+                     f"{len(mine)} | " + " | ".join(cells) + " |")
+    lines += ["", "Engine minus (b) and (c), in points of the test score, per dataset (mean over seeds; a negative "
+              "difference smaller than the interval's half-width is no measurable difference):", ""]
+    for data in dict.fromkeys(r["data"] for r in runs):
+        mine = [r for r in runs if r["data"] == data]
+        engine = np.array([r["methods"]["engine"]["score"] for r in mine])
+        half = 100 * np.mean([(r["methods"]["engine"]["high"] - r["methods"]["engine"]["low"]) / 2 for r in mine])
+        parts = []
+        for other in ("kt-recon", "optuna-recon"):
+            diff = 100 * np.mean(engine - np.array([r["methods"][other]["score"] for r in mine]))
+            wins = sum(r["methods"]["engine"]["score"] >= r["methods"][other]["score"] for r in mine)
+            parts.append(f"vs {other} {diff:+.2f} (engine at least as good on {wins} of {len(mine)} seeds)")
+        lines.append(f"- {data}: " + "; ".join(parts) + f"; the engine's test interval half-width is {half:.2f}")
+    lines += ["", "Engine overhead (search span / bare loop over the same configurations, run in a fresh process):", ""]
     for r in runs:
         o = r["methods"]["engine"]["overhead"]
         lines.append(f"- {r['data']} seed {r['seed']}: {o['trials']} trials, engine {o['engine_s']} s "
@@ -217,7 +228,11 @@ def main():
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--space", default="default")
     parser.add_argument("--bare-loop", metavar="STUDY_DIR", help=argparse.SUPPRESS)  # the overhead's child
+    parser.add_argument("--render", action="store_true", help="only rewrite compare.md from compare.json")
     args = parser.parse_args()
+    if args.render:
+        (RESULTS / "compare.md").write_text(render(json.loads((RESULTS / "compare.json").read_text())))
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from search.quiet import import_keras_quietly
 
@@ -230,11 +245,12 @@ def main():
     for data in args.datasets:
         for seed in range(args.seeds):
             runs = [r for r in runs if not (r["data"] == data and r["seed"] == seed)]
-            runs.append(compare(data, args.space, 60 * args.minutes, seed))
+            runs.append({**compare(data, args.space, 60 * args.minutes, seed), "space": args.space,
+                         "minutes": args.minutes})
             print(json.dumps(runs[-1]), flush=True)
             RESULTS.mkdir(exist_ok=True)
             store.write_text(json.dumps(runs, indent=1))
-            (RESULTS / "compare.md").write_text(render(runs, args))
+            (RESULTS / "compare.md").write_text(render(runs))
     print((RESULTS / "compare.md").read_text())
 
 

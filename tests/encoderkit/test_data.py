@@ -227,6 +227,17 @@ def test_insurance_bayes_optimal_auroc_is_about_094():
     assert abs(roc_auc_score(dataset.y, insurance_log_odds(dataset.X)) - 0.9389) < 0.005
 
 
+def test_the_bayes_score_is_linear_in_the_sufficient_statistics():
+    from encoderkit.data import insurance_log_odds, insurance_sufficient_statistics
+
+    X = load_dataset("insurance:n=500,seed=3").X
+    stats = insurance_sufficient_statistics(X)
+    design = np.column_stack([stats, np.ones(len(X))])
+    coefficients, *_ = np.linalg.lstsq(design, insurance_log_odds(X), rcond=None)
+    np.testing.assert_allclose(design @ coefficients, insurance_log_odds(X), atol=1e-8)
+    np.testing.assert_allclose(coefficients[:3], [1 / 200, 1 / 40, np.log(3)], rtol=1e-6)
+
+
 @pytest.mark.parametrize(
     "spec, message",
     [("insurance:n=ten", "must look like name=INTEGER"), ("insurance:n=5", "too small"),
