@@ -4,6 +4,8 @@ Format (see spaces/default.yaml): a scalar is a fixed value; `{int: [lo, hi]}`,
 `{float: [lo, hi]}` (both with optional `log: true` or `step`) and `{choice: [...]}` are
 searched. `families` maps a family name to its parameters; `stack` samples a depth and then
 per-layer parameters (`dense.layer_0.units`, ...); `extends` copies another family's block.
+`start` lists configurations to try first (Optuna's `enqueue_trial`, Ray's
+`points_to_evaluate`): each maps parameter names to values, parameters left out are sampled.
 Every error names the file, the key path and the bad value.
 """
 
@@ -23,7 +25,9 @@ from encoderkit.transformer import SCALINGS
 from search.domains import SCALARS, Choice, Fixed, FloatRange, IntRange
 from search.errors import SpaceError
 
-TOP_KEYS = ("name", "description", "data_kinds", "code_size", "include_input", "scaling", "training", "families", "probe")
+TOP_KEYS = (
+    "name", "description", "data_kinds", "code_size", "include_input", "scaling", "training", "families", "probe", "start",
+)
 TRAINING_DEFAULTS = {"epochs": 30, "batch_size": 64, "learning_rate": 1e-3, "optimizer": "adam", "patience": 5}
 PROBE_DEFAULTS = {"model": "auto", "metric": "auto", "cv": 5}
 CATEGORIES = {
@@ -76,6 +80,7 @@ class Space:
     families: tuple  # FamilySpace, in file order
     probe: tuple  # ((key, value), ...)
     digest: str  # sha256 of the canonical parsed file: a changed space is refused on resume
+    start: tuple = ()  # configurations tried first: (((parameter, value), ...), ...)
 
     @property
     def family_names(self):
@@ -84,13 +89,25 @@ class Space:
     def probe_setting(self, key):
         return dict(self.probe)[key]
 
+    def start_points(self) -> list[dict]:
+        return [dict(point) for point in self.start]
+
     def for_kind(self, kind: str) -> tuple["Space", list[str]]:
-        """The space restricted to families that accept `kind`, and a note per dropped one."""
+        """The space restricted to families that accept `kind`, and a note per dropped one
+        (start points of a dropped family go with it)."""
         keep = [f for f in self.families if kind in FAMILIES[f.name].data_kinds]
         notes = [f"family {f.name!r} dropped: it does not take {kind} data" for f in self.families if f not in keep]
         if not keep:
             raise SpaceError(f"{self.source}: families: no family fits {kind} data ({', '.join(self.family_names)})")
-        return replace(self, families=tuple(keep)), notes
+        names = {f.name for f in keep}
+        start = []
+        for point in self.start_points():
+            if point.get("family", keep[0].name) not in names:
+                continue
+            if len(keep) == 1:  # a single family is not a searched parameter
+                point.pop("family", None)
+            start.append(tuple(point.items()))
+        return replace(self, families=tuple(keep), start=tuple(start)), notes
 
 
 def builtin_spaces() -> dict[str, Path]:
@@ -160,7 +177,7 @@ class _Parser:
             self.fail("families", "missing: a space needs at least one family")
         training = self.mapping(doc.get("training", {}) or {}, "training", tuple(TRAINING_DEFAULTS))
         probe = self.probe(doc.get("probe", {}) or {})
-        return Space(
+        space = Space(
             name=str(doc.get("name", Path(self.source).stem)),
             source=self.source,
             code_size=self.domain(doc.get("code_size", 32), "code_size", "code_size"),
@@ -177,6 +194,29 @@ class _Parser:
                 sort_keys=True, default=str,
             ).encode()).hexdigest(),
         )
+        return replace(space, start=self.start(doc.get("start", []) or [], space))
+
+    def start(self, block, space):
+        """Each start point walked through the space: every key must be a parameter the walk
+        asks for (given the point's own family and depth) and every value inside its domain."""
+        from search.suggest import sample
+
+        if not isinstance(block, list):
+            self.fail("start", f"expected a list of parameter mappings, got {block!r}")
+        points = []
+        for index, point in enumerate(block):
+            path = f"start[{index}]"
+            if not isinstance(point, dict) or not point:
+                self.fail(path, f"expected a mapping of parameter name to value, got {point!r}")
+            checker = _StartChecker(point, lambda name, message, path=path: self.fail(f"{path}.{name}", message))
+            sample(space, checker)
+            unknown = [key for key in point if key not in checker.asked]
+            if unknown:
+                hint = difflib.get_close_matches(str(unknown[0]), list(checker.asked), n=1)
+                suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
+                self.fail(f"{path}.{unknown[0]}", f"not a searched parameter of this space for this point{suffix}")
+            points.append(tuple(point.items()))
+        return tuple(points)
 
     def probe(self, block):
         block = {**PROBE_DEFAULTS, **self.mapping(block, "probe", tuple(PROBE_DEFAULTS))}
@@ -332,3 +372,37 @@ class _Parser:
                     bound = f"> {lowest}" if exclusive else f">= {lowest}"
                     bound += f" and <= {highest}" if highest is not None else ""
                     self.fail(path, f"{value!r} out of range (must be {bound})")
+
+
+class _StartChecker:
+    """A suggest adapter that answers from a start point (the domain's lowest value where the
+    point says nothing) and refuses values outside a parameter's domain."""
+
+    def __init__(self, point, fail):
+        self.point, self.fail, self.asked = point, fail, set()
+
+    def _given(self, name, default, inside, describe):
+        self.asked.add(name)
+        if name not in self.point:
+            return default
+        value = self.point[name]
+        if not inside(value):
+            self.fail(name, f"{value!r} is outside the space's {describe}")
+        return value
+
+    def int(self, name, low, high, *, log=False, step=1):
+        return self._given(name, low, lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+                           and (v - low) % step == 0, f"int[{low}, {high}]")
+
+    def float(self, name, low, high, *, log=False, step=None):
+        return self._given(name, low, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                           and low <= v <= high, f"float[{low:g}, {high:g}]")
+
+    def choice(self, name, options):
+        return self._given(name, options[0], lambda v: any(v == o and type(v) is type(o) for o in options),
+                           f"choice{list(options)}")
+
+    def conditional(self, parent, values):
+        from contextlib import nullcontext
+
+        return nullcontext()

@@ -113,6 +113,7 @@ def optimize(study, problem, space, worker=0, callbacks=()):
 
 def run(study, problem, space, progress=None):
     """Starts `workers - 1` extra processes and works as worker 0 in this one."""
+    enqueue_start_points(study, space)
     workers = int(study.manifest.get("workers", 1))
     log_dir = study.directory / "logs"
     log_dir.mkdir(exist_ok=True)
@@ -139,6 +140,16 @@ def run(study, problem, space, progress=None):
         raise FatalSearchError(
             f"{len(failed)} worker process(es) failed; see {log_dir}/worker-*.log"
         )
+
+
+def enqueue_start_points(study, space):
+    """The space's start points become the first trials of a new study (all workers draw
+    from the same queue); a continued or resumed study had them already."""
+    optuna_study = load(study)
+    if optuna_study.get_trials(deepcopy=False):
+        return
+    for point in space.start_points():
+        optuna_study.enqueue_trial(point, skip_if_exists=True)
 
 
 def worker_env(index: int, device_env: dict) -> dict:

@@ -106,7 +106,10 @@ def _new_tuner(study, space, trainable, root, name, session):
         sampler = optuna.samplers.TPESampler(
             seed=int(manifest["seed"]) + offset, multivariate=True, group=True, n_startup_trials=8
         )
-    searcher = _searcher_class()(space=_DefineByRun(space, offset), metric=SCORE, mode="max", sampler=sampler)
+    searcher = _searcher_class()(
+        space=_DefineByRun(space, offset), metric=SCORE, mode="max", sampler=sampler,
+        points_to_evaluate=space.start_points() if offset == 0 else None,  # a new study's first trials
+    )
     searcher.deadline = session.deadline
     scheduler = ASHAScheduler(
         time_attr="training_iteration", metric=SCORE, mode="max", max_t=CHECKPOINTS + 1, grace_period=1,

@@ -32,12 +32,36 @@ def finished(trials):
     return [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
 
 
+START = {"family": "denoising", "code_size": 7, "denoising.depth": 0, "training.learning_rate": 0.0031}
+
+
+def tiny_space_with_a_start_point(tmp_path):
+    import yaml
+
+    document = yaml.safe_load(TINY_SPACE.read_text())
+    document["start"] = [START]
+    path = tmp_path / "tiny-start.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def started_from_the_start_point(trials):
+    return [t for t in trials if START.items() <= t.params.items()]
+
+
 @pytest.mark.parametrize("backend, extra", BACKENDS)
 def test_backend_conformance(tmp_path, backend, extra):
     study = tmp_path / "study"
-    first = run_cli("run", "--backend", backend, *extra, "--space", TINY_SPACE, "--trials", 3,
+    space_file = tiny_space_with_a_start_point(tmp_path)
+    first = run_cli("run", "--backend", backend, *extra, "--space", space_file, "--trials", 3,
                     "--study-dir", study, "--no-progress")
     assert first.returncode == 0, first.stderr[-3000:]
+    # The space's start point is the first trial (Optuna's queue, Ray's points_to_evaluate).
+    if backend == "kerastuner":
+        assert "does not take the space's start points" in first.stdout
+        assert not started_from_the_start_point(stored_trials(study))
+    else:
+        assert len(started_from_the_start_point(stored_trials(study))) == 1
 
     # The results schema: Optuna storage with the same attributes whatever ran the trials.
     trials = stored_trials(study)
@@ -76,10 +100,11 @@ def test_backend_conformance(tmp_path, backend, extra):
     assert loaded.stdout.startswith("(5, ")
 
     # More trials on the same study continue it; `resume` at the count is a no-op.
-    more = run_cli("run", "--backend", backend, *extra, "--space", TINY_SPACE, "--trials", 4,
+    more = run_cli("run", "--backend", backend, *extra, "--space", space_file, "--trials", 4,
                    "--study-dir", study, "--no-progress")
     assert more.returncode == 0, more.stderr[-3000:]
     after = stored_trials(study)
+    assert len(started_from_the_start_point(after)) == (backend != "kerastuner"), "start points run once"
     assert len(finished(after)) >= 4
     assert {t.number: t.params for t in trials}.items() <= {t.number: t.params for t in after}.items()
     seeds = [t.user_attrs["seed"] for t in after]

@@ -199,6 +199,13 @@ def fam(block, name="dense"):
     return {"families": {name: block}}
 
 
+TWO = {  # two families, so `family` is a searched parameter
+    "code_size": {"int": [4, 64], "log": True},
+    "families": {"dense": {"stack": {"depth": {"int": [0, 2]}, "units": {"int": [8, 64]}}},
+                 "sparse": {"extends": "dense", "l1": {"float": [1e-6, 1e-4], "log": True}}},
+}
+
+
 BAD_DOCUMENTS = [
     # (document, key path, bad value as it must appear)
     ({"code_sise": 8, **fam({})}, "code_sise", "did you mean 'code_size'"),
@@ -249,6 +256,16 @@ BAD_DOCUMENTS = [
     ({"name": "no families"}, "families", "missing"),
     ({"families": {}}, "families", "{}"),
     ({"families": {"dense": 3}}, "families.dense", "3"),
+    # start points: walked through the space, so names and values are checked like the rest
+    ({**TWO, "start": {"family": "dense"}}, "start", "expected a list"),
+    ({**TWO, "start": ["dense"]}, "start[0]", "'dense'"),
+    ({**TWO, "start": [{"code_size": 100}]}, "start[0].code_size", "100 is outside the space's int[4, 64]"),
+    ({**TWO, "start": [{"family": "vae"}]}, "start[0].family", "'vae' is outside the space's choice['dense', 'sparse']"),
+    ({**TWO, "start": [{"family": "dense", "sparse.l1": 1e-5}]}, "start[0].sparse.l1", "not a searched parameter"),
+    ({**TWO, "start": [{"code_sise": 8}]}, "start[0].code_sise", "did you mean 'code_size'"),
+    ({**TWO, "start": [{"dense.depth": 1, "dense.layer_1.units": 8}]}, "start[0].dense.layer_1.units",
+     "did you mean 'dense.layer_0.units'"),
+    ({**TWO, "start": [{"dense.depth": 1, "dense.layer_0.units": 8.5}]}, "start[0].dense.layer_0.units", "8.5"),
 ]
 
 
@@ -364,3 +381,35 @@ def test_scale_shrinks_epochs_units_and_filters_and_changes_the_digest():
     assert quick.digest != full.digest
     with pytest.raises(SpaceError, match="--scale"):
         load_space("article", scale=2)
+
+
+def test_start_points_are_kept_in_order_and_follow_the_families_of_a_data_kind():
+    document = {**copy.deepcopy(TWO), "families": {**TWO["families"], "conv2d": {"stack": {"depth": 1}}},
+                "start": [{"family": "conv2d", "code_size": 16}, {"family": "sparse", "sparse.l1": 1e-5},
+                          {"code_size": 8}]}
+    space = parse_space(document, "x.yaml")
+    assert space.start_points() == [{"family": "conv2d", "code_size": 16}, {"family": "sparse", "sparse.l1": 1e-5},
+                                    {"code_size": 8}]
+    tabular, _ = space.for_kind("tabular")  # conv2d dropped, and its start point with it
+    assert tabular.start_points() == [{"family": "sparse", "sparse.l1": 1e-5}, {"code_size": 8}]
+    only_conv, _ = parse_space({**document, "families": {"conv2d": {"stack": {"depth": 1}}},
+                                "start": []}, "x.yaml").for_kind("image")
+    assert only_conv.start == ()
+    one_left, _ = replace_families(space, ("conv2d",)).for_kind("image")
+    assert one_left.start_points() == [{"code_size": 16}, {"code_size": 8}]  # `family` is no parameter now
+
+
+def replace_families(space, names):
+    from dataclasses import replace
+
+    return replace(space, families=tuple(f for f in space.families if f.name in names))
+
+
+def test_a_start_point_seeds_an_optuna_trial_through_the_same_sampling_code():
+    space = parse_space({**copy.deepcopy(TWO), "start": [{"family": "sparse", "code_size": 5}]}, "x.yaml")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for point in space.start_points():
+        study.enqueue_trial(point)
+    trial = study.ask()
+    candidate = sample(space, OptunaSuggest(trial))
+    assert candidate["family"] == "sparse" and candidate["code_size"] == 5
