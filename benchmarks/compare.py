@@ -158,9 +158,27 @@ def bare_loop(study_dir):
     return time.perf_counter() - started
 
 
+def without_start_points(space_name):
+    """The space file minus its `start` points: every method searches the same space from
+    scratch, so the comparison measures objectives and engines, not prior knowledge."""
+    import yaml
+
+    from search.space import builtin_spaces
+
+    path = builtin_spaces().get(space_name, Path(space_name))
+    document = yaml.safe_load(path.read_text())
+    if "start" not in document:
+        return space_name
+    document.pop("start")
+    stripped = Path(tempfile.mkdtemp()) / path.name
+    stripped.write_text(yaml.safe_dump(document))
+    return str(stripped)
+
+
 def compare(data, space_name, seconds, seed):
     from search.study import open_study
 
+    space_name = without_start_points(space_name)
     rows = {}
     result, study_dir = run_engine(data, space_name, seconds, seed)
     problem = open_study(study_dir).problem()
@@ -186,7 +204,8 @@ def _count(study_dir):
 def render(runs):
     lines = ["# Engine vs keras-tuner and Optuna on reconstruction loss, and random search on the probe", "",
              f"Run as `.venv/bin/python benchmarks/compare.py --datasets DATA --minutes M --seeds S --space SPACE` "
-             f"(the values per row below) on {platform.machine()} with {os.cpu_count()} cores, CPU only. Same space "
+             f"(the values per row below) on {platform.machine()} with {os.cpu_count()} cores, CPU only. Same space (its "
+             "start points removed, so every method starts from scratch) "
              "and wall-clock budget per search; winners refit on the search part and scored once on the test part "
              "by the reference probe; mean over seeds, [mean of the 95% bootstrap bounds].", "",
              "| data | space | minutes | metric | seeds | " + " | ".join(METHODS) + " |",
