@@ -166,11 +166,17 @@ def cmd_spaces(args):
 
     if args.path:
         space = load_space(args.path)
-        print(f"{space.source}: ok ({len(space.families)} families: {', '.join(space.family_names)})")
+        print(f"{space.source}: ok ({len(space.families)} families: {', '.join(space.family_names)}"
+              f"{_start_note(space)})")
         return
     for name, path in builtin_spaces().items():
         space = load_space(str(path))
-        print(f"{name:<12} {', '.join(space.family_names)}")
+        print(f"{name:<12} {', '.join(space.family_names)}{_start_note(space)}")
+
+
+def _start_note(space) -> str:
+    count = len(space.start)
+    return f"; {count} start point{'s' if count != 1 else ''}" if count else ""
 
 
 def cmd_worker(args):

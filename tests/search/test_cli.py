@@ -104,6 +104,7 @@ def test_spaces_lists_and_validates(tmp_path):
     assert listed.returncode == 0, listed.stderr
     names = [line.split()[0] for line in listed.stdout.splitlines()]
     assert {"default", "image", "sequence", "article"} <= set(names), listed.stdout
+    assert any(line.startswith("image") and line.endswith("; 1 start point") for line in listed.stdout.splitlines())
     valid = run_cli("spaces", TINY_SPACE)
     assert valid.returncode == 0 and "ok (2 families: dense, denoising)" in valid.stdout
     broken = run_cli("spaces", _write(tmp_path, "b.yaml", "families: {dense: {dropout: 2.0}}\n"))
