@@ -15,8 +15,16 @@ EXIT_MISMATCH = 1
 KERAS_BACKENDS = ("tensorflow", "jax", "torch")
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """Usage mistakes end in one line and exit status 2, like every other bad input (the
+    subcommand parsers are made with this class too)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message.removeprefix('argument ')} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrors(
         prog="python -m search",
         description="Search autoencoder architectures scored by a downstream probe.",
     )
