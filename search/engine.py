@@ -145,6 +145,9 @@ def _search_and_export(study, problem, space, progress, export, notes):
     except KeyboardInterrupt:
         raise Interrupted(result_of(study, notes=notes)) from None
     finally:
+        from search.objective import thaw_heap
+
+        thaw_heap()
         if bar:
             bar.close()
     exported = export_best(study_dir=study.directory, problem=problem, space=space) if export else None

@@ -72,6 +72,17 @@ def release_memory():
 _heap_frozen = False
 
 
+def thaw_heap():
+    """Hands the frozen objects back to the garbage collector when a search ends, so a
+    notebook that called `search.run` keeps its usual collector behaviour."""
+    global _heap_frozen
+    import gc
+
+    if _heap_frozen:
+        gc.unfreeze()
+        _heap_frozen = False
+
+
 def failure_reason(exc: BaseException) -> str:
     """`Type: first line of the message`, short enough for a leaderboard line."""
     lines = str(exc).strip().splitlines()

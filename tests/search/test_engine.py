@@ -1,5 +1,7 @@
 """The Python API (`search.run`) on a file dataset, end to end."""
 
+import gc
+
 import numpy as np
 
 import search
@@ -19,6 +21,7 @@ def test_run_from_python_on_an_npz_file(tmp_path, rng):
     assert result.test["low"] <= result.test["score"] <= result.test["high"]
     codes = load_encoder(result.export_dir).transform(X.reshape(240, -1))
     assert codes.shape[0] == 240 and np.isfinite(codes).all()
+    assert gc.get_freeze_count() == 0  # the search froze the heap for its trials and gave it back
 
 
 def test_structured_families_on_insurance_with_the_handcrafted_baseline(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 
 from encoderkit.data import Dataset
 from search.errors import FailedTrial, PruneTrial
-from search.objective import evaluate
+from search.objective import evaluate, thaw_heap
 from search.problem import make_problem
 
 CANDIDATE = {
@@ -174,3 +174,5 @@ def test_a_finished_trial_leaves_no_model_alive_and_later_collections_skip_the_f
     assert len(fitted) == 2
     assert all(transformer() is None and model() is None for transformer, model in fitted)
     assert gc.get_freeze_count() > 0
+    thaw_heap()
+    assert gc.get_freeze_count() == 0
