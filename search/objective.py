@@ -52,11 +52,12 @@ def release_memory():
     tensorflow#61791, keras#17458; measured in benchmarks/results/memory.md): where that
     matters, `--fresh-process` runs each trial in its own process.
 
-    One full collection per trial, and after the first trial everything still alive (the
-    imported TensorFlow, Keras, sklearn and the data) is moved out of the collector's sight
-    with `gc.freeze()`: a full collection then takes milliseconds instead of the 0.4 s it
-    spent walking TensorFlow's objects, a third of a small trial's overhead (measured in
-    benchmarks/results/compare.md)."""
+    One full collection per trial, then everything still alive (TensorFlow, Keras, sklearn,
+    the data, and the functions TensorFlow keeps from this trial) is moved out of the
+    collector's sight with `gc.freeze()`. Without it every full collection walks all that:
+    0.4 s per collection after the imports alone, and growing with each trial TensorFlow
+    keeps, to 3 s per trial after ~150 trials in one process (benchmarks/results/compare.md).
+    With it a collection costs about what the trial itself allocated."""
     global _heap_frozen
     import gc
 
@@ -64,9 +65,8 @@ def release_memory():
 
     keras.backend.clear_session(free_memory=False)
     gc.collect()
-    if not _heap_frozen:
-        gc.freeze()
-        _heap_frozen = True
+    gc.freeze()
+    _heap_frozen = True
 
 
 _heap_frozen = False
