@@ -237,7 +237,8 @@ def render(runs):
         lines.append(f"- {r['data']} seed {r['seed']}: {o['trials']} trials, engine {o['engine_s']} s "
                      f"(of which intermediate probe checkpoints {o.get('checkpoints_s', '?')} s), bare {o['bare_s']} s, "
                      f"ratio {o['ratio']:.2f}x")
-    return "\n".join(lines) + "\n"
+    notes = RESULTS / "compare-notes.md"  # what the numbers above mean, written by whoever ran them
+    return "\n".join(lines) + "\n" + ("\n" + notes.read_text() if notes.exists() else "")
 
 
 def main():
