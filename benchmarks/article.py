@@ -38,6 +38,9 @@ ARTICLE = {  # the article's reported numbers (one split, test-set tuned)
 }
 
 
+TARGET_FASHION = 88.0  # test accuracy x 100 the families issue asks for within 60 CPU minutes
+
+
 def fixed_family_scores(problem, space, seed):
     """Each family of the article space at its fixed config, fit on the search part."""
     from encoderkit.transformer import AutoencoderTransformer
@@ -196,7 +199,14 @@ def write_fashion(record):
         lines.append(f"| {name} | {article} | {100 * score['score']:.2f} | "
                      f"[{100 * score['low']:.2f}, {100 * score['high']:.2f}] | {seconds[name]:.0f} |")
     winner = record["winner"] or {}
-    lines += ["", f"Winning config: `{winner}`", ""]
+    searched, raw = 100 * scores["searched"]["score"], 100 * scores["raw"]["score"]
+    verdict = "met" if searched >= TARGET_FASHION else f"not met: {TARGET_FASHION - searched:.2f} points short"
+    lines += ["", f"Winning config: `{winner}`", "",
+              f"Target of the families issue: at least {TARGET_FASHION:.2f} within 60 CPU minutes on 2 cores. "
+              f"Searched best {searched:.2f} ({searched - raw:+.2f} over raw pixels) in "
+              f"{record.get('search_cpu_minutes', float('nan')):.1f} CPU minutes: {verdict}.", ""]
+    if record.get("note"):
+        lines += [record["note"], ""]
     return "\n".join(lines)
 
 
@@ -258,7 +268,7 @@ def main():
     parser.add_argument("--minutes", type=float, default=60, help="fashion: search wall-time budget")
     parser.add_argument("--scale", type=float, default=0.25, help="fashion: shrink the article's families")
     parser.add_argument("--from-json", action="store_true",
-                        help="insurance: re-render from the stored seeds, adding rows that need no training")
+                        help="re-render from the stored results (insurance: adding rows that need no training)")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     started = time.perf_counter()
@@ -267,6 +277,8 @@ def main():
         rows, bayes_population, wall = add_oracle_rows(stored["rows"]), stored["bayes_population"], stored["wall_s"]
         store_insurance(rows, bayes_population, wall)
         text = write_insurance(rows, bayes_population, args, wall)
+    elif args.from_json:
+        text = write_fashion(json.loads((RESULTS / "article-fashion.json").read_text()))
     elif args.part == "insurance":
         rows, bayes_population = insurance(args)
         wall = time.perf_counter() - started
