@@ -56,8 +56,8 @@ def release_memory():
     the data, and the functions TensorFlow keeps from this trial) is moved out of the
     collector's sight with `gc.freeze()`. Without it every full collection walks all that:
     0.4 s per collection after the imports alone, and growing with each trial TensorFlow
-    keeps, to 3 s per trial after ~150 trials in one process (benchmarks/results/compare.md).
-    With it a collection costs about what the trial itself allocated."""
+    keeps (frozen only once: 57 ms per trial early, 649 ms after 80 tiny trials; frozen after
+    every trial: 22 ms flat; benchmarks/results/collector.md)."""
     global _heap_frozen
     import gc
 
