@@ -1,7 +1,7 @@
 """The article's tables redone with an honest protocol.
 
     .venv/bin/python benchmarks/article.py insurance --seeds 10 --trials 20
-    .venv/bin/python benchmarks/article.py fashion --n 10000 --minutes 60
+    .venv/bin/python benchmarks/article.py fashion --n 20000 --subsample 10000 --minutes 16
 
 Insurance (n=1000, the article's 300-row test split): for each seed a new dataset and split;
 raw, PCA, handcrafted, each of the article's six families at one fixed config
@@ -12,7 +12,8 @@ t-interval over seeds, the generator's Bayes-optimal AUROC beside them.
 Fashion-MNIST (our MNIST: MNIST itself cannot be downloaded here): a stratified subsample of
 `--n` training images is the search part, the official 10k test images the test part; raw,
 PCA, each family at the article's config shrunk by `--scale`, and the best of a search over
-spaces/image.yaml limited to `--minutes` of wall time on this machine.
+spaces/image.yaml limited to `--minutes` of wall time on this machine (with `--subsample`,
+trials see that many of the search part's rows and the winner is refit on all of them).
 
 Results go to benchmarks/results/article.md (the raw numbers to article-*.json)."""
 
@@ -69,16 +70,37 @@ def oracle_features_score(problem):
     return score
 
 
+def oracle_standardized_score(problem):
+    """The same perfect features under a probe that standardises instead of min-max scaling.
+    The sums are heavy-tailed (exponential): min-max scaling squeezes most rows near 0, so the
+    reference's C=1 penalty shrinks their weights hard. This shows how much of the gap to the
+    Bayes score is that probe's, not the features'."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from encoderkit.data import insurance_sufficient_statistics
+
+    X_test, y_test = problem.test_part()
+    probe = make_pipeline(StandardScaler(), LogisticRegression()).fit(insurance_sufficient_statistics(problem.X), problem.y)
+    return float(roc_auc_score(y_test, probe.predict_proba(insurance_sufficient_statistics(X_test))[:, 1]))
+
+
+ORACLES = {"oracle": oracle_features_score, "oracle_standardized": oracle_standardized_score}
+
+
 def add_oracle_rows(rows):
-    """Adds the oracle row to stored seeds that lack it (it needs no training)."""
+    """Adds the oracle rows to stored seeds that lack them (they need no training)."""
     from encoderkit.data import load_dataset
     from search.problem import make_problem
 
     for seed, row in enumerate(rows):
-        if "oracle" not in row:
+        missing = [name for name in ORACLES if name not in row]
+        if missing:
             problem = make_problem(load_dataset(f"insurance:n=1000,seed={seed}"), test_size=0.3, seed=seed,
                                    metric="roc_auc")
-            row["oracle"] = oracle_features_score(problem)
+            row.update({name: ORACLES[name](problem) for name in missing})
     return rows
 
 
@@ -102,7 +124,7 @@ def insurance(args):
         row = {name: _held_out_score(problem, make().fit(problem.X), X_test, y_test)["score"]
                for name, make in baselines_for(dataset).items()}
         row["bayes"] = float(roc_auc_score(y_test, insurance_log_odds(X_test)))
-        row["oracle"] = oracle_features_score(problem)
+        row.update({name: score(problem) for name, score in ORACLES.items()})
         row.update(fixed_family_scores(problem, article, seed))
         with tempfile.TemporaryDirectory() as tmp:
             result = search.run(spec, space="sequence", trials=args.trials, seed=seed, test_size=0.3,
@@ -147,14 +169,17 @@ def fashion(args):
         scores[family] = _held_out_family(problem, single, X_test, y_test)
         seconds[family] = time.perf_counter() - started
         print(f"{family}: {scores[family]['score']:.4f} ({seconds[family]:.0f} s)", flush=True)
-    started, cpu_started = time.perf_counter(), _cpu_seconds()
+    started, cpu_started, machine_started = time.perf_counter(), _cpu_seconds(), _machine_busy_seconds()
     with tempfile.TemporaryDirectory() as tmp:
         result = search.run(spec, space="image", trials=10_000, timeout=args.minutes * 60, seed=0,
-                            metric="accuracy", study_dir=Path(tmp) / "study", progress=False)
+                            metric="accuracy", subsample=args.subsample, study_dir=Path(tmp) / "study",
+                            progress=False)
     seconds["searched"] = time.perf_counter() - started
     scores["searched"] = result.test
-    record = {"scores": scores, "seconds": seconds, "n": args.n, "scale": args.scale, "minutes": args.minutes,
-              "search_cpu_minutes": (_cpu_seconds() - cpu_started) / 60, "winner": result.best_params,
+    record = {"scores": scores, "seconds": seconds, "n": args.n, "subsample": args.subsample, "scale": args.scale,
+              "minutes": args.minutes,
+              "search_cpu_minutes": (_cpu_seconds() - cpu_started) / 60,
+              "machine_cpu_minutes": (_machine_busy_seconds() - machine_started) / 60, "winner": result.best_params,
               "trials": re.search(r"(\d+) trials", result.leaderboard).group(1), "leaderboard": result.leaderboard}
     (RESULTS / "article-fashion.json").write_text(json.dumps(record, indent=1, default=str))
     return record
@@ -166,6 +191,15 @@ def _cpu_seconds():
 
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _machine_busy_seconds():
+    """Busy CPU seconds of the whole machine (all cores, all processes) from /proc/stat: an
+    upper bound that also counts the probe's pooled joblib workers, which a process's own
+    rusage misses while they stay alive. Meaningful when nothing else runs."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def _held_out_family(problem, space, X_test, y_test):
@@ -180,16 +214,22 @@ def _held_out_family(problem, space, X_test, y_test):
 
 def write_fashion(record):
     scores, seconds = record["scores"], record["seconds"]
+    subsample = record.get("subsample")
     lines = [
         "## Fashion-MNIST, test accuracy x 100 (official 10k test images)",
         "",
-        f"Command: `.venv/bin/python benchmarks/article.py fashion --n {record['n']} --minutes {record['minutes']} "
-        f"--scale {record['scale']}` on {platform.machine()} with {os.cpu_count()} cores, CPU only.",
-        f"Search part: a stratified subsample of {record['n']} training images. The article's column is MNIST "
+        f"Command: `.venv/bin/python benchmarks/article.py fashion --n {record['n']} "
+        + (f"--subsample {subsample} " if subsample else "")
+        + f"--minutes {record['minutes']} --scale {record['scale']}` on {platform.machine()} with {os.cpu_count()} "
+        "cores, CPU only.",
+        f"Search part: a stratified subsample of {record['n']} training images"
+        + (f"; each trial trained and was scored (5-fold CV) on a stratified {subsample} of them, and the winner "
+           f"was refit on all {record['n']} (`--subsample`)" if subsample else "")
+        + ". The article's column is MNIST "
         "(it cannot be downloaded here), so it is context, not a like-for-like comparison. Families at "
         f"spaces/article.yaml's configs scaled by {record['scale']}; the searched best ran spaces/image.yaml for "
         f"{record['minutes']} wall minutes (then one refit and the test score): "
-        f"{record.get('search_cpu_minutes', float('nan')):.1f} CPU minutes in all, {record.get('trials', '?')} trials.",
+        f"{_budget_minutes(record):.1f} CPU minutes in all{_budget_basis(record)}, {record.get('trials', '?')} trials.",
         "",
         "| method | article (MNIST, one split) | ours | 95% bootstrap interval | wall s |",
         "|---|---|---|---|---|",
@@ -200,14 +240,29 @@ def write_fashion(record):
                      f"[{100 * score['low']:.2f}, {100 * score['high']:.2f}] | {seconds[name]:.0f} |")
     winner = record["winner"] or {}
     searched, raw = 100 * scores["searched"]["score"], 100 * scores["raw"]["score"]
-    verdict = "met" if searched >= TARGET_FASHION else f"not met: {TARGET_FASHION - searched:.2f} points short"
+    over = _budget_minutes(record) - 60
+    verdict = ("met" if searched >= TARGET_FASHION and over <= 0
+               else f"not met: {TARGET_FASHION - searched:.2f} points short" if searched < TARGET_FASHION
+               else f"not met: {over:.1f} CPU minutes over")
     lines += ["", f"Winning config: `{winner}`", "",
               f"Target of the families issue: at least {TARGET_FASHION:.2f} within 60 CPU minutes on 2 cores. "
               f"Searched best {searched:.2f} ({searched - raw:+.2f} over raw pixels) in "
-              f"{record.get('search_cpu_minutes', float('nan')):.1f} CPU minutes: {verdict}.", ""]
+              f"{_budget_minutes(record):.1f} CPU minutes: {verdict}.", ""]
     if record.get("note"):
         lines += [record["note"], ""]
     return "\n".join(lines)
+
+
+def _budget_minutes(record):
+    """The larger of the process tree's and the whole machine's CPU minutes."""
+    return max(record.get("search_cpu_minutes", float("nan")), record.get("machine_cpu_minutes", 0.0))
+
+
+def _budget_basis(record):
+    if "machine_cpu_minutes" not in record:
+        return ""
+    return (f" (the machine's busy CPU time over the search, {record['machine_cpu_minutes']:.1f}; this process "
+            f"and its finished children, {record['search_cpu_minutes']:.1f})")
 
 
 def interval(values):
@@ -220,9 +275,10 @@ def interval(values):
 
 def write_insurance(rows, bayes_population, args, wall):
     names = ["raw", "pca", "handcrafted", "dense", "denoising", "vae", "conv1d", "conv2d", "seq2seq", "searched",
-             "oracle", "bayes"]
+             "oracle", "oracle_standardized", "bayes"]
     labels = {"searched": "searched best (sequence space)", "bayes": "Bayes-optimal score on the same test rows",
-              "oracle": "probe on the 3 sufficient statistics (a perfect encoder)"}
+              "oracle": "probe on the 3 sufficient statistics (a perfect encoder)",
+              "oracle_standardized": "the same, probe with StandardScaler instead of MinMaxScaler"}
     lines = [
         "## Insurance (synthetic, n=1000, 300-row test split), test AUROC x 100",
         "",
@@ -244,7 +300,8 @@ def write_insurance(rows, bayes_population, args, wall):
     for r in rows:
         families[r["searched_config"]] = families.get(r["searched_config"], 0) + 1
     lines += ["", f"Families the search picked, by seed count: {families}.", ""]
-    searched, oracle, bayes_rows = (100 * np.mean([r[k] for r in rows]) for k in ("searched", "oracle", "bayes"))
+    searched, oracle, standardized, bayes_rows = (100 * np.mean([r[k] for r in rows])
+                                                  for k in ("searched", "oracle", "oracle_standardized", "bayes"))
     bayes = 100 * bayes_population
     lines += [
         f"How close can any encoder get? The Bayes score is linear in three statistics of a row (total insured "
@@ -255,7 +312,12 @@ def write_insurance(rows, bayes_population, args, wall):
         f"regularisation C=1) and belongs to the protocol, not the encoder, so \"within 1.0 point of {bayes:.2f}\" "
         f"{'is out of reach under this protocol even for a perfect encoder' if bayes - oracle > 1 else 'is reachable only by near-perfect features'}. "
         f"The searched best is {oracle - searched:.2f} points below that perfect encoder and {bayes_rows - searched:.2f} "
-        f"below the Bayes score on its own test rows.", ""]
+        f"below the Bayes score on its own test rows.", "",
+        f"Where the probe's share comes from: the sums are heavy-tailed, so min-max scaling puts most rows near 0 "
+        f"and C=1 then shrinks their weights hard. The same perfect features under a probe that standardises "
+        f"instead score {standardized:.2f}, {bayes_rows - standardized:.2f} below the Bayes score on the same rows; "
+        f"the rest of the distance to {bayes:.2f} ({bayes - bayes_rows:.2f}) is which 300 rows the seeds drew "
+        f"(AUROC on 300 rows has a standard error of about 2 points; every method shares those rows).", ""]
     return "\n".join(lines)
 
 
@@ -265,6 +327,8 @@ def main():
     parser.add_argument("--seeds", type=int, default=10, help="insurance: datasets and splits")
     parser.add_argument("--trials", type=int, default=20, help="insurance: search trials per seed")
     parser.add_argument("--n", type=int, default=10000, help="fashion: training images in the search part")
+    parser.add_argument("--subsample", type=int, default=None,
+                        help="fashion: rows of the search part each trial sees (the winner is refit on all)")
     parser.add_argument("--minutes", type=float, default=60, help="fashion: search wall-time budget")
     parser.add_argument("--scale", type=float, default=0.25, help="fashion: shrink the article's families")
     parser.add_argument("--from-json", action="store_true",

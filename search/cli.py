@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metric", default=None, help="auto|accuracy|roc_auc|balanced_accuracy|f1_macro (default: the space's, auto)")
     run.add_argument("--seed", type=int, default=0, help="seeds the split, the sampler and each trial (default: 0)")
     run.add_argument("--test-size", type=float, default=0.25, help="held-out fraction (default: 0.25)")
+    run.add_argument("--subsample", type=int, default=None,
+                     help="trials train and score on this many rows of the search part (stratified); "
+                          "the export refits the winner on all of it (default: all rows)")
     run.add_argument("--study-dir", default=None, help="study directory (default: studies/DATA-TIME)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -120,7 +123,7 @@ def cmd_run(args):
         address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         algorithm=args.algorithm,
         fresh_process=args.fresh_process, metric=args.metric, seed=args.seed,
-        test_size=args.test_size, study_dir=args.study_dir, progress=not args.no_progress,
+        test_size=args.test_size, subsample=args.subsample, study_dir=args.study_dir, progress=not args.no_progress,
     )
     _print_result(result)
 

@@ -65,6 +65,7 @@ def run(
     metric=None,
     seed=0,
     test_size=0.25,
+    subsample=None,
     study_dir=None,
     progress=True,
     export=True,
@@ -77,6 +78,8 @@ def run(
         raise SearchError(f"--max-failures: must be at least 1, got {max_failures}")
     if timeout is not None and float(timeout) <= 0:
         raise SearchError(f"--timeout: must be positive seconds, got {timeout}")
+    if subsample is not None and int(subsample) < 1:
+        raise SearchError(f"--subsample: must be a positive number of rows, got {subsample}")
     if metric is not None and metric not in METRICS:
         raise SearchError(f"--metric: unknown metric {metric!r} (known: {', '.join(METRICS)})")
     backend_settings = get_backend(backend).check_settings(
@@ -97,10 +100,12 @@ def run(
         folds=loaded.probe_setting("cv"),
         probe=loaded.probe_setting("model"),
         workers=workers,
+        subsample=subsample,
     )
     study_dir = Path(study_dir or f"studies/{dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     settings = {
         "data": str(data), "target": target, "data_dir": data_dir, "seed": int(seed), "test_size": test_size,
+        "subsample": problem.subsample,
         "trials": int(trials), "timeout": timeout, "scale": scale, "backend": backend, "workers": int(workers),
         "max_failures": int(max_failures), "fresh_process": bool(fresh_process), "gpus": gpu_ids,
         **backend_settings,
@@ -170,21 +175,22 @@ def _use_keras_backend(name):
 
 
 def score_baselines(problem) -> dict:
-    """Raw and PCA codes scored exactly like a candidate: CV on the search part."""
+    """Raw and PCA codes scored exactly like a candidate: CV on the rows trials see."""
     scores = {}
     for name, make in baselines_for(problem.dataset).items():
-        transformer = make().fit(problem.X)
-        codes = transformer.transform(problem.X)
+        transformer = make().fit(problem.trial_X)
+        codes = transformer.transform(problem.trial_X)
         mean, std = cv_score(
-            codes, problem.y, problem.metric, problem.folds, problem.seed, problem.probe, problem.probe_jobs
+            codes, problem.trial_y, problem.metric, problem.folds, problem.seed, problem.probe, problem.probe_jobs
         )
         scores[name] = {"cv_mean": mean, "cv_std": std, "detail": f"{codes.shape[1]} features"}
     return scores
 
 
 def export_best(study_dir, trial=None, out=None, problem=None, space=None) -> dict:
-    """Refits the best (or the given) trial on the whole search part with its seed, scores the
-    test part once, and writes the export. Returns the export manifest."""
+    """Refits the best (or the given) trial on the whole search part with its seed (also when
+    trials saw a subsample of it), scores the test part once, and writes the export. Returns
+    the export manifest."""
     from encoderkit.export import save_export
     from encoderkit.transformer import AutoencoderTransformer
     import_keras_quietly()
@@ -210,6 +216,8 @@ def export_best(study_dir, trial=None, out=None, problem=None, space=None) -> di
         "test": test,
         "baselines_test": baselines_test,
         "n_test_rows": int(len(y_test)),
+        "n_fit_rows": int(len(problem.y)),  # the export's training rows: the whole search part
+        "n_trial_rows": int(len(problem.trial_y)),  # what each trial trained and was scored on
         "data": {
             "name": problem.dataset.name,
             "kind": problem.dataset.kind,

@@ -126,5 +126,12 @@ def format_leaderboard(rows: list[Row], baselines: dict, metric: str, export: di
             f"winner trial {export['trial']} {metric} {test['score']:.4f} "
             f"[95% CI {test['low']:.4f}, {test['high']:.4f}]"
             + (f"; raw {raw['score']:.4f} [{raw['low']:.4f}, {raw['high']:.4f}]" if raw else "")
+            + _refit_note(export)
         )
     return "\n".join(lines)
+
+
+def _refit_note(export) -> str:
+    """Says so when trials saw a subsample and the winner was refit on more rows."""
+    fit, seen = export.get("n_fit_rows"), export.get("n_trial_rows")
+    return f" (trials on {seen} rows, winner refit on {fit})" if fit and seen and seen < fit else ""

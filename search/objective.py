@@ -116,7 +116,7 @@ def _fit_and_score(problem, candidate, seed, report):
     from encoderkit.transformer import AutoencoderTransformer
 
     keras.backend.clear_session(free_memory=False)  # drop layer names; `release_memory` collects
-    X, y = problem.X, problem.y
+    X, y = problem.trial_X, problem.trial_y
     transformer = AutoencoderTransformer(**transformer_params(candidate, seed, problem.dataset.shape))
     callbacks = [interrupts.keras_callback()]
     checkpoint = _checkpoint_callback(keras, transformer, problem, report) if report is not None else None
@@ -136,6 +136,7 @@ def _fit_and_score(problem, candidate, seed, report):
         "score_std": std,
         "probe": resolve_probe(problem.probe),
         "epochs_run": len(transformer.history_.get("loss", [])),
+        "rows": int(len(y)),
         "seconds": cost_breakdown(transformer.fit_seconds_, checkpoint.seconds if checkpoint else 0.0,
                                   encoded - fitted, probed - encoded),
     }
@@ -152,8 +153,8 @@ def cost_breakdown(fit_parts: dict, checkpoints: float, encode: float, probe: fl
 
 
 def _checkpoint_callback(keras, transformer, problem, report):
-    rows = _stratified_subsample(problem.y, SUBSAMPLE, problem.seed)
-    X_sub, y_sub = problem.X[rows], problem.y[rows]
+    rows = _stratified_subsample(problem.trial_y, SUBSAMPLE, problem.seed)
+    X_sub, y_sub = problem.trial_X[rows], problem.trial_y[rows]
     every = -(-int(transformer.epochs) // (CHECKPOINTS + 1))  # ceil: at most CHECKPOINTS reports
 
     class ProbeCheckpoint(keras.callbacks.Callback):

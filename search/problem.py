@@ -1,7 +1,12 @@
 """The labelled data of a study, split once into a search part and a held-out test part.
 
 The split is stratified and seeded; its hash goes into the manifest so every worker, a resume
-and an export can prove they use the same rows. The test part is only read by `test_scores`."""
+and an export can prove they use the same rows. The test part is only read by `test_scores`.
+
+With `subsample`, trials (and the baselines' CV scores beside them) see a stratified, seeded
+subsample of the search part, and the export refits the winner on the whole search part: the
+usual way to search on a large dataset (choose the architecture on a cheap fidelity, train the
+final model on everything), like scikit-learn's successive halving over `n_samples`."""
 
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ class Problem:
     seed: int
     probe: str = "logistic_regression"
     probe_jobs: int = 1  # probe folds fitted at once: the cores this worker owns
+    subsample: int | None = None  # rows of the search part each trial sees (None: all)
 
     # Sliced once per worker, not once per trial (Fashion-MNIST's search part is 190 MB).
     @functools.cached_property
@@ -36,6 +42,26 @@ class Problem:
     @functools.cached_property
     def y(self):
         return self.dataset.y[self.search_rows]
+
+    @functools.cached_property
+    def trial_rows(self) -> np.ndarray:
+        """Positions in the search part that trials train and score on."""
+        size = len(self.search_rows)
+        if self.subsample is None or self.subsample >= size:
+            return np.arange(size)
+        from sklearn.model_selection import train_test_split
+
+        rows, _ = train_test_split(np.arange(size), train_size=self.subsample, stratify=self.y,
+                                   random_state=self.seed)
+        return np.sort(rows)
+
+    @functools.cached_property
+    def trial_X(self):
+        return self.X if len(self.trial_rows) == len(self.search_rows) else self.X[self.trial_rows]
+
+    @functools.cached_property
+    def trial_y(self):
+        return self.y if len(self.trial_rows) == len(self.search_rows) else self.y[self.trial_rows]
 
     def test_part(self):
         """The held-out rows; used once per export for the final score, never in the search."""
@@ -50,7 +76,8 @@ class Problem:
 
 
 def make_problem(
-    dataset: Dataset, *, test_size=0.25, seed=0, metric="auto", folds=5, probe="logistic_regression", workers=1
+    dataset: Dataset, *, test_size=0.25, seed=0, metric="auto", folds=5, probe="logistic_regression", workers=1,
+    subsample=None,
 ) -> Problem:
     from sklearn.model_selection import train_test_split
 
@@ -71,8 +98,19 @@ def make_problem(
         search_rows, test_rows = train_test_split(
             np.arange(len(dataset.y)), test_size=test_size, stratify=dataset.y, random_state=seed
         )
+    if subsample is not None:
+        _check_subsample(dataset, int(subsample), len(classes), folds)
     cores = max(1, (os.cpu_count() or 1) // max(1, int(workers)))
     return Problem(
         dataset, np.sort(search_rows), np.sort(test_rows), resolve_metric(metric, dataset.y),
-        folds, seed, probe, probe_jobs=min(cores, folds),
+        folds, seed, probe, probe_jobs=min(cores, folds), subsample=None if subsample is None else int(subsample),
     )
+
+
+def _check_subsample(dataset, subsample, n_classes, folds):
+    # Stratified CV on the subsample needs `folds` rows of every class.
+    if subsample < n_classes * folds:
+        raise DataError(
+            f"{dataset.name}: --subsample {subsample} is too small for {n_classes} classes and {folds} CV folds "
+            f"(need at least {n_classes * folds})"
+        )

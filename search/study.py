@@ -26,7 +26,7 @@ from search.space import load_space
 
 MANIFEST_VERSION = 1
 # Settings that define what a study measures; a resume or re-run must not change them.
-IDENTITY_KEYS = ("data", "target", "seed", "test_size", "metric", "space_digest")
+IDENTITY_KEYS = ("data", "target", "seed", "test_size", "metric", "space_digest", "subsample")
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ class Study:
             folds=self.manifest["folds"],
             probe=self.manifest["probe"],
             workers=self.manifest.get("workers", 1),
+            subsample=self.manifest.get("subsample"),
         )
         if problem.split_hash() != self.manifest["split_hash"]:
             raise StudyError(
@@ -99,6 +100,7 @@ def create_or_check(directory, settings: dict, space_path: str, problem, space) 
         "test_size": settings["test_size"],
         "metric": problem.metric,
         "space_digest": space.digest,
+        "subsample": settings.get("subsample"),
     }
     if (directory / "manifest.json").exists():
         study = open_study(directory)
@@ -125,6 +127,7 @@ def create_or_check(directory, settings: dict, space_path: str, problem, space) 
         "n_rows": int(len(problem.dataset.y)),
         "n_search_rows": int(len(problem.search_rows)),
         "n_test_rows": int(len(problem.test_rows)),
+        "n_trial_rows": int(len(problem.trial_rows)),
         "split_hash": problem.split_hash(),
         "folds": problem.folds,
         "probe": problem.probe,

@@ -74,6 +74,8 @@ RUN_CASES = [
     ("cli-negative-timeout", ["--timeout", "-5"], "--timeout: must be positive seconds"),
     ("cli-unknown-metric", ["--metric", "precision"], "unknown metric 'precision'"),
     ("cli-bad-scale", ["--scale", "3"], "--scale: must be in (0, 1]"),
+    ("cli-zero-subsample", ["--subsample", "0"], "--subsample: must be a positive number of rows, got 0"),
+    ("cli-subsample-too-small", ["--subsample", "30"], "--subsample 30 is too small for 10 classes and 5 CV folds"),
     ("cli-unknown-keras-backend", ["--keras-backend", "theano"], "--keras-backend: invalid choice: 'theano'"),
     ("cli-not-a-number", ["--timeout", "soon"], "--timeout: invalid float value: 'soon'"),
     ("space-start-outside", ["--space", _space("code_size: {int: [4, 8]}\nfamilies: {dense: {}}\nstart: [{code_size: 9}]\n")],

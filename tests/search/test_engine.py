@@ -1,11 +1,14 @@
 """The Python API (`search.run`) on a file dataset, end to end."""
 
 import gc
+import json
 
 import numpy as np
+import pytest
 
 import search
 from encoderkit import load_encoder
+from search.errors import StudyError
 from tests.conftest import TINY_SPACE
 
 
@@ -42,3 +45,24 @@ def search_insurance_rows():
     from encoderkit.data import load_dataset
 
     return load_dataset("insurance:n=40,seed=9").X
+
+
+def test_trials_search_a_subsample_and_the_winner_is_refit_on_the_whole_search_part(tmp_path, rng):
+    from search.storage import load
+    from search.study import open_study
+
+    y = rng.integers(0, 2, 400)
+    X = rng.normal(size=(400, 6)) + y[:, None]
+    np.savez(tmp_path / "tab.npz", X=X, y=y)
+    study_dir = tmp_path / "study"
+    result = search.run(str(tmp_path / "tab.npz"), space=str(TINY_SPACE), trials=2, subsample=120,
+                        study_dir=study_dir, progress=False)
+    trials = load(open_study(study_dir)).get_trials(deepcopy=False)
+    assert [t.user_attrs["rows"] for t in trials if t.state.name == "COMPLETE"] == [120, 120]
+    manifest = json.loads((result.export_dir / "manifest.json").read_text())
+    assert manifest["n_fit_rows"] == 300 and manifest["n_trial_rows"] == 120  # 25% of 400 held out
+    assert "trials on 120 rows, winner refit on 300" in result.leaderboard
+    # The subsample is part of what a study measures: another one is refused.
+    with pytest.raises(StudyError, match="subsample=120"):
+        search.run(str(tmp_path / "tab.npz"), space=str(TINY_SPACE), trials=3, subsample=200,
+                   study_dir=study_dir, progress=False)
