@@ -4,6 +4,7 @@ stratified subsample, are reported while training so pruners work on the downstr
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -17,6 +18,12 @@ from search.suggest import transformer_params
 CHECKPOINTS = 2  # intermediate scores per trial
 SUBSAMPLE = 600  # rows used for an intermediate score
 CHECKPOINT_FOLDS = 2  # cheap: the pruner needs a ranking, not a precise score
+# Pruning can save at most the training still to come. Below this many seconds of it, an
+# intermediate score costs more than it can save, so none is taken (insurance trials of 2 s
+# spent a third of the engine's overhead on checkpoints; benchmarks/results/compare.md).
+# Tests set it to 0 through the environment to check checkpoints on tiny models.
+MIN_SAVING_ENV = "SEARCH_CHECKPOINT_MIN_SAVING"
+MIN_SAVING_SECONDS = 2.0
 
 
 class _OutOfMemory(Exception):
@@ -155,23 +162,35 @@ def cost_breakdown(fit_parts: dict, checkpoints: float, encode: float, probe: fl
 def _checkpoint_callback(keras, transformer, problem, report):
     rows = _stratified_subsample(problem.trial_y, SUBSAMPLE, problem.seed)
     X_sub, y_sub = problem.trial_X[rows], problem.trial_y[rows]
-    every = -(-int(transformer.epochs) // (CHECKPOINTS + 1))  # ceil: at most CHECKPOINTS reports
+    epochs = int(transformer.epochs)
+    every = -(-epochs // (CHECKPOINTS + 1))  # ceil: at most CHECKPOINTS reports
+    min_saving = float(os.environ.get(MIN_SAVING_ENV, MIN_SAVING_SECONDS))
 
     class ProbeCheckpoint(keras.callbacks.Callback):
         seconds = 0.0  # spent scoring checkpoints, inside Keras' fit
+        training_started = None
+
+        def on_train_begin(self, logs=None):
+            self.training_started = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
             crash_point("epoch")
             done = epoch + 1
             if not np.isfinite((logs or {}).get("loss", 0.0)):
                 return  # training stops here and `fit` reports the NaN
-            if done % every or done >= int(transformer.epochs):
+            if done % every or done >= epochs or self._training_left(done) < min_saving:
                 return
             started = time.perf_counter()
             try:
                 self._score(done)
             finally:
                 self.seconds += time.perf_counter() - started
+
+        def _training_left(self, done):
+            """Seconds of training still to come at the pace so far (an upper bound: early
+            stopping may end it sooner)."""
+            trained = time.perf_counter() - self.training_started - self.seconds
+            return trained / done * (epochs - done)
 
         def _score(self, done):
             codes = transformer.transform(X_sub)

@@ -7,6 +7,9 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# Tiny test trials train in well under a second, too little for the engine to take
+# intermediate scores by default; the tests of checkpoints and pruning need them.
+os.environ.setdefault("SEARCH_CHECKPOINT_MIN_SAVING", "0")
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SPACE = ROOT / "tests" / "data" / "tiny.yaml"

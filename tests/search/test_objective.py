@@ -61,6 +61,19 @@ def test_intermediate_scores_are_reported_and_can_stop_the_trial(small_digits):
         evaluate(problem, CANDIDATE, seed=0, report=prune)
 
 
+def test_no_intermediate_score_when_too_little_training_is_left_to_save(small_digits, monkeypatch):
+    from search.objective import MIN_SAVING_ENV
+
+    problem = poisoned_problem(small_digits)
+    monkeypatch.setenv(MIN_SAVING_ENV, "60")  # this trial trains for well under a minute
+    reports = []
+    outcome = evaluate(problem, CANDIDATE, seed=0, report=lambda step, value: reports.append(step))
+    assert reports == [] and outcome["seconds"]["checkpoints"] == 0
+    monkeypatch.delenv(MIN_SAVING_ENV)  # the default: 2 s, still more than this trial has left
+    outcome = evaluate(problem, CANDIDATE, seed=0, report=lambda step, value: reports.append(step))
+    assert reports == [] and outcome["epochs_run"] == 6
+
+
 def test_a_diverging_candidate_is_a_failed_trial(small_digits):
     problem = poisoned_problem(small_digits)
     bad = {**CANDIDATE, "scaling": "standard",
