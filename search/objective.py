@@ -13,6 +13,7 @@ from encoderkit.probe import cv_score, resolve_probe
 from search.errors import FailedTrial, PruneTrial
 from search import interrupts
 from search.faults import crash_point
+from search.problem import stratified_subsample
 from search.suggest import transformer_params
 
 CHECKPOINTS = 2  # intermediate scores per trial
@@ -160,7 +161,7 @@ def cost_breakdown(fit_parts: dict, checkpoints: float, encode: float, probe: fl
 
 
 def _checkpoint_callback(keras, transformer, problem, report):
-    rows = _stratified_subsample(problem.trial_y, SUBSAMPLE, problem.seed)
+    rows = stratified_subsample(problem.trial_y, SUBSAMPLE, problem.seed)
     X_sub, y_sub = problem.trial_X[rows], problem.trial_y[rows]
     epochs = int(transformer.epochs)
     every = -(-epochs // (CHECKPOINTS + 1))  # ceil: at most CHECKPOINTS reports
@@ -202,15 +203,6 @@ def _checkpoint_callback(keras, transformer, problem, report):
             report(done, score)  # may raise PruneTrial
 
     return ProbeCheckpoint()
-
-
-def _stratified_subsample(y, size, seed):
-    if len(y) <= size:
-        return np.arange(len(y))
-    from sklearn.model_selection import train_test_split
-
-    rows, _ = train_test_split(np.arange(len(y)), train_size=size, stratify=y, random_state=seed)
-    return np.sort(rows)
 
 
 def evaluate_in_subprocess(problem, candidate: dict, seed: int, report=None) -> dict:

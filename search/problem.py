@@ -46,14 +46,9 @@ class Problem:
     @functools.cached_property
     def trial_rows(self) -> np.ndarray:
         """Positions in the search part that trials train and score on."""
-        size = len(self.search_rows)
-        if self.subsample is None or self.subsample >= size:
-            return np.arange(size)
-        from sklearn.model_selection import train_test_split
-
-        rows, _ = train_test_split(np.arange(size), train_size=self.subsample, stratify=self.y,
-                                   random_state=self.seed)
-        return np.sort(rows)
+        if self.subsample is None:
+            return np.arange(len(self.search_rows))
+        return stratified_subsample(self.y, self.subsample, self.seed)
 
     @functools.cached_property
     def trial_X(self):
@@ -73,6 +68,16 @@ class Problem:
             digest.update(np.ascontiguousarray(rows, dtype=np.int64).tobytes())
         digest.update(np.ascontiguousarray(self.dataset.X).tobytes())
         return digest.hexdigest()[:16]
+
+
+def stratified_subsample(y, size, seed) -> np.ndarray:
+    """Sorted positions of a stratified, seeded sample of `size` rows (all rows if fewer)."""
+    if len(y) <= size:
+        return np.arange(len(y))
+    from sklearn.model_selection import train_test_split
+
+    rows, _ = train_test_split(np.arange(len(y)), train_size=size, stratify=y, random_state=seed)
+    return np.sort(rows)
 
 
 def make_problem(
