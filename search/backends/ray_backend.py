@@ -187,7 +187,8 @@ def _trial(config, problem=None, space=None, base_seed=0, cores=1):
     seed = base_seed + int(config["_number"])
     attrs = json.dumps(trial_attrs(candidate, seed))
     try:
-        outcome = evaluate(problem, candidate, seed, report=lambda epoch, value: tune.report({SCORE: value, "epoch": epoch, "attrs": attrs}))
+        outcome = evaluate(problem, candidate, seed, report=lambda epoch, value: tune.report(
+            {SCORE: value, "epoch": epoch, "attrs": attrs, "started": started}))
     except FailedTrial as exc:
         tune.report({"fail_reason": str(exc), "attrs": attrs, "started": started, "finished": time.time()})
         return
@@ -234,10 +235,11 @@ class _Session:
             state, value = "FAIL", None
             if not interrupts.requested():
                 self.guard.failed(reason)
-        else:  # ASHA stopped it at a rung
+        else:  # ASHA stopped it at a rung: it ends now (its last report has no end time)
             state, value = "PRUNED", None
         record_trial(self.optuna_study, self.space, trial.config, state=state, value=value, attrs=attrs,
-                     intermediate=steps, started=result.get("started"), finished=result.get("finished"))
+                     intermediate=steps, started=result.get("started"),
+                     finished=result.get("finished", time.time()))
         self.recorded.add(trial.trial_id)
         if self.progress:
             self.progress(self.optuna_study, None)

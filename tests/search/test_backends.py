@@ -155,6 +155,50 @@ engine.run("digits", space={str(TINY_SPACE)!r}, trials=4, backend="ray", workers
     assert_two_devices_at_once(stored_trials(study))
 
 
+def test_a_trial_ray_stopped_at_a_rung_is_stored_with_its_real_start_and_end(monkeypatch):
+    """ASHA's last report is an intermediate one, with no end time: the stored pruned trial
+    still spans from its real start to when it was stopped, not a zero-length instant (which
+    made device-overlap checks and the report's timeline wrong)."""
+    import time
+    from types import SimpleNamespace
+
+    import optuna
+
+    from search.backends import ray_backend
+    from search.backends.records import FailureGuard
+    from search.space import load_space
+    from search.suggest import OptunaSuggest, sample
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    space = load_space(str(TINY_SPACE))
+    asked = optuna.create_study().ask()
+    sample(space, OptunaSuggest(asked))
+    session = ray_backend._Session.__new__(ray_backend._Session)
+    session.space, session.progress, session.optuna_study = space, None, optuna.create_study()
+    session.guard, session.recorded, session.intermediate = FailureGuard(10), set(), {"t1": {1: 0.5}}
+    # The worker side: a trial that reports one intermediate score and is then stopped.
+    reports = []
+    monkeypatch.setattr(ray_backend.tune, "report", reports.append)
+    monkeypatch.setattr("search.devices.limit_threads", lambda cores: None)
+
+    def stopped_after_one_epoch(problem, candidate, seed, report):
+        report(1, 0.5)
+        raise KeyboardInterrupt  # stands in for Tune ending the trial at the rung
+
+    monkeypatch.setattr(ray_backend, "evaluate", stopped_after_one_epoch)
+    config = {**asked.params, "_number": 0}
+    began = time.time()
+    with pytest.raises(KeyboardInterrupt):
+        ray_backend._trial(config, problem=None, space=space)
+    time.sleep(0.3)
+    session.record(SimpleNamespace(trial_id="t1", config=config), reports[-1])
+
+    (stored,) = session.optuna_study.get_trials()
+    assert stored.state.name == "PRUNED" and stored.intermediate_values == {1: 0.5}
+    assert abs(stored.datetime_start.timestamp() - began) < 0.2
+    assert 0.25 < (stored.datetime_complete - stored.datetime_start).total_seconds() < 30
+
+
 @pytest.mark.parametrize("backend", [
     pytest.param("ray", marks=pytest.mark.xdist_group("ray")),
     "kerastuner",
