@@ -78,6 +78,10 @@ def run(
         raise SearchError(f"--max-failures: must be at least 1, got {max_failures}")
     if timeout is not None and float(timeout) <= 0:
         raise SearchError(f"--timeout: must be positive seconds, got {timeout}")
+    if int(fresh_process) < 0:
+        raise SearchError(f"--fresh-process: must be a number of trials per process, got {fresh_process}")
+    if int(fresh_process) and backend != "optuna":
+        raise SearchError(f"--fresh-process: not an option of --backend {backend}")
     if subsample is not None and int(subsample) < 1:
         raise SearchError(f"--subsample: must be a positive number of rows, got {subsample}")
     if metric is not None and metric not in METRICS:
@@ -107,7 +111,7 @@ def run(
         "data": str(data), "target": target, "data_dir": data_dir, "seed": int(seed), "test_size": test_size,
         "subsample": problem.subsample,
         "trials": int(trials), "timeout": timeout, "scale": scale, "backend": backend, "workers": int(workers),
-        "max_failures": int(max_failures), "fresh_process": bool(fresh_process), "gpus": gpu_ids,
+        "max_failures": int(max_failures), "fresh_process": int(fresh_process), "gpus": gpu_ids,
         **backend_settings,
     }
     study = create_or_check(study_dir, settings, loaded.source, problem, loaded)

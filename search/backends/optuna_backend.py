@@ -16,7 +16,7 @@ from search import devices
 from search.backends.records import FailureGuard, outcome_attrs, trial_attrs
 from search.errors import FailedTrial, FatalSearchError, PruneTrial
 from search.faults import crash_point
-from search.objective import evaluate, evaluate_in_subprocess
+from search.trial_process import trial_runner
 from search.storage import FINISHED, finished_count, load
 from search.suggest import OptunaSuggest, sample
 
@@ -43,14 +43,14 @@ def load_for_search(study, worker: int = 0):
     return load(study, sampler, pruner)
 
 
-def make_objective(problem, space, manifest):
-    """The Optuna objective: sample, evaluate, record. A failing trial is recorded with its
-    reason and the search goes on; `max_failures` failures in a row end the search."""
+def make_objective(space, manifest, run_trial):
+    """The Optuna objective: sample, evaluate with `run_trial(candidate, seed, report)`,
+    record. A failing trial is recorded with its reason and the search goes on;
+    `max_failures` failures in a row end the search."""
     import optuna
 
     seed = manifest["seed"]
     guard = FailureGuard(manifest.get("max_failures", DEFAULT_MAX_FAILURES))
-    run_trial = evaluate_in_subprocess if manifest.get("fresh_process") else evaluate
 
     def objective(trial):
         candidate = sample(space, OptunaSuggest(trial))
@@ -64,7 +64,7 @@ def make_objective(problem, space, manifest):
                 raise PruneTrial(f"intermediate score {value:.4f} at epoch {step}")
 
         try:
-            outcome = run_trial(problem, candidate, trial_seed, report)
+            outcome = run_trial(candidate, trial_seed, report)
         except PruneTrial as exc:
             raise optuna.TrialPruned(str(exc)) from None
         except FailedTrial as exc:
@@ -95,9 +95,12 @@ def optimize(study, problem, space, worker=0, callbacks=()):
     target = study.manifest["trials"]
     if finished_count(optuna_study) >= target:
         return optuna_study
-    with interrupts.graceful():
+    # `fresh_process`: trials run in a child process replaced every that many trials (a
+    # study from before it took a count stored true, which is 1).
+    every = int(study.manifest.get("fresh_process") or 0)
+    with interrupts.graceful(), trial_runner(problem, every) as run_trial:
         optuna_study.optimize(
-            make_objective(problem, space, study.manifest),
+            make_objective(space, study.manifest, run_trial),
             n_trials=None,  # MaxTrialsCallback stops at the target; --max-failures guards a loop of failures
             timeout=study.manifest.get("timeout"),
             catch=(FailedTrial,),

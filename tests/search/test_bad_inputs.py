@@ -76,6 +76,8 @@ RUN_CASES = [
     ("cli-bad-scale", ["--scale", "3"], "--scale: must be in (0, 1]"),
     ("cli-zero-subsample", ["--subsample", "0"], "--subsample: must be a positive number of rows, got 0"),
     ("cli-subsample-too-small", ["--subsample", "30"], "--subsample 30 is too small for 10 classes and 5 CV folds"),
+    ("cli-negative-fresh-process", ["--fresh-process", "-2"], "--fresh-process: must be a number of trials per process, got -2"),
+    ("cli-fresh-process-on-ray", ["--backend", "ray", "--fresh-process"], "--fresh-process: not an option of --backend ray"),
     ("cli-unknown-keras-backend", ["--keras-backend", "theano"], "--keras-backend: invalid choice: 'theano'"),
     ("cli-not-a-number", ["--timeout", "soon"], "--timeout: invalid float value: 'soon'"),
     ("space-start-outside", ["--space", _space("code_size: {int: [4, 8]}\nfamilies: {dense: {}}\nstart: [{code_size: 9}]\n")],

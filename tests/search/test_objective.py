@@ -145,7 +145,7 @@ def test_out_of_memory_is_retried_once_with_half_the_batch(small_digits, monkeyp
 
 
 def test_a_trial_in_a_fresh_process_scores_like_one_in_this_process(small_digits):
-    from search.objective import evaluate_in_subprocess
+    from search.trial_process import evaluate_in_subprocess
 
     problem = poisoned_problem(small_digits)
     here, reports = evaluate(problem, CANDIDATE, seed=0), []
@@ -153,15 +153,42 @@ def test_a_trial_in_a_fresh_process_scores_like_one_in_this_process(small_digits
     assert there["score"] == pytest.approx(here["score"], abs=0.02)
     assert reports == [2, 4]  # intermediate scores crossed the pipe
 
+
+def test_a_trial_process_runs_every_trials_then_is_replaced_and_survives_prunes_and_failures(
+        small_digits, monkeypatch):
+    """`--fresh-process 3`: one child runs a scored, a pruned and a failed trial (each leaves
+    it in step for the next), the fourth trial gets a new child; a child that dies mid-trial
+    is a failed trial and the next trial gets a new one."""
+    from search.trial_process import TrialProcess
+
+    problem = poisoned_problem(small_digits)
+
     def prune(step, value):
         raise PruneTrial("stop")
 
-    with pytest.raises(PruneTrial):
-        evaluate_in_subprocess(problem, CANDIDATE, seed=0, report=prune)
     bad = {**CANDIDATE, "scaling": "standard",
            "training": {**CANDIDATE["training"], "learning_rate": 1e12, "optimizer": "sgd"}}
-    with pytest.raises(FailedTrial, match="NaN"):
-        evaluate_in_subprocess(problem, bad, seed=0)
+    process = TrialProcess(problem, every=3)
+    try:
+        first = process(CANDIDATE, 0)
+        with pytest.raises(PruneTrial):
+            process(CANDIDATE, 0, report=prune)
+        with pytest.raises(FailedTrial, match="NaN"):
+            process(bad, 0)
+        assert process.started == 1
+        again = process(CANDIDATE, 0)
+        assert process.started == 2
+        assert again["score"] == pytest.approx(first["score"], abs=0.02)
+
+        process.close()
+        monkeypatch.setenv("SEARCH_CRASH_AT", "epoch:2")  # the next child kills itself mid-trial
+        with pytest.raises(FailedTrial, match="trial process died"):
+            process(CANDIDATE, 0, report=lambda step, value: None)  # epochs pass the crash point
+        monkeypatch.delenv("SEARCH_CRASH_AT")
+        assert process(CANDIDATE, 0)["score"] == pytest.approx(first["score"], abs=0.02)
+        assert process.started == 4
+    finally:
+        process.close()
 
 
 def test_a_finished_trial_leaves_no_model_alive_and_later_collections_skip_the_frozen_heap(small_digits, monkeypatch):

@@ -152,11 +152,12 @@ def test_many_failures_in_a_row_abort_with_a_clear_message(tmp_path):
 
 def test_same_seed_same_configs_fresh_processes_and_replay_within_half_a_point(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    for study, extra in ((a, ()), (b, ("--fresh-process",))):
+    for study, extra in ((a, ()), (b, ("--fresh-process", "2"))):  # trials 0-1 in one child, 2 in another
         result = run_cli("run", "--space", TINY_SPACE, "--trials", "3", "--seed", "7", "--study-dir", study,
                          "--no-progress", *extra)
         assert result.returncode == 0, result.stderr[-2000:]
     assert user_attr(a, "candidate") == user_attr(b, "candidate")
+    assert json.loads((b / "manifest.json").read_text())["fresh_process"] == 2
     manifest = json.loads((a / "manifest.json").read_text())
     assert manifest["seed"] == 7 and manifest["split_hash"] and manifest["space_digest"] and manifest["packages"]
     number = next(n for n, (s, _) in trials_by_state(a).items() if s == "COMPLETE")

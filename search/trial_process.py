@@ -1,0 +1,153 @@
+"""Trials in a spawned child process, so nothing a trial allocates (TensorFlow's traced
+functions, leaked memory, a crashed native library) outlives the child.
+
+A long-lived TensorFlow process keeps every function it traced, so it grows and slows with
+each trial (benchmarks/results/memory.md). A new process per trial stays flat but pays the
+TensorFlow import every time. `TrialProcess(problem, every=K)` keeps one child for K trials
+and then replaces it: memory and slowdown stay bounded by K trials' worth, and the import is
+paid once per K trials (`--fresh-process K`; K=1 is a new process per trial).
+
+Intermediate scores travel over a pipe so the pruner still decides in this process; a child
+that dies becomes a failed trial and the next trial gets a new child."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+from search import interrupts
+from search.errors import FailedTrial, PruneTrial
+
+
+@contextlib.contextmanager
+def trial_runner(problem, every: int = 0):
+    """Yields `run(candidate, seed, report)`: in this process when `every` is 0, else in a
+    child process replaced every `every` trials (closed when the block ends)."""
+    if not every:
+        from search.objective import evaluate
+
+        yield functools.partial(evaluate, problem)
+        return
+    process = TrialProcess(problem, every)
+    try:
+        yield process
+    finally:
+        process.close()
+
+
+def evaluate_in_subprocess(problem, candidate: dict, seed: int, report=None) -> dict:
+    """One trial in a new process of its own."""
+    with trial_runner(problem, every=1) as run:
+        return run(candidate, seed, report)
+
+
+class TrialProcess:
+    def __init__(self, problem, every: int = 1):
+        if int(every) < 1:
+            raise ValueError(f"every must be at least 1, got {every}")
+        self.problem, self.every = problem, int(every)
+        self.started = 0  # children started so far (the tests check the recycling)
+        self._child = self._conn = None
+        self._trials = 0  # trials run by the current child
+
+    def __call__(self, candidate: dict, seed: int, report=None) -> dict:
+        """`search.objective.evaluate` in the child: the outcome, `FailedTrial` or `PruneTrial`."""
+        if self._child is None or self._trials >= self.every or not self._child.is_alive():
+            self.close()
+            self._start()
+        self._trials += 1
+        in_step = False  # whether the child is back waiting for its next trial
+        try:
+            self._send(("trial", candidate, seed, report is not None))
+            while True:
+                kind, *payload = self._receive()
+                if kind == "report":
+                    try:
+                        report(*payload)
+                    except PruneTrial:
+                        self._send("prune")
+                        in_step = self._receive() == ("pruned",)
+                        raise
+                    self._send("go on")
+                elif kind == "done":
+                    in_step = True
+                    return payload[0]
+                elif kind == "failed":
+                    in_step = True
+                    raise FailedTrial(payload[0])
+        finally:
+            if not in_step:  # interrupted, died or out of step: this child cannot be reused
+                self.close(wait=False)
+
+    def close(self, wait: bool = True):
+        """Ends the child: asks it to stop and waits (`wait`), else kills it at once."""
+        if self._child is None:
+            return
+        child, conn = self._child, self._conn
+        self._child = self._conn = None
+        if wait and child.is_alive():
+            with contextlib.suppress(OSError):
+                conn.send(("stop",))
+            child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+        child.join()
+        conn.close()
+
+    def _start(self):
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        ours, theirs = context.Pipe()
+        self._child = context.Process(target=_child_main, args=(theirs, self.problem), daemon=True)
+        self._child.start()
+        theirs.close()
+        self._conn, self._trials = ours, 0
+        self.started += 1
+
+    def _send(self, message):
+        try:
+            self._conn.send(message)
+        except OSError:  # the child is gone (BrokenPipeError)
+            self._child.join()
+            raise FailedTrial(f"trial process died (exit code {self._child.exitcode})") from None
+
+    def _receive(self):
+        while not self._conn.poll(0.2):
+            interrupts.check()
+        try:
+            return self._conn.recv()
+        except EOFError:
+            self._child.join()
+            raise FailedTrial(f"trial process died (exit code {self._child.exitcode})") from None
+
+
+def _child_main(conn, problem):
+    """The child: runs the trials it is sent until told to stop or the parent goes away."""
+    import signal
+
+    from search.objective import evaluate
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides, and kills this process
+
+    def report(step, value):
+        conn.send(("report", step, value))
+        if conn.recv() == "prune":
+            raise PruneTrial(f"intermediate score {value:.4f} at epoch {step}")
+
+    try:
+        while True:
+            message = conn.recv()
+            if message[0] == "stop":
+                return
+            _, candidate, seed, reports = message
+            try:
+                conn.send(("done", evaluate(problem, candidate, seed, report if reports else None)))
+            except FailedTrial as exc:
+                conn.send(("failed", str(exc)))
+            except PruneTrial:
+                conn.send(("pruned",))
+    except (EOFError, BrokenPipeError):
+        return  # the parent went away
+    finally:
+        conn.close()
