@@ -190,13 +190,13 @@ def test_a_trial_ray_stopped_at_a_rung_is_stored_with_its_real_start_and_end(mon
     began = time.time()
     with pytest.raises(KeyboardInterrupt):
         ray_backend._trial(config, problem=None, space=space)
-    time.sleep(0.3)
+    time.sleep(1.0)
     session.record(SimpleNamespace(trial_id="t1", config=config), reports[-1])
 
     (stored,) = session.optuna_study.get_trials()
     assert stored.state.name == "PRUNED" and stored.intermediate_values == {1: 0.5}
-    assert abs(stored.datetime_start.timestamp() - began) < 0.2
-    assert 0.25 < (stored.datetime_complete - stored.datetime_start).total_seconds() < 30
+    assert abs(stored.datetime_start.timestamp() - began) < 0.5
+    assert 0.9 < (stored.datetime_complete - stored.datetime_start).total_seconds() < 60
 
 
 @pytest.mark.parametrize("backend", [
