@@ -39,7 +39,7 @@ ARTICLE = {  # the article's reported numbers (one split, test-set tuned)
 }
 
 
-CEILING_SEEDS = 200  # seeds of the no-training perfect-encoder rows (about a minute)
+CEILING_SEEDS = 200  # seeds of the no-training perfect-encoder rows (about 5 s)
 TARGET_FASHION = 88.0  # test accuracy x 100 the families issue asks for within 60 CPU minutes
 
 
@@ -101,16 +101,33 @@ ORACLES = {
 }
 
 
-def add_oracle_rows(rows):
-    """Adds the oracle rows to stored seeds that lack them (they need no training)."""
+def insurance_spec(seed):
+    return f"insurance:n=1000,seed={seed}"
+
+
+def insurance_problem(seed):
+    """Seed `seed`'s dataset and its split: the article's 300 test rows, AUROC."""
     from encoderkit.data import load_dataset
     from search.problem import make_problem
 
+    return make_problem(load_dataset(insurance_spec(seed)), test_size=0.3, seed=seed, metric="roc_auc")
+
+
+def bayes_score(problem):
+    """AUROC of the generator's Bayes-optimal score on the problem's test rows."""
+    from encoderkit.data import insurance_log_odds
+    from sklearn.metrics import roc_auc_score
+
+    X_test, y_test = problem.test_part()
+    return float(roc_auc_score(y_test, insurance_log_odds(X_test)))
+
+
+def add_oracle_rows(rows):
+    """Adds the oracle rows to stored seeds that lack them (they need no training)."""
     for seed, row in enumerate(rows):
         missing = [name for name in ORACLES if name not in row]
         if missing:
-            problem = make_problem(load_dataset(f"insurance:n=1000,seed={seed}"), test_size=0.3, seed=seed,
-                                   metric="roc_auc")
+            problem = insurance_problem(seed)
             row.update({name: oracle_score(problem, *ORACLES[name]) for name in missing})
     return rows
 
@@ -119,18 +136,12 @@ def ceiling(seeds):
     """Over many seeds (no training): the perfect encoder under the reference and a standardising
     probe, and the Bayes score on the same test rows. It shows how much of the 1.0-point target
     the probe and the 300 test rows leave to the encoder, and how lucky seeds 0-9 are."""
-    from encoderkit.data import insurance_log_odds, load_dataset
-    from search.problem import make_problem
-    from sklearn.metrics import roc_auc_score
-
     rows = []
     for seed in range(seeds):
-        problem = make_problem(load_dataset(f"insurance:n=1000,seed={seed}"), test_size=0.3, seed=seed,
-                               metric="roc_auc")
-        X_test, y_test = problem.test_part()
+        problem = insurance_problem(seed)
         rows.append({"oracle": oracle_score(problem, *ORACLES["oracle"]),
                      "oracle_standardized": oracle_score(problem, *ORACLES["oracle_standardized"]),
-                     "bayes": float(roc_auc_score(y_test, insurance_log_odds(X_test)))})
+                     "bayes": bayes_score(problem)})
     return {"seeds": seeds, **{name: float(np.mean([r[name] for r in rows])) for name in rows[0]}}
 
 
@@ -139,7 +150,6 @@ def insurance(args):
     from encoderkit.baselines import baselines_for
     from encoderkit.data import insurance_log_odds, load_dataset
     from search.engine import _held_out_score
-    from search.problem import make_problem
     from search.space import load_space
     from sklearn.metrics import roc_auc_score
 
@@ -147,17 +157,15 @@ def insurance(args):
     rows = []
     for seed in range(args.seeds):
         started = time.perf_counter()
-        spec = f"insurance:n=1000,seed={seed}"
-        dataset = load_dataset(spec)
-        problem = make_problem(dataset, test_size=0.3, seed=seed, metric="roc_auc")
+        problem = insurance_problem(seed)
         X_test, y_test = problem.test_part()
         row = {name: _held_out_score(problem, make().fit(problem.X), X_test, y_test)["score"]
-               for name, make in baselines_for(dataset).items()}
-        row["bayes"] = float(roc_auc_score(y_test, insurance_log_odds(X_test)))
+               for name, make in baselines_for(problem.dataset).items()}
+        row["bayes"] = bayes_score(problem)
         row.update({name: oracle_score(problem, *oracle) for name, oracle in ORACLES.items()})
         row.update(fixed_family_scores(problem, article, seed))
         with tempfile.TemporaryDirectory() as tmp:
-            result = search.run(spec, space="sequence", trials=args.trials, seed=seed, test_size=0.3,
+            result = search.run(insurance_spec(seed), space="sequence", trials=args.trials, seed=seed, test_size=0.3,
                                 metric="roc_auc", study_dir=Path(tmp) / "s", progress=False)
         row["searched"] = result.test["score"]
         row["searched_config"] = result.best_params["family"]
