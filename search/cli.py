@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     try:
         return COMMANDS[args.command](args) or 0
     except (SearchError, EncoderkitError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {as_flags(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as exc:
         result = getattr(exc, "result", None)  # search.errors.Interrupted carries the leaderboard
@@ -113,6 +113,25 @@ def main(argv=None) -> int:
         else:
             print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def as_flags(message: str) -> str:
+    """The engine's errors name Python parameters (`workers: ...`); on the command line the
+    same setting is a flag (`--workers: ...`)."""
+    import re
+
+    match = re.match(r"([a-z_]+)(?=[ :=])", message)
+    flag = _FLAGS.get(match.group(1)) if match else None
+    return flag + message[match.end():] if flag else message
+
+
+def _flags_by_parameter(parser) -> dict:
+    flags = {}
+    for sub in parser._subparsers._group_actions[0].choices.values():
+        for action in sub._actions:
+            if action.option_strings and action.dest != "help":
+                flags.setdefault(action.dest, max(action.option_strings, key=len))
+    return flags
 
 
 def cmd_run(args):
@@ -149,15 +168,20 @@ def cmd_report(args):
         import_keras_quietly()
         print(f"report: {write_html(args.study_dir, args.out)}")
         return
-    print(engine.result_of(open_study(args.study_dir)).leaderboard)
+    from search.storage import load_readonly
+
+    study = open_study(args.study_dir)
+    print(engine.result_of(study, optuna_study=load_readonly(study), top=args.top).leaderboard)
 
 
 def cmd_export(args):
     from search import engine
 
     _quiet_libraries()
+    from search.study import open_study
+
     manifest = engine.export_best(args.study_dir, trial=args.trial, out=args.out)
-    out = args.out or os.path.join(args.study_dir, "export")
+    out = engine.export_destination(open_study(args.study_dir), args.trial, args.out)
     test = manifest["test"]
     print(f"exported trial {manifest['trial']} to {out}: test {manifest['metric']} {test['score']:.4f}")
 
@@ -219,6 +243,8 @@ def _quiet_libraries():
     warnings.filterwarnings("ignore", category=UserWarning, module="keras")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
+
+_FLAGS = _flags_by_parameter(build_parser())
 
 COMMANDS = {
     "run": cmd_run,

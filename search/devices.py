@@ -28,7 +28,12 @@ def resolve_gpus(value) -> list[str]:
         return []
     ids = [part.strip() for part in text.split(",")]
     if not all(part.isdigit() for part in ids) or len(set(ids)) != len(ids):
-        raise SearchError(f"--gpus: expected auto, none or distinct device ids like 0,1; got {value!r}")
+        raise SearchError(f"gpus: expected auto, none or distinct device ids like 0,1; got {value!r}")
+    available = detect_gpus()
+    missing = [i for i in ids if i not in available]
+    if missing:  # a worker on a device that is not there would silently run on the CPU
+        raise SearchError(f"gpus: no GPU {','.join(missing)} on this machine "
+                          f"(it has: {','.join(available) or 'none'})")
     return ids
 
 

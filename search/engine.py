@@ -10,6 +10,7 @@ best encoder and returns a `StudyResult`."""
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +19,13 @@ import numpy as np
 
 from encoderkit.baselines import baselines_for
 from encoderkit.data import load_dataset
+from encoderkit.export import check_destination
 from encoderkit.probe import METRICS, REFERENCE, cv_score, test_score
 from search import devices
 from search.backends import get_backend
 from search.errors import Interrupted, SearchError, StudyError
+from search.lock import study_lock
+from search.preflight import check_installed, check_test_size, check_writable_study_dir, keras_backend_to_use
 from search.faults import crash_point
 from search.leaderboard import format_leaderboard, trial_rows
 from search.problem import make_problem
@@ -71,21 +75,23 @@ def run(
     export=True,
 ) -> StudyResult:
     if int(workers) < 1:
-        raise SearchError(f"--workers: must be at least 1, got {workers}")
+        raise SearchError(f"workers: must be at least 1, got {workers}")
     if int(trials) < 1:
-        raise SearchError(f"--trials: must be at least 1, got {trials}")
+        raise SearchError(f"trials: must be at least 1, got {trials}")
     if int(max_failures) < 1:
-        raise SearchError(f"--max-failures: must be at least 1, got {max_failures}")
+        raise SearchError(f"max_failures: must be at least 1, got {max_failures}")
     if timeout is not None and float(timeout) <= 0:
-        raise SearchError(f"--timeout: must be positive seconds, got {timeout}")
+        raise SearchError(f"timeout: must be positive seconds, got {timeout}")
     if int(fresh_process) < 0:
-        raise SearchError(f"--fresh-process: must be a number of trials per process, got {fresh_process}")
+        raise SearchError(f"fresh_process: must be a number of trials per process, got {fresh_process}")
     if int(fresh_process) and backend != "optuna":
-        raise SearchError(f"--fresh-process: not an option of --backend {backend}")
+        raise SearchError(f"fresh_process: not an option of backend {backend}")
     if subsample is not None and int(subsample) < 1:
-        raise SearchError(f"--subsample: must be a positive number of rows, got {subsample}")
+        raise SearchError(f"subsample: must be a positive number of rows, got {subsample}")
     if metric is not None and metric not in METRICS:
-        raise SearchError(f"--metric: unknown metric {metric!r} (known: {', '.join(METRICS)})")
+        raise SearchError(f"metric: unknown metric {metric!r} (known: {', '.join(METRICS)})")
+    test_size = check_test_size(test_size)
+    check_installed("keras_backend", keras_backend_to_use())  # before a manifest records it
     backend_settings = get_backend(backend).check_settings(
         workers=int(workers), address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
         algorithm=algorithm,
@@ -106,7 +112,8 @@ def run(
         workers=workers,
         subsample=subsample,
     )
-    study_dir = Path(study_dir or f"studies/{dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    notes.extend(problem.notes)
+    study_dir = check_writable_study_dir(study_dir or f"studies/{dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     settings = {
         "data": str(data), "target": target, "data_dir": data_dir, "seed": int(seed), "test_size": test_size,
         "subsample": problem.subsample,
@@ -114,10 +121,28 @@ def run(
         "max_failures": int(max_failures), "fresh_process": int(fresh_process), "gpus": gpu_ids,
         **backend_settings,
     }
-    study = create_or_check(study_dir, settings, loaded.source, problem, loaded)
-    study.manifest.update({k: settings[k] for k in BUDGET_KEYS if k in settings})
-    study.write_json("manifest.json", study.manifest)
-    return _search_and_export(study, problem, restricted, progress, export, notes)
+    created = _make_directory(study_dir)
+    with study_lock(study_dir, "run"):
+        try:
+            study = create_or_check(study_dir, settings, loaded.source, problem, loaded)
+        except BaseException:
+            if created:  # a refused run leaves nothing behind
+                shutil.rmtree(study_dir, ignore_errors=True)
+            raise
+        study.manifest.update({k: settings[k] for k in BUDGET_KEYS if k in settings})
+        study.write_json("manifest.json", study.manifest)
+        return _search_and_export(study, problem, restricted, progress, export, notes)
+
+
+def _make_directory(directory: Path) -> bool:
+    """Creates the study directory; whether this call created it (atomically: of two runs
+    started at once, only one did)."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir()
+    except FileExistsError:
+        return False
+    return True
 
 
 # Settings a re-run of `run` on an existing study may change: how much to search, not what.
@@ -130,7 +155,11 @@ BUDGET_KEYS = (
 def resume(study_dir, *, progress=True, export=True) -> StudyResult:
     """Continues a stopped or crashed study to its requested number of trials."""
     study = open_study(study_dir)
-    return _search_and_export(study, study.problem(), study.space(), progress, export, ())
+    check_writable_study_dir(study.directory)
+    check_installed("backend", study.manifest["backend"])
+    check_installed("keras_backend", study.manifest.get("keras_backend") or "tensorflow")
+    with study_lock(study.directory, "resume"):
+        return _search_and_export(study, study.problem(), study.space(), progress, export, ())
 
 
 def _search_and_export(study, problem, space, progress, export, notes):
@@ -159,7 +188,7 @@ def _search_and_export(study, problem, space, progress, export, notes):
         thaw_heap()
         if bar:
             bar.close()
-    exported = export_best(study_dir=study.directory, problem=problem, space=space) if export else None
+    exported = _export(study, problem, space) if export else None
     return result_of(study, exported, notes)
 
 
@@ -191,14 +220,34 @@ def score_baselines(problem) -> dict:
     return scores
 
 
-def export_best(study_dir, trial=None, out=None, problem=None, space=None) -> dict:
+def export_best(study_dir, trial=None, out=None) -> dict:
     """Refits the best (or the given) trial on the whole search part with its seed (also when
-    trials saw a subsample of it), scores the test part once, and writes the export. Returns
-    the export manifest."""
+    trials saw a subsample of it), scores the test part once, and writes the export: to
+    `STUDY/export` for the best trial, `STUDY/export-trial-N` for another one, or to `out`,
+    which must not exist yet or be an export directory (replaced as a whole). Every use of
+    the test part is recorded in the study (`test_uses`). Returns the export manifest."""
+    study = open_study(study_dir)
+    check_writable_study_dir(study.directory)
+    destination = export_destination(study, trial, out)
+    check_destination(destination)  # before minutes of refitting
+    with study_lock(study.directory, "export"):
+        return _export(study, trial=trial, out=destination)
+
+
+def export_destination(study, trial=None, out=None) -> Path:
+    if out is not None:
+        if trial is not None and Path(out).resolve() == study.export_dir.resolve():
+            raise StudyError(f"{out}: holds the study's best trial; write trial {trial} elsewhere "
+                             f"(default: {study.directory / f'export-trial-{int(trial)}'})")
+        return Path(out)
+    return study.export_dir if trial is None else study.directory / f"export-trial-{int(trial)}"
+
+
+def _export(study, problem=None, space=None, trial=None, out=None) -> dict:
     from encoderkit.export import save_export
     from encoderkit.transformer import AutoencoderTransformer
+
     import_keras_quietly()
-    study = open_study(study_dir)
     problem = problem or study.problem()
     space = space or study.space()
     chosen = _pick_trial(load(study), trial, study.directory)
@@ -233,9 +282,11 @@ def export_best(study_dir, trial=None, out=None, problem=None, space=None) -> di
         "seed": seed,
         "study": str(study.directory.resolve()),
     }
-    save_export(Path(out) if out else study.export_dir, transformer, manifest,
-                before_publish=lambda: crash_point("export_staged"))
-    if out is None:
+    destination = Path(out) if out else study.export_dir
+    save_export(destination, transformer, manifest, before_publish=lambda: crash_point("export_staged"))
+    study.record_test_use(trial=chosen.number, metric=problem.metric, test=test, destination=destination,
+                          best=trial is None)
+    if trial is None and destination.resolve() == study.export_dir.resolve():  # the study's own export
         study.write_json("export.json", manifest)
     return manifest
 
@@ -281,18 +332,19 @@ def _pick_trial(optuna_study, number, directory):
         return max(complete, key=lambda t: t.value)
     match = [t for t in complete if t.number == int(number)]
     if not match:
-        raise StudyError(f"{directory}: --trial {number} is not a completed trial")
+        raise StudyError(f"trial {number}: not a completed trial of {directory}")
     return match[0]
 
 
-def result_of(study, exported=None, notes=()) -> StudyResult:
-    optuna_study = load(study)
+def result_of(study, exported=None, notes=(), optuna_study=None, top=10) -> StudyResult:
+    optuna_study = optuna_study or load(study)
     rows = trial_rows(optuna_study)
     if exported is None and (study.directory / "export.json").is_file():
         import json
 
         exported = json.loads((study.directory / "export.json").read_text())
-    board = format_leaderboard(rows, study.baselines(), study.manifest["metric"], exported)
+    board = format_leaderboard(rows, study.baselines(), study.manifest["metric"], exported, top=top,
+                               test_uses=study.test_uses())
     best = exported or {}
     return StudyResult(
         study_dir=study.directory,

@@ -94,7 +94,8 @@ def _short(value):
     return f"{value:.3g}" if isinstance(value, float) else value
 
 
-def format_leaderboard(rows: list[Row], baselines: dict, metric: str, export: dict | None, top: int = 10) -> str:
+def format_leaderboard(rows: list[Row], baselines: dict, metric: str, export: dict | None, top: int = 10,
+                       test_uses: list = ()) -> str:
     done = sorted((r for r in rows if r.cv_mean is not None), key=lambda r: -r.cv_mean)
     baseline_rows = [
         Row(f"baseline {name}", name, b.get("detail", ""), b["cv_mean"], b["cv_std"], "baseline")
@@ -121,13 +122,19 @@ def format_leaderboard(rows: list[Row], baselines: dict, metric: str, export: di
         lines.append(cost)
     if export:
         test, raw = export["test"], export.get("baselines_test", {}).get("raw")
+        used = "used once" if len(test_uses) <= 1 else f"used {len(test_uses)} times, listed below"
         lines.append(
-            f"Held-out test ({export['n_test_rows']} rows, used once): "
+            f"Held-out test ({export['n_test_rows']} rows, {used}): "
             f"winner trial {export['trial']} {metric} {test['score']:.4f} "
             f"[95% CI {test['low']:.4f}, {test['high']:.4f}]"
             + (f"; raw {raw['score']:.4f} [{raw['low']:.4f}, {raw['high']:.4f}]" if raw else "")
             + _refit_note(export)
         )
+    if len(test_uses) > 1 or (test_uses and not export):
+        lines.append("Uses of the held-out test part (each one is a look at it; only the first was blind):")
+        for use in test_uses:
+            lines.append(f"      {use['time']}  trial {use['trial']}{' (best)' if use['best'] else ''}  "
+                         f"{use['metric']} {use['score']:.4f} [{use['low']:.4f}, {use['high']:.4f}]  -> {use['export']}")
     return "\n".join(lines)
 
 

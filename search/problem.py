@@ -33,6 +33,7 @@ class Problem:
     probe: str = "logistic_regression"
     probe_jobs: int = 1  # probe folds fitted at once: the cores this worker owns
     subsample: int | None = None  # rows of the search part each trial sees (None: all)
+    notes: tuple = ()  # what was adjusted, for the user
 
     # Sliced once per worker, not once per trial (Fashion-MNIST's search part is 190 MB).
     @functools.cached_property
@@ -103,12 +104,18 @@ def make_problem(
         search_rows, test_rows = train_test_split(
             np.arange(len(dataset.y)), test_size=test_size, stratify=dataset.y, random_state=seed
         )
+    notes = ()
     if subsample is not None:
         _check_subsample(dataset, int(subsample), len(classes), folds)
+        if int(subsample) >= len(search_rows):
+            notes = (f"subsample {subsample} is not smaller than the search part ({len(search_rows)} rows): "
+                     "ignored, trials use every row",)
+            subsample = None
     cores = max(1, (os.cpu_count() or 1) // max(1, int(workers)))
     return Problem(
         dataset, np.sort(search_rows), np.sort(test_rows), resolve_metric(metric, dataset.y),
         folds, seed, probe, probe_jobs=min(cores, folds), subsample=None if subsample is None else int(subsample),
+        notes=notes,
     )
 
 
@@ -116,6 +123,6 @@ def _check_subsample(dataset, subsample, n_classes, folds):
     # Stratified CV on the subsample needs `folds` rows of every class.
     if subsample < n_classes * folds:
         raise DataError(
-            f"{dataset.name}: --subsample {subsample} is too small for {n_classes} classes and {folds} CV folds "
+            f"subsample {subsample}: too small for {n_classes} classes and {folds} CV folds "
             f"(need at least {n_classes * folds})"
         )

@@ -21,21 +21,22 @@ GRID = 8  # images per row in the reconstruction grid
 
 def write_html(study_dir, out=None) -> Path:
     from search.engine import result_of
-    from search.storage import load
+    from search.preflight import check_writable_file
+    from search.storage import load_readonly
     from search.study import open_study
 
     study = open_study(study_dir)
-    optuna_study = load(study)
+    path = check_writable_file(Path(out) if out else study.directory / "report.html")
+    optuna_study = load_readonly(study)
     trials = optuna_study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     metric = study.manifest["metric"]
-    sections = [("Leaderboard", f"<pre>{html.escape(result_of(study).leaderboard)}</pre>")]
+    sections = [("Leaderboard", f"<pre>{html.escape(result_of(study, optuna_study=optuna_study).leaderboard)}</pre>")]
     sections.append(("Optimization history", _figure(_history, complete, study.baselines(), metric)))
     sections.append(("Parameter importances", _importances(optuna_study, complete)))
     sections.append(("Score by family", _figure(_by_family, complete, metric)))
     sections.append(("Trial cost", _figure(_cost, complete)))
-    exported = study.export_dir / "encoder.joblib"
-    if exported.is_file():
+    if (study.export_dir / "manifest.json").is_file():
         from encoderkit import load_encoder
 
         encoder = load_encoder(study.export_dir)
@@ -45,7 +46,6 @@ def write_html(study_dir, out=None) -> Path:
             sections.append(("Inputs and reconstructions", _figure(_reconstructions, encoder, problem)))
     else:
         sections.append(("Winner's codes in 2-D", "<p>No export yet: run <code>python -m search export</code>.</p>"))
-    path = Path(out) if out else study.directory / "report.html"
     path.write_text(_page(study, sections))
     return path
 

@@ -51,6 +51,34 @@ def load(study, sampler=None, pruner=None):
     )
 
 
+def load_readonly(study):
+    """The study's trials for commands that only read (`report`): a consistent snapshot of
+    study.db taken through SQLite's read-only mode, so a read-only (archived, shared) study
+    works and a study in use by a search is neither locked nor written."""
+    import atexit
+    import shutil
+    import tempfile
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    path = study.directory / "study.db"
+    if not path.is_file():  # nothing ran yet
+        return optuna.create_study(study_name=STUDY_NAME, direction="maximize")
+    folder = tempfile.mkdtemp(prefix="search-report-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    snapshot = os.path.join(folder, "study.db")
+    try:
+        with sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True) as source, sqlite3.connect(snapshot) as copy:
+            source.backup(copy)
+    except sqlite3.DatabaseError as exc:
+        raise StudyError(f"{path}: not a readable SQLite database ({exc})") from None
+    try:
+        return optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{snapshot}")
+    except KeyError:
+        raise StudyError(f"{path}: holds no study named {STUDY_NAME!r}") from None
+
+
 def finished_count(optuna_study) -> int:
     import optuna
 

@@ -6,7 +6,9 @@
     DIR/study.db        Optuna's SQLite storage (opens in optuna-dashboard as it is)
     DIR/baselines.json  raw and PCA scored with the same protocol
     DIR/logs/           one log per extra worker process
-    DIR/export/         the exported best encoder
+    DIR/export/         the exported best encoder (DIR/export-trial-N/: another trial's)
+    DIR/test_uses.json  every scoring of the test part: when, which trial, the score
+    DIR/.lock           held by the run, resume or export working on the study
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from pathlib import Path
 from encoderkit.data import load_dataset
 from encoderkit.export import package_versions
 from search.errors import StudyError
+from search.lock import LOCK_NAME
 from search.problem import make_problem
 from search.space import load_space
 
 MANIFEST_VERSION = 1
+TEST_USES = "test_uses.json"
 # Settings that define what a study measures; a resume or re-run must not change them.
 IDENTITY_KEYS = ("data", "target", "seed", "test_size", "metric", "space_digest", "subsample")
 
@@ -72,6 +76,17 @@ class Study:
         path = self.directory / "baselines.json"
         return json.loads(path.read_text()) if path.is_file() else {}
 
+    def test_uses(self) -> list:
+        """Every time the test part was scored: when, which trial, where it went, the score."""
+        path = self.directory / TEST_USES
+        return json.loads(path.read_text()) if path.is_file() else []
+
+    def record_test_use(self, *, trial: int, metric: str, test: dict, destination, best: bool):
+        use = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "trial": int(trial), "best": bool(best),
+               "metric": metric, "score": test["score"], "low": test["low"], "high": test["high"],
+               "export": str(destination)}
+        _atomic_write(self.directory / TEST_USES, json.dumps([*self.test_uses(), use], indent=2))
+
     def write_json(self, name: str, value: dict):
         _atomic_write(self.directory / name, json.dumps(value, indent=2, default=str))
 
@@ -108,10 +123,10 @@ def create_or_check(directory, settings: dict, space_path: str, problem, space) 
             if study.manifest.get(key) != identity[key]:
                 raise StudyError(
                     f"{directory}: study was made with {key}={study.manifest.get(key)!r}, "
-                    f"not {identity[key]!r}; use another --study-dir"
+                    f"not {identity[key]!r}; use another study_dir"
                 )
         return study
-    if directory.exists() and any(directory.iterdir()):
+    if directory.exists() and any(p.name != LOCK_NAME for p in directory.iterdir()):
         raise StudyError(f"{directory}: exists and is not a study directory")
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(space_path, directory / "space.yaml")

@@ -21,11 +21,11 @@ def get_backend(name: str):
     from search.errors import SearchError
 
     if name not in BACKENDS:
-        raise SearchError(f"--backend: unknown backend {name!r} (known: {', '.join(BACKENDS)})")
+        raise SearchError(f"backend: unknown backend {name!r} (known: {', '.join(BACKENDS)})")
     try:
         return importlib.import_module(BACKENDS[name])
     except ImportError as exc:  # an optional tuner that is not installed
-        raise SearchError(f"--backend {name}: needs {exc.name!r}, which is not installed (pip install 'encoderkit[{name}]')") from None
+        raise SearchError(f"backend {name}: needs {exc.name!r}, which is not installed (pip install 'encoderkit[{name}]')") from None
 
 
 def reject_foreign_options(backend: str, **given):
@@ -35,4 +35,4 @@ def reject_foreign_options(backend: str, **given):
     defaults = {"address": None, "cpus_per_trial": 1, "gpus_per_trial": 0, "algorithm": "random"}
     for key, value in given.items():
         if value != defaults[key]:
-            raise SearchError(f"--{key.replace('_', '-')}: not an option of --backend {backend}")
+            raise SearchError(f"{key}: not an option of backend {backend}")

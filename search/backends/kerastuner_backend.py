@@ -32,10 +32,10 @@ EPOCHS = "training.epochs"
 def check_settings(*, workers, address, cpus_per_trial, gpus_per_trial, algorithm) -> dict:
     reject_foreign_options("kerastuner", address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
     if algorithm not in ALGORITHMS:
-        raise SearchError(f"--algorithm: unknown algorithm {algorithm!r} (known: {', '.join(ALGORITHMS)})")
+        raise SearchError(f"algorithm: unknown algorithm {algorithm!r} (known: {', '.join(ALGORITHMS)})")
     if int(workers) != 1:
         raise SearchError(
-            f"--workers: the kerastuner backend runs one trial at a time, got {workers} "
+            f"workers: the kerastuner backend runs one trial at a time, got {workers} "
             "(its distributed mode needs a chief and gRPC workers; use --backend optuna or ray)"
         )
     return {"algorithm": algorithm}

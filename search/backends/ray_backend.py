@@ -41,10 +41,10 @@ _SESSIONS: dict = {}
 def check_settings(*, workers, address, cpus_per_trial, gpus_per_trial, algorithm) -> dict:
     reject_foreign_options("ray", algorithm=algorithm)
     if not float(cpus_per_trial) > 0:
-        raise SearchError(f"--cpus-per-trial: must be positive, got {cpus_per_trial}")
+        raise SearchError(f"cpus_per_trial: must be positive, got {cpus_per_trial}")
     gpus = float(gpus_per_trial)
     if gpus < 0 or (gpus > 1 and not gpus.is_integer()):
-        raise SearchError(f"--gpus-per-trial: a fraction of one GPU or a whole number, got {gpus_per_trial}")
+        raise SearchError(f"gpus_per_trial: a fraction of one GPU or a whole number, got {gpus_per_trial}")
     return {"address": address, "cpus_per_trial": float(cpus_per_trial), "gpus_per_trial": gpus}
 
 

@@ -30,6 +30,7 @@ class Dataset:
     feature_names: tuple | None = None
     test_rows: np.ndarray | None = None  # a predefined test part (e.g. Fashion-MNIST's 10k)
     handcrafted: str | None = None  # name of a handcrafted-features baseline, if one is defined
+    target_name: str | None = None  # the label column or array, as the file names it
 
 
 def load_dataset(data: str = "digits", target: str | None = None, data_dir: str | None = None) -> Dataset:
@@ -193,7 +194,8 @@ def _csv(path: Path, target: str | None) -> Dataset:
                 f"(row {row + 2} has {frame[column].iloc[row]!r})"
             )
     X = frame.to_numpy(dtype=np.float64)
-    return _checked(Dataset(path.stem, X, y, "tabular", (X.shape[1],), tuple(map(str, frame.columns))), path)
+    return _checked(Dataset(path.stem, X, y, "tabular", (X.shape[1],), tuple(map(str, frame.columns)),
+                            target_name=target), path)
 
 
 def _npy(path: Path, target: str | None) -> Dataset:
@@ -208,7 +210,7 @@ def _npy(path: Path, target: str | None) -> Dataset:
             f"{path}: target {target!r} is not a column index of an array with {array.shape[1]} columns"
         ) from None
     X = _numeric(np.delete(array, column, axis=1), path, "features")
-    return _checked(Dataset(path.stem, X, y, "tabular", (X.shape[1],)), path)
+    return _checked(Dataset(path.stem, X, y, "tabular", (X.shape[1],), target_name=str(column)), path)
 
 
 def _npz(path: Path, target: str | None) -> Dataset:
@@ -224,7 +226,7 @@ def _npz(path: Path, target: str | None) -> Dataset:
     shape = tuple(X.shape[1:])
     kind = {1: "tabular", 2: "sequence", 3: "image"}.get(len(shape), "tabular")
     X = _numeric(X.reshape(len(X), -1), path, features)
-    return _checked(Dataset(path.stem, X, np.ravel(y), kind, shape), path)
+    return _checked(Dataset(path.stem, X, np.ravel(y), kind, shape, target_name=target), path)
 
 
 def _load_numpy(path):
@@ -246,7 +248,19 @@ def _checked(dataset: Dataset, path: Path) -> Dataset:
         raise DataError(f"{path}: {len(dataset.X)} feature rows but {len(dataset.y)} labels")
     if len(dataset.X) == 0 or dataset.X.shape[1] == 0:
         raise DataError(f"{path}: no rows or no feature columns")
+    _check_labels(dataset.y, path, dataset.target_name)
     return dataset
+
+
+def _check_labels(y, path, target):
+    """Every row needs a label: a missing one would become a class of its own (NaN) or fail
+    deep inside scikit-learn."""
+    import pandas as pd
+
+    missing = np.flatnonzero(pd.isna(np.asarray(y, dtype=object)) | (np.asarray(y, dtype=object) == ""))
+    if len(missing):
+        raise DataError(f"{path}: target {target!r} has no label in {len(missing)} row(s) (first: data row {int(missing[0]) + 1}); "
+                        "drop or fill them")
 
 
 def _check_finite(dataset: Dataset, path: Path):

@@ -1,12 +1,26 @@
 """Writing and loading an exported encoder directory.
 
-An export holds `encoder.joblib` (the fitted transformer), `encoder.keras` (the bare Keras
-encoder, for people who want only the network) and `manifest.json` (config, scores, data
-shape, package versions, seeds). It is written under a temporary name and renamed into place,
-so a crash leaves either the old export or the new one, never half of one."""
+An export holds
+    manifest.json       config, scores, data shape, package versions, seeds, and the SHA-256
+                        of every other file
+    encoder.keras       the bare Keras encoder (Keras' own format, no pickled code)
+    autoencoder.keras   the whole autoencoder (for `reconstruct`)
+    preprocessing.npz   the fitted input scaler's arrays (NumPy, loaded with allow_pickle=False)
+    encoder.joblib      the fitted transformer as a pickle (convenient, but unpickling runs code)
+
+`load_encoder` rebuilds the transformer from the manifest's parameters, the two `.keras` files
+(loaded in Keras' safe mode) and the scaler's arrays: nothing pickled is executed, so it is safe
+for exports received from others. `load_encoder(..., allow_pickle=True)` unpickles
+`encoder.joblib` instead, for exports you made yourself. Either way every file's hash is
+checked first, and a file the manifest does not list is refused.
+
+The export is written under a temporary name and renamed into place, so a crash leaves either
+the old export or the new one, never half of one. It only ever replaces an export directory:
+a path holding anything else is refused."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -14,10 +28,16 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 from encoderkit.errors import ExportError
 
-FILES = ("encoder.joblib", "encoder.keras", "manifest.json")
-FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+FILES = ("encoder.joblib", "encoder.keras", "autoencoder.keras", "preprocessing.npz", MANIFEST)
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)  # format 1 (before 2026-11-30): pickle and encoder.keras only, no hashes
+# Attributes a fitted transformer carries besides its models and scaler (JSON in the manifest).
+STATE = ("n_features_in_", "feature_names_in_", "n_features_out_", "history_", "fit_seconds_")
 
 
 def package_versions() -> dict:
@@ -32,26 +52,57 @@ def package_versions() -> dict:
     return versions
 
 
+def check_destination(directory):
+    """An export may go to a path that does not exist, an empty directory, or an existing
+    export directory (replaced as a whole); anything else would lose the user's files."""
+    directory = Path(directory)
+    if not directory.exists():
+        parent = next(p for p in directory.absolute().parents if p.exists())
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise ExportError(f"{directory}: cannot be created ({parent} is not a writable directory)")
+        return
+    if not directory.is_dir():
+        raise ExportError(f"{directory}: is a file; an export is written only to a new path or over an export directory")
+    names = {p.name for p in directory.iterdir()}
+    if not names:
+        return
+    if MANIFEST not in names or not _is_export_manifest(directory / MANIFEST):
+        raise ExportError(f"{directory}: exists and is not an export directory; nothing written (choose a new path)")
+    foreign = sorted(names - set(FILES))
+    if foreign:
+        raise ExportError(f"{directory}: holds files that are not part of an export ({', '.join(foreign[:3])}); "
+                          "nothing written (choose a new path)")
+    if not os.access(directory.parent, os.W_OK | os.X_OK):
+        raise ExportError(f"{directory}: cannot be replaced ({directory.parent} is not writable)")
+
+
 def save_export(directory, transformer, manifest: dict, before_publish=None) -> Path:
-    """Writes the export atomically; an existing export at `directory` is replaced.
-    `before_publish` is called once everything is staged, just before the rename (the search
-    engine's crash tests kill the process there)."""
+    """Writes the export atomically; an existing export at `directory` is replaced, any other
+    existing path is refused (`check_destination`). `before_publish` is called once
+    everything is staged, just before the rename (the search engine's crash tests kill the
+    process there)."""
     import joblib
     import keras
 
     directory = Path(directory)
+    check_destination(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; an export follows the umask
         joblib.dump(transformer, staging / "encoder.joblib")
         transformer.encoder_.save(staging / "encoder.keras")
+        transformer.autoencoder_.save(staging / "autoencoder.keras")
+        np.savez(staging / "preprocessing.npz", **_scaler_arrays(transformer.scaler_))
         manifest = {
             "format_version": FORMAT_VERSION,
             "keras_backend": keras.backend.backend(),
             "packages": package_versions(),
             **manifest,
+            "transformer": _transformer_record(transformer),
+            "files": {name: _sha256(staging / name) for name in FILES if name != MANIFEST},
         }
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
         _fsync_tree(staging)
         if before_publish is not None:
             before_publish()
@@ -78,34 +129,68 @@ def remove_leftovers(directory) -> list[Path]:
 
 
 def read_manifest(directory) -> dict:
-    path = Path(directory) / "manifest.json"
+    path = Path(directory) / MANIFEST
     if not path.is_file():
         raise ExportError(f"{directory}: not an export (no manifest.json)")
     try:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ExportError(f"{path}: corrupted manifest ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if version not in READABLE_FORMATS:
         raise ExportError(
-            f"{path}: format_version {manifest.get('format_version') if isinstance(manifest, dict) else None!r} "
-            f"is not supported (this encoderkit reads {FORMAT_VERSION})"
+            f"{path}: format_version {version!r} is not supported (this encoderkit reads {READABLE_FORMATS[-1]})"
         )
     return manifest
 
 
-def load_encoder(directory):
+def load_encoder(directory, *, allow_pickle: bool = False):
     """Returns the fitted `AutoencoderTransformer` stored in an export directory.
 
-    Needs only encoderkit and Keras' backend; raises `ExportError` for a missing, corrupted or
-    incompatible export."""
-    import joblib
+    By default the transformer is rebuilt from the manifest, Keras' safe-mode `.keras` files
+    and NumPy arrays: no pickled code runs, so this is safe for an export from someone else.
+    `allow_pickle=True` unpickles `encoder.joblib` instead (only for exports you trust; it is
+    the only way to read a format-1 export). Needs only encoderkit and a Keras backend; raises
+    `ExportError` for a missing, tampered, corrupted or incompatible export."""
+    from encoderkit.quiet import import_keras_quietly
 
+    import_keras_quietly()
     directory = Path(directory)
     manifest = read_manifest(directory)
     _check_versions(directory, manifest.get("packages", {}))
-    path = directory / "encoder.joblib"
-    if not path.is_file():
-        raise ExportError(f"{directory}: export is incomplete (no encoder.joblib)")
+    _check_files(directory, manifest)
+    if allow_pickle:
+        return _unpickle(directory / "encoder.joblib")
+    if manifest["format_version"] < 2:
+        raise ExportError(f"{directory}: a format-1 export holds only a pickle; load it with "
+                          "allow_pickle=True if you trust where it came from")
+    return _rebuild(directory, manifest)
+
+
+def _check_files(directory: Path, manifest: dict):
+    """Every file the manifest lists has its recorded hash, and nothing else is there."""
+    listed = manifest.get("files")
+    if listed is None:  # format 1 recorded no hashes
+        missing = [n for n in ("encoder.joblib",) if not (directory / n).is_file()]
+        if missing:
+            raise ExportError(f"{directory}: export is incomplete (no {missing[0]})")
+        return
+    for name, digest in listed.items():
+        path = directory / name
+        if name not in FILES or "/" in name:
+            raise ExportError(f"{directory}: the manifest lists an unexpected file {name!r}")
+        if not path.is_file():
+            raise ExportError(f"{directory}: export is incomplete (no {name})")
+        if _sha256(path) != digest:
+            raise ExportError(f"{path}: does not match the hash in the manifest (changed or damaged since export)")
+    extra = sorted(p.name for p in directory.iterdir() if p.name != MANIFEST and p.name not in listed)
+    if extra:
+        raise ExportError(f"{directory}: holds a file the manifest does not list ({extra[0]}); refused")
+
+
+def _unpickle(path: Path):
+    import joblib
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # sklearn's InconsistentVersionWarning
@@ -117,6 +202,80 @@ def load_encoder(directory):
     return transformer
 
 
+def _rebuild(directory: Path, manifest: dict):
+    """The fitted transformer from its parts, executing no pickled code."""
+    import keras
+
+    import encoderkit.families.layers  # noqa: F401  (registers the custom layers safe mode may load)
+    from encoderkit.transformer import SCALER_CLASSES, AutoencoderTransformer
+
+    record = manifest.get("transformer")
+    if not isinstance(record, dict) or not isinstance(record.get("params"), dict):
+        raise ExportError(f"{directory / MANIFEST}: no transformer parameters")
+    try:
+        params = dict(record["params"])
+        if params.get("input_shape") is not None:
+            params["input_shape"] = tuple(params["input_shape"])
+        transformer = AutoencoderTransformer(**params)
+        with np.load(directory / "preprocessing.npz", allow_pickle=False) as arrays:
+            scaler = SCALER_CLASSES[transformer.scaling](**record["scaler_params"])
+            transformer.scaler_ = _scaler_from_arrays(scaler, arrays)
+        for name in STATE:
+            if name in record["state"]:
+                value = record["state"][name]
+                setattr(transformer, name, np.asarray(value, dtype=object) if name == "feature_names_in_" else value)
+        transformer.encoder_ = keras.saving.load_model(directory / "encoder.keras", compile=False, safe_mode=True)
+        transformer.autoencoder_ = keras.saving.load_model(directory / "autoencoder.keras", compile=False, safe_mode=True)
+    except ExportError:
+        raise
+    except Exception as exc:  # a damaged part of any kind
+        raise ExportError(f"{directory}: cannot be rebuilt ({type(exc).__name__}: {_first_line(exc)})") from None
+    return transformer
+
+
+def _transformer_record(transformer) -> dict:
+    params = transformer.get_params()
+    if not isinstance(params.get("random_state"), (int, type(None))):
+        params["random_state"] = None  # a RandomState object: its seed was already used by fit
+    state = {}
+    for name in STATE:
+        if hasattr(transformer, name):
+            value = getattr(transformer, name)
+            state[name] = value.tolist() if isinstance(value, np.ndarray) else value
+    return {"params": params, "scaler_params": transformer.scaler_.get_params(), "state": state}
+
+
+def _scaler_arrays(scaler) -> dict:
+    """The fitted attributes (ending in `_`) of an sklearn scaler as plain arrays."""
+    arrays = {}
+    for name, value in vars(scaler).items():
+        if name.endswith("_") and not name.startswith("_"):
+            array = np.asarray(value)
+            if array.dtype == object:
+                array = array.astype(str)
+            arrays[name] = array
+    return arrays
+
+
+def _scaler_from_arrays(scaler, arrays):
+    for name in arrays.files:
+        value = arrays[name]
+        if name == "feature_names_in_":
+            value = value.astype(object)
+        elif value.ndim == 0:
+            value = value.item()
+        setattr(scaler, name, value)
+    return scaler
+
+
+def _is_export_manifest(path: Path) -> bool:
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and "format_version" in manifest
+
+
 def _check_versions(directory, saved: dict):
     import keras
 
@@ -125,6 +284,24 @@ def _check_versions(directory, saved: dict):
         raise ExportError(
             f"{directory}: exported with keras {wanted}, this environment has keras {keras.__version__}"
         )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _first_line(exc) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _fsync_tree(directory: Path):

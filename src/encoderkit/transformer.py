@@ -25,6 +25,8 @@ SCALINGS = {
     # zeros, then a spread) into a step the network can pick up.
     "quantile": lambda n_rows, seed: QuantileTransformer(n_quantiles=min(1000, n_rows), random_state=seed),
 }
+# The scaler class behind each scaling (an export rebuilds its scaler from these only).
+SCALER_CLASSES = {"minmax": MinMaxScaler, "standard": StandardScaler, "quantile": QuantileTransformer}
 # The decoder's last activation must be able to reach the scaled input range.
 OUTPUT_ACTIVATION = {"minmax": "sigmoid", "standard": "linear", "quantile": "sigmoid"}
 MIN_ROWS_FOR_VALIDATION = 20
@@ -96,7 +98,9 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
     def fit(self, X, y=None, callbacks=None):
         """Trains the autoencoder on X; y is ignored. `callbacks` are extra Keras callbacks
         (the search uses one to score the code at checkpoints while training)."""
-        import keras
+        from encoderkit.quiet import import_keras_quietly
+
+        keras = import_keras_quietly()
 
         started = time.perf_counter()
         X = validate_data(self, X, dtype=[np.float64, np.float32])

@@ -132,10 +132,11 @@ def test_ray_resume_restores_the_tune_experiment(tmp_path):
 
 def test_optuna_workers_get_gpus_round_robin_from_the_environment(tmp_path):
     """`--gpus 0,1 --workers 2`: worker 0 (this process) runs on device 0, worker 1 on device
-    1, at the same time. On a CPU machine the ids are only recorded, which is what we check."""
+    1, at the same time. On a CPU machine the ids are only recorded, which is what we check;
+    CUDA_VISIBLE_DEVICES declares the two devices, as a machine with two GPUs would."""
     study = tmp_path / "study"
     result = run_cli("run", "--space", TINY_SPACE, "--trials", 6, "--workers", 2, "--gpus", "0,1",
-                     "--study-dir", study, "--no-progress")
+                     "--study-dir", study, "--no-progress", env={"CUDA_VISIBLE_DEVICES": "0,1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert_two_devices_at_once(stored_trials(study))
 

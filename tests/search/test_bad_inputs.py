@@ -75,9 +75,9 @@ RUN_CASES = [
     ("cli-unknown-metric", ["--metric", "precision"], "unknown metric 'precision'"),
     ("cli-bad-scale", ["--scale", "3"], "--scale: must be in (0, 1]"),
     ("cli-zero-subsample", ["--subsample", "0"], "--subsample: must be a positive number of rows, got 0"),
-    ("cli-subsample-too-small", ["--subsample", "30"], "--subsample 30 is too small for 10 classes and 5 CV folds"),
+    ("cli-subsample-too-small", ["--subsample", "30"], "--subsample 30: too small for 10 classes and 5 CV folds"),
     ("cli-negative-fresh-process", ["--fresh-process", "-2"], "--fresh-process: must be a number of trials per process, got -2"),
-    ("cli-fresh-process-on-ray", ["--backend", "ray", "--fresh-process"], "--fresh-process: not an option of --backend ray"),
+    ("cli-fresh-process-on-ray", ["--backend", "ray", "--fresh-process"], "--fresh-process: not an option of backend ray"),
     ("cli-unknown-keras-backend", ["--keras-backend", "theano"], "--keras-backend: invalid choice: 'theano'"),
     ("cli-not-a-number", ["--timeout", "soon"], "--timeout: invalid float value: 'soon'"),
     ("space-start-outside", ["--space", _space("code_size: {int: [4, 8]}\nfamilies: {dense: {}}\nstart: [{code_size: 9}]\n")],
@@ -118,8 +118,8 @@ STUDY_CASES = [
     ("study-other-space", lambda s: ["run", "--study-dir", s, "--trials", "2", "--no-progress"], "space_digest"),
     ("study-other-seed", lambda s: ["run", "--space", TINY_SPACE, "--seed", "3", "--study-dir", s, "--no-progress"], "seed=0, not 3"),
     ("study-other-data", lambda s: ["run", "--space", TINY_SPACE, "--data", "insurance", "--study-dir", s, "--no-progress"], "use another --study-dir"),
-    ("study-export-missing-trial", lambda s: ["export", s, "--trial", "99"], "--trial 99 is not a completed trial"),
-    ("study-replay-missing-trial", lambda s: ["replay", s, "--trial", "99"], "--trial 99 is not a completed trial"),
+    ("study-export-missing-trial", lambda s: ["export", s, "--trial", "99"], "--trial 99: not a completed trial"),
+    ("study-replay-missing-trial", lambda s: ["replay", s, "--trial", "99"], "--trial 99: not a completed trial"),
     ("study-resume-not-a-study", lambda s: ["resume", s / "logs"], "not a study directory"),
 ]
 

@@ -67,7 +67,7 @@ def test_export_a_chosen_trial_elsewhere(tiny_study, tmp_path):
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "chosen" / "manifest.json").read_text())["trial"] == number
     missing = run_cli("export", study, "--trial", 999)
-    assert missing.returncode == 2 and "--trial 999 is not a completed trial" in missing.stderr
+    assert missing.returncode == 2 and "--trial 999: not a completed trial" in missing.stderr
 
 
 def test_rerun_with_more_trials_continues_and_resume_stops_at_the_count(tiny_study):

@@ -1,0 +1,74 @@
+"""Checks that run before a command writes anything: a refused command leaves no study behind
+and changes nothing in an existing one. Each failure is a `SearchError` whose one line names
+the setting (as a Python parameter name; the CLI maps it to its flag), the path and the value."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from search.errors import SearchError
+
+# What each optional component needs importable, and how to get it.
+PACKAGES = {
+    "ray": ("ray", "pip install 'encoderkit[ray]'"),
+    "kerastuner": ("keras_tuner", "pip install 'encoderkit[kerastuner]'"),
+    "jax": ("jax", "pip install 'encoderkit[jax]' (or JAX with CUDA on a GPU machine)"),
+    "torch": ("torch", "pip install torch"),
+    "tensorflow": ("tensorflow", "pip install tensorflow-cpu (or tensorflow)"),
+}
+
+
+def check_installed(what: str, name: str):
+    """`name` (a search backend or a Keras backend) can be imported here."""
+    module, how = PACKAGES.get(name, (None, None))
+    if module is not None and importlib.util.find_spec(module) is None:
+        raise SearchError(f"{what} {name}: needs the Python package {module!r}, which is not installed ({how})")
+
+
+def keras_backend_to_use(requested=None) -> str:
+    """The Keras backend a command will run: the one asked for, else $KERAS_BACKEND, else
+    TensorFlow (Keras' own default)."""
+    return requested or os.environ.get("KERAS_BACKEND") or "tensorflow"
+
+
+def check_test_size(test_size) -> float:
+    try:
+        value = float(test_size)
+    except (TypeError, ValueError):
+        raise SearchError(f"test_size: must be a fraction between 0 and 1, got {test_size!r}") from None
+    if not 0.0 < value < 1.0:
+        raise SearchError(f"test_size: must be a fraction strictly between 0 and 1, got {test_size!r}")
+    return value
+
+
+def check_writable_study_dir(directory) -> Path:
+    """A study directory that can be created or written: not a plain file, and writable
+    (itself if it exists, else the nearest existing parent)."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise SearchError(f"{directory}: is a file, not a study directory")
+    existing = next(p for p in (directory, *directory.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise SearchError(f"{directory}: cannot be created ({existing} is a file)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        if existing == directory:
+            raise SearchError(f"{directory}: read-only study directory (no write permission); "
+                              "report works there, to search or export use another directory")
+        raise SearchError(f"{directory}: cannot be created ({existing} has no write permission)")
+    database = directory / "study.db"
+    if database.exists() and not os.access(database, os.W_OK):
+        raise SearchError(f"{database}: read-only (no write permission); report works there, "
+                          "to search or export use another directory")
+    return directory
+
+
+def check_writable_file(path: Path) -> Path:
+    """A file this command may create or replace (the HTML report)."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise SearchError(f"out: {path} is a directory; give a file name")
+    if (path.exists() and not os.access(path, os.W_OK)) or not os.access(folder, os.W_OK | os.X_OK):
+        raise SearchError(f"out: cannot write {path} (no write permission; pass another -o)")
+    return path
