@@ -17,12 +17,100 @@ def exported(small_digits, tmp_path):
     return tmp_path / "export", transformer, X
 
 
-def test_export_holds_the_three_files_and_loads(exported):
+def test_export_holds_its_files_with_their_hashes_and_loads_both_ways(exported):
     directory, transformer, X = exported
-    assert sorted(p.name for p in directory.iterdir()) == ["encoder.joblib", "encoder.keras", "manifest.json"]
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "autoencoder.keras", "encoder.joblib", "encoder.keras", "manifest.json", "preprocessing.npz"]
     manifest = json.loads((directory / "manifest.json").read_text())
     assert manifest["trial"] == 0 and manifest["packages"]["keras"]
+    assert sorted(manifest["files"]) == ["autoencoder.keras", "encoder.joblib", "encoder.keras", "preprocessing.npz"]
+    for loaded in (load_encoder(directory), load_encoder(directory, allow_pickle=True)):
+        np.testing.assert_array_equal(loaded.transform(X), transformer.transform(X))
+        np.testing.assert_allclose(loaded.reconstruct(X[:20]), transformer.reconstruct(X[:20]), rtol=1e-6)
+        assert loaded.get_params() == transformer.get_params()
+
+
+@pytest.mark.parametrize("family, scaling, include_input", [
+    ("denoising", "quantile", True), ("vae", "standard", False), ("conv2d", "minmax", False)])
+def test_the_safe_rebuild_loses_nothing_for_each_family_and_scaling(small_digits, tmp_path, family, scaling, include_input):
+    """No pickle: the transformer rebuilt from the manifest, `.keras` files (safe mode) and the
+    scaler's arrays transforms, reconstructs and names its features like the fitted one."""
+    import pandas as pd
+
+    X, _ = small_digits
+    frame = pd.DataFrame(X, columns=[f"px{i}" for i in range(X.shape[1])])
+    fitted = AutoencoderTransformer(family=family, code_size=3, epochs=1, random_state=0, scaling=scaling,
+                                    include_input=include_input, input_shape=(8, 8, 1)).fit(frame)
+    loaded = load_encoder(save_export(tmp_path / "export", fitted, {"trial": 0}))
+    np.testing.assert_allclose(loaded.transform(frame), fitted.transform(frame), rtol=1e-6)
+    np.testing.assert_allclose(loaded.reconstruct(frame), fitted.reconstruct(frame), rtol=1e-5, atol=1e-6)
+    assert list(loaded.get_feature_names_out()) == list(fitted.get_feature_names_out())
+    assert list(loaded.feature_names_in_) == list(frame.columns)
+    assert loaded.history_ == fitted.history_ and loaded.get_params() == fitted.get_params()
+
+
+def test_the_default_load_runs_no_pickled_code(exported, tmp_path):
+    """An export whose pickle was swapped for one that runs code (its hash updated too, as a
+    sender could): the default load never unpickles it."""
+    import hashlib
+    import pickle
+
+    directory, transformer, X = exported
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (directory / "encoder.joblib").write_bytes(pickle.dumps(Payload()))
+    _edit_manifest(directory, files={**json.loads((directory / "manifest.json").read_text())["files"],
+                                     "encoder.joblib": hashlib.sha256((directory / "encoder.joblib").read_bytes()).hexdigest()})
     np.testing.assert_array_equal(load_encoder(directory).transform(X), transformer.transform(X))
+    assert not marker.exists()
+
+
+def test_an_export_directory_follows_the_umask(exported):
+    import os
+    import stat
+
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(exported[0].stat().st_mode) == 0o777 & ~mask
+
+
+@pytest.mark.parametrize("prepare, message", [
+    (lambda d: d.write_text("mine"), "is a file"),
+    (lambda d: (d.mkdir(), (d / "notes.txt").write_text("mine")), "not an export directory"),
+    (lambda d: (d.mkdir(), (d / "manifest.json").write_text('{"manifest_version": 1}')), "not an export directory"),
+])
+def test_save_export_refuses_to_replace_anything_but_an_export(small_digits, tmp_path, prepare, message):
+    X, _ = small_digits
+    target = tmp_path / "out"
+    prepare(target)
+    before = sorted((p.name, p.read_bytes()) for p in ([target] if target.is_file() else target.iterdir()))
+    fitted = AutoencoderTransformer(code_size=2, epochs=1, random_state=0).fit(X)
+    with pytest.raises(ExportError, match=message):
+        save_export(target, fitted, {"trial": 0})
+    after = sorted((p.name, p.read_bytes()) for p in ([target] if target.is_file() else target.iterdir()))
+    assert after == before and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_loading_fitting_and_transforming_print_nothing(exported):
+    """No absl/oneDNN start-up lines or retracing warnings from the library."""
+    import os
+
+    code = f"""
+from sklearn.datasets import load_digits
+from encoderkit import AutoencoderTransformer, load_encoder
+X, _ = load_digits(return_X_y=True)
+load_encoder({str(exported[0])!r}).transform(X[:10])
+for seed in range(7):
+    AutoencoderTransformer(code_size=2, epochs=1, random_state=seed).fit(X[:100]).transform(X[:5])
+"""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr == "" and result.stdout == ""
 
 
 def test_bare_keras_encoder_gives_the_same_codes(exported):
@@ -47,8 +135,13 @@ def test_replacing_an_export_leaves_no_staging_directories(exported, small_digit
     [
         (lambda d: (d / "manifest.json").unlink(), "no manifest.json"),
         (lambda d: (d / "manifest.json").write_text("{not json"), "corrupted manifest"),
-        (lambda d: (d / "encoder.joblib").write_bytes(b"garbage"), "cannot be loaded"),
+        (lambda d: (d / "encoder.joblib").write_bytes(b"garbage"), "does not match the hash"),
+        (lambda d: (d / "encoder.keras").write_bytes(b"garbage"), "does not match the hash"),
+        (lambda d: (d / "preprocessing.npz").unlink(), "incomplete"),
         (lambda d: (d / "encoder.joblib").unlink(), "incomplete"),
+        (lambda d: (d / "run_me.py").write_text("print(1)"), "does not list"),
+        (lambda d: _edit_manifest(d, files={"../etc/passwd": "0"}), "unexpected file"),
+        (lambda d: _edit_manifest(d, format_version=1, files=None), "allow_pickle=True"),
         (lambda d: _edit_manifest(d, format_version=99), "format_version 99"),
         (lambda d: _edit_manifest(d, packages={"keras": "2.15.0"}), "keras 2.15.0"),
     ],
@@ -62,7 +155,19 @@ def test_damaged_or_incompatible_exports_raise_export_error(exported, damage, me
 
 def _edit_manifest(directory, **changes):
     path = directory / "manifest.json"
-    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+    manifest = {**json.loads(path.read_text()), **changes}
+    path.write_text(json.dumps({k: v for k, v in manifest.items() if v is not None}))
+
+
+def test_a_pickle_that_matches_its_hash_but_not_its_format_is_refused_when_unpickled(exported):
+    import hashlib
+
+    directory = exported[0]
+    (directory / "encoder.joblib").write_bytes(b"garbage")
+    files = json.loads((directory / "manifest.json").read_text())["files"]
+    _edit_manifest(directory, files={**files, "encoder.joblib": hashlib.sha256(b"garbage").hexdigest()})
+    with pytest.raises(ExportError, match="encoder.joblib: cannot be loaded"):
+        load_encoder(directory, allow_pickle=True)
 
 
 def test_load_encoder_in_a_fresh_process_needs_no_optuna_or_ray(exported):

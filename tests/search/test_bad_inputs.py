@@ -170,7 +170,7 @@ def _other_keras(d):
 EXPORT_CASES = [
     ("export-corrupted-manifest", _corrupt_manifest, "manifest.json: corrupted manifest"),
     ("export-future-format", _future_format, "format_version 99 is not supported"),
-    ("export-corrupted-model", _corrupt_model, "encoder.joblib: cannot be loaded"),
+    ("export-corrupted-model", _corrupt_model, "encoder.joblib: does not match the hash in the manifest"),
     ("export-incompatible-keras", _other_keras, "exported with keras 2.15.0"),
     ("export-missing", lambda d: __import__("shutil").rmtree(d), "not an export"),
 ]
