@@ -31,8 +31,8 @@ from search.leaderboard import format_leaderboard, trial_rows
 from search.problem import make_problem
 from search.quiet import import_keras_quietly
 from search.space import load_space
-from search.storage import load, recover
-from search.study import create_or_check, open_study
+from search.storage import load, load_readonly, recover
+from search.study import check_same_study, create_or_check, open_study
 from search.suggest import FixedSuggest, sample, transformer_params
 
 
@@ -121,6 +121,7 @@ def run(
         "max_failures": int(max_failures), "fresh_process": int(fresh_process), "gpus": gpu_ids,
         **backend_settings,
     }
+    check_same_study(study_dir, settings, problem, loaded)  # refused before the lock is touched
     created = _make_directory(study_dir)
     with study_lock(study_dir, "run"):
         try:
@@ -158,8 +159,9 @@ def resume(study_dir, *, progress=True, export=True) -> StudyResult:
     check_writable_study_dir(study.directory)
     check_installed("backend", study.manifest["backend"])
     check_installed("keras_backend", study.manifest.get("keras_backend") or "tensorflow")
+    problem, space = study.problem(), study.space()  # a changed space or data refuses before the lock
     with study_lock(study.directory, "resume"):
-        return _search_and_export(study, study.problem(), study.space(), progress, export, ())
+        return _search_and_export(study, problem, space, progress, export, ())
 
 
 def _search_and_export(study, problem, space, progress, export, notes):
@@ -230,6 +232,7 @@ def export_best(study_dir, trial=None, out=None) -> dict:
     check_writable_study_dir(study.directory)
     destination = export_destination(study, trial, out)
     check_destination(destination)  # before minutes of refitting
+    _pick_trial(load_readonly(study), trial, study.directory)  # a bad --trial touches nothing
     with study_lock(study.directory, "export"):
         return _export(study, trial=trial, out=destination)
 

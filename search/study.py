@@ -105,10 +105,28 @@ def open_study(directory) -> Study:
     return Study(directory, manifest)
 
 
-def create_or_check(directory, settings: dict, space_path: str, problem, space) -> Study:
-    """A new study directory, or the existing one when it measures the same thing."""
+def check_same_study(directory, settings: dict, problem, space) -> Study | None:
+    """The existing study in `directory` if it measures what these settings measure (a
+    re-run continues it), None if there is none yet; `StudyError` if it measures something
+    else. Reads only, so a refused command changes nothing."""
     directory = Path(directory)
-    identity = {
+    if not (directory / "manifest.json").exists():
+        if directory.exists() and any(p.name != LOCK_NAME for p in directory.iterdir()):
+            raise StudyError(f"{directory}: exists and is not a study directory")
+        return None
+    study = open_study(directory)
+    identity = _identity(settings, problem, space)
+    for key in IDENTITY_KEYS:
+        if study.manifest.get(key) != identity[key]:
+            raise StudyError(
+                f"{directory}: study was made with {key}={study.manifest.get(key)!r}, "
+                f"not {identity[key]!r}; use another study directory"
+            )
+    return study
+
+
+def _identity(settings, problem, space) -> dict:
+    return {
         "data": settings["data"],
         "target": settings["target"],
         "seed": settings["seed"],
@@ -117,17 +135,15 @@ def create_or_check(directory, settings: dict, space_path: str, problem, space) 
         "space_digest": space.digest,
         "subsample": settings.get("subsample"),
     }
-    if (directory / "manifest.json").exists():
-        study = open_study(directory)
-        for key in IDENTITY_KEYS:
-            if study.manifest.get(key) != identity[key]:
-                raise StudyError(
-                    f"{directory}: study was made with {key}={study.manifest.get(key)!r}, "
-                    f"not {identity[key]!r}; use another study_dir"
-                )
-        return study
-    if directory.exists() and any(p.name != LOCK_NAME for p in directory.iterdir()):
-        raise StudyError(f"{directory}: exists and is not a study directory")
+
+
+def create_or_check(directory, settings: dict, space_path: str, problem, space) -> Study:
+    """A new study directory, or the existing one when it measures the same thing."""
+    directory = Path(directory)
+    existing = check_same_study(directory, settings, problem, space)
+    if existing is not None:
+        return existing
+    identity = _identity(settings, problem, space)
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(space_path, directory / "space.yaml")
     manifest = {

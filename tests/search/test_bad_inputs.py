@@ -117,7 +117,7 @@ def _fingerprint(directory):
 STUDY_CASES = [
     ("study-other-space", lambda s: ["run", "--study-dir", s, "--trials", "2", "--no-progress"], "space_digest"),
     ("study-other-seed", lambda s: ["run", "--space", TINY_SPACE, "--seed", "3", "--study-dir", s, "--no-progress"], "seed=0, not 3"),
-    ("study-other-data", lambda s: ["run", "--space", TINY_SPACE, "--data", "insurance", "--study-dir", s, "--no-progress"], "use another --study-dir"),
+    ("study-other-data", lambda s: ["run", "--space", TINY_SPACE, "--data", "insurance", "--study-dir", s, "--no-progress"], "use another study directory"),
     ("study-export-missing-trial", lambda s: ["export", s, "--trial", "99"], "--trial 99: not a completed trial"),
     ("study-replay-missing-trial", lambda s: ["replay", s, "--trial", "99"], "--trial 99: not a completed trial"),
     ("study-resume-not-a-study", lambda s: ["resume", s / "logs"], "not a study directory"),

@@ -46,7 +46,8 @@ def test_run_prints_the_leaderboard_with_baselines_and_exports(tiny_study):
     assert "Leaderboard (accuracy, 3 trials" in stdout
     assert "baseline raw" in stdout and "baseline pca" in stdout
     assert "Held-out test (450 rows, used once): winner trial" in stdout and "; raw 0.9" in stdout
-    assert sorted(p.name for p in (study / "export").iterdir()) == ["encoder.joblib", "encoder.keras", "manifest.json"]
+    assert sorted(p.name for p in (study / "export").iterdir()) == [
+        "autoencoder.keras", "encoder.joblib", "encoder.keras", "manifest.json", "preprocessing.npz"]
     manifest = json.loads((study / "manifest.json").read_text())
     assert manifest["split_hash"] and manifest["space_digest"] and manifest["packages"]["optuna"]
     assert finished_trials(study) == 3
@@ -85,7 +86,7 @@ def test_a_study_of_another_space_is_refused_and_left_unchanged(tiny_study):
     before = {p.name: p.stat().st_mtime_ns for p in study.iterdir()}
     result = run_cli("run", "--study-dir", study, "--trials", "1", "--no-progress")  # default space
     assert result.returncode == 2
-    assert "space_digest" in result.stderr and "use another --study-dir" in result.stderr
+    assert "space_digest" in result.stderr and "use another study directory" in result.stderr
     assert {p.name: p.stat().st_mtime_ns for p in study.iterdir()} == before
 
 

@@ -77,7 +77,8 @@ def test_sigkill_at_any_point_then_resume_reaches_the_count_with_nothing_lost(tm
     assert "RUNNING" not in {s for s, _ in after.values()}
     with sqlite3.connect(study / "study.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert sorted(p.name for p in (study / "export").iterdir()) == ["encoder.joblib", "encoder.keras", "manifest.json"]
+    assert sorted(p.name for p in (study / "export").iterdir()) == [
+        "autoencoder.keras", "encoder.joblib", "encoder.keras", "manifest.json", "preprocessing.npz"]
     assert not list(study.glob(".export.*"))  # no half-written export left behind
     if point != "export_staged":  # the killed trial is failed with a reason and its config re-run
         (killed,) = [n for n, (s, _) in before.items() if s == "RUNNING"]
