@@ -65,7 +65,7 @@ def run(
     gpus_per_trial=0,
     algorithm="random",
     max_failures=10,
-    fresh_process=False,
+    fresh_process=None,
     metric=None,
     seed=0,
     test_size=0.25,
@@ -82,10 +82,7 @@ def run(
         raise SearchError(f"max_failures: must be at least 1, got {max_failures}")
     if timeout is not None and float(timeout) <= 0:
         raise SearchError(f"timeout: must be positive seconds, got {timeout}")
-    if int(fresh_process) < 0:
-        raise SearchError(f"fresh_process: must be a number of trials per process, got {fresh_process}")
-    if int(fresh_process) and backend != "optuna":
-        raise SearchError(f"fresh_process: not an option of backend {backend}")
+    fresh_process = _trials_per_process(fresh_process, backend)
     if subsample is not None and int(subsample) < 1:
         raise SearchError(f"subsample: must be a positive number of rows, got {subsample}")
     if metric is not None and metric not in METRICS:
@@ -144,6 +141,25 @@ def _make_directory(directory: Path) -> bool:
     except FileExistsError:
         return False
     return True
+
+
+# Optuna trials run in a child process replaced every this many trials unless told otherwise:
+# TensorFlow keeps what it traced for every fit, so a long-lived process grows ~6 MiB per
+# trial (tensorflow#61791); a child per 20 trials bounds that for the price of one TensorFlow
+# import per 20 trials (benchmarks/results/memory.md).
+DEFAULT_TRIALS_PER_PROCESS = 20
+
+
+def _trials_per_process(value, backend) -> int:
+    """`fresh_process`: None = the backend's default, 0 = every trial in this process, K =
+    a child process replaced every K trials (True means 1, a new process per trial)."""
+    if value is None:
+        return DEFAULT_TRIALS_PER_PROCESS if backend == "optuna" else 0
+    if int(value) < 0:
+        raise SearchError(f"fresh_process: must be a number of trials per process, got {value}")
+    if int(value) and backend != "optuna":
+        raise SearchError(f"fresh_process: not an option of backend {backend}")
+    return int(value)
 
 
 # Settings a re-run of `run` on an existing study may change: how much to search, not what.

@@ -10,6 +10,12 @@ import signal
 
 POINTS = ("epoch", "trial_written", "export_staged")
 _passes: dict[str, int] = {}
+_also_kill: list[int] = []  # a trial child kills its parent too: the point crashes the search
+
+
+def crash_search_with(pid: int):
+    """In a trial's child process: a crash point kills process `pid` (the worker) first."""
+    _also_kill.append(pid)
 
 
 def crash_point(name: str) -> None:
@@ -21,4 +27,6 @@ def crash_point(name: str) -> None:
         return
     _passes[name] = _passes.get(name, 0) + 1
     if _passes[name] >= int(count or 1):
+        for pid in _also_kill:
+            os.kill(pid, signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)

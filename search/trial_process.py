@@ -99,7 +99,9 @@ class TrialProcess:
 
         context = multiprocessing.get_context("spawn")
         ours, theirs = context.Pipe()
-        self._child = context.Process(target=_child_main, args=(theirs, self.problem), daemon=True)
+        # Not a daemon: a daemonic process may not start the probe's parallel fold workers.
+        # It dies with this process all the same (`_die_with_parent`).
+        self._child = context.Process(target=_child_main, args=(theirs, self.problem), daemon=False)
         self._child.start()
         theirs.close()
         self._conn, self._trials = ours, 0
@@ -124,11 +126,18 @@ class TrialProcess:
 
 def _child_main(conn, problem):
     """The child: runs the trials it is sent until told to stop or the parent goes away."""
+    import os
     import signal
 
-    from search.objective import evaluate
+    from encoderkit.quiet import import_keras_quietly
+    from search import faults
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides, and kills this process
+    _die_with_parent()
+    import_keras_quietly()  # before anything else imports TensorFlow and its start-up chatter
+    from search.objective import evaluate
+
+    faults.crash_search_with(os.getppid())
 
     def report(step, value):
         conn.send(("report", step, value))
@@ -151,3 +160,27 @@ def _child_main(conn, problem):
         return  # the parent went away
     finally:
         conn.close()
+        _stop_probe_workers()
+
+
+def _stop_probe_workers():
+    """The probe's parallel folds run in joblib's reusable worker processes, which otherwise
+    idle for minutes after this child is done, holding its output open."""
+    import sys
+
+    if "joblib" in sys.modules:
+        from joblib.externals.loky import get_reusable_executor
+
+        get_reusable_executor().shutdown(wait=True, kill_workers=True)
+
+
+def _die_with_parent():
+    """Linux: the kernel kills this child when its parent dies (kill -9 included), so no
+    orphan goes on training after its worker is gone."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the closed pipe ends the child at its next message
+        pass
