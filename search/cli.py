@@ -102,6 +102,9 @@ def main(argv=None) -> int:
     from search.errors import SearchError
 
     try:
+        from search.faults import check_environment
+
+        check_environment()
         return COMMANDS[args.command](args) or 0
     except (SearchError, EncoderkitError) as exc:
         print(f"error: {as_flags(str(exc))}", file=sys.stderr)

@@ -1,16 +1,22 @@
-"""Fault injection for the crash tests: `SEARCH_CRASH_AT=POINT[:N]` makes the process SIGKILL
-itself the N-th time (default 1st) it passes the named point, so a test can crash a search at
-an exact moment (mid-trial, between storage writes, mid-export) instead of guessing with
-sleeps. Unset, `crash_point` costs one dictionary lookup."""
+"""Fault injection for the crash tests (contributors only): `SEARCH_CRASH_AT=POINT[:N][:self]`
+makes the search SIGKILL itself the N-th time (default 1st) a process passes the named point,
+so a test can crash a search at an exact moment (mid-trial, between storage writes,
+mid-export) instead of guessing with sleeps. In a trial's child process the point kills the
+worker too (the whole search crashes, as with kill -9), unless `:self` asks to kill only the
+process that passes it. Unset, `crash_point` costs one dictionary lookup; a malformed value
+is a one-line error when the command starts (`check_environment`)."""
 
 from __future__ import annotations
 
 import os
 import signal
 
+from search.errors import SearchError
+
+VARIABLE = "SEARCH_CRASH_AT"
 POINTS = ("epoch", "trial_written", "export_staged")
 _passes: dict[str, int] = {}
-_also_kill: list[int] = []  # a trial child kills its parent too: the point crashes the search
+_also_kill: list[int] = []  # in a trial child: the worker, killed with it
 
 
 def crash_search_with(pid: int):
@@ -18,15 +24,35 @@ def crash_search_with(pid: int):
     _also_kill.append(pid)
 
 
+def parse(value: str) -> tuple[str, int, bool]:
+    """(point, count, only this process) from `POINT[:N][:self]`."""
+    parts = value.split(":")
+    only_self = parts[-1] == "self"
+    if only_self:
+        parts = parts[:-1]
+    point, count = parts[0], parts[1] if len(parts) > 1 else "1"
+    if point not in POINTS or len(parts) > 2 or not count.isdigit() or int(count) < 1:
+        raise SearchError(f"{VARIABLE}={value!r}: expected POINT[:N][:self] with POINT one of "
+                          f"{', '.join(POINTS)} and N a positive count (a test hook; unset it)")
+    return point, int(count), only_self
+
+
+def check_environment():
+    if os.environ.get(VARIABLE):
+        parse(os.environ[VARIABLE])
+
+
 def crash_point(name: str) -> None:
-    wanted = os.environ.get("SEARCH_CRASH_AT")
+    wanted = os.environ.get(VARIABLE)
     if not wanted:
         return
-    point, _, count = wanted.partition(":")
+    point, count, only_self = parse(wanted)
     if point != name:
         return
     _passes[name] = _passes.get(name, 0) + 1
-    if _passes[name] >= int(count or 1):
-        for pid in _also_kill:
+    if _passes[name] >= count:
+        for pid in () if only_self else _also_kill:
             os.kill(pid, signal.SIGKILL)
+        if _also_kill:  # a trial child leads a process group: take its workers along
+            os.killpg(0, signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)

@@ -90,7 +90,7 @@ class TrialProcess:
                 conn.send(("stop",))
             child.join(timeout=10)
         if child.is_alive():
-            child.kill()
+            _kill_group(child)
         child.join()
         conn.close()
 
@@ -133,6 +133,7 @@ def _child_main(conn, problem):
     from search import faults
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides, and kills this process
+    os.setpgrp()  # a group of its own: killing it takes the probe's worker processes along
     _die_with_parent()
     import_keras_quietly()  # before anything else imports TensorFlow and its start-up chatter
     from search.objective import evaluate
@@ -184,3 +185,14 @@ def _die_with_parent():
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: the closed pipe ends the child at its next message
         pass
+
+
+def _kill_group(child):
+    """Kills the child and the worker processes it started (its process group)."""
+    import os
+    import signal
+
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):  # not yet in its own group
+        child.kill()

@@ -188,7 +188,7 @@ def test_a_trial_process_runs_every_trials_then_is_replaced_and_survives_prunes_
         assert again["score"] == pytest.approx(first["score"], abs=0.02)
 
         process.close()
-        monkeypatch.setenv("SEARCH_CRASH_AT", "epoch:2")  # the next child kills itself mid-trial
+        monkeypatch.setenv("SEARCH_CRASH_AT", "epoch:2:self")  # the next child kills itself mid-trial
         with pytest.raises(FailedTrial, match="trial process died"):
             process(CANDIDATE, 0, report=lambda step, value: None)  # epochs pass the crash point
         monkeypatch.delenv("SEARCH_CRASH_AT")
