@@ -2,6 +2,9 @@
 
     .venv/bin/python benchmarks/memory.py [--trials 50] [--fresh-process [K]]
 
+Without `--fresh-process` the search runs in its default mode (a trial child replaced every
+20 trials); `--fresh-process 0` keeps every trial in the worker (in-process).
+
 Runs `python -m search run` on digits with small dense models (tests/data/tiny.yaml) in one
 worker, polls the study's storage for the number of finished trials and samples the worker's
 resident set size (/proc/PID/status VmRSS) as each trial finishes, alone and with its child
@@ -50,13 +53,13 @@ def finished(db):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=50)
-    parser.add_argument("--fresh-process", type=int, nargs="?", const=1, default=0, metavar="K")
+    parser.add_argument("--fresh-process", type=int, nargs="?", const=1, default=None, metavar="K")
     args = parser.parse_args()
     study = Path(tempfile.mkdtemp()) / "study"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
     cmd = [sys.executable, "-m", "search", "run", "--space", str(ROOT / "tests/data/tiny.yaml"),
            "--trials", str(args.trials), "--study-dir", str(study), "--no-progress",
-           *(["--fresh-process", str(args.fresh_process)] if args.fresh_process else [])]
+           *(["--fresh-process", str(args.fresh_process)] if args.fresh_process is not None else [])]
     started = time.time()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     samples, tree, seen = {}, {}, 0
@@ -77,7 +80,7 @@ def main():
     early, late = at(10), at(args.trials)
     growth = 100 * (late - early) / early
     RESULTS.mkdir(exist_ok=True)
-    mode = {0: "in-process", 1: "fresh-process"}.get(args.fresh_process, f"fresh-process-{args.fresh_process}")
+    mode = {None: "default", 0: "in-process", 1: "fresh-process"}.get(args.fresh_process, f"fresh-process-{args.fresh_process}")
     store = RESULTS / "memory.json"
     runs = json.loads(store.read_text()) if store.exists() else {}
     runs[mode] = {"trials": args.trials, "every": args.fresh_process, "wall": wall,
@@ -93,7 +96,7 @@ def _wall_ratios(runs):
     if "in-process" not in runs:
         return ""
     base = runs["in-process"]["wall"]
-    ratios = [f"{mode} {run['wall'] / base:.1f}x" for mode, run in runs.items() if mode != "in-process"]
+    ratios = [f"{mode} {run['wall'] / base:.2f}x" for mode, run in runs.items() if mode != "in-process"]
     return f" (wall time over in-process for these trials of about a second: {', '.join(ratios)})" if ratios else ""
 
 
@@ -111,10 +114,11 @@ def render(runs):
              "with `jit_compile=True` +16.6 MiB. `glibc malloc_trim` frees nothing. So the remedy is the "
              "process boundary: `--fresh-process K` runs the trials in a spawned child replaced every K trials "
              "(K=1: a new process per trial). The worker stays flat and the child grows for at most K trials, "
-             "at the price of a TensorFlow import per K trials" + _wall_ratios(runs) + ".", ""]
+             "at the price of a TensorFlow import per K trials" + _wall_ratios(runs) + ". Since 2026-11-30 "
+             "this is the default (K=20, section `default`); `--fresh-process 0` is the old in-process mode.", ""]
     for mode, run in runs.items():
         every = run.get("every", 1 if mode == "fresh-process" else 0)
-        flag = "" if not every else " --fresh-process" if every == 1 else f" --fresh-process {every}"
+        flag = {None: "", 0: " --fresh-process 0", 1: " --fresh-process"}.get(every, f" --fresh-process {every}")
         samples = {int(k): v for k, v in run["samples"].items()}
         tree = {int(k): v for k, v in run.get("tree", {}).items()}
         lines += [f"## {mode}", "", f"Command: `.venv/bin/python benchmarks/memory.py --trials {run['trials']}{flag}` "

@@ -174,7 +174,7 @@ def resume(study_dir, *, progress=True, export=True) -> StudyResult:
     study = open_study(study_dir)
     check_writable_study_dir(study.directory)
     check_installed("backend", study.manifest["backend"])
-    check_installed("keras_backend", study.manifest.get("keras_backend") or "tensorflow")
+    check_installed(f"{study.directory}: Keras backend", study.manifest.get("keras_backend") or "tensorflow")
     problem, space = study.problem(), study.space()  # a changed space or data refuses before the lock
     with study_lock(study.directory, "resume"):
         return _search_and_export(study, problem, space, progress, export, ())

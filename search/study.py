@@ -100,8 +100,12 @@ def open_study(directory) -> Study:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise StudyError(f"{path}: corrupted manifest ({exc})") from None
-    if manifest.get("manifest_version") != MANIFEST_VERSION:
-        raise StudyError(f"{path}: manifest_version {manifest.get('manifest_version')!r} is not supported")
+    if isinstance(manifest, dict) and "format_version" in manifest:
+        raise StudyError(f"{directory}: an exported encoder, not a study directory"
+                         + (f" (its study: {manifest['study']})" if manifest.get("study") else ""))
+    if not isinstance(manifest, dict) or manifest.get("manifest_version") != MANIFEST_VERSION:
+        version = manifest.get("manifest_version") if isinstance(manifest, dict) else None
+        raise StudyError(f"{path}: manifest_version {version!r} is not supported")
     return Study(directory, manifest)
 
 

@@ -66,3 +66,16 @@ def test_trials_search_a_subsample_and_the_winner_is_refit_on_the_whole_search_p
     with pytest.raises(StudyError, match="subsample=120"):
         search.run(str(tmp_path / "tab.npz"), space=str(TINY_SPACE), trials=3, subsample=200,
                    study_dir=study_dir, progress=False)
+
+
+def test_a_subsample_as_large_as_the_search_part_is_noted_and_ignored(tmp_path, capsys):
+    from search.problem import make_problem
+    from encoderkit.data import load_dataset
+
+    problem = make_problem(load_dataset("insurance:n=200,seed=1"), subsample=10000)
+    assert problem.subsample is None and len(problem.trial_rows) == len(problem.search_rows) == 150
+    assert problem.notes == ("subsample 10000 is not smaller than the search part (150 rows): ignored, trials use every row",)
+    result = search.run("insurance:n=200,seed=1", space=str(TINY_SPACE), trials=1, subsample=10000,
+                        study_dir=tmp_path / "study", progress=False, export=False)
+    assert "note: subsample 10000 is not smaller than the search part" in capsys.readouterr().out
+    assert json.loads((result.study_dir / "manifest.json").read_text())["subsample"] is None

@@ -165,3 +165,36 @@ def test_same_seed_same_configs_fresh_processes_and_replay_within_half_a_point(t
     replayed = run_cli("replay", a, "--trial", number)
     assert replayed.returncode == 0, replayed.stderr[-2000:]
     assert f"trial {number}: stored CV accuracy" in replayed.stdout and ": matches (difference" in replayed.stdout
+
+
+def test_a_second_command_on_a_study_in_use_is_refused_and_a_dead_holders_lock_is_taken_over(tmp_path):
+    """One writer per study: while a run works, another `run`, `resume` or `export` there is
+    refused with one line naming it (no duplicate configurations, no second export); once it
+    is killed, the next command takes the study over without anyone deleting a lock file."""
+    study = tmp_path / "study"
+    args = ("run", "--space", TINY_SPACE, "--trials", 200, "--study-dir", study, "--no-progress")
+    with open(tmp_path / "stdout", "w") as out, open(tmp_path / "stderr", "w") as err:
+        first = subprocess.Popen([sys.executable, "-m", "search", *map(str, args)], cwd=ROOT, env=_env(),
+                                 stdout=out, stderr=err, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while not (study / "manifest.json").exists():  # written under the lock, which it now holds
+            assert first.poll() is None and time.time() < deadline, (tmp_path / "stderr").read_text()[-2000:]
+            time.sleep(0.2)
+        before = trials_by_state(study) if (study / "study.db").exists() else {}
+        for command in (args, ("resume", study, "--no-progress"), ("export", study)):
+            refused = run_cli(*command)
+            assert refused.returncode == 2, refused.stderr[-2000:]
+            lines = refused.stderr.strip().splitlines()
+            assert len(lines) == 1 and f"in use by run (pid {first.pid} on " in lines[0], lines
+        assert first.poll() is None  # still the only writer
+        assert len(trials_by_state(study)) >= len(before)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=60)
+    done = len(finished(_safe_states(study)))
+    taken_over = run_cli("run", "--space", TINY_SPACE, "--trials", done + 1, "--study-dir", study, "--no-progress")
+    assert taken_over.returncode == 0, taken_over.stderr[-2000:]
+    assert len(finished(trials_by_state(study))) == done + 1
+    assert (study / "export" / "manifest.json").is_file()
