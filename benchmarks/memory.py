@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/memory.py [--trials 50] [--fresh-process [K]]
 
 Without `--fresh-process` the search runs in its default mode (a trial child replaced every
-20 trials); `--fresh-process 0` keeps every trial in the worker (in-process).
+25 trials); `--fresh-process 0` keeps every trial in the worker (in-process).
 
 Runs `python -m search run` on digits with small dense models (tests/data/tiny.yaml) in one
 worker, polls the study's storage for the number of finished trials and samples the worker's
@@ -115,7 +115,7 @@ def render(runs):
              "process boundary: `--fresh-process K` runs the trials in a spawned child replaced every K trials "
              "(K=1: a new process per trial). The worker stays flat and the child grows for at most K trials, "
              "at the price of a TensorFlow import per K trials" + _wall_ratios(runs) + ". Since 2026-11-30 "
-             "this is the default (K=20, section `default`); `--fresh-process 0` is the old in-process mode.", ""]
+             "this is the default (K=25, the next child started during the last trial of the one before; section `default`); `--fresh-process 0` is the old in-process mode.", ""]
     for mode, run in runs.items():
         every = run.get("every", 1 if mode == "fresh-process" else 0)
         flag = {None: "", 0: " --fresh-process 0", 1: " --fresh-process"}.get(every, f" --fresh-process {every}")

@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-failures", type=int, default=10, help="stop after this many failed trials in a row (default: 10)")
     run.add_argument("--fresh-process", type=int, nargs="?", const=1, default=None, metavar="K",
                      help="optuna: run trials in a child process replaced every K trials, which bounds the memory "
-                          "and slowdown TensorFlow accumulates (default: 20; the flag alone: 1, a new process per "
+                          "and slowdown TensorFlow accumulates (default: 25; the flag alone: 1, a new process per "
                           "trial; 0: every trial in the worker itself)")
     run.add_argument("--keras-backend", default=None, choices=KERAS_BACKENDS,
                      help="Keras backend for the models (default: $KERAS_BACKEND, else tensorflow)")

@@ -145,9 +145,9 @@ def _make_directory(directory: Path) -> bool:
 
 # Optuna trials run in a child process replaced every this many trials unless told otherwise:
 # TensorFlow keeps what it traced for every fit, so a long-lived process grows ~6 MiB per
-# trial (tensorflow#61791); a child per 20 trials bounds that for the price of one TensorFlow
-# import per 20 trials (benchmarks/results/memory.md).
-DEFAULT_TRIALS_PER_PROCESS = 20
+# trial (tensorflow#61791); a child per 25 trials bounds that for the price of one TensorFlow
+# import per 25 trials, started while the last child finishes (benchmarks/results/memory.md).
+DEFAULT_TRIALS_PER_PROCESS = 25
 
 
 def _trials_per_process(value, backend) -> int:

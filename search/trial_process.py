@@ -49,13 +49,19 @@ class TrialProcess:
         self.started = 0  # children started so far (the tests check the recycling)
         self._child = self._conn = None
         self._trials = 0  # trials run by the current child
+        # The next child, started while the current one runs its last trial, so its
+        # TensorFlow import overlaps that trial instead of delaying the next one.
+        self._spare = None
 
     def __call__(self, candidate: dict, seed: int, report=None) -> dict:
         """`search.objective.evaluate` in the child: the outcome, `FailedTrial` or `PruneTrial`."""
         if self._child is None or self._trials >= self.every or not self._child.is_alive():
-            self.close()
-            self._start()
+            self._retire()
+            self._child, self._conn = self._spare or self._spawn()
+            self._spare, self._trials = None, 0
         self._trials += 1
+        if self._trials == self.every and self.every > 1:
+            self._spare = self._spawn()
         in_step = False  # whether the child is back waiting for its next trial
         try:
             self._send(("trial", candidate, seed, report is not None))
@@ -80,32 +86,33 @@ class TrialProcess:
                 self.close(wait=False)
 
     def close(self, wait: bool = True):
-        """Ends the child: asks it to stop and waits (`wait`), else kills it at once."""
+        """Ends the child and any spare: asks them to stop and waits (`wait`), else kills
+        them at once."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            _end(*spare, wait=False)
+        self._retire(wait)
+
+    def _retire(self, wait: bool = True):
+        """Ends the current child (not the spare)."""
         if self._child is None:
             return
         child, conn = self._child, self._conn
         self._child = self._conn = None
-        if wait and child.is_alive():
-            with contextlib.suppress(OSError):
-                conn.send(("stop",))
-            child.join(timeout=10)
-        if child.is_alive():
-            _kill_group(child)
-        child.join()
-        conn.close()
+        _end(child, conn, wait)
 
-    def _start(self):
+    def _spawn(self):
         import multiprocessing
 
         context = multiprocessing.get_context("spawn")
         ours, theirs = context.Pipe()
         # Not a daemon: a daemonic process may not start the probe's parallel fold workers.
         # It dies with this process all the same (`_die_with_parent`).
-        self._child = context.Process(target=_child_main, args=(theirs, self.problem), daemon=False)
-        self._child.start()
+        child = context.Process(target=_child_main, args=(theirs, self.problem), daemon=False)
+        child.start()
         theirs.close()
-        self._conn, self._trials = ours, 0
         self.started += 1
+        return child, ours
 
     def _send(self, message):
         try:
@@ -122,6 +129,17 @@ class TrialProcess:
         except EOFError:
             self._child.join()
             raise FailedTrial(f"trial process died (exit code {self._child.exitcode})") from None
+
+
+def _end(child, conn, wait: bool):
+    if wait and child.is_alive():
+        with contextlib.suppress(OSError):
+            conn.send(("stop",))
+        child.join(timeout=10)
+    if child.is_alive():
+        _kill_group(child)
+    child.join()
+    conn.close()
 
 
 def _child_main(conn, problem):
