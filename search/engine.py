@@ -24,7 +24,7 @@ from encoderkit.probe import METRICS, REFERENCE, cv_score, test_score
 from search import devices
 from search.backends import get_backend
 from search.errors import Interrupted, SearchError, StudyError
-from search.lock import study_lock
+from search.lock import check_free, study_lock
 from search.preflight import check_installed, check_test_size, check_writable_study_dir, keras_backend_to_use
 from search.faults import crash_point
 from search.leaderboard import format_leaderboard, trial_rows
@@ -118,6 +118,7 @@ def run(
         "max_failures": int(max_failures), "fresh_process": int(fresh_process), "gpus": gpu_ids,
         **backend_settings,
     }
+    check_free(study_dir)
     check_same_study(study_dir, settings, problem, loaded)  # refused before the lock is touched
     created = _make_directory(study_dir)
     with study_lock(study_dir, "run"):
@@ -173,6 +174,7 @@ def resume(study_dir, *, progress=True, export=True) -> StudyResult:
     """Continues a stopped or crashed study to its requested number of trials."""
     study = open_study(study_dir)
     check_writable_study_dir(study.directory)
+    check_free(study.directory)
     check_installed("backend", study.manifest["backend"])
     check_installed(f"{study.directory}: Keras backend", study.manifest.get("keras_backend") or "tensorflow")
     problem, space = study.problem(), study.space()  # a changed space or data refuses before the lock
@@ -246,6 +248,7 @@ def export_best(study_dir, trial=None, out=None) -> dict:
     the test part is recorded in the study (`test_uses`). Returns the export manifest."""
     study = open_study(study_dir)
     check_writable_study_dir(study.directory)
+    check_free(study.directory)
     destination = export_destination(study, trial, out)
     check_destination(destination)  # before minutes of refitting
     _pick_trial(load_readonly(study), trial, study.directory)  # a bad --trial touches nothing

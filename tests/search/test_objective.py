@@ -164,7 +164,8 @@ def test_a_trial_in_a_fresh_process_scores_like_one_in_this_process(small_digits
 def test_a_trial_process_runs_every_trials_then_is_replaced_and_survives_prunes_and_failures(
         small_digits, monkeypatch):
     """`--fresh-process 3`: one child runs a scored, a pruned and a failed trial (each leaves
-    it in step for the next), the fourth trial gets a new child; a child that dies mid-trial
+    it in step for the next), the fourth trial gets the next child (started, as a spare,
+    during the third); a child that dies mid-trial
     is a failed trial and the next trial gets a new one."""
     from search.trial_process import TrialProcess
 
@@ -182,9 +183,9 @@ def test_a_trial_process_runs_every_trials_then_is_replaced_and_survives_prunes_
             process(CANDIDATE, 0, report=prune)
         with pytest.raises(FailedTrial, match="NaN"):
             process(bad, 0)
-        assert process.started == 1
+        assert process.started == 2  # the next child, started during the third trial
         again = process(CANDIDATE, 0)
-        assert process.started == 2
+        assert process.started == 2  # ... runs the fourth
         assert again["score"] == pytest.approx(first["score"], abs=0.02)
 
         process.close()
