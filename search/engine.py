@@ -97,6 +97,7 @@ def run(
     loaded = load_space(space, scale)
     dataset = load_dataset(data, target, data_dir)
     restricted, notes = loaded.for_kind(dataset.kind)
+    notes = [*dataset.notes, *notes]
     if backend == "kerastuner" and restricted.start:  # its oracles choose every value themselves
         notes.append("the kerastuner backend does not take the space's start points (optuna and ray do): skipped")
     problem = make_problem(

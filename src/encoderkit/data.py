@@ -31,6 +31,7 @@ class Dataset:
     test_rows: np.ndarray | None = None  # a predefined test part (e.g. Fashion-MNIST's 10k)
     handcrafted: str | None = None  # name of a handcrafted-features baseline, if one is defined
     target_name: str | None = None  # the label column or array, as the file names it
+    notes: tuple = ()  # what loading changed, for the user (e.g. a dropped index column)
 
 
 def load_dataset(data: str = "digits", target: str | None = None, data_dir: str | None = None) -> Dataset:
@@ -171,17 +172,28 @@ def insurance_sufficient_statistics(X) -> np.ndarray:
     return np.column_stack([X[:, :, 1].sum(axis=1), X[:, :, 2].sum(axis=1), (X[:, :, 0] > 0).sum(axis=1)])
 
 
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+
+
 def _csv(path: Path, target: str | None) -> Dataset:
     import pandas as pd
 
+    delimiter = _sniff_delimiter(path)
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, sep=delimiter)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot be read as CSV ({_first_line(exc)})") from None
+        raise DataError(f"{path}: cannot be read as CSV with {DELIMITERS[delimiter]}s between values "
+                        f"({_first_line(exc)})") from None
+    notes = ()
+    if len(frame.columns) and str(frame.columns[0]).startswith("Unnamed: 0"):
+        # pandas' to_csv writes the index as a nameless first column; it is no feature
+        frame = frame.drop(columns=frame.columns[0])
+        notes = (f"{path.name}: dropped the unnamed first column (a saved DataFrame index)",)
     target = target or "target"
     if target not in frame.columns:
         raise DataError(
-            f"{path}: no target column {target!r} (columns: {', '.join(map(str, frame.columns[:20]))})"
+            f"{path}: no target column {target!r} (columns, split at {DELIMITERS[delimiter]}s: "
+            f"{', '.join(map(str, frame.columns[:20]))})"
         )
     y = frame.pop(target).to_numpy()
     for column in frame.columns:
@@ -195,7 +207,16 @@ def _csv(path: Path, target: str | None) -> Dataset:
             )
     X = frame.to_numpy(dtype=np.float64)
     return _checked(Dataset(path.stem, X, y, "tabular", (X.shape[1],), tuple(map(str, frame.columns)),
-                            target_name=target), path)
+                            target_name=target, notes=notes), path)
+
+
+def _sniff_delimiter(path: Path) -> str:
+    """Comma, semicolon or tab: whichever the header line holds most of (comma if none)."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        header = handle.readline()
+    counts = {d: header.count(d) for d in DELIMITERS}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
 
 
 def _npy(path: Path, target: str | None) -> Dataset:

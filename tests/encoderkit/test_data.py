@@ -257,3 +257,31 @@ def test_real_fashion_mnist_from_the_debian_package():
     small = load_dataset("fashion-mnist:n=1000,seed=1")
     assert small.X.shape == (11000, 784) and np.bincount(small.y[:1000]).tolist() == [100] * 10
     np.testing.assert_array_equal(small.X[1000:], dataset.X[60000:])
+
+
+@pytest.mark.parametrize("sep", [",", ";", "\t"])
+def test_a_csv_with_commas_semicolons_or_tabs_reads_alike(tmp_path, sep):
+    import pandas as pd
+
+    frame = pd.DataFrame({"a": np.arange(10.0), "b": np.ones(10), "label": [0, 1] * 5})
+    frame.to_csv(tmp_path / "data.csv", sep=sep, index=False)
+    dataset = load_dataset(str(tmp_path / "data.csv"), "label")
+    assert dataset.feature_names == ("a", "b") and dataset.X.shape == (10, 2) and not dataset.notes
+
+
+def test_a_saved_dataframe_index_column_is_dropped_with_a_note(tmp_path):
+    import pandas as pd
+
+    pd.DataFrame({"a": np.arange(10.0), "label": [0, 1] * 5}).to_csv(tmp_path / "data.csv")  # index written
+    dataset = load_dataset(str(tmp_path / "data.csv"), "label")
+    assert dataset.feature_names == ("a",)
+    assert dataset.notes == ("data.csv: dropped the unnamed first column (a saved DataFrame index)",)
+
+
+def test_a_csv_that_does_not_parse_names_the_delimiter_it_saw(tmp_path):
+    (tmp_path / "data.csv").write_text("a;b;label\n1;2;0\n1;2;3;4;5\n")
+    with pytest.raises(DataError, match="cannot be read as CSV with semicolons between values"):
+        load_dataset(str(tmp_path / "data.csv"), "label")
+    (tmp_path / "pipes.csv").write_text("a|b|label\n1|2|0\n")
+    with pytest.raises(DataError, match=r"no target column 'label' \(columns, split at commas: a\|b\|label\)"):
+        load_dataset(str(tmp_path / "pipes.csv"), "label")
