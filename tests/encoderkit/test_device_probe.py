@@ -1,0 +1,110 @@
+"""The device probe (all CV folds in one JAX program) against the reference probe on the
+same codes and folds. JAX runs on the CPU here; the program is the one a GPU runs."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from encoderkit.probe import cv_score, make_probe, test_score as held_out_score
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
+
+HALF_A_POINT = 0.005
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits(return_X_y=True)
+
+
+def test_scores_the_reference_on_digits_pixels(digits):
+    X, y = digits  # constant pixels included: their range is 0, as MinMaxScaler handles
+    reference, _ = cv_score(X, y, "accuracy", folds=5, seed=0, probe="logistic_regression")
+    score, std = cv_score(X, y, "accuracy", folds=5, seed=0, probe="device_softmax")
+    assert reference > 0.95  # chance is 0.1: a broken probe cannot pass
+    assert abs(score - reference) <= HALF_A_POINT, (score, reference)
+    assert 0 <= std < 0.05
+
+
+def test_scores_the_reference_on_autoencoder_codes(digits):
+    from encoderkit import AutoencoderTransformer
+
+    X, y = digits
+    X, y = X[:900], y[:900]
+    codes = AutoencoderTransformer(family="dense", code_size=12, epochs=8, batch_size=64, learning_rate=3e-3,
+                                   family_params={"layers": [{"units": 32, "activation": "relu"}]},
+                                   input_shape=(8, 8, 1), random_state=0).fit_transform(X)
+    for features in (codes, np.hstack([X, codes])):  # a code alone, and with the inputs
+        reference, _ = cv_score(features, y, "accuracy", folds=3, seed=1, probe="logistic_regression")
+        score, _ = cv_score(features, y, "accuracy", folds=3, seed=1, probe="device_softmax")
+        assert reference > 0.6
+        assert abs(score - reference) <= HALF_A_POINT, (features.shape, score, reference)
+
+
+@pytest.mark.parametrize("metric", ["roc_auc", "accuracy", "f1_macro"])
+def test_binary_targets_match_the_reference(digits, metric):
+    """Two classes: one logistic column in scikit-learn, two softmax columns here (the penalty
+    is matched, or the heads would be regularised half as much)."""
+    X, y = digits
+    pick = np.isin(y, [3, 8, 9])
+    X, y = X[pick], (y[pick] == 8)  # 8 against 3 and 9: near, not perfectly separable
+    X = X + np.random.default_rng(0).normal(scale=4.0, size=X.shape)
+    reference, _ = cv_score(X, y, metric, folds=3, seed=0, probe="logistic_regression")
+    score, _ = cv_score(X, y, metric, folds=3, seed=0, probe="device_softmax")
+    assert 0.6 < reference < 0.995
+    assert abs(score - reference) <= HALF_A_POINT, (metric, score, reference)
+
+
+def test_random_labels_score_chance(digits):
+    X, _ = digits
+    y = np.random.default_rng(1).integers(0, 3, len(X))
+    score, _ = cv_score(X, y, "accuracy", folds=3, seed=0, probe="device_softmax")
+    assert score < 0.45
+
+
+def test_the_estimator_agrees_with_the_reference_pipeline(digits):
+    X, y = digits
+    labels = np.array(list("abcdefghij"))[y]
+    train, test = slice(0, 1200), slice(1200, None)
+    reference = make_probe("logistic_regression").fit(X[train], labels[train])
+    model = make_probe("device_softmax").fit(X[train], labels[train])
+    assert list(model.classes_) == list("abcdefghij")
+    proba = model.predict_proba(X[test])
+    assert proba.shape == (len(X[test]), 10) and np.allclose(proba.sum(axis=1), 1)
+    assert (model.predict(X[test]) == reference.predict(X[test])).mean() > 0.98
+    assert np.abs(proba - reference.predict_proba(X[test])).max() < 0.1
+    assert model.n_iter_[0] < 1000  # converged to the tolerance, not stopped by the cap
+    score, low, high = held_out_score(X[train], labels[train], X[test], labels[test], "accuracy",
+                                      n_boot=50, probe="device_softmax")
+    assert score > 0.9 and low <= score <= high
+
+
+def test_padding_to_a_bucket_changes_nothing(digits):
+    """Buckets pad rows (in no fold) and features (constant zero): the fit must not move."""
+    from encoderkit.device_probe import bucket, fit_heads
+
+    X, y = digits
+    X, y = X[:300, :40], y[:300]  # 300 rows and 40 features pad to 512 and 48
+    assert bucket(300, rows=True) == 512 and bucket(40, rows=False) == 48
+    masks = np.ones((1, 300), np.float32)
+    plain = fit_heads(X, y, 10, masks)
+    wider = fit_heads(np.hstack([X, np.zeros((300, 9))]), y, 10, masks)  # 49 features pad to 64
+    np.testing.assert_allclose(plain.probabilities, wider.probabilities, atol=2e-3)
+    assert np.abs(wider.coef[0, 40:]).max() == 0
+
+
+def test_the_probe_is_one_program_per_bucket(digits):
+    """Trials whose codes fall in one bucket reuse the compiled program (no new trace)."""
+    import jax
+
+    from encoderkit.device_probe import _compiled
+
+    X, y = digits
+    fit = _compiled(1000, 1e-4)
+    cv_score(X[:500, :50], y[:500], "accuracy", folds=3, seed=0, probe="device_softmax")
+    before = fit._cache_size()
+    cv_score(X[:510, :60], y[:510], "accuracy", folds=3, seed=0, probe="device_softmax")
+    assert fit._cache_size() == before
+    assert isinstance(jax.devices()[0].platform, str)
