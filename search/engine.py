@@ -19,7 +19,7 @@ import numpy as np
 from encoderkit.baselines import baselines_for
 from encoderkit.data import load_dataset
 from encoderkit.probe import METRICS, REFERENCE, cv_score, test_score
-from search import devices
+from search import compile_cache, devices
 from search.backends import get_backend
 from search.errors import Interrupted, SearchError, StudyError
 from search.faults import crash_point
@@ -140,6 +140,7 @@ def _search_and_export(study, problem, space, progress, export, notes):
         os.environ.update(devices.for_worker(study.manifest.get("gpus"), 0))
     _use_keras_backend(study.manifest.get("keras_backend"))
     import_keras_quietly()
+    compile_cache.enable()  # JAX: programs compiled once serve every worker, trial and export
     devices.limit_threads(devices.cores_per_worker(study.manifest.get("workers", 1)))
     notes = (*notes, *recover(study))
     remove_leftovers(study.export_dir)  # half-written exports of a killed run
@@ -198,6 +199,7 @@ def export_best(study_dir, trial=None, out=None, problem=None, space=None) -> di
     from encoderkit.export import save_export
     from encoderkit.transformer import AutoencoderTransformer
     import_keras_quietly()
+    compile_cache.enable()
     study = open_study(study_dir)
     problem = problem or study.problem()
     space = space or study.space()
