@@ -95,6 +95,15 @@ def _scoring(metric: str, y) -> str:
     return metric
 
 
+def _torch_device(probe: str):
+    """Where the logistic-regression probes run on a GPU through the Array API (else None)."""
+    if resolve_probe(probe) not in (REFERENCE, "fast_logistic"):
+        return None
+    from encoderkit.array_api import reference_device
+
+    return reference_device()
+
+
 def cv_score(codes, y, metric: str, folds: int = 5, seed: int = 0, probe: str = REFERENCE, n_jobs: int = 1):
     """Mean and standard deviation of the probe's score over stratified folds.
 
@@ -105,6 +114,10 @@ def cv_score(codes, y, metric: str, folds: int = 5, seed: int = 0, probe: str = 
         from encoderkit.device_probe import cv_fold_scores
 
         scores = cv_fold_scores(codes, y, splitter, metric)
+        return float(np.mean(scores)), float(np.std(scores))
+    device = _torch_device(probe)
+    if device is not None:  # the same estimator on the GPU, fold after fold
+        scores = [_device_score(device, probe, metric, codes, y, train, test) for train, test in splitter.split(codes, y)]
         return float(np.mean(scores)), float(np.std(scores))
     if resolve_probe(probe) == "keras_softmax":
         n_jobs = 1  # folds share the accelerator in this process; no process pool
@@ -132,14 +145,32 @@ def metric_value(metric: str, y_true, predicted, probabilities, classes) -> floa
     raise ValueError(f"unknown metric {metric!r}")
 
 
+def _device_score(device, probe, metric, codes, y, train, test) -> float:
+    from encoderkit.array_api import fit_predict_proba
+
+    y = np.asarray(y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        classes, probabilities = fit_predict_proba(device, make_probe(probe), codes[train], y[train], codes[test])
+    return metric_value(metric, y[test], classes[np.argmax(probabilities, axis=1)], probabilities, classes)
+
+
 def test_score(train_codes, y_train, test_codes, y_test, metric, seed=0, n_boot=1000, probe=REFERENCE):
     """Fits the probe on the whole search part, scores the test part once, and gives a 95%
-    bootstrap interval over test rows: (score, low, high)."""
+    bootstrap interval over test rows: (score, low, high). On a GPU the reference runs there
+    (encoderkit/array_api.py), the same estimator and solver."""
+    device = _torch_device(probe)
     with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model = make_probe(probe).fit(train_codes, y_train)
-    predicted, probabilities = model.predict(test_codes), model.predict_proba(test_codes)
-    classes = model.classes_
+        if device is not None:
+            from encoderkit.array_api import fit_predict_proba
+
+            classes, probabilities = fit_predict_proba(device, make_probe(probe), train_codes, y_train, test_codes)
+            predicted = classes[np.argmax(probabilities, axis=1)]
+        else:
+            model = make_probe(probe).fit(train_codes, y_train)
+            predicted, probabilities = model.predict(test_codes), model.predict_proba(test_codes)
+            classes = model.classes_
     y_test = np.asarray(y_test)
     score = metric_value(metric, y_test, predicted, probabilities, classes)
     rng = np.random.default_rng(seed)
