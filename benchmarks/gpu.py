@@ -172,11 +172,15 @@ def held_out_check(study_dir, rows, workdir, env):
 
 
 def smoke_space(workdir) -> str:
-    """The image space with the device probe named, so that a CPU run exercises it."""
+    """The image space with the device probe named, so that a CPU run exercises it, and 1-2
+    epochs without its start point, so that trials finish within a smoke run's budget."""
     import yaml
 
     doc = yaml.safe_load((ROOT / "spaces" / "image.yaml").read_text())
     doc["probe"] = {**doc["probe"], "model": "device_softmax"}
+    doc["training"]["epochs"] = {"int": [1, 2]}
+    doc["code_size"] = {"int": [16, 512], "log": True}
+    doc.pop("start", None)
     path = workdir / "image-device-probe.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return str(path)
@@ -200,8 +204,7 @@ def main():
     env.setdefault("SEARCH_JAX_CACHE", str(workdir / "jax-cache"))  # cold: what a first search pays
     space = smoke_space(workdir) if args.smoke else "image"
     data_dir = os.environ.get("FASHION_MNIST_DIR")
-    common = {"space": space, "backend": "optuna", "trials": 100000, "data_dir": data_dir, "seed": 0,
-              "scale": 0.25 if args.smoke else 1.0}
+    common = {"space": space, "backend": "optuna", "trials": 100000, "data_dir": data_dir, "seed": 0}
     runs = [
         ("w1", {**common, "data": f"fashion-mnist:n={1000 if args.smoke else 10000}", "workers": 1, "timeout": small,
                 "export": False}),
@@ -248,7 +251,7 @@ def write(out: Path, report: dict, smoke: bool):
         "",
         f"Command: `{'.venv/bin/python benchmarks/gpu.py --smoke' if smoke else 'source .gpu/env.sh && python3 benchmarks/gpu.py'}`"
         f" on {m['gpu'] or 'no GPU'} ({m['cores']} cores, Python {m['python']}), Keras backend jax, optuna backend, "
-        "`--space image`" + (" with `probe: device_softmax`, `--scale 0.25`" if smoke else "") + ". Trials/hour: finished "
+        "`--space image`" + (" with `probe: device_softmax`, 1-2 epochs, codes up to 512" if smoke else "") + ". Trials/hour: finished "
         "trials over the span from the first trial's start to the last one's end. After the last trial: export "
         "(refit on the whole search part, held-out scores) and process exit. Stage means: seconds per completed trial.",
         "",

@@ -1,6 +1,6 @@
 """JAX's persistent compilation cache and the trial's compile seconds: a trial under Keras'
-JAX backend (with the device probe, as on a GPU) compiles in the first process and reads its
-programs back in the next."""
+JAX backend (with the device probe for its checkpoints and CV, as on a GPU) compiles in the
+first process and reads its programs back in the next."""
 
 import importlib.util
 import json
@@ -26,8 +26,9 @@ jax.monitoring.register_event_listener(
     lambda event, **kw: hits.append(event) if event == "/jax/compilation_cache/cache_hits" else None)
 X, y = load_digits(return_X_y=True)
 problem = make_problem(Dataset("d", X[:400], y[:400], "image", (8, 8, 1)), folds=3, seed=0, probe="device_softmax")
-outcome = evaluate(problem, CANDIDATE, seed=0, report=lambda step, value: None)
-print(json.dumps({"outcome": outcome, "hits": len(hits)}))
+reports = []
+outcome = evaluate(problem, CANDIDATE, seed=0, report=lambda step, value: reports.append(value))
+print(json.dumps({"outcome": outcome, "hits": len(hits), "reports": reports}))
 """
 
 
@@ -73,6 +74,7 @@ def test_a_jax_trial_reports_compile_seconds_and_the_next_process_reads_the_cach
         outcome = run["outcome"]
         assert outcome["probe"] == "device_softmax"
         assert 0.5 < outcome["score"] <= 1.0
+        assert len(run["reports"]) == 2 and all(0.3 < value <= 1.0 for value in run["reports"])  # checkpoints
         assert set(outcome["seconds"]) >= {"fit", "checkpoints", "probe", "compile"}
     assert first["outcome"]["seconds"]["compile"] > 0.5  # the training step and the probe programs
     assert first["hits"] == 0 and second["hits"] >= 2  # the probe's CV and checkpoint programs at least
