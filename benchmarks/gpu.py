@@ -276,9 +276,10 @@ def write(out: Path, report: dict, smoke: bool):
     check = report.get("check")
     if check and "error" not in check:
         auto, host = check["auto"], check["host"]
+        where = "the host (no GPU for torch here)" if auto["device"] == "None" else f"torch {auto['device']}"
         lines += [
             f"Held-out check on the full run's exported encoder ({check['rows']} training rows, {check['width']} "
-            f"features, the official test images): reference probe on {auto['device']} "
+            f"features, the official test images): reference probe on {where} "
             f"{auto['score']:.4f} in {auto['seconds']:.1f} s, on the host CPU {host['score']:.4f} in "
             f"{host['seconds']:.1f} s: difference {100 * (auto['score'] - host['score']):+.2f} points.", ""]
     elif check:
