@@ -242,8 +242,9 @@ _jitted_encoders = weakref.WeakKeyDictionary()
 def _encode_jax(encoder, X, chunk):
     """Under JAX a direct call runs the model op by op, compiling each op for every new shape
     (encoding took 4.1 s per trial on an H200, DESIGN.md): here the encoder is one jitted
-    function per model, and chunks are padded to one size (a power of two up to `chunk`), so
-    a trial compiles it once or twice for all its checkpoints and its final encode."""
+    function per model over chunks padded to one size, so a trial compiles it once for all its
+    checkpoints and its final encode. On the CPU, where a padded forward pass costs more than
+    a compile, rows are padded only to the next power of two."""
     import jax
 
     call = _jitted_encoders.get(encoder)
@@ -253,7 +254,7 @@ def _encode_jax(encoder, X, chunk):
         _jitted_encoders[encoder] = call
     trainable = [v.value for v in encoder.trainable_variables]
     other = [v.value for v in encoder.non_trainable_variables]
-    size = min(chunk, 1 << (len(X) - 1).bit_length())
+    size = min(chunk, 1 << (len(X) - 1).bit_length()) if jax.devices()[0].platform == "cpu" else chunk
     parts = []
     for start in range(0, len(X), size):
         part = X[start : start + size]
