@@ -8,11 +8,13 @@
     # on a CPU, a tiny version of the same runs (a few minutes):
     .venv/bin/python benchmarks/gpu.py --smoke
 
-Three searches with the optuna backend under Keras' JAX backend, each in its own process:
-1. `fashion-mnist:n=10000 --space image`, 1 worker, `--small-timeout` seconds;
-2. the same with 4 workers sharing the GPU, same wall budget (a new study);
-3. full Fashion-MNIST (60k training images, the official 10k test images), `--full-timeout`
-   seconds, to a finished export: test accuracy and wall time from start to export.
+Three searches with the optuna backend under Keras' JAX backend, each in its own process
+with its own (cold) JAX compilation cache:
+1. full Fashion-MNIST (60k training images, the official 10k test images), `--full-timeout`
+   seconds (300), to a finished export: test accuracy and wall time from start to export;
+2. `fashion-mnist:n=10000 --space image`, 1 worker, `--small-timeout` seconds (60, or less
+   so that the command ends by `--deadline`, 480 s);
+3. the same with 4 workers sharing the GPU, same wall budget (a new study).
 For each: finished trials per hour (finished trials over the span from the first trial's
 start to the last one's end, as benchmarks/scaling.py), the mean seconds per stage from the
 trials' cost records (the leaderboard's cost line), peak GPU memory (nvidia-smi, polled),
@@ -21,7 +23,8 @@ check: the exported encoder's codes scored by the reference probe on the GPU (sc
 Array API on torch, as the export did) and on the host CPU, on the same rows.
 
 The small runs skip the export (the full run measures it, on six times the rows), so the
-command fits: about 2 x 60 s + 300 s search + start, baselines, last trial and export.
+command fits: 300 s of full search, its start, tail and export, then the two small runs in
+what is left of the deadline.
 Writes OUT/gpu.md and OUT/gpu.json (OUT: benchmarks/results by default) after every run,
 so a run cut short still leaves what it measured. `--smoke` runs the same code on a CPU with
 a tiny budget and small data, with the device probe forced (`probe: device_softmax`), and
@@ -130,6 +133,7 @@ def search(name, settings, workdir, env):
 
     study_dir = workdir / name
     settings = {**settings, "study_dir": str(study_dir), "progress": False}
+    env = {**env, "SEARCH_JAX_CACHE": str(workdir / f"jax-cache-{name}")}  # each run starts cold
     marks_file = workdir / f"{name}.json"
     started = time.time()
     with PeakGpuMemory() as memory:
@@ -190,46 +194,61 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--smoke", action="store_true", help="a tiny budget on small data (CPU)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="where gpu.md goes")
-    parser.add_argument("--small-timeout", type=float, default=None, help="seconds, runs 1 and 2 (default 30; smoke 15)")
+    parser.add_argument("--small-timeout", type=float, default=None,
+                        help="seconds, runs 1 and 2 (default 60, cut to fit --deadline; smoke 15)")
     parser.add_argument("--full-timeout", type=float, default=None, help="seconds, run 3 (default 300; smoke 15)")
+    parser.add_argument("--deadline", type=float, default=None,
+                        help="the whole command's seconds (default 480; smoke: none); the small runs get what is left")
     parser.add_argument("--check-rows", type=int, default=None, help="training rows of the held-out check (default 5000)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["w1", "w4", "full", "check"])
     args = parser.parse_args()
-    small = args.small_timeout or (15.0 if args.smoke else 30.0)
+    small = args.small_timeout or (15.0 if args.smoke else 60.0)
     full = args.full_timeout or (15.0 if args.smoke else 300.0)
+    deadline = args.deadline or (None if args.smoke else 480.0)
     check_rows = args.check_rows or (500 if args.smoke else 5000)
     workdir = Path(tempfile.mkdtemp(prefix="gpu-bench-"))
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2", "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    env.setdefault("SEARCH_JAX_CACHE", str(workdir / "jax-cache"))  # cold: what a first search pays
     space = smoke_space(workdir) if args.smoke else "image"
-    data_dir = os.environ.get("FASHION_MNIST_DIR")
-    common = {"space": space, "backend": "optuna", "trials": 100000, "data_dir": data_dir, "seed": 0}
-    runs = [
-        ("w1", {**common, "data": f"fashion-mnist:n={1000 if args.smoke else 10000}", "workers": 1, "timeout": small,
-                "export": False}),
-        ("w4", {**common, "data": f"fashion-mnist:n={1000 if args.smoke else 10000}", "workers": 4, "timeout": small,
-                "export": False}),
-        ("full", {**common, "data": "fashion-mnist:n=2000" if args.smoke else "fashion-mnist", "workers": 1,
-                  "timeout": full, "export": True}),
-    ]
+    common = {"space": space, "backend": "optuna", "trials": 100000, "data_dir": os.environ.get("FASHION_MNIST_DIR"),
+              "seed": 0}
+    small_data = f"fashion-mnist:n={1000 if args.smoke else 10000}"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"smoke": args.smoke, "machine": machine(), "results": [], "check": None}
+    report = {"smoke": args.smoke, "machine": machine(), "results": [], "check": None, "notes": []}
     began = time.time()
-    for name, settings in runs:
+    # The full search first: its 5 minutes are fixed, the small runs share what is left.
+    if "full" not in args.skip:
+        settings = {**common, "data": "fashion-mnist:n=2000" if args.smoke else "fashion-mnist", "workers": 1,
+                    "timeout": full, "export": True}
+        record(report, search("full", settings, workdir, env), out)
+        if "check" not in args.skip:
+            report["check"] = held_out_check(workdir / "full", check_rows, workdir, env)
+            print(json.dumps(report["check"]), flush=True)
+    for name, workers in (("w1", 1), ("w4", 4)):
         if name in args.skip:
             continue
-        result = search(name, settings, workdir, env)
-        print(json.dumps({k: v for k, v in result.items() if k != "leaderboard"}), flush=True)
-        report["results"].append(result)
-        write(out, report, args.smoke)
-    if "full" not in args.skip and "check" not in args.skip:
-        report["check"] = held_out_check(workdir / "full", check_rows, workdir, env)
-        print(json.dumps(report["check"]), flush=True)
+        budget = small
+        if deadline is not None:  # each small run costs about its budget plus a minute of start and tail
+            runs_left = 1 + (name == "w1" and "w4" not in args.skip)
+            budget = min(small, (deadline - (time.time() - began)) / runs_left - SMALL_OVERHEAD_S)
+        if budget < 15:
+            report["notes"].append(f"{name} skipped: {budget:.0f} s of the deadline left for it")
+            continue
+        settings = {**common, "data": small_data, "workers": workers, "timeout": round(budget), "export": False}
+        record(report, search(name, settings, workdir, env), out)
     report["total_s"] = round(time.time() - began, 1)
     write(out, report, args.smoke)
     print((out / ("gpu-smoke.md" if args.smoke else "gpu.md")).read_text())
+
+
+SMALL_OVERHEAD_S = 45  # start-up, baselines and the last trial's end around a small run's budget
+
+
+def record(report, result, out):
+    print(json.dumps({k: v for k, v in result.items() if k != "leaderboard"}), flush=True)
+    report["results"].append(result)
+    write(out, report, report["smoke"])
 
 
 def machine() -> dict:
@@ -284,6 +303,7 @@ def write(out: Path, report: dict, smoke: bool):
             f"{host['seconds']:.1f} s: difference {100 * (auto['score'] - host['score']):+.2f} points.", ""]
     elif check:
         lines += [f"Held-out check failed: `{check['error'][-300:]}`", ""]
+    lines += [f"Note: {note}" for note in report.get("notes", [])]
     if "total_s" in report:
         lines += [f"Whole command: {report['total_s']} s.", ""]
     (out / f"{stem}.md").write_text("\n".join(lines))
