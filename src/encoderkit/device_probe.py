@@ -53,12 +53,15 @@ def bucket(size: int, rows: bool) -> int:
     return -(-size // unit) * unit
 
 
-def fold_masks(n_rows: int, folds) -> np.ndarray:
-    """(k, n_rows) float32: 1 where a row trains fold k's head, from (train, test) index pairs."""
-    masks = np.zeros((len(folds), n_rows), np.float32)
-    for k, (train, _) in enumerate(folds):
-        masks[k, train] = 1.0
-    return masks
+def fold_groups(n_rows: int, folds) -> np.ndarray:
+    """Each row's test fold (0..k-1), or k for a row that trains every head, from k-fold
+    (train, test) index pairs: every fold trains on all rows but its test rows."""
+    groups = np.full(n_rows, len(folds), np.int32)
+    for k, (train, test) in enumerate(folds):
+        if len(train) + len(test) != n_rows or np.any(groups[test] != len(folds)):
+            raise ValueError("folds must split the rows into disjoint test parts, each fold training on the rest")
+        groups[test] = k
+    return groups
 
 
 @dataclass(frozen=True)
@@ -71,9 +74,9 @@ class Heads:
     n_iter: np.ndarray  # (k,) L-BFGS iterations run
 
 
-def fit_heads(X, y_index, n_classes: int, masks, C=1.0, max_iter=MAX_ITER, tol=TOL) -> Heads:
-    """Fits one head per row of `masks` on its rows of X (y_index: class positions 0..n-1),
-    all at once on JAX's default device."""
+def fit_heads(X, y_index, n_classes: int, groups, n_folds: int = 1, C=1.0, max_iter=MAX_ITER, tol=TOL) -> Heads:
+    """Fits `n_folds` heads at once on JAX's default device, head k on the rows of X whose
+    group (`fold_groups`) is not k (y_index: class positions 0..n_classes-1)."""
     import jax.numpy as jnp
 
     X = np.asarray(X, np.float32)
@@ -83,15 +86,15 @@ def fit_heads(X, y_index, n_classes: int, masks, C=1.0, max_iter=MAX_ITER, tol=T
     codes[:n, :d] = X
     onehot = np.zeros((n_pad, n_classes), np.float32)
     onehot[np.arange(n), y_index] = 1.0
-    padded_masks = np.zeros((len(masks), n_pad), np.float32)
-    padded_masks[:, :n] = masks
-    rows = padded_masks.sum(axis=1)
+    padded_groups = np.full(n_pad, n_folds + 1, np.int32)  # padding: a group no head trains on
+    padded_groups[:n] = groups
+    rows = np.array([np.sum((padded_groups != k) & (padded_groups <= n_folds)) for k in range(n_folds)], np.float32)
     # scikit-learn minimises C * sum(losses) + |W|^2 / 2; per row: mean loss + |W|^2 / (2 C n).
     # A binary target is one logistic column there, two softmax columns here, whose weights
     # settle at +-w/2: the penalty on them is half of |w|^2, so it is doubled to match.
     alpha = (1.0 if n_classes > 2 else 2.0) / (C * rows)
     probabilities, coef, intercept, n_iter = _compiled(int(max_iter), float(tol))(
-        jnp.asarray(codes), jnp.asarray(onehot), jnp.asarray(padded_masks), jnp.asarray(alpha, jnp.float32)
+        jnp.asarray(codes), jnp.asarray(onehot), jnp.asarray(padded_groups), jnp.asarray(alpha, jnp.float32)
     )
     return Heads(np.asarray(probabilities)[:, :n], np.asarray(coef)[:, :d], np.asarray(intercept), np.asarray(n_iter))
 
@@ -103,7 +106,7 @@ def cv_fold_scores(codes, y, splitter, metric: str) -> list[float]:
     y = np.asarray(y)
     folds = list(splitter.split(codes, y))
     classes, y_index = np.unique(y, return_inverse=True)
-    heads = fit_heads(codes, y_index, len(classes), fold_masks(len(y), folds))
+    heads = fit_heads(codes, y_index, len(classes), fold_groups(len(y), folds), len(folds))
     scores = []
     for k, (_, test) in enumerate(folds):
         proba = heads.probabilities[k][test]
@@ -123,8 +126,8 @@ class DeviceSoftmaxProbe(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         self.classes_ = unique_labels(y)
-        heads = fit_heads(X, np.searchsorted(self.classes_, y), len(self.classes_), np.ones((1, len(X)), np.float32),
-                          C=float(self.C), max_iter=int(self.max_iter), tol=float(self.tol))
+        heads = fit_heads(X, np.searchsorted(self.classes_, y), len(self.classes_), np.ones(len(X), np.int32),
+                          C=float(self.C), max_iter=int(self.max_iter), tol=float(self.tol))  # group 1: train
         self.coef_, self.intercept_, self.n_iter_ = heads.coef[0], heads.intercept[0], heads.n_iter
         return self
 
@@ -144,11 +147,33 @@ class DeviceSoftmaxProbe(ClassifierMixin, BaseEstimator):
 def _compiled(max_iter, tol):
     import jax
 
-    fit_all = jax.vmap(functools.partial(_fit_one, max_iter=max_iter, tol=tol), in_axes=(None, None, 0, 0))
+    fit_one = jax.vmap(functools.partial(_fit_one, max_iter=max_iter, tol=tol), in_axes=(None, None, 0, 0, 0, 0))
+
+    def fit_all(X, Y, groups, alpha):
+        masks, lo, hi = _fold_ranges(X, groups, alpha.shape[0])
+        return fit_one(X, Y, masks, lo, hi, alpha)
+
     return jax.jit(fit_all)
 
 
-def _fit_one(X, Y, mask, alpha, max_iter, tol):
+def _fold_ranges(X, groups, n_folds):
+    """Each head's training rows as a mask, and the per-feature minimum and maximum over them
+    (MinMaxScaler's range), from one pass over X: the range of each group of rows first, then
+    per head over the groups it trains on. (A masked minimum per head, vmapped, made XLA
+    write the codes once per fold: 16 times their size in memory on the CPU.)"""
+    import jax
+    import jax.numpy as jnp
+
+    segments = jnp.arange(n_folds + 2)  # test parts 0..k-1, rows every head trains on, padding
+    trains = (segments[None, :] != jnp.arange(n_folds)[:, None]) & (segments[None, :] <= n_folds)
+    group_min = jax.ops.segment_min(X, groups, num_segments=n_folds + 2)  # an empty group: +inf
+    group_max = jax.ops.segment_max(X, groups, num_segments=n_folds + 2)
+    lo = jnp.min(jnp.where(trains[:, :, None], group_min[None], jnp.inf), axis=1)
+    hi = jnp.max(jnp.where(trains[:, :, None], group_max[None], -jnp.inf), axis=1)
+    return trains[:, groups].astype(X.dtype), lo, hi
+
+
+def _fit_one(X, Y, mask, lo, hi, alpha, max_iter, tol):
     import jax
     import jax.numpy as jnp
     from jax import lax
@@ -158,9 +183,6 @@ def _fit_one(X, Y, mask, alpha, max_iter, tol):
     n_rows = jnp.sum(mask)
     # MinMaxScaler on this fold's rows, then centring (the intercept absorbs it, so the
     # optimum is the reference's): one affine map Z = X * r - c, applied inside products.
-    big = jnp.finfo(X.dtype).max
-    lo = jnp.min(jnp.where(mask[:, None] > 0, X, big), axis=0)
-    hi = jnp.max(jnp.where(mask[:, None] > 0, X, -big), axis=0)
     span = hi - lo
     r = 1.0 / jnp.where(span > 0, span, 1.0)  # a constant feature keeps scale 1, as MinMaxScaler
     c = dot(mask, X) / n_rows * r  # the fold's mean of the scaled codes: min-max's shift cancels

@@ -89,9 +89,9 @@ def test_padding_to_a_bucket_changes_nothing(digits):
     X, y = digits
     X, y = X[:1200, 8:48], y[:1200]  # 1200 rows and 40 features pad to 1280 and 48
     assert bucket(1200, rows=True) == 1280 and bucket(40, rows=False) == 48
-    masks = np.ones((1, 1200), np.float32)
-    plain = fit_heads(X, y, 10, masks)
-    wider = fit_heads(np.hstack([X, np.zeros((1200, 9))]), y, 10, masks)  # 49 features pad to 64
+    everyone = np.ones(1200, np.int32)  # one head, trained on every row
+    plain = fit_heads(X, y, 10, everyone)
+    wider = fit_heads(np.hstack([X, np.zeros((1200, 9))]), y, 10, everyone)  # 49 features pad to 64
     np.testing.assert_allclose(plain.probabilities, wider.probabilities, atol=2e-3)
     assert np.abs(wider.coef[0, 40:]).max() == 0
 
@@ -106,3 +106,13 @@ def test_the_probe_is_one_program_per_bucket(digits):
     before = fit._cache_size()
     cv_score(X[:1793, :60], y[:1793], "accuracy", folds=5, seed=0, probe="device_softmax")  # pads to 2048 x 64 too
     assert fit._cache_size() == before
+
+
+def test_folds_must_partition_the_rows():
+    from encoderkit.device_probe import fold_groups
+
+    folds = [(np.arange(3, 9), np.arange(3)), (np.r_[0:3, 6:9], np.arange(3, 6)), (np.arange(6), np.arange(6, 9))]
+    assert list(fold_groups(9, folds)) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert list(fold_groups(10, [(np.arange(3, 10), np.arange(3))])) == [0] * 3 + [1] * 7
+    with pytest.raises(ValueError, match="disjoint"):
+        fold_groups(9, [(np.arange(2, 9), np.arange(3)), (np.arange(3, 9), np.arange(3))])
