@@ -130,7 +130,8 @@ def _fit_and_score(problem, candidate, seed, report):
     transformer = AutoencoderTransformer(**transformer_params(candidate, seed, problem.dataset.shape))
     callbacks = [interrupts.keras_callback()]
     if clock:  # compile seconds before training began belong to preparing and building the model
-        callbacks.append(keras.callbacks.LambdaCallback(on_train_begin=lambda logs: compiled.append(compile_cache.seconds())))
+        mark = keras.callbacks.LambdaCallback(on_train_begin=lambda logs: compiled.append(compile_cache.seconds()))
+        callbacks.append(mark)
     checkpoint = _checkpoint_callback(keras, transformer, problem, report) if report is not None else None
     if checkpoint is not None:
         callbacks.append(checkpoint)

@@ -209,7 +209,8 @@ def _fit_one(X, Y, mask, lo, hi, alpha, max_iter, tol):
         loss = -jnp.sum(mask * jnp.sum(Y * log_p, axis=1)) / n_rows
         loss += 0.5 * alpha * (jnp.sum(W * W) + 2 * a * jnp.sum(W * dW) + a * a * jnp.sum(dW * dW))
         pd = jnp.sum(p * delta, axis=1)
-        slope = jnp.sum(mask * (pd - jnp.sum(Y * delta, axis=1))) / n_rows + alpha * (jnp.sum(W * dW) + a * jnp.sum(dW * dW))
+        slope = jnp.sum(mask * (pd - jnp.sum(Y * delta, axis=1))) / n_rows
+        slope += alpha * (jnp.sum(W * dW) + a * jnp.sum(dW * dW))
         curve = jnp.sum(mask * (jnp.sum(p * delta * delta, axis=1) - pd * pd)) / n_rows + alpha * jnp.sum(dW * dW)
         return loss, slope, curve
 

@@ -117,7 +117,8 @@ def cv_score(codes, y, metric: str, folds: int = 5, seed: int = 0, probe: str = 
         return float(np.mean(scores)), float(np.std(scores))
     device = _torch_device(probe)
     if device is not None:  # the same estimator on the GPU, fold after fold
-        scores = [_device_score(device, probe, metric, codes, y, train, test) for train, test in splitter.split(codes, y)]
+        scores = [_device_score(device, probe, metric, codes, y, train, test)
+                  for train, test in splitter.split(codes, y)]
         return float(np.mean(scores)), float(np.std(scores))
     if resolve_probe(probe) == "keras_softmax":
         n_jobs = 1  # folds share the accelerator in this process; no process pool

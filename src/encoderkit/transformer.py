@@ -258,8 +258,9 @@ def _encode_jax(encoder, X, chunk):
     parts = []
     for start in range(0, len(X), size):
         part = X[start : start + size]
-        padded = part if len(part) == size else np.concatenate([part, np.zeros((size - len(part), *part.shape[1:]), part.dtype)])
-        parts.append(np.asarray(call(trainable, other, padded))[: len(part)])
+        if len(part) < size:
+            part = np.concatenate([part, np.zeros((size - len(part), *part.shape[1:]), part.dtype)])
+        parts.append(np.asarray(call(trainable, other, part))[: min(size, len(X) - start)])
     return np.concatenate(parts).reshape(len(X), -1).astype(np.float64)
 
 
