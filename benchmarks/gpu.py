@@ -48,8 +48,17 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 CHILD = """
 import json, sys, time
 started = time.time()
+import jax
 from search import engine
-marks = {}
+marks, programs = {}, {}
+
+def compiled(event, seconds, **kwargs):  # where compile time goes, by program (this process)
+    if event.endswith("backend_compile_duration"):
+        name = kwargs.get("fun_name", "?")
+        count, total = programs.get(name, (0, 0.0))
+        programs[name] = (count + 1, total + seconds)
+
+jax.monitoring.register_event_duration_secs_listener(compiled)
 
 def timed(name, fn):
     def wrapper(*args, **kwargs):
@@ -64,7 +73,10 @@ engine.score_baselines = timed("baselines_s", engine.score_baselines)
 engine.export_best = timed("export_s", engine.export_best)
 result = engine.run(**json.loads(sys.argv[1]))
 marks["child_wall_s"] = time.time() - started
-json.dump({"marks": marks, "test": result.test, "leaderboard": result.leaderboard}, open(sys.argv[2], "w"))
+top = sorted(programs.items(), key=lambda item: -item[1][1])[:10]
+json.dump({"marks": marks, "test": result.test, "leaderboard": result.leaderboard,
+           "compiles": [[name, count, round(total, 2)] for name, (count, total) in top],
+           "compile_count": sum(count for count, _ in programs.values())}, open(sys.argv[2], "w"))
 """
 
 # The held-out check: the same codes, reference probe on the GPU (Array API) and on the host.
@@ -162,7 +174,7 @@ def search(name, settings, workdir, env):
         "baselines_s": round(child["marks"].get("baselines_s", 0.0), 1),
         "export_s": round(child["marks"]["export_s"], 1) if "export_s" in child["marks"] else None,
         "test": child["test"], "peak_gpu_mib": memory.peak_mib, "idle_gpu_mib": memory.idle_mib,
-        "leaderboard": child["leaderboard"],
+        "compile_count": child["compile_count"], "top_compiles": child["compiles"], "leaderboard": child["leaderboard"],
     }
 
 
@@ -291,7 +303,9 @@ def write(out: Path, report: dict, smoke: bool):
         )
     lines.append("")
     for r in report["results"]:
-        lines += [f"**{r['name']}**: {r['cost_line']}", ""]
+        top = ", ".join(f"{name} {count}x {total} s" for name, count, total in r["top_compiles"][:6])
+        lines += [f"**{r['name']}**: {r['cost_line']}. The main process compiled {r['compile_count']} programs; "
+                  f"most seconds: {top}.", ""]
     check = report.get("check")
     if check and "error" not in check:
         auto, host = check["auto"], check["host"]
