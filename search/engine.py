@@ -21,7 +21,7 @@ from encoderkit.baselines import baselines_for
 from encoderkit.data import load_dataset
 from encoderkit.export import check_destination
 from encoderkit.probe import METRICS, REFERENCE, cv_score, test_score
-from search import devices
+from search import compile_cache, devices
 from search.backends import get_backend
 from search.errors import Interrupted, SearchError, StudyError
 from search.lock import check_free, study_lock
@@ -190,6 +190,7 @@ def _search_and_export(study, problem, space, progress, export, notes):
         os.environ.update(devices.for_worker(study.manifest.get("gpus"), 0))
     _use_keras_backend(study.manifest.get("keras_backend"))
     import_keras_quietly()
+    compile_cache.enable()  # JAX: programs compiled once serve every worker, trial and export
     devices.limit_threads(devices.cores_per_worker(study.manifest.get("workers", 1)))
     notes = (*notes, *recover(study))
     remove_leftovers(study.export_dir)  # half-written exports of a killed run
@@ -271,6 +272,7 @@ def _export(study, problem=None, space=None, trial=None, out=None) -> dict:
     from encoderkit.transformer import AutoencoderTransformer
 
     import_keras_quietly()
+    compile_cache.enable()
     problem = problem or study.problem()
     space = space or study.space()
     chosen = _pick_trial(load(study), trial, study.directory)

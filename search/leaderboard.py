@@ -45,7 +45,8 @@ def trial_rows(optuna_study) -> list[Row]:
     return rows
 
 
-STAGES = ("prepare", "build", "fit", "checkpoints", "encode", "probe")
+# "compile": seconds JAX spent compiling, taken out of the other stages (JAX backend only).
+STAGES = ("prepare", "build", "fit", "checkpoints", "encode", "probe", "compile")
 
 
 def mean_stage_seconds(stages: list[dict]) -> dict:
@@ -63,7 +64,9 @@ def cost_summary(rows) -> str:
     total = sum(means.values()) or 1.0
     parts = ", ".join(f"{s} {v:.2f}" for s, v in means.items())
     probe = means.get("probe", 0.0) + means.get("checkpoints", 0.0)
-    return f"Mean seconds per completed trial: {parts} (probe and checkpoints {100 * probe / total:.0f}% of the trial)"
+    compiling = f", compiling {100 * means['compile'] / total:.0f}%" if "compile" in means else ""
+    return (f"Mean seconds per completed trial: {parts} "
+            f"(probe and checkpoints {100 * probe / total:.0f}% of the trial{compiling})")
 
 
 def describe(candidate: dict) -> str:

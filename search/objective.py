@@ -11,7 +11,7 @@ import numpy as np
 
 from encoderkit.probe import cv_score, resolve_probe
 from search.errors import FailedTrial, PruneTrial
-from search import interrupts
+from search import compile_cache, interrupts
 from search.faults import crash_point
 from search.problem import stratified_subsample
 from search.suggest import transformer_params
@@ -124,21 +124,36 @@ def _fit_and_score(problem, candidate, seed, report):
     from encoderkit.transformer import AutoencoderTransformer
 
     keras.backend.clear_session(free_memory=False)  # drop layer names; `release_memory` collects
+    clock = compile_cache.enable()  # JAX only: a trial's compile seconds are shown apart
     X, y = problem.trial_X, problem.trial_y
+    compiled = [compile_cache.seconds()]
     transformer = AutoencoderTransformer(**transformer_params(candidate, seed, problem.dataset.shape))
     callbacks = [interrupts.keras_callback()]
+    if clock:  # compile seconds before training began belong to preparing and building the model
+        mark = keras.callbacks.LambdaCallback(on_train_begin=lambda logs: compiled.append(compile_cache.seconds()))
+        callbacks.append(mark)
     checkpoint = _checkpoint_callback(keras, transformer, problem, report) if report is not None else None
     if checkpoint is not None:
         callbacks.append(checkpoint)
     transformer.fit(X, callbacks=callbacks)
     fitted = time.perf_counter()
+    compiled.append(compile_cache.seconds())
     codes = transformer.transform(X)
     if not np.all(np.isfinite(codes)):
         raise FailedTrial("the code has NaN or infinite values")
     encoded = time.perf_counter()
+    compiled.append(compile_cache.seconds())
     mean, std = cv_score(codes, y, problem.metric, problem.folds, problem.seed, problem.probe, problem.probe_jobs)
     probed = time.perf_counter()
+    compiled.append(compile_cache.seconds())
     interrupts.check()
+    compile_parts = None
+    if clock:
+        setup, fit, encode, probe = np.diff(compiled)
+        checkpoints = checkpoint.compile_seconds if checkpoint else 0.0
+        build = min(setup, transformer.fit_seconds_["build"])  # Keras' eager ops compile as layers are built
+        compile_parts = {"prepare": setup - build, "build": build, "fit": fit - checkpoints,
+                         "checkpoints": checkpoints, "encode": encode, "probe": probe}
     return {
         "score": mean,
         "score_std": std,
@@ -146,17 +161,23 @@ def _fit_and_score(problem, candidate, seed, report):
         "epochs_run": len(transformer.history_.get("loss", [])),
         "rows": int(len(y)),
         "seconds": cost_breakdown(transformer.fit_seconds_, checkpoint.seconds if checkpoint else 0.0,
-                                  encoded - fitted, probed - encoded),
+                                  encoded - fitted, probed - encoded, compile_parts),
     }
 
 
-def cost_breakdown(fit_parts: dict, checkpoints: float, encode: float, probe: float) -> dict:
+def cost_breakdown(fit_parts: dict, checkpoints: float, encode: float, probe: float, compile_parts=None) -> dict:
     """Seconds per stage of a trial. "fit" is the training alone: the intermediate probe
-    scores taken while training run inside Keras' fit and are counted as "checkpoints"."""
+    scores taken while training run inside Keras' fit and are counted as "checkpoints".
+    With `compile_parts` (JAX: seconds spent compiling within each stage), those seconds move
+    out of their stages into "compile"."""
     parts = {
         "prepare": fit_parts["prepare"], "build": fit_parts["build"], "fit": fit_parts["train"] - checkpoints,
         "checkpoints": checkpoints, "encode": encode, "probe": probe,
     }
+    if compile_parts is not None:
+        for stage, seconds in compile_parts.items():
+            parts[stage] -= seconds
+        parts["compile"] = sum(compile_parts.values())
     return {k: round(max(0.0, v), 3) for k, v in parts.items()}
 
 
@@ -169,6 +190,7 @@ def _checkpoint_callback(keras, transformer, problem, report):
 
     class ProbeCheckpoint(keras.callbacks.Callback):
         seconds = 0.0  # spent scoring checkpoints, inside Keras' fit
+        compile_seconds = 0.0  # of which compiling (JAX)
         training_started = None
 
         def on_train_begin(self, logs=None):
@@ -181,11 +203,12 @@ def _checkpoint_callback(keras, transformer, problem, report):
                 return  # training stops here and `fit` reports the NaN
             if done % every or done >= epochs or self._training_left(done) < min_saving:
                 return
-            started = time.perf_counter()
+            started, compiled = time.perf_counter(), compile_cache.seconds()
             try:
                 self._score(done)
             finally:
                 self.seconds += time.perf_counter() - started
+                self.compile_seconds += compile_cache.seconds() - compiled
 
         def _training_left(self, done):
             """Seconds of training still to come at the pace so far (an upper bound: early

@@ -10,6 +10,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # Tiny test trials train in well under a second, too little for the engine to take
 # intermediate scores by default; the tests of checkpoints and pruning need them.
 os.environ.setdefault("SEARCH_CHECKPOINT_MIN_SAVING", "0")
+# Under JAX the engine keeps compiled programs in the user's cache; tests leave it alone (the
+# cache's own test gives it a temporary directory).
+os.environ.setdefault("SEARCH_JAX_CACHE", "off")
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SPACE = ROOT / "tests" / "data" / "tiny.yaml"

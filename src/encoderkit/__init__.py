@@ -5,6 +5,9 @@
 
 Importing encoderkit does not import TensorFlow; fitting or loading a model does."""
 
+from encoderkit.array_api import prepare_scipy as _prepare_scipy
+
+_prepare_scipy()  # before scikit-learn imports SciPy: the reference probe on a GPU needs it
 from encoderkit.errors import DataError, EncoderkitError, ExportError, TrainingError
 from encoderkit.export import load_encoder
 from encoderkit.transformer import AutoencoderTransformer

@@ -23,11 +23,14 @@ from threadpoolctl import threadpool_limits
 
 METRICS = ("auto", "accuracy", "roc_auc", "balanced_accuracy", "f1_macro")
 # The reference probe scores every held-out test part. The search's CV may use a cheaper one:
-# `auto` = a softmax layer trained with Keras where an accelerator is present, else
+# `auto` = on an accelerator, the reference's model fitted for all folds at once by one
+# compiled JAX program (`device_softmax`, encoderkit/device_probe.py) under Keras' JAX backend,
+# or a softmax layer trained with Keras (`keras_softmax`) under the others; without one,
 # `fast_logistic` (the reference with 100 lbfgs iterations: 5x faster on Fashion-MNIST conv
-# codes, 0.1 point lower; benchmarks/results/probe.md).
+# codes, 0.1 point lower; benchmarks/results/probe.md). `device_softmax` also runs on JAX's
+# CPU backend where asked for by name.
 REFERENCE = "logistic_regression"
-PROBES = ("auto", REFERENCE, "fast_logistic", "keras_softmax")
+PROBES = ("auto", REFERENCE, "fast_logistic", "keras_softmax", "device_softmax")
 
 
 def resolve_metric(metric: str, y) -> str:
@@ -45,7 +48,11 @@ def resolve_probe(model: str) -> str:
         raise ValueError(f"unknown probe model {model!r} (known: {', '.join(PROBES)})")
     if model != "auto":
         return model
-    return "keras_softmax" if has_accelerator() else "fast_logistic"
+    if not has_accelerator():
+        return "fast_logistic"
+    import keras
+
+    return "device_softmax" if keras.backend.backend() == "jax" else "keras_softmax"
 
 
 def has_accelerator() -> bool:
@@ -70,6 +77,10 @@ def has_accelerator() -> bool:
 
 def make_probe(model: str = REFERENCE):
     model = resolve_probe(model)
+    if model == "device_softmax":
+        from encoderkit.device_probe import DeviceSoftmaxProbe
+
+        return DeviceSoftmaxProbe()  # scales the codes itself, as MinMaxScaler would
     if model == "keras_softmax":
         from encoderkit.softmax_probe import SoftmaxProbe
 
@@ -84,12 +95,31 @@ def _scoring(metric: str, y) -> str:
     return metric
 
 
+def _torch_device(probe: str):
+    """Where the logistic-regression probes run on a GPU through the Array API (else None)."""
+    if resolve_probe(probe) not in (REFERENCE, "fast_logistic"):
+        return None
+    from encoderkit.array_api import reference_device
+
+    return reference_device()
+
+
 def cv_score(codes, y, metric: str, folds: int = 5, seed: int = 0, probe: str = REFERENCE, n_jobs: int = 1):
     """Mean and standard deviation of the probe's score over stratified folds.
 
     BLAS runs single-threaded: on these small matrices OpenBLAS' threads made the probe three
     times slower on 2 cores (measured); parallelism comes from `n_jobs` folds at once."""
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    if resolve_probe(probe) == "device_softmax":  # every fold in one program on the device
+        from encoderkit.device_probe import cv_fold_scores
+
+        scores = cv_fold_scores(codes, y, splitter, metric)
+        return float(np.mean(scores)), float(np.std(scores))
+    device = _torch_device(probe)
+    if device is not None:  # the same estimator on the GPU, fold after fold
+        scores = [_device_score(device, probe, metric, codes, y, train, test)
+                  for train, test in splitter.split(codes, y)]
+        return float(np.mean(scores)), float(np.std(scores))
     if resolve_probe(probe) == "keras_softmax":
         n_jobs = 1  # folds share the accelerator in this process; no process pool
     with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
@@ -116,14 +146,32 @@ def metric_value(metric: str, y_true, predicted, probabilities, classes) -> floa
     raise ValueError(f"unknown metric {metric!r}")
 
 
+def _device_score(device, probe, metric, codes, y, train, test) -> float:
+    from encoderkit.array_api import fit_predict_proba
+
+    y = np.asarray(y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        classes, probabilities = fit_predict_proba(device, make_probe(probe), codes[train], y[train], codes[test])
+    return metric_value(metric, y[test], classes[np.argmax(probabilities, axis=1)], probabilities, classes)
+
+
 def test_score(train_codes, y_train, test_codes, y_test, metric, seed=0, n_boot=1000, probe=REFERENCE):
     """Fits the probe on the whole search part, scores the test part once, and gives a 95%
-    bootstrap interval over test rows: (score, low, high)."""
+    bootstrap interval over test rows: (score, low, high). On a GPU the reference runs there
+    (encoderkit/array_api.py), the same estimator and solver."""
+    device = _torch_device(probe)
     with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model = make_probe(probe).fit(train_codes, y_train)
-    predicted, probabilities = model.predict(test_codes), model.predict_proba(test_codes)
-    classes = model.classes_
+        if device is not None:
+            from encoderkit.array_api import fit_predict_proba
+
+            classes, probabilities = fit_predict_proba(device, make_probe(probe), train_codes, y_train, test_codes)
+            predicted = classes[np.argmax(probabilities, axis=1)]
+        else:
+            model = make_probe(probe).fit(train_codes, y_train)
+            predicted, probabilities = model.predict(test_codes), model.predict_proba(test_codes)
+            classes = model.classes_
     y_test = np.asarray(y_test)
     score = metric_value(metric, y_test, predicted, probabilities, classes)
     rng = np.random.default_rng(seed)

@@ -15,9 +15,9 @@ from tests.conftest import ROOT, reload_check
 needs_jax = pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
 
 
-def under(backend, *args, timeout=1200):
+def under(backend, *args, timeout=1200, env=None):
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2",
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]), **(env or {})}
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
 
 
@@ -43,3 +43,26 @@ def test_export_made_under_tensorflow_loads_under_jax(family, params, small_digi
     code = "import keras; assert keras.backend.backend() == 'jax';" + reload_check(fitted, X[:20], tmp_path, 1e-4, 1e-5)
     done = under("jax", "-c", code, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@needs_jax
+def test_jitted_encoding_under_jax_gives_the_direct_calls_codes():
+    """Under JAX the encoder runs as one jitted function over padded chunks (no op-by-op
+    compiles); its codes are the direct call's, for every row count and a padded last chunk."""
+    code = """
+import numpy as np
+from encoderkit import AutoencoderTransformer
+from encoderkit.transformer import _encode, _jitted_encoders
+X = np.random.default_rng(0).random((300, 64)).astype("float32")
+conv = {"layers": [{"filters": 4, "kernel_size": 3, "activation": "relu", "pool": True}], "batch_norm": True}
+for family, params in [("conv2d", conv), ("vae", {"layers": [{"units": 8, "activation": "relu"}]})]:
+    fitted = AutoencoderTransformer(family=family, code_size=5, family_params=params, epochs=1, input_shape=(8, 8, 1),
+                                    random_state=0).fit(X)
+    scaled = fitted.scaler_.transform(X).astype("float32")
+    for n in (1, 37, 300):
+        direct = np.asarray(fitted.encoder_(scaled[:n], training=False)).reshape(n, -1)
+        np.testing.assert_allclose(_encode(fitted.encoder_, scaled[:n], chunk=128), direct, rtol=1e-5, atol=1e-5)
+    assert fitted.encoder_ in _jitted_encoders
+"""
+    done = under("jax", "-c", code, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -1,5 +1,7 @@
 """The downstream probe: metric resolution, cross-validated and held-out test scores."""
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -104,7 +106,24 @@ def test_auto_probe_is_the_fast_logistic_regression_without_an_accelerator():
     assert resolve_probe("logistic_regression") == "logistic_regression"
 
 
-@pytest.mark.parametrize("cheap", ["fast_logistic", "keras_softmax"])
+def test_auto_probe_on_an_accelerator_is_the_device_probe_under_jax_only(monkeypatch):
+    """One compiled JAX program for all folds under Keras' JAX backend; the other backends keep
+    the Keras softmax probe (the device probe is written in JAX)."""
+    import keras
+
+    from encoderkit import probe
+
+    monkeypatch.setattr(probe, "has_accelerator", lambda: True)
+    for backend, expected in (("jax", "device_softmax"), ("tensorflow", "keras_softmax"), ("torch", "keras_softmax")):
+        monkeypatch.setattr(keras.backend, "backend", lambda: backend)
+        assert probe.resolve_probe("auto") == expected
+    assert probe.resolve_probe("device_softmax") == "device_softmax"
+
+
+@pytest.mark.parametrize("cheap", [
+    "fast_logistic", "keras_softmax",
+    pytest.param("device_softmax", marks=pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="no JAX")),
+])
 def test_cheap_probes_score_within_half_a_point_of_the_reference(cheap):
     """Same folds, same features: 20k overlapping 64-d blobs in 10 classes standing in for
     codes (the softmax probe is meant for large code matrices on an accelerator)."""

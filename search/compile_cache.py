@@ -1,0 +1,79 @@
+"""JAX's compilations: a persistent cache shared by every process of every search, and a clock
+of the seconds spent compiling, so that a trial's cost shows them apart.
+
+On the GPU the first epoch of a trial carried 3-9 s of compilation (DESIGN.md), and each
+worker compiled the same probe programs again. With the cache on disk, a program compiled by
+one worker (or an earlier search, or the trial being refit for the export) is read back by
+the others. Keys are JAX's own (program, device, versions), so one directory serves any study.
+
+`SEARCH_JAX_CACHE` names the directory (default: `$XDG_CACHE_HOME/encoderkit/jax`, i.e.
+`~/.cache/encoderkit/jax`); `off` turns the cache off. Nothing happens under Keras' other
+backends."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+CACHE_ENV = "SEARCH_JAX_CACHE"
+# Every program is kept, even the many small ones that Keras' eager ops compile while a model
+# is built (JAX's default keeps only those that took 1 s or more). Reading one back takes about
+# a millisecond; the oldest entries go beyond MAX_BYTES.
+MIN_COMPILE_SECONDS = 0.0
+MAX_BYTES = 2 * 1024**3
+# JAX's events for tracing, lowering and compiling (or reading back) a program.
+COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+
+_state = {"enabled": False, "seconds": 0.0}
+
+
+def cache_dir() -> Path | None:
+    value = os.environ.get(CACHE_ENV)
+    if value == "off":
+        return None
+    if value:
+        return Path(value)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "encoderkit" / "jax"
+
+
+def enable() -> bool:
+    """Turns the cache and the clock on in this process when Keras runs on JAX (idempotent).
+    Returns whether the clock runs."""
+    if _state["enabled"]:
+        return True
+    keras = sys.modules.get("keras")
+    if keras is None or keras.backend.backend() != "jax":
+        return False
+    import jax
+
+    directory = cache_dir()
+    if directory is not None:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            jax.config.update("jax_compilation_cache_dir", str(directory))
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
+            jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
+        except OSError:  # a read-only home: compile as before
+            pass
+    jax.monitoring.register_event_duration_secs_listener(_count)
+    _state["enabled"] = True
+    return True
+
+
+def _count(event, seconds, **kwargs):
+    if event in COMPILE_EVENTS:
+        _state["seconds"] += seconds
+
+
+def seconds() -> float:
+    """Seconds this process has spent compiling since `enable` (0 when it is off)."""
+    return _state["seconds"]
+
+
+def active() -> bool:
+    return _state["enabled"]

@@ -1,0 +1,81 @@
+"""JAX's persistent compilation cache and the trial's compile seconds: a trial under Keras'
+JAX backend (with the device probe for its checkpoints and CV, as on a GPU) compiles in the
+first process and reads its programs back in the next."""
+
+import importlib.util
+import json
+
+import pytest
+
+from search import compile_cache
+from search.objective import cost_breakdown
+from tests.encoderkit.test_keras_backends import under
+
+needs_jax = pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
+
+TRIAL = """
+import json, jax
+from sklearn.datasets import load_digits
+from encoderkit.data import Dataset
+from search.objective import evaluate
+from search.problem import make_problem
+from tests.search.test_objective import CANDIDATE
+
+hits = []
+jax.monitoring.register_event_listener(
+    lambda event, **kw: hits.append(event) if event == "/jax/compilation_cache/cache_hits" else None)
+X, y = load_digits(return_X_y=True)
+problem = make_problem(Dataset("d", X[:400], y[:400], "image", (8, 8, 1)), folds=3, seed=0, probe="device_softmax")
+reports = []
+outcome = evaluate(problem, CANDIDATE, seed=0, report=lambda step, value: reports.append(value))
+print(json.dumps({"outcome": outcome, "hits": len(hits), "reports": reports}))
+"""
+
+
+def test_compile_seconds_move_out_of_their_stages():
+    fit = {"prepare": 0.1, "build": 0.2, "train": 5.0}
+    plain = cost_breakdown(fit, checkpoints=1.0, encode=0.5, probe=2.0)
+    assert "compile" not in plain and plain["fit"] == 4.0
+    split = cost_breakdown(fit, checkpoints=1.0, encode=0.5, probe=2.0,
+                           compile_parts={"fit": 3.0, "checkpoints": 0.5, "encode": 0.25, "probe": 1.5})
+    assert split == {"prepare": 0.1, "build": 0.2, "fit": 1.0, "checkpoints": 0.5, "encode": 0.25, "probe": 0.5,
+                     "compile": 5.25}
+    assert sum(split.values()) == pytest.approx(sum(plain.values()))
+
+
+def test_the_clock_stays_off_under_tensorflow():
+    import keras
+
+    assert keras.backend.backend() == "tensorflow"
+    assert compile_cache.enable() is False
+    assert compile_cache.seconds() == 0.0
+
+
+def test_cache_directory_setting(monkeypatch, tmp_path):
+    monkeypatch.setenv(compile_cache.CACHE_ENV, "off")
+    assert compile_cache.cache_dir() is None
+    monkeypatch.setenv(compile_cache.CACHE_ENV, str(tmp_path))
+    assert compile_cache.cache_dir() == tmp_path
+    monkeypatch.delenv(compile_cache.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert compile_cache.cache_dir() == tmp_path / "encoderkit" / "jax"
+
+
+@needs_jax
+def test_a_jax_trial_reports_compile_seconds_and_the_next_process_reads_the_cache(tmp_path):
+    env = {compile_cache.CACHE_ENV: str(tmp_path / "cache")}
+    runs = []
+    for _ in range(2):
+        done = under("jax", "-c", TRIAL, timeout=600, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    first, second = runs
+    for run in runs:
+        outcome = run["outcome"]
+        assert outcome["probe"] == "device_softmax"
+        assert 0.5 < outcome["score"] <= 1.0
+        assert len(run["reports"]) == 2 and all(0.3 < value <= 1.0 for value in run["reports"])  # checkpoints
+        assert set(outcome["seconds"]) >= {"fit", "checkpoints", "probe", "compile"}
+    assert first["outcome"]["seconds"]["compile"] > 0.5  # the training step and the probe programs
+    assert first["hits"] == 0 and second["hits"] >= 2  # the probe's CV and checkpoint programs at least
+    assert any((tmp_path / "cache").iterdir())
