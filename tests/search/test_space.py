@@ -379,7 +379,7 @@ def test_scale_shrinks_epochs_units_and_filters_and_changes_the_digest():
     units = dict(dense.layer_params)["units"]
     assert (units.low, units.high) == (3, 51)
     assert quick.digest != full.digest
-    with pytest.raises(SpaceError, match="--scale"):
+    with pytest.raises(SpaceError, match=r"scale: must be in \(0, 1\]"):
         load_space("article", scale=2)
 
 
