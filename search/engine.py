@@ -278,11 +278,12 @@ def _export(study, problem=None, space=None, trial=None, out=None) -> dict:
     chosen = _pick_trial(load(study), trial, study.directory)
     candidate = _replayed_candidate(space, chosen, study.directory)
     seed = int(chosen.user_attrs["seed"])
-    transformer = AutoencoderTransformer(**transformer_params(candidate, seed, problem.dataset.shape)).fit(problem.X)
+    transformer = AutoencoderTransformer(**transformer_params(candidate, seed, problem.dataset.shape))
+    transformer.fit(_named(problem, problem.X))  # a CSV's column names travel with the export
     X_test, y_test = problem.test_part()
     test = _held_out_score(problem, transformer, X_test, y_test)
     baselines_test = {
-        name: _held_out_score(problem, make().fit(problem.X), X_test, y_test) for name, make in baselines_for(problem.dataset).items()
+        name: _held_out_score(problem, make().fit(_named(problem, problem.X)), X_test, y_test) for name, make in baselines_for(problem.dataset).items()
     }
     manifest = {
         "trial": chosen.number,
@@ -301,6 +302,8 @@ def _export(study, problem=None, space=None, trial=None, out=None) -> dict:
             "kind": problem.dataset.kind,
             "shape": list(problem.dataset.shape),
             "n_features": int(problem.X.shape[1]),
+            "feature_names": list(problem.dataset.feature_names) if problem.dataset.feature_names else None,
+            "target_name": problem.dataset.target_name,
         },
         "split_hash": study.manifest["split_hash"],
         "space_digest": study.manifest["space_digest"],
@@ -343,10 +346,21 @@ def _held_out_score(problem, fitted, X_test, y_test) -> dict:
     """The reference probe fit on the search part's features, scored once on the test part
     (whatever cheaper probe ranked the candidates)."""
     score, low, high = test_score(
-        fitted.transform(problem.X), problem.y, fitted.transform(X_test), y_test,
+        fitted.transform(_named(problem, problem.X)), problem.y, fitted.transform(_named(problem, X_test)), y_test,
         problem.metric, seed=problem.seed, probe=REFERENCE,
     )
     return {"score": score, "low": low, "high": high}
+
+
+def _named(problem, X):
+    """X as a DataFrame with the dataset's column names where it has them (a CSV's header),
+    so the exported encoder knows its columns by name."""
+    names = problem.dataset.feature_names
+    if not names:
+        return X
+    import pandas as pd
+
+    return pd.DataFrame(X, columns=list(names))
 
 
 def _pick_trial(optuna_study, number, directory):

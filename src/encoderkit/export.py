@@ -37,7 +37,7 @@ FILES = ("encoder.joblib", "encoder.keras", "autoencoder.keras", "preprocessing.
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)  # format 1 (before 2026-11-30): pickle and encoder.keras only, no hashes
 # Attributes a fitted transformer carries besides its models and scaler (JSON in the manifest).
-STATE = ("n_features_in_", "feature_names_in_", "n_features_out_", "history_", "fit_seconds_")
+STATE = ("n_features_in_", "feature_names_in_", "n_features_out_", "sample_shape_", "history_", "fit_seconds_")
 
 
 def package_versions() -> dict:

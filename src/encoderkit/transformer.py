@@ -104,9 +104,11 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         keras = import_keras_quietly()
 
         started = time.perf_counter()
-        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        given_shape = tuple(np.shape(X)[1:]) if not hasattr(X, "columns") and np.ndim(X) > 2 else None
+        X = validate_data(self, _flat(X), dtype=[np.float64, np.float32])
         self._check_settings()
-        shape = self._sample_shape(X.shape[1])
+        shape = self._sample_shape(X.shape[1], given_shape)
+        self.sample_shape_ = given_shape or shape  # one sample as given; transform takes it or flat rows
         params = get_family(self.family).resolve(self.family_params)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(0, 2**31 - 1))
@@ -160,7 +162,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
     def transform(self, X):
         """Returns the codes of X (with the inputs first if `include_input`)."""
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = validate_data(self, self._as_fitted(X), dtype=[np.float64, np.float32], reset=False)
         Xs = self.scaler_.transform(X).astype("float32")
         codes = _encode(self.encoder_, Xs)
         if self.include_input:
@@ -171,9 +173,29 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         """X passed through the whole autoencoder and back into X's units: what the code
         keeps of each sample (the report's input/reconstruction grid)."""
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = validate_data(self, self._as_fitted(X), dtype=[np.float64, np.float32], reset=False)
         Xs = self.scaler_.transform(X).astype("float32")
         return self.scaler_.inverse_transform(_encode(self.autoencoder_, Xs))
+
+    def _as_fitted(self, X):
+        """X as the user has it, in the layout `fit` saw: a DataFrame's columns picked by name
+        (in the fitted order; others, such as a target column, ignored), samples of the
+        fitted shape ((m, T, F), (m, H, W, C)) flattened like the rows fit flattened."""
+        names = getattr(self, "feature_names_in_", None)
+        if hasattr(X, "columns") and names is not None:
+            missing = [name for name in names if name not in X.columns]
+            if missing:
+                raise ValueError(f"X lacks column(s) {', '.join(map(repr, missing[:5]))}"
+                                 f"{' and more' if len(missing) > 5 else ''}, which the encoder was fit on")
+            return X[list(names)]
+        if hasattr(X, "columns") or np.ndim(X) <= 2:
+            return X
+        shape = tuple(np.shape(X)[1:])
+        expected = tuple(getattr(self, "sample_shape_", None) or (self.n_features_in_,))
+        if shape != expected:
+            raise ValueError(f"X has samples of shape {shape}, but the encoder takes samples of shape "
+                             f"{expected} (or flat rows of {int(np.prod(expected))} values)")
+        return np.reshape(X, (len(X), -1))
 
     def __getstate__(self):
         state = super().__getstate__()
@@ -209,9 +231,9 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be at least 1")
 
-    def _sample_shape(self, n_features):
+    def _sample_shape(self, n_features, given_shape=None):
         if self.input_shape is None:
-            return (n_features,)
+            return tuple(given_shape) if given_shape else (n_features,)
         shape = tuple(int(s) for s in self.input_shape)
         if int(np.prod(shape)) != n_features:
             raise ValueError(f"input_shape={shape} holds {int(np.prod(shape))} values but X has {n_features} features")
@@ -224,6 +246,13 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         return {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}[
             self.optimizer
         ](lr)
+
+
+def _flat(X):
+    """Rows of N-D samples flattened row-major (the model reshapes them back)."""
+    if hasattr(X, "columns") or np.ndim(X) <= 2:
+        return X
+    return np.reshape(X, (len(X), -1))
 
 
 def _encode(encoder, X, chunk=4096):

@@ -139,3 +139,24 @@ def test_bare_joblib_load_in_a_fresh_process_rebuilds_custom_layers(family, para
     code = "import sys; assert 'encoderkit' not in sys.modules;" + reload_check(fitted, X[:7], tmp_path)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_samples_of_the_fitted_shape_and_flat_rows_give_identical_codes(rng):
+    """A (n, T, F) sequence array fits as it is; transform takes (m, T, F) or (m, T*F)."""
+    X = rng.normal(size=(120, 6, 3))
+    fitted = AutoencoderTransformer(family="conv1d", code_size=4, epochs=1, random_state=0).fit(X)
+    assert fitted.sample_shape_ == (6, 3) and fitted.n_features_in_ == 18
+    np.testing.assert_array_equal(fitted.transform(X[:10]), fitted.transform(X[:10].reshape(10, -1)))
+    with pytest.raises(ValueError, match=r"X has samples of shape \(3, 6\), but the encoder takes samples of shape \(6, 3\)"):
+        fitted.transform(X[:10].reshape(10, 3, 6))
+
+
+def test_a_dataframe_is_matched_by_column_name(rng):
+    import pandas as pd
+
+    frame = pd.DataFrame(rng.normal(size=(100, 4)), columns=["a", "b", "c", "d"])
+    fitted = AutoencoderTransformer(code_size=2, epochs=1, random_state=0).fit(frame)
+    shuffled = frame[["d", "b", "a", "c"]].assign(label=1)  # reordered, with an extra column
+    np.testing.assert_array_equal(fitted.transform(shuffled), fitted.transform(frame))
+    with pytest.raises(ValueError, match="X lacks column\\(s\\) 'c', which the encoder was fit on"):
+        fitted.transform(frame.drop(columns="c"))

@@ -79,3 +79,34 @@ def test_a_subsample_as_large_as_the_search_part_is_noted_and_ignored(tmp_path, 
                         study_dir=tmp_path / "study", progress=False, export=False)
     assert "note: subsample 10000 is not smaller than the search part" in capsys.readouterr().out
     assert json.loads((result.study_dir / "manifest.json").read_text())["subsample"] is None
+
+
+def test_the_export_takes_the_data_as_the_user_has_it(tmp_path, rng):
+    """A CSV's column names travel with the export (reordered columns are matched by name, the
+    target column is ignored); an (n, T, F) NPZ's export takes (m, T, F) or flat rows; inside
+    a Pipeline, FrozenEstimator keeps the searched weights."""
+    import pandas as pd
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    y = rng.integers(0, 2, 120)
+    frame = pd.DataFrame(rng.normal(size=(120, 4)) + y[:, None], columns=["w", "x", "y2", "z"]).assign(label=y)
+    frame.to_csv(tmp_path / "table.csv", index=False)
+    result = search.run(str(tmp_path / "table.csv"), target="label", space=str(TINY_SPACE), trials=1,
+                        study_dir=tmp_path / "csv", progress=False)
+    encoder = load_encoder(result.export_dir)
+    assert list(encoder.feature_names_in_) == ["w", "x", "y2", "z"]
+    data = json.loads((result.export_dir / "manifest.json").read_text())["data"]
+    assert data["feature_names"] == ["w", "x", "y2", "z"] and data["target_name"] == "label"
+    codes = encoder.transform(frame)
+    np.testing.assert_array_equal(encoder.transform(frame[["label", "z", "y2", "x", "w"]]), codes)
+    model = make_pipeline(FrozenEstimator(encoder), LogisticRegression()).fit(frame, y)
+    np.testing.assert_array_equal(model[0].transform(frame), codes)  # not refit
+
+    X = rng.normal(size=(120, 20, 3))
+    np.savez(tmp_path / "seq.npz", X=X, y=rng.integers(0, 2, 120))
+    result = search.run(str(tmp_path / "seq.npz"), space=str(TINY_SPACE), trials=1, study_dir=tmp_path / "seq",
+                        progress=False)
+    encoder = load_encoder(result.export_dir)
+    np.testing.assert_array_equal(encoder.transform(X[:7]), encoder.transform(X[:7].reshape(7, -1)))
