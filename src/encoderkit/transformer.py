@@ -104,7 +104,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         keras = import_keras_quietly()
 
         started = time.perf_counter()
-        given_shape = tuple(np.shape(X)[1:]) if not hasattr(X, "columns") and np.ndim(X) > 2 else None
+        given_shape = tuple(X.shape[1:]) if _dims(X) > 2 else None
         X = validate_data(self, _flat(X), dtype=[np.float64, np.float32])
         self._check_settings()
         shape = self._sample_shape(X.shape[1], given_shape)
@@ -188,9 +188,9 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
                 raise ValueError(f"X lacks column(s) {', '.join(map(repr, missing[:5]))}"
                                  f"{' and more' if len(missing) > 5 else ''}, which the encoder was fit on")
             return X[list(names)]
-        if hasattr(X, "columns") or np.ndim(X) <= 2:
+        if _dims(X) <= 2:
             return X
-        shape = tuple(np.shape(X)[1:])
+        shape = tuple(X.shape[1:])
         expected = tuple(getattr(self, "sample_shape_", None) or (self.n_features_in_,))
         if shape != expected:
             raise ValueError(f"X has samples of shape {shape}, but the encoder takes samples of shape "
@@ -248,11 +248,16 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         ](lr)
 
 
+def _dims(X) -> int:
+    """Dimensions of an array-like with a shape (lists and other inputs count as 2-D: sklearn's
+    validation judges them)."""
+    shape = getattr(X, "shape", None)
+    return 2 if hasattr(X, "columns") or not isinstance(shape, tuple) else len(shape)
+
+
 def _flat(X):
     """Rows of N-D samples flattened row-major (the model reshapes them back)."""
-    if hasattr(X, "columns") or np.ndim(X) <= 2:
-        return X
-    return np.reshape(X, (len(X), -1))
+    return np.reshape(X, (len(X), -1)) if _dims(X) > 2 else X
 
 
 def _encode(encoder, X, chunk=4096):
