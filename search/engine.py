@@ -311,9 +311,10 @@ def _export(study, problem=None, space=None, trial=None, out=None) -> dict:
         "study": str(study.directory.resolve()),
     }
     destination = Path(out) if out else study.export_dir
-    save_export(destination, transformer, manifest, before_publish=lambda: crash_point("export_staged"))
+    # Recorded as soon as it is made: the look at the test part counts even if writing fails.
     study.record_test_use(trial=chosen.number, metric=problem.metric, test=test, destination=destination,
-                          best=trial is None)
+                          best=chosen.number == _pick_trial(load(study), None, study.directory).number)
+    save_export(destination, transformer, manifest, before_publish=lambda: crash_point("export_staged"))
     if trial is None and destination.resolve() == study.export_dir.resolve():  # the study's own export
         study.write_json("export.json", manifest)
     return manifest

@@ -79,7 +79,13 @@ class Study:
     def test_uses(self) -> list:
         """Every time the test part was scored: when, which trial, where it went, the score."""
         path = self.directory / TEST_USES
-        return json.loads(path.read_text()) if path.is_file() else []
+        try:
+            uses = json.loads(path.read_text()) if path.is_file() else []
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise StudyError(f"{path}: corrupted ({exc})") from None
+        if not isinstance(uses, list):
+            raise StudyError(f"{path}: corrupted (not a list of uses)")
+        return uses
 
     def record_test_use(self, *, trial: int, metric: str, test: dict, destination, best: bool):
         use = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "trial": int(trial), "best": bool(best),

@@ -57,8 +57,12 @@ class TrialProcess:
         """`search.objective.evaluate` in the child: the outcome, `FailedTrial` or `PruneTrial`."""
         if self._child is None or self._trials >= self.every or not self._child.is_alive():
             self._retire()
-            self._child, self._conn = self._spare or self._spawn()
-            self._spare, self._trials = None, 0
+            spare, self._spare = self._spare, None
+            if spare is not None and not spare[0].is_alive():  # died while starting: not worth a failed trial
+                _end(*spare, wait=False)
+                spare = None
+            self._child, self._conn = spare or self._spawn()
+            self._trials = 0
         self._trials += 1
         if self._trials == self.every and self.every > 1:
             self._spare = self._spawn()
@@ -103,12 +107,13 @@ class TrialProcess:
 
     def _spawn(self):
         import multiprocessing
+        import os
 
         context = multiprocessing.get_context("spawn")
         ours, theirs = context.Pipe()
         # Not a daemon: a daemonic process may not start the probe's parallel fold workers.
-        # It dies with this process all the same (`_die_with_parent`).
-        child = context.Process(target=_child_main, args=(theirs, self.problem), daemon=False)
+        # It dies with this process all the same (`die_with_parent`).
+        child = context.Process(target=_child_main, args=(theirs, self.problem, os.getpid()), daemon=False)
         child.start()
         theirs.close()
         self.started += 1
@@ -142,7 +147,7 @@ def _end(child, conn, wait: bool):
     conn.close()
 
 
-def _child_main(conn, problem):
+def _child_main(conn, problem, worker_pid):
     """The child: runs the trials it is sent until told to stop or the parent goes away."""
     import os
     import signal
@@ -152,11 +157,13 @@ def _child_main(conn, problem):
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides, and kills this process
     os.setpgrp()  # a group of its own: killing it takes the probe's worker processes along
-    _die_with_parent()
+    die_with_parent()
+    if os.getppid() != worker_pid:  # the worker died before the signal was armed
+        os._exit(1)
     import_keras_quietly()  # before anything else imports TensorFlow and its start-up chatter
     from search.objective import evaluate
 
-    faults.crash_search_with(os.getppid())
+    faults.crash_search_with(worker_pid)
 
     def report(step, value):
         conn.send(("report", step, value))
@@ -193,9 +200,9 @@ def _stop_probe_workers():
         get_reusable_executor().shutdown(wait=True, kill_workers=True)
 
 
-def _die_with_parent():
-    """Linux: the kernel kills this child when its parent dies (kill -9 included), so no
-    orphan goes on training after its worker is gone."""
+def die_with_parent():
+    """Linux: the kernel kills this process when its parent dies (kill -9 included), so no
+    orphan goes on training or writing after its worker is gone."""
     import ctypes
     import signal
 

@@ -16,6 +16,8 @@ from search import devices
 from search.backends.records import FailureGuard, outcome_attrs, trial_attrs
 from search.errors import FailedTrial, FatalSearchError, PruneTrial
 from search.faults import crash_point
+from search.lock import inherited_fd
+from search.trial_process import die_with_parent
 from search.trial_process import trial_runner
 from search.storage import FINISHED, finished_count, load
 from search.suggest import OptunaSuggest, sample
@@ -125,7 +127,9 @@ def run(study, problem, space, progress=None):
         log = open(log_dir / f"worker-{index}.log", "ab")
         cmd = [sys.executable, "-m", "search", "_worker", str(study.directory), "--index", str(index)]
         env = worker_env(index, devices.for_worker(study.manifest.get("gpus"), index))
-        procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
+        # The workers hold the study's lock with this process and die with it.
+        procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                       pass_fds=inherited_fd(study.directory), preexec_fn=die_with_parent), log))
     try:
         callbacks = [progress] if progress else []
         optimize(study, problem, space, worker=0, callbacks=callbacks)

@@ -84,10 +84,11 @@ def save_export(directory, transformer, manifest: dict, before_publish=None) -> 
     import joblib
     import keras
 
-    directory = Path(directory)
+    directory = Path(directory).absolute()  # `-o .` has a name to stage beside
     check_destination(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    retired = directory.with_name(f".{directory.name}.old-{os.getpid()}")
     try:
         os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; an export follows the umask
         joblib.dump(transformer, staging / "encoder.joblib")
@@ -106,23 +107,28 @@ def save_export(directory, transformer, manifest: dict, before_publish=None) -> 
         _fsync_tree(staging)
         if before_publish is not None:
             before_publish()
+        retired = directory.with_name(f".{directory.name}.old-{os.getpid()}")
         if directory.exists():
-            retired = directory.with_name(f".{directory.name}.old-{os.getpid()}")
             directory.rename(retired)
-            staging.rename(directory)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            staging.rename(directory)
+        staging.rename(directory)
+        shutil.rmtree(retired, ignore_errors=True)
     except BaseException:
+        if retired.exists() and not directory.exists():  # put the old export back
+            retired.rename(directory)
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return directory
 
 
 def remove_leftovers(directory) -> list[Path]:
-    """Deletes the staging and retired copies a killed `save_export` left next to `directory`."""
-    directory = Path(directory)
-    found = [*directory.parent.glob(f".{directory.name}.tmp-*"), *directory.parent.glob(f".{directory.name}.old-*")]
+    """Cleans up after a `save_export` killed mid-way: its staging copies are deleted; a
+    retired old export is put back if it was killed between the two renames (nothing at
+    `directory`), else deleted."""
+    directory = Path(directory).absolute()
+    retired = sorted(directory.parent.glob(f".{directory.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if retired and not directory.exists():
+        retired.pop().rename(directory)
+    found = [*directory.parent.glob(f".{directory.name}.tmp-*"), *retired]
     for path in found:
         shutil.rmtree(path, ignore_errors=True)
     return found
@@ -170,6 +176,8 @@ def load_encoder(directory, *, allow_pickle: bool = False):
 def _check_files(directory: Path, manifest: dict):
     """Every file the manifest lists has its recorded hash, and nothing else is there."""
     listed = manifest.get("files")
+    if listed is not None and not (isinstance(listed, dict) and all(isinstance(v, str) for v in listed.values())):
+        raise ExportError(f"{directory / MANIFEST}: 'files' must map file names to hashes")
     if listed is None:  # format 1 recorded no hashes
         missing = [n for n in ("encoder.joblib",) if not (directory / n).is_file()]
         if missing:
@@ -258,7 +266,10 @@ def _scaler_arrays(scaler) -> dict:
 
 
 def _scaler_from_arrays(scaler, arrays):
+    """Only fitted attributes (`name_`): an array may not replace a method or a parameter."""
     for name in arrays.files:
+        if not name.endswith("_") or name.startswith("_") or callable(getattr(type(scaler), name, None)):
+            raise ExportError(f"preprocessing.npz: {name!r} is not a fitted attribute of {type(scaler).__name__}")
         value = arrays[name]
         if name == "feature_names_in_":
             value = value.astype(object)
@@ -276,10 +287,12 @@ def _is_export_manifest(path: Path) -> bool:
     return isinstance(manifest, dict) and "format_version" in manifest
 
 
-def _check_versions(directory, saved: dict):
+def _check_versions(directory, saved):
     import keras
 
-    wanted = saved.get("keras")
+    wanted = saved.get("keras") if isinstance(saved, dict) else None
+    if not isinstance(saved, dict) or not isinstance(wanted, (str, type(None))):
+        raise ExportError(f"{directory / MANIFEST}: 'packages' must map package names to versions")
     if wanted and wanted.split(".")[0] != keras.__version__.split(".")[0]:
         raise ExportError(
             f"{directory}: exported with keras {wanted}, this environment has keras {keras.__version__}"

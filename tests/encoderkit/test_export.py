@@ -142,6 +142,8 @@ def test_replacing_an_export_leaves_no_staging_directories(exported, small_digit
         (lambda d: (d / "run_me.py").write_text("print(1)"), "does not list"),
         (lambda d: _edit_manifest(d, files={"../etc/passwd": "0"}), "unexpected file"),
         (lambda d: _edit_manifest(d, format_version=1, files=None), "allow_pickle=True"),
+        (lambda d: _edit_manifest(d, files=["encoder.keras"]), "must map file names to hashes"),
+        (lambda d: _edit_manifest(d, packages=["keras"]), "must map package names to versions"),
         (lambda d: _edit_manifest(d, format_version=99), "format_version 99"),
         (lambda d: _edit_manifest(d, packages={"keras": "2.15.0"}), "keras 2.15.0"),
     ],
@@ -196,3 +198,29 @@ print("optuna" in sys.modules, "ray" in sys.modules)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_an_export_killed_between_its_two_renames_is_put_back(exported):
+    """Killed after the old export was moved aside and before the new one took its place:
+    the clean-up restores the old one instead of deleting the only copy."""
+    from encoderkit.export import remove_leftovers
+
+    directory, transformer, X = exported
+    retired = directory.with_name(f".{directory.name}.old-12345")
+    directory.rename(retired)
+    remove_leftovers(directory)
+    assert not retired.exists()
+    np.testing.assert_array_equal(load_encoder(directory).transform(X), transformer.transform(X))
+
+
+def test_a_scaler_array_that_is_not_a_fitted_attribute_is_refused(exported):
+    import hashlib
+
+    directory = exported[0]
+    with np.load(directory / "preprocessing.npz") as arrays:
+        np.savez(directory / "preprocessing.npz", **dict(arrays), transform=np.zeros(3))
+    files = json.loads((directory / "manifest.json").read_text())["files"]
+    digest = hashlib.sha256((directory / "preprocessing.npz").read_bytes()).hexdigest()
+    _edit_manifest(directory, files={**files, "preprocessing.npz": digest})
+    with pytest.raises(ExportError, match="'transform' is not a fitted attribute"):
+        load_encoder(directory)
