@@ -129,3 +129,25 @@ def test_timeout_stops_early_and_the_progress_bar_shows_the_best_score(tmp_path)
     assert 1 <= finished_trials(study) < 500
     assert "trials:" in result.stderr and "best=0." in result.stderr
     assert (study / "export" / "encoder.joblib").is_file()
+
+
+def test_exporting_another_trial_leaves_the_study_export_alone_and_is_listed_as_a_test_use(tiny_study, tmp_path):
+    """`export --trial N` writes STUDY/export-trial-N, never over the study's best; every
+    scoring of the test part is recorded, and the leaderboard stops saying "used once"."""
+    import shutil
+
+    study = shutil.copytree(tiny_study[0], tmp_path / "study")
+    best = json.loads((study / "export.json").read_text())["trial"]
+    other = next(n for n in range(3) if n != best)
+    before = {p.name: p.read_bytes() for p in (study / "export").iterdir()}
+    result = run_cli("export", study, "--trial", other)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"exported trial {other} to {study / f'export-trial-{other}'}" in result.stdout
+    assert {p.name: p.read_bytes() for p in (study / "export").iterdir()} == before
+    assert json.loads((study / "export.json").read_text())["trial"] == best
+    uses = json.loads((study / "test_uses.json").read_text())  # the run's, any earlier test's, this one
+    assert (uses[0]["trial"], uses[0]["best"]) == (best, True) and (uses[-1]["trial"], uses[-1]["best"]) == (other, False)
+    assert uses[-1]["export"] == str(study / f"export-trial-{other}")
+    report = run_cli("report", study)
+    assert f"used {len(uses)} times, listed below): winner trial {best} " in report.stdout
+    assert f"trial {other}  accuracy" in report.stdout and "only the first was blind" in report.stdout
