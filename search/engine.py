@@ -275,7 +275,8 @@ def _export(study, problem=None, space=None, trial=None, out=None) -> dict:
     compile_cache.enable()
     problem = problem or study.problem()
     space = space or study.space()
-    chosen = _pick_trial(load(study), trial, study.directory)
+    optuna_study = load(study)
+    chosen = _pick_trial(optuna_study, trial, study.directory)
     candidate = _replayed_candidate(space, chosen, study.directory)
     seed = int(chosen.user_attrs["seed"])
     transformer = AutoencoderTransformer(**transformer_params(candidate, seed, problem.dataset.shape))
@@ -313,7 +314,7 @@ def _export(study, problem=None, space=None, trial=None, out=None) -> dict:
     destination = Path(out) if out else study.export_dir
     # Recorded as soon as it is made: the look at the test part counts even if writing fails.
     study.record_test_use(trial=chosen.number, metric=problem.metric, test=test, destination=destination,
-                          best=chosen.number == _pick_trial(load(study), None, study.directory).number)
+                          best=chosen.number == _pick_trial(optuna_study, None, study.directory).number)
     save_export(destination, transformer, manifest, before_publish=lambda: crash_point("export_staged"))
     if trial is None and destination.resolve() == study.export_dir.resolve():  # the study's own export
         study.write_json("export.json", manifest)
