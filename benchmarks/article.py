@@ -46,7 +46,7 @@ TARGET_FASHION = 88.0  # test accuracy x 100 the families issue asks for within 
 def fixed_family_scores(problem, space, seed):
     """Each family of the article space at its fixed config, fit on the search part."""
     from encoderkit.transformer import AutoencoderTransformer
-    from search.engine import _held_out_score
+    from search.refit import held_out_score
     from search.suggest import FixedSuggest, sample, transformer_params
 
     X_test, y_test = problem.test_part()
@@ -54,7 +54,7 @@ def fixed_family_scores(problem, space, seed):
     for family in space.family_names:
         candidate = sample(space, FixedSuggest({"family": family}))
         transformer = AutoencoderTransformer(**transformer_params(candidate, seed, problem.dataset.shape))
-        scores[family] = _held_out_score(problem, transformer.fit(problem.X), X_test, y_test)["score"]
+        scores[family] = held_out_score(problem, transformer.fit(problem.X), X_test, y_test)["score"]
     return scores
 
 
@@ -149,7 +149,7 @@ def insurance(args):
     import search
     from encoderkit.baselines import baselines_for
     from encoderkit.data import insurance_log_odds, load_dataset
-    from search.engine import _held_out_score
+    from search.refit import held_out_score
     from search.space import load_space
     from sklearn.metrics import roc_auc_score
 
@@ -159,7 +159,7 @@ def insurance(args):
         started = time.perf_counter()
         problem = insurance_problem(seed)
         X_test, y_test = problem.test_part()
-        row = {name: _held_out_score(problem, make().fit(problem.X), X_test, y_test)["score"]
+        row = {name: held_out_score(problem, make().fit(problem.X), X_test, y_test)["score"]
                for name, make in baselines_for(problem.dataset).items()}
         row["bayes"] = bayes_score(problem)
         row.update({name: oracle_score(problem, *oracle) for name, oracle in ORACLES.items()})
@@ -186,7 +186,7 @@ def fashion(args):
     import search
     from encoderkit.baselines import baselines_for
     from encoderkit.data import load_dataset
-    from search.engine import _held_out_score
+    from search.refit import held_out_score
     from search.problem import make_problem
     from search.space import load_space
 
@@ -197,7 +197,7 @@ def fashion(args):
     scores, seconds = {}, {}
     for name, make in baselines_for(dataset).items():
         started = time.perf_counter()
-        scores[name] = _held_out_score(problem, make().fit(problem.X), X_test, y_test)
+        scores[name] = held_out_score(problem, make().fit(problem.X), X_test, y_test)
         seconds[name] = time.perf_counter() - started
         print(f"{name}: {scores[name]['score']:.4f} ({seconds[name]:.0f} s)", flush=True)
     article, _ = load_space("article", args.scale).for_kind("image")
@@ -242,12 +242,12 @@ def _machine_busy_seconds():
 
 def _held_out_family(problem, space, X_test, y_test):
     from encoderkit.transformer import AutoencoderTransformer
-    from search.engine import _held_out_score
+    from search.refit import held_out_score
     from search.suggest import FixedSuggest, sample, transformer_params
 
     candidate = sample(space, FixedSuggest({}))
     transformer = AutoencoderTransformer(**transformer_params(candidate, 0, problem.dataset.shape))
-    return _held_out_score(problem, transformer.fit(problem.X), X_test, y_test)
+    return held_out_score(problem, transformer.fit(problem.X), X_test, y_test)
 
 
 def write_fashion(record):

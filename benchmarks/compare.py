@@ -45,12 +45,12 @@ def reconstruction_loss(problem, candidate, seed):
 
 def held_out(problem, candidate, seed):
     from encoderkit.transformer import AutoencoderTransformer
-    from search.engine import _held_out_score
+    from search.refit import held_out_score
     from search.suggest import transformer_params
 
     fitted = AutoencoderTransformer(**transformer_params(candidate, seed, problem.dataset.shape)).fit(problem.X)
     X_test, y_test = problem.test_part()
-    return _held_out_score(problem, fitted, X_test, y_test)
+    return held_out_score(problem, fitted, X_test, y_test)
 
 
 def run_engine(data, space, seconds, seed, backend="optuna", algorithm="random"):

@@ -1,16 +1,28 @@
 """Architecture search over autoencoder families, scored by a downstream probe.
 
     import search
-    result = search.run("digits", trials=20)
+    result = search.run(X, y, trials=20)          # arrays, a DataFrame, a file or "digits"
+    print(result)                                 # the leaderboard
+    codes = result.best_estimator.transform(X)
+
+    from search import EncoderSearch              # the same as a scikit-learn estimator
+    codes = EncoderSearch(trials=20).fit(X, y).transform(X)
 
 The engine is imported on first use, so `import search` stays cheap."""
 
-__all__ = ["run", "resume", "export_best", "StudyResult"]
+__all__ = ["run", "resume", "export_best", "replay", "StudyResult", "TrialRecord", "EncoderSearch"]
+
+_MODULES = {
+    "run": "search.engine", "resume": "search.engine",
+    "export_best": "search.refit", "replay": "search.refit",
+    "StudyResult": "search.results", "TrialRecord": "search.results",
+    "EncoderSearch": "search.estimator",
+}
 
 
 def __getattr__(name):
-    if name in __all__:
-        from search import engine
+    if name in _MODULES:
+        import importlib
 
-        return getattr(engine, name)
+        return getattr(importlib.import_module(_MODULES[name]), name)
     raise AttributeError(f"module 'search' has no attribute {name!r}")

@@ -161,7 +161,7 @@ def cmd_resume(args):
 
 
 def cmd_report(args):
-    from search import engine
+    from search.results import result_of
     from search.study import open_study
 
     if args.html:
@@ -175,26 +175,26 @@ def cmd_report(args):
     from search.storage import load_readonly
 
     study = open_study(args.study_dir)
-    print(engine.result_of(study, optuna_study=load_readonly(study), top=args.top).leaderboard)
+    print(result_of(study, optuna_study=load_readonly(study), top=args.top).leaderboard)
 
 
 def cmd_export(args):
-    from search import engine
+    from search import refit
 
     _quiet_libraries()
     from search.study import open_study
 
-    manifest = engine.export_best(args.study_dir, trial=args.trial, out=args.out)
-    out = engine.export_destination(open_study(args.study_dir), args.trial, args.out)
+    manifest = refit.export_best(args.study_dir, trial=args.trial, out=args.out)
+    out = refit.export_destination(open_study(args.study_dir), args.trial, args.out)
     test = manifest["test"]
     print(f"exported trial {manifest['trial']} to {out}: test {manifest['metric']} {test['score']:.4f}")
 
 
 def cmd_replay(args):
-    from search import engine
+    from search import refit
 
     _quiet_libraries()
-    found = engine.replay(args.study_dir, args.trial)
+    found = refit.replay(args.study_dir, args.trial)
     points = 100 * abs(found["replayed"] - found["stored"])
     verdict = "matches" if points <= args.tolerance else "does NOT match"
     print(f"trial {found['trial']}: stored CV {found['metric']} {found['stored']:.4f}, replayed "

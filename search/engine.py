@@ -1,55 +1,43 @@
-"""The Python API that the CLI is a thin layer over:
+"""Run and resume: the searching half of the Python API that the CLI is a thin layer over.
 
     import search
-    result = search.run("digits", trials=20, study_dir="runs/digits")
-    result.export_dir, result.best_params, result.leaderboard
+    result = search.run(X, y, trials=20, study_dir="runs/mine")     # or "digits", "my.csv"
+    print(result); result.to_frame(); result.best_estimator
 
 `run` creates (or continues) a study, scores the baselines, runs the backend, exports the
-best encoder and returns a `StudyResult`."""
+best encoder (search/refit.py) and returns a `StudyResult` (search/results.py)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import optuna  # noqa: F401  (here, not first inside `run`: optuna keeps the tracebacks of its
+# optional imports, which would pin the caller's frames, and their arrays, for good)
 
 from encoderkit.baselines import baselines_for
 from encoderkit.data import load_dataset
-from encoderkit.export import check_destination
-from encoderkit.probe import METRICS, REFERENCE, cv_score, test_score
+from encoderkit.probe import METRICS, cv_score
 from search import compile_cache, devices
 from search.backends import get_backend
 from search.errors import Interrupted, SearchError, StudyError
 from search.lock import check_free, study_lock
 from search.preflight import check_installed, check_test_size, check_writable_study_dir, keras_backend_to_use
-from search.faults import crash_point
-from search.leaderboard import format_leaderboard, trial_rows
 from search.problem import make_problem
 from search.quiet import import_keras_quietly
+from search.refit import refit_and_export
+from search.results import StudyResult, result_of
 from search.space import load_space
-from search.storage import load, load_readonly, recover
+from search.storage import recover
 from search.study import check_same_study, create_or_check, open_study
-from search.suggest import FixedSuggest, sample, transformer_params
-
-
-@dataclass(frozen=True)
-class StudyResult:
-    study_dir: Path
-    export_dir: Path | None
-    best_trial: int | None
-    best_params: dict | None
-    best_cv: float | None
-    test: dict | None
-    leaderboard: str
-    notes: tuple = field(default_factory=tuple)
 
 
 def run(
     data="digits",
+    y=None,
     *,
     target=None,
     data_dir=None,
@@ -72,8 +60,45 @@ def run(
     subsample=None,
     study_dir=None,
     progress=True,
+    verbose=True,
     export=True,
 ) -> StudyResult:
+    """Searches autoencoder architectures for `data`, scored by a probe on its labels, and
+    exports the best encoder.
+
+    Data
+        data: a NumPy array X (2-D tabular (n, F), 3-D sequences (n, T, F), 4-D images
+            (n, H, W, C): the shape sets the data kind) with labels `y`; a pandas DataFrame
+            (its column names travel with the export) with labels in `y` or in the column
+            named by `target` (default "target"); a tuple (X, y); or a dataset name
+            ("digits", "fashion-mnist:n=10000", "insurance") or a .csv/.npy/.npz path (str or
+            PathLike), whose `target` names the label column. In-memory data is stored in the
+            study (`data.npz`) and named by its content hash: re-running on other data refuses.
+        data_dir: where fashion-mnist's files are.
+    What is measured (fixed for the study's life)
+        space: a shipped space name ("default", "image", "sequence", "article", ...) or a
+            YAML file; scale: shrinks epochs, units and filters (0, 1].
+        metric: accuracy, roc_auc, balanced_accuracy, f1_macro or auto (None: the space's).
+        seed: seeds the split, the sampler and each trial. test_size: the held-out fraction,
+            scored once at export. subsample: rows of the search part each trial sees.
+    Budget and backend (may change between runs of one study)
+        trials: finished trials to reach; timeout: seconds after which no trial starts;
+        max_failures: failed trials in a row that stop the search.
+        backend: "optuna" (workers: processes sharing the study; gpus: "auto", "none" or
+            "0,1"; fresh_process: trials per child process, 0 = in this process), "ray"
+            (address, cpus_per_trial, gpus_per_trial; workers: concurrent trials) or
+            "kerastuner" (algorithm: random, bayesian or hyperband).
+    Output
+        study_dir: the study directory (default studies/NAME-TIME); a directory holding the
+            same study is continued. progress: a progress bar; verbose: print notes;
+            export: refit and export the best trial (STUDY/export).
+
+    Returns a `StudyResult` (`print(result)` shows the leaderboard; `result.best_estimator`
+    is the fitted export; `result.to_frame()` the trials).
+    Raises `search.errors.SearchError` (bad settings, named by parameter: "workers: must be
+    at least 1, got 0"; `StudyError` for a study directory that measures something else)
+    and `encoderkit.errors.DataError` (unusable data, also a ValueError), before anything is
+    written; `search.errors.Interrupted` on Ctrl-C, carrying the result so far."""
     if int(workers) < 1:
         raise SearchError(f"workers: must be at least 1, got {workers}")
     if int(trials) < 1:
@@ -95,7 +120,7 @@ def run(
     )  # unknown backends and settings fail before any work
     gpu_ids = devices.resolve_gpus(gpus)
     loaded = load_space(space, scale)
-    dataset = load_dataset(data, target, data_dir)
+    dataset, data = _dataset(data, y, target, data_dir)
     restricted, notes = loaded.for_kind(dataset.kind)
     notes = [*dataset.notes, *notes]
     if backend == "kerastuner" and restricted.start:  # its oracles choose every value themselves
@@ -113,7 +138,7 @@ def run(
     notes.extend(problem.notes)
     study_dir = check_writable_study_dir(study_dir or f"studies/{dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     settings = {
-        "data": str(data), "target": target, "data_dir": data_dir, "seed": int(seed), "test_size": test_size,
+        "data": data, "target": target, "data_dir": data_dir, "seed": int(seed), "test_size": test_size,
         "subsample": problem.subsample,
         "trials": int(trials), "timeout": timeout, "scale": scale, "backend": backend, "workers": int(workers),
         "max_failures": int(max_failures), "fresh_process": int(fresh_process), "gpus": gpu_ids,
@@ -131,7 +156,23 @@ def run(
             raise
         study.manifest.update({k: settings[k] for k in BUDGET_KEYS if k in settings})
         study.write_json("manifest.json", study.manifest)
-        return _search_and_export(study, problem, restricted, progress, export, notes)
+        return _search_and_export(study, problem, restricted, progress, export, notes, verbose)
+
+
+def _dataset(data, y, target, data_dir):
+    """The data, and how the study's settings name it: a dataset name or file path as given,
+    in-memory data by its content hash (so a re-run on other arrays is refused)."""
+    from encoderkit.data import IN_MEMORY, content_hash, from_memory
+
+    if isinstance(data, tuple) and len(data) == 2 and y is None:  # run((X, y))
+        data, y = data
+    if isinstance(data, (str, os.PathLike)):
+        if y is not None:
+            raise SearchError(f"y: a dataset name or file ({os.fspath(data)}) brings its own labels; "
+                              "name its label column with target=")
+        return load_dataset(data, target, data_dir), os.fspath(data)
+    dataset = from_memory(data, y, target)
+    return dataset, IN_MEMORY + content_hash(dataset)
 
 
 def _make_directory(directory: Path) -> bool:
@@ -171,8 +212,10 @@ BUDGET_KEYS = (
 )
 
 
-def resume(study_dir, *, progress=True, export=True) -> StudyResult:
-    """Continues a stopped or crashed study to its requested number of trials."""
+def resume(study_dir, *, progress=True, verbose=True, export=True) -> StudyResult:
+    """Continues a stopped or crashed study to its requested number of trials (its data,
+    space and settings as stored in the study) and exports its best trial. Returns a
+    `StudyResult`; raises as `run` does."""
     study = open_study(study_dir)
     check_writable_study_dir(study.directory)
     check_free(study.directory)
@@ -180,10 +223,10 @@ def resume(study_dir, *, progress=True, export=True) -> StudyResult:
     check_installed(f"{study.directory}: Keras backend", study.manifest.get("keras_backend") or "tensorflow")
     problem, space = study.problem(), study.space()  # a changed space or data refuses before the lock
     with study_lock(study.directory, "resume"):
-        return _search_and_export(study, problem, space, progress, export, ())
+        return _search_and_export(study, problem, space, progress, export, (), verbose)
 
 
-def _search_and_export(study, problem, space, progress, export, notes):
+def _search_and_export(study, problem, space, progress, export, notes, verbose):
     from encoderkit.export import remove_leftovers
 
     if study.manifest["backend"] == "optuna":  # worker 0 is this process: its GPU before TF starts
@@ -194,7 +237,7 @@ def _search_and_export(study, problem, space, progress, export, notes):
     devices.limit_threads(devices.cores_per_worker(study.manifest.get("workers", 1)))
     notes = (*notes, *recover(study))
     remove_leftovers(study.export_dir)  # half-written exports of a killed run
-    for note in notes:
+    for note in notes if verbose else ():
         print(f"note: {note}")
     if not study.baselines():
         study.write_json("baselines.json", score_baselines(problem))
@@ -210,7 +253,7 @@ def _search_and_export(study, problem, space, progress, export, notes):
         thaw_heap()
         if bar:
             bar.close()
-    exported = _export(study, problem, space) if export else None
+    exported = refit_and_export(study, problem, space) if export else None
     return result_of(study, exported, notes)
 
 
@@ -240,163 +283,6 @@ def score_baselines(problem) -> dict:
         )
         scores[name] = {"cv_mean": mean, "cv_std": std, "detail": f"{codes.shape[1]} features"}
     return scores
-
-
-def export_best(study_dir, trial=None, out=None) -> dict:
-    """Refits the best (or the given) trial on the whole search part with its seed (also when
-    trials saw a subsample of it), scores the test part once, and writes the export: to
-    `STUDY/export` for the best trial, `STUDY/export-trial-N` for another one, or to `out`,
-    which must not exist yet or be an export directory (replaced as a whole). Every use of
-    the test part is recorded in the study (`test_uses`). Returns the export manifest."""
-    study = open_study(study_dir)
-    check_writable_study_dir(study.directory)
-    check_free(study.directory)
-    destination = export_destination(study, trial, out)
-    check_destination(destination)  # before minutes of refitting
-    _pick_trial(load_readonly(study), trial, study.directory)  # a bad --trial touches nothing
-    with study_lock(study.directory, "export"):
-        return _export(study, trial=trial, out=destination)
-
-
-def export_destination(study, trial=None, out=None) -> Path:
-    if out is not None:
-        if trial is not None and Path(out).resolve() == study.export_dir.resolve():
-            raise StudyError(f"{out}: holds the study's best trial; write trial {trial} elsewhere "
-                             f"(default: {study.directory / f'export-trial-{int(trial)}'})")
-        return Path(out)
-    return study.export_dir if trial is None else study.directory / f"export-trial-{int(trial)}"
-
-
-def _export(study, problem=None, space=None, trial=None, out=None) -> dict:
-    from encoderkit.export import save_export
-    from encoderkit.transformer import AutoencoderTransformer
-
-    import_keras_quietly()
-    compile_cache.enable()
-    problem = problem or study.problem()
-    space = space or study.space()
-    optuna_study = load(study)
-    chosen = _pick_trial(optuna_study, trial, study.directory)
-    candidate = _replayed_candidate(space, chosen, study.directory)
-    seed = int(chosen.user_attrs["seed"])
-    transformer = AutoencoderTransformer(**transformer_params(candidate, seed, problem.dataset.shape))
-    transformer.fit(_named(problem, problem.X))  # a CSV's column names travel with the export
-    X_test, y_test = problem.test_part()
-    test = _held_out_score(problem, transformer, X_test, y_test)
-    baselines_test = {
-        name: _held_out_score(problem, make().fit(_named(problem, problem.X)), X_test, y_test) for name, make in baselines_for(problem.dataset).items()
-    }
-    manifest = {
-        "trial": chosen.number,
-        "candidate": candidate,
-        "transformer_params": transformer.get_params(),
-        "cv_score": chosen.value,
-        "cv_std": chosen.user_attrs.get("score_std"),
-        "metric": problem.metric,
-        "test": test,
-        "baselines_test": baselines_test,
-        "n_test_rows": int(len(y_test)),
-        "n_fit_rows": int(len(problem.y)),  # the export's training rows: the whole search part
-        "n_trial_rows": int(len(problem.trial_y)),  # what each trial trained and was scored on
-        "data": {
-            "name": problem.dataset.name,
-            "kind": problem.dataset.kind,
-            "shape": list(problem.dataset.shape),
-            "n_features": int(problem.X.shape[1]),
-            "feature_names": list(problem.dataset.feature_names) if problem.dataset.feature_names else None,
-            "target_name": problem.dataset.target_name,
-        },
-        "split_hash": study.manifest["split_hash"],
-        "space_digest": study.manifest["space_digest"],
-        "seed": seed,
-        "study": str(study.directory.resolve()),
-    }
-    destination = Path(out) if out else study.export_dir
-    # Recorded as soon as it is made: the look at the test part counts even if writing fails.
-    study.record_test_use(trial=chosen.number, metric=problem.metric, test=test, destination=destination,
-                          best=chosen.number == _pick_trial(optuna_study, None, study.directory).number)
-    save_export(destination, transformer, manifest, before_publish=lambda: crash_point("export_staged"))
-    if trial is None and destination.resolve() == study.export_dir.resolve():  # the study's own export
-        study.write_json("export.json", manifest)
-    return manifest
-
-
-def replay(study_dir, trial: int) -> dict:
-    """Re-scores a completed trial exactly as the search did (same config, seed, split and
-    CV folds) and returns the stored and replayed CV scores."""
-    from search.objective import evaluate
-
-    import_keras_quietly()
-    study = open_study(study_dir)
-    chosen = _pick_trial(load(study), trial, study.directory)
-    candidate = _replayed_candidate(study.space(), chosen, study.directory)
-    # The same checkpoint callbacks run as in the search; nothing is pruned.
-    outcome = evaluate(study.problem(), candidate, int(chosen.user_attrs["seed"]), report=lambda step, value: None)
-    return {"trial": chosen.number, "metric": study.manifest["metric"], "stored": chosen.value,
-            "replayed": outcome["score"], "seconds": outcome["seconds"]}
-
-
-def _replayed_candidate(space, chosen, directory) -> dict:
-    """The trial's config rebuilt from its stored parameters through the same sampling path."""
-    candidate = sample(space, FixedSuggest(chosen.params))
-    if candidate != chosen.user_attrs.get("candidate", candidate):
-        raise StudyError(f"{directory}: trial {chosen.number} does not replay to its stored config")
-    return candidate
-
-
-def _held_out_score(problem, fitted, X_test, y_test) -> dict:
-    """The reference probe fit on the search part's features, scored once on the test part
-    (whatever cheaper probe ranked the candidates)."""
-    score, low, high = test_score(
-        fitted.transform(_named(problem, problem.X)), problem.y, fitted.transform(_named(problem, X_test)), y_test,
-        problem.metric, seed=problem.seed, probe=REFERENCE,
-    )
-    return {"score": score, "low": low, "high": high}
-
-
-def _named(problem, X):
-    """X as a DataFrame with the dataset's column names where it has them (a CSV's header),
-    so the exported encoder knows its columns by name."""
-    names = problem.dataset.feature_names
-    if not names:
-        return X
-    import pandas as pd
-
-    return pd.DataFrame(X, columns=list(names))
-
-
-def _pick_trial(optuna_study, number, directory):
-    complete = [t for t in optuna_study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-    if number is None:
-        if not complete:
-            raise StudyError(f"{directory}: no completed trial to export")
-        return max(complete, key=lambda t: t.value)
-    match = [t for t in complete if t.number == int(number)]
-    if not match:
-        raise StudyError(f"trial {number}: not a completed trial of {directory}")
-    return match[0]
-
-
-def result_of(study, exported=None, notes=(), optuna_study=None, top=10) -> StudyResult:
-    optuna_study = optuna_study or load(study)
-    rows = trial_rows(optuna_study)
-    if exported is None and (study.directory / "export.json").is_file():
-        import json
-
-        exported = json.loads((study.directory / "export.json").read_text())
-    board = format_leaderboard(rows, study.baselines(), study.manifest["metric"], exported, top=top,
-                               test_uses=study.test_uses())
-    best = exported or {}
-    return StudyResult(
-        study_dir=study.directory,
-        export_dir=study.export_dir if exported else None,
-        best_trial=best.get("trial"),
-        best_params=best.get("transformer_params"),
-        best_cv=best.get("cv_score"),
-        test=best.get("test"),
-        leaderboard=board,
-        notes=tuple(notes),
-    )
 
 
 class _ProgressBar:

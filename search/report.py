@@ -20,7 +20,7 @@ GRID = 8  # images per row in the reconstruction grid
 
 
 def write_html(study_dir, out=None) -> Path:
-    from search.engine import result_of
+    from search.results import result_of
     from search.preflight import check_writable_file
     from search.storage import load_readonly
     from search.study import open_study

@@ -8,6 +8,8 @@
     DIR/logs/           one log per extra worker process
     DIR/export/         the exported best encoder (DIR/export-trial-N/: another trial's)
     DIR/test_uses.json  every scoring of the test part: when, which trial, the score
+    DIR/data.npz        in-memory data (`search.run(X, y)`), which workers, resume and
+                        export read back; its content hash is the study's `data` setting
     DIR/.lock           held by the run, resume or export working on the study
 """
 
@@ -20,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from encoderkit.data import load_dataset
+from encoderkit.data import IN_MEMORY, content_hash, load_dataset, save_npz
 from encoderkit.export import package_versions
 from search.errors import StudyError
 from search.lock import LOCK_NAME
@@ -29,6 +31,7 @@ from search.space import load_space
 
 MANIFEST_VERSION = 1
 TEST_USES = "test_uses.json"
+DATA_FILE = "data.npz"
 # Settings that define what a study measures; a resume or re-run must not change them.
 IDENTITY_KEYS = ("data", "target", "seed", "test_size", "metric", "space_digest", "subsample")
 
@@ -54,9 +57,8 @@ class Study:
         return restricted
 
     def problem(self):
-        dataset = load_dataset(self.manifest["data"], self.manifest["target"], self.manifest.get("data_dir"))
         problem = make_problem(
-            dataset,
+            self.dataset(),
             test_size=self.manifest["test_size"],
             seed=self.manifest["seed"],
             metric=self.manifest["metric"],
@@ -71,6 +73,22 @@ class Study:
                 f"(split hash {problem.split_hash()} != {self.manifest['split_hash']})"
             )
         return problem
+
+    def dataset(self):
+        data = self.manifest["data"]
+        if not data.startswith(IN_MEMORY):
+            return load_dataset(data, self.manifest["target"], self.manifest.get("data_dir"))
+        path = self.directory / DATA_FILE
+        if not path.is_file():
+            raise StudyError(f"{path}: missing (the study's in-memory data is stored there)")
+        import dataclasses
+
+        dataset = load_dataset(path)
+        if IN_MEMORY + content_hash(dataset) != data:
+            raise StudyError(f"{path}: changed since the study began (content hash {content_hash(dataset)}, "
+                             f"study: {data.removeprefix(IN_MEMORY)})")
+        return dataclasses.replace(dataset, name=self.manifest["data_name"],
+                                   target_name=self.manifest.get("target_name") or "y")
 
     def baselines(self) -> dict:
         path = self.directory / "baselines.json"
@@ -121,12 +139,16 @@ def check_same_study(directory, settings: dict, problem, space) -> Study | None:
     else. Reads only, so a refused command changes nothing."""
     directory = Path(directory)
     if not (directory / "manifest.json").exists():
-        if directory.exists() and any(p.name != LOCK_NAME for p in directory.iterdir()):
+        # (the lock, and in-memory data written by a run killed before its manifest)
+        if directory.exists() and any(p.name not in (LOCK_NAME, DATA_FILE) for p in directory.iterdir()):
             raise StudyError(f"{directory}: exists and is not a study directory")
         return None
     study = open_study(directory)
     identity = _identity(settings, problem, space)
     for key in IDENTITY_KEYS:
+        if key == "data" and study.manifest["data"] != identity["data"] and identity["data"].startswith(IN_MEMORY):
+            raise StudyError(f"{directory}: study was made with other data ({study.manifest['data']}; "
+                             f"these arrays: {identity['data']}); use another study directory")
         if study.manifest.get(key) != identity[key]:
             raise StudyError(
                 f"{directory}: study was made with {key}={study.manifest.get(key)!r}, "
@@ -156,6 +178,10 @@ def create_or_check(directory, settings: dict, space_path: str, problem, space) 
     identity = _identity(settings, problem, space)
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(space_path, directory / "space.yaml")
+    if settings["data"].startswith(IN_MEMORY):  # before the manifest: a study never lacks its data
+        staging = directory / f".{DATA_FILE}.tmp-{os.getpid()}"
+        save_npz(staging, problem.dataset)
+        os.replace(staging, directory / DATA_FILE)
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -163,6 +189,7 @@ def create_or_check(directory, settings: dict, space_path: str, problem, space) 
         "space_name": space.name,
         "space_source": str(space_path),
         "data_name": problem.dataset.name,
+        "target_name": problem.dataset.target_name,
         "data_kind": problem.dataset.kind,
         "data_shape": list(problem.dataset.shape),
         "n_rows": int(len(problem.dataset.y)),

@@ -34,10 +34,16 @@ class Dataset:
     notes: tuple = ()  # what loading changed, for the user (e.g. a dropped index column)
 
 
-def load_dataset(data: str = "digits", target: str | None = None, data_dir: str | None = None) -> Dataset:
-    """Loads a built-in dataset by name, or a .csv/.npy/.npz file by path.
+def load_dataset(data="digits", target: str | None = None, data_dir: str | None = None) -> Dataset:
+    """Loads a built-in dataset by name, or a .csv/.npy/.npz file by path (str or PathLike).
 
     Built-ins take options after a colon: `insurance:n=1000,seed=3`."""
+    import os
+
+    if not isinstance(data, (str, os.PathLike)):
+        raise DataError(f"data={type(data).__name__}: expected a dataset name or a file path "
+                        "(arrays and DataFrames: encoderkit.data.from_memory)")
+    data = os.fspath(data)
     name, _, options = data.partition(":")
     if name in BUILTIN:
         builtin = {"digits": _digits, "fashion-mnist": _fashion_mnist, "insurance": _insurance}[name]
@@ -196,18 +202,23 @@ def _csv(path: Path, target: str | None) -> Dataset:
             f"{', '.join(map(str, frame.columns[:20]))})"
         )
     y = frame.pop(target).to_numpy()
+    X = _numeric_frame(frame, path, "row {} has", first_row=2)  # row 1 is the header
+    return _checked(Dataset(path.stem, X, y, "tabular", (X.shape[1],), tuple(map(str, frame.columns)),
+                            target_name=target, notes=notes), path)
+
+
+def _numeric_frame(frame, where, row_words, first_row=0) -> np.ndarray:
+    """A DataFrame's values as float64, or `DataError` naming the first non-numeric cell."""
+    import pandas as pd
+
     for column in frame.columns:
         values = pd.to_numeric(frame[column], errors="coerce")
         bad = values.isna() & frame[column].notna()
         if bad.any():
             row = int(np.argmax(bad.to_numpy()))
-            raise DataError(
-                f"{path}: column {column!r} is not numeric "
-                f"(row {row + 2} has {frame[column].iloc[row]!r})"
-            )
-    X = frame.to_numpy(dtype=np.float64)
-    return _checked(Dataset(path.stem, X, y, "tabular", (X.shape[1],), tuple(map(str, frame.columns)),
-                            target_name=target, notes=notes), path)
+            raise DataError(f"{where}: column {column!r} is not numeric "
+                            f"({row_words.format(row + first_row)} {frame[column].iloc[row]!r})")
+    return frame.to_numpy(dtype=np.float64)
 
 
 def _sniff_delimiter(path: Path) -> str:
@@ -242,12 +253,110 @@ def _npz(path: Path, target: str | None) -> Dataset:
         missing = "features array 'X'" if features is None else f"label array {target!r}"
         raise DataError(f"{path}: no {missing} (arrays: {', '.join(archive.files)})")
     X, y = archive[features], archive[target]
+    names = _feature_names(archive, path, X)
     if X.ndim < 2:
         raise DataError(f"{path}: {features!r} must have one row per sample, got shape {X.shape}")
     shape = tuple(X.shape[1:])
-    kind = {1: "tabular", 2: "sequence", 3: "image"}.get(len(shape), "tabular")
     X = _numeric(X.reshape(len(X), -1), path, features)
-    return _checked(Dataset(path.stem, X, np.ravel(y), kind, shape, target_name=target), path)
+    return _checked(Dataset(path.stem, X, np.ravel(y), kind_of(shape), shape, names, target_name=target), path)
+
+
+def kind_of(sample_shape) -> str:
+    """The data kind a sample's shape implies: (F,) tabular, (T, F) sequence, (H, W, C) image."""
+    return {1: "tabular", 2: "sequence", 3: "image"}.get(len(sample_shape), "tabular")
+
+
+def _feature_names(archive, path, X):
+    """An NPZ may name its feature columns in a string array `feature_names` (tabular X)."""
+    if "feature_names" not in archive.files:
+        return None
+    names = archive["feature_names"]
+    if names.dtype.kind != "U" or names.ndim != 1 or X.ndim != 2 or len(names) != X.shape[1]:
+        raise DataError(f"{path}: 'feature_names' must be {X.shape[1] if X.ndim == 2 else 'one'} strings, "
+                        f"one per column of a 2-D 'X' (got {names.dtype} {names.shape})")
+    return tuple(map(str, names))
+
+
+# In-memory data: what `search.run(X, y)` and `EncoderSearch.fit` take.
+IN_MEMORY = "memory:"  # how a study's settings name in-memory data: memory:<content hash>
+
+
+def from_memory(X, y=None, target: str | None = None) -> Dataset:
+    """A Dataset from arrays or a DataFrame, checked like a file: a NumPy array (2-D
+    tabular, 3-D sequences (n, T, F), 4-D images (n, H, W, C): the shape sets the kind, as
+    for NPZ files) with labels `y`, or a pandas DataFrame whose columns are the features
+    (their names travel with the export) with labels in `y` or in its column `target`."""
+    import pandas as pd
+
+    if isinstance(X, pd.DataFrame):
+        where, name = "X (DataFrame)", "dataframe"
+        if y is None:
+            target = target or "target"
+            if target not in X.columns:
+                raise DataError(f"{where}: no labels: pass y, or target= one of its columns "
+                                f"(no column {target!r}; columns: {', '.join(map(str, X.columns[:20]))})")
+            y, X = X[target], X.drop(columns=[target])
+        elif target is not None:
+            raise DataError(f"target={target!r}: give labels either as y or as a column named by target=, not both")
+        names = tuple(map(str, X.columns))
+        if len(set(names)) != len(names):
+            raise DataError(f"{where}: column names repeat ({', '.join(n for n in names if names.count(n) > 1)})")
+        features, shape = _numeric_frame(X, where, "row {} has"), (len(names),)
+    else:
+        where, name, names = "X", "arrays", None
+        if y is None:
+            raise DataError("y=None: a search needs labels; pass y (one label per row of X)")
+        if target is not None:
+            raise DataError(f"target={target!r}: names a DataFrame column; X is an array, give its labels as y")
+        array = np.asarray(X)
+        if array.ndim < 2:
+            raise DataError(f"X: must have one row per sample (2-D, 3-D or 4-D), got shape {array.shape}")
+        shape = tuple(array.shape[1:])
+        features = _numeric(array.reshape(len(array), -1), where, "values")  # float64, as from files
+    target_name = (getattr(y, "name", None) if target is None else target) or "y"
+    labels = _labels(y)
+    if labels.ndim != 1:
+        raise DataError(f"y: must be one label per row, got shape {labels.shape}")
+    dataset = Dataset(name, features, labels, kind_of(shape), shape, names,
+                      target_name=str(target_name))
+    _check_finite(_checked(dataset, where), where)
+    return dataset
+
+
+def _labels(y) -> np.ndarray:
+    """Labels as a plain array a study can store without pickle: text labels become strings."""
+    labels = np.asarray(y)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels.ravel()
+    if labels.dtype == object:
+        import pandas as pd
+
+        if pd.isna(labels).any():
+            return labels  # _check_labels names the missing ones
+        labels = labels.astype(str)
+    return labels
+
+
+def content_hash(dataset: Dataset) -> str:
+    """What the data is, for a study's settings: shape, features and labels, hashed."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    digest.update(repr((dataset.shape, dataset.X.shape, str(dataset.X.dtype), str(dataset.y.dtype),
+                        dataset.feature_names)).encode())
+    digest.update(np.ascontiguousarray(dataset.X).tobytes())
+    digest.update(np.ascontiguousarray(dataset.y).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def save_npz(path, dataset: Dataset):
+    """Writes a Dataset as an NPZ that `load_dataset` reads back to the same arrays (X in
+    its sample shape, y, and feature_names where it has them); no pickle needed."""
+    arrays = {"X": dataset.X.reshape(len(dataset.X), *dataset.shape), "y": dataset.y}
+    if dataset.feature_names:
+        arrays["feature_names"] = np.asarray(dataset.feature_names, dtype=str)
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
 
 
 def _load_numpy(path):

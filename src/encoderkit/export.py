@@ -231,7 +231,11 @@ def _rebuild(directory: Path, manifest: dict):
         for name in STATE:
             if name in record["state"]:
                 value = record["state"][name]
-                setattr(transformer, name, np.asarray(value, dtype=object) if name == "feature_names_in_" else value)
+                if name == "feature_names_in_":
+                    value = np.asarray(value, dtype=object)
+                elif name == "sample_shape_" and value is not None:
+                    value = tuple(value)  # JSON gave a list; fitted, it is a tuple
+                setattr(transformer, name, value)
         transformer.encoder_ = keras.saving.load_model(directory / "encoder.keras", compile=False, safe_mode=True)
         transformer.autoencoder_ = keras.saving.load_model(directory / "autoencoder.keras", compile=False, safe_mode=True)
     except ExportError:

@@ -175,9 +175,13 @@ def test_score(train_codes, y_train, test_codes, y_test, metric, seed=0, n_boot=
     y_test = np.asarray(y_test)
     score = metric_value(metric, y_test, predicted, probabilities, classes)
     rng = np.random.default_rng(seed)
+    correct = np.asarray(predicted == y_test, dtype=np.float64)  # accuracy: a mean, no sklearn call
     boot = []
     for _ in range(n_boot):
         idx = rng.integers(0, len(y_test), len(y_test))
+        if metric == "accuracy":
+            boot.append(float(np.mean(correct[idx])))
+            continue
         if len(np.unique(y_test[idx])) < len(classes) and metric == "roc_auc":
             continue  # AUROC is undefined when a resample lacks a class
         boot.append(metric_value(metric, y_test[idx], predicted[idx], probabilities[idx], classes))

@@ -77,12 +77,12 @@ def test_backend_conformance(tmp_path, backend, extra):
         assert 0.0 <= trial.value <= 1.0
         assert {"score_std", "seconds", "epochs_run"} <= set(trial.user_attrs)
     # Stored parameters replay to the stored configuration (export and replay rely on it).
-    from search.engine import _replayed_candidate
+    from search.refit import replayed_candidate
     from search.study import open_study
 
     space = open_study(study).space()
     for trial in complete:
-        assert _replayed_candidate(space, trial, study) == trial.user_attrs["candidate"]
+        assert replayed_candidate(space, trial, study) == trial.user_attrs["candidate"]
 
     # Leaderboard with baselines and the held-out test line; an export that loads.
     assert "baseline raw" in first.stdout and "Held-out test" in first.stdout

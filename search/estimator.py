@@ -1,0 +1,156 @@
+"""`EncoderSearch`: the whole search as one scikit-learn estimator, in the manner of
+`GridSearchCV` and `HalvingRandomSearchCV`.
+
+    from search import EncoderSearch
+    searcher = EncoderSearch(trials=30).fit(X, y)        # runs a study
+    codes = searcher.transform(X)                        # the best encoder's codes
+    searcher.best_params_, searcher.best_score_, searcher.cv_results_, searcher.study_dir_
+
+`fit` runs `search.run` on the data (its labels score the candidates through the probe), so
+the study follows the same protocol as the command line: a held-out test part scored once
+(`test_score_`), CV on the search part for ranking (`best_score_`). Without `study_dir` the
+study lives in a temporary directory removed when the estimator is garbage collected; the
+fitted `best_estimator_` is held in memory and does not need it."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import weakref
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+# Imported here, not inside `fit`: optuna keeps the ImportError tracebacks of its optional
+# imports, and with them every frame that was on the stack at its first import; imported
+# inside `fit`, that pins the first estimator (and its X) for the life of the process.
+from search import engine  # noqa: E402  (imports optuna)
+
+
+class EncoderSearch(TransformerMixin, BaseEstimator):
+    """Searches autoencoder architectures for `X` scored by a probe on `y`; transforms with
+    the best encoder, refit on the search part.
+
+    Parameters are those of `search.run` (see its docstring): `space` (a shipped space name
+    or a YAML file), `trials`, `timeout` (seconds), `backend` (optuna, ray, kerastuner),
+    `workers`, `metric` (None: the space's), `seed`, `test_size`, `subsample`, `scale`,
+    `study_dir` (None: a temporary directory), `fresh_process`, `max_failures`, `gpus`,
+    `address`, `cpus_per_trial`, `gpus_per_trial`, `algorithm`; `verbose` (0: silent,
+    1: notes and a progress bar).
+
+    Attributes after `fit`: `best_estimator_` (a fitted `AutoencoderTransformer`),
+    `best_params_` (the best trial's sampled values), `best_score_` (its CV score),
+    `best_index_`, `cv_results_` (one entry per trial, as `GridSearchCV`'s), `test_score_`
+    (the held-out score with its 95% interval), `result_` (the `StudyResult`),
+    `study_dir_`, `n_features_in_`, `feature_names_in_` (DataFrames)."""
+
+    def __init__(self, space="default", *, trials=30, timeout=None, backend="optuna", workers=1, metric=None,
+                 seed=0, test_size=0.25, subsample=None, scale=1.0, study_dir=None, fresh_process=None,
+                 max_failures=10, gpus="auto", address=None, cpus_per_trial=1, gpus_per_trial=0,
+                 algorithm="random", verbose=0):
+        self.space = space
+        self.trials = trials
+        self.timeout = timeout
+        self.backend = backend
+        self.workers = workers
+        self.metric = metric
+        self.seed = seed
+        self.test_size = test_size
+        self.subsample = subsample
+        self.scale = scale
+        self.study_dir = study_dir
+        self.fresh_process = fresh_process
+        self.max_failures = max_failures
+        self.gpus = gpus
+        self.address = address
+        self.cpus_per_trial = cpus_per_trial
+        self.gpus_per_trial = gpus_per_trial
+        self.algorithm = algorithm
+        self.verbose = verbose
+
+    def fit(self, X, y):
+        # sklearn's own checks and messages for what no search can take (NaN, complex,
+        # empty, 1-D); the data then goes to the study as the user gave it (columns kept).
+        # DataFrames keep dtype None: the study names a non-numeric column itself.
+        validate_data(self, X, y, allow_nd=True, dtype=None if hasattr(X, "columns") else "numeric",
+                      ensure_min_samples=2)
+        study_dir = self.study_dir if self.study_dir is not None else self._temporary_study_dir()
+        params = {k: v for k, v in self.get_params().items() if k not in ("study_dir", "verbose")}
+        result = engine.run(X, y, study_dir=study_dir, progress=bool(self.verbose), verbose=bool(self.verbose), **params)
+        if result.best_estimator is None:
+            from search.errors import StudyError
+
+            raise StudyError(f"{study_dir}: no trial completed, nothing to transform with (see its leaderboard)")
+        self.result_ = result
+        self.study_dir_ = result.study_dir
+        self.best_estimator_ = result.best_estimator
+        self.cv_results_ = cv_results(result.trials)
+        self.best_index_ = next(i for i, t in enumerate(result.trials) if t.number == result.best_trial)
+        self.best_params_ = dict(result.trials[self.best_index_].params)
+        self.best_score_ = result.best_cv
+        self.test_score_ = result.test
+        self.n_features_out_ = self.best_estimator_.n_features_out_
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.transform(X)
+
+    def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.get_feature_names_out(input_features)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True  # the probe needs labels to score candidates
+        tags.input_tags.three_d_array = True  # sequences (n, T, F)
+        tags.non_deterministic = self.workers != 1  # workers finish trials in any order
+        return tags
+
+    def _temporary_study_dir(self):
+        """A fresh temporary directory for this fit, removed with the estimator (or at the
+        next fit): a notebook's searches leave nothing behind unless asked to."""
+        cleanup = getattr(self, "_cleanup", None)
+        if cleanup is not None:
+            cleanup()
+        directory = tempfile.mkdtemp(prefix="encoder-search-")
+        self._cleanup = weakref.finalize(self, shutil.rmtree, directory, True)
+        return f"{directory}/study"
+
+    def __getstate__(self):
+        # A pickled (or cloned-by-pickle) copy does not own the temporary study directory.
+        state = dict(self.__dict__)
+        state.pop("_cleanup", None)
+        return state
+
+
+def cv_results(trials) -> dict:
+    """`GridSearchCV`-style results, one entry per trial: `params`, `param_NAME` (masked
+    where a trial did not sample NAME), `mean_test_score` and `std_test_score` (the CV probe
+    score on the search part; NaN unless complete), `rank_test_score`, `mean_fit_time`,
+    `state`, `number`."""
+    names = sorted({name for trial in trials for name in trial.params})
+    mean = np.array([np.nan if t.score is None else t.score for t in trials], dtype=float)
+    results = {
+        "number": np.array([t.number for t in trials], dtype=int),
+        "state": np.array([t.state for t in trials], dtype=object),
+        "params": [dict(t.params) for t in trials],
+        "mean_test_score": mean,
+        "std_test_score": np.array([np.nan if t.score_std is None else t.score_std for t in trials], dtype=float),
+        "rank_test_score": _ranks(mean),
+        "mean_fit_time": np.array([np.nan if t.seconds is None else t.seconds for t in trials], dtype=float),
+    }
+    for name in names:
+        values = [t.params.get(name) for t in trials]
+        results[f"param_{name}"] = np.ma.MaskedArray(np.array(values, dtype=object),
+                                                     mask=[name not in t.params for t in trials])
+    return results
+
+
+def _ranks(scores) -> np.ndarray:
+    """1 for the best; ties share the lowest rank; trials without a score rank last."""
+    from scipy.stats import rankdata
+
+    filled = np.where(np.isnan(scores), -np.inf, scores)
+    return rankdata(-filled, method="min").astype(np.int32)

@@ -1,0 +1,160 @@
+"""Refit, export and replay: what happens to a study's trials after the search.
+
+    export_best(study_dir, trial=None, out=None)   refit a trial on the whole search part,
+                                                    score the test part once, write the export
+    replay(study_dir, trial)                        re-score a trial exactly as the search did
+
+Shared with the benchmarks: `held_out_score` (the test-part protocol) and
+`replayed_candidate` (a trial's config rebuilt from its stored parameters)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from encoderkit.baselines import baselines_for
+from encoderkit.export import check_destination
+from encoderkit.probe import REFERENCE, test_score
+from search import compile_cache
+from search.errors import StudyError
+from search.faults import crash_point
+from search.lock import check_free, study_lock
+from search.preflight import check_writable_study_dir
+from search.quiet import import_keras_quietly
+from search.storage import load, load_readonly
+from search.study import open_study
+from search.suggest import FixedSuggest, sample, transformer_params
+
+
+def export_best(study_dir, trial=None, out=None) -> dict:
+    """Refits the best (or the given) trial on the whole search part with its seed (also when
+    trials saw a subsample of it), scores the test part once, and writes the export: to
+    `STUDY/export` for the best trial, `STUDY/export-trial-N` for another one, or to `out`,
+    which must not exist yet or be an export directory (replaced as a whole). Every use of
+    the test part is recorded in the study (`test_uses`). Returns the export manifest."""
+    study = open_study(study_dir)
+    check_writable_study_dir(study.directory)
+    check_free(study.directory)
+    destination = export_destination(study, trial, out)
+    check_destination(destination)  # before minutes of refitting
+    pick_trial(load_readonly(study), trial, study.directory)  # a bad --trial touches nothing
+    with study_lock(study.directory, "export"):
+        return refit_and_export(study, trial=trial, out=destination)
+
+
+def export_destination(study, trial=None, out=None) -> Path:
+    if out is not None:
+        if trial is not None and Path(out).resolve() == study.export_dir.resolve():
+            raise StudyError(f"{out}: holds the study's best trial; write trial {trial} elsewhere "
+                             f"(default: {study.directory / f'export-trial-{int(trial)}'})")
+        return Path(out)
+    return study.export_dir if trial is None else study.directory / f"export-trial-{int(trial)}"
+
+
+def refit_and_export(study, problem=None, space=None, trial=None, out=None) -> dict:
+    from encoderkit.export import save_export
+    from encoderkit.transformer import AutoencoderTransformer
+
+    import_keras_quietly()
+    compile_cache.enable()
+    problem = problem or study.problem()
+    space = space or study.space()
+    optuna_study = load(study)
+    chosen = pick_trial(optuna_study, trial, study.directory)
+    candidate = replayed_candidate(space, chosen, study.directory)
+    seed = int(chosen.user_attrs["seed"])
+    transformer = AutoencoderTransformer(**transformer_params(candidate, seed, problem.dataset.shape))
+    transformer.fit(named(problem, problem.X))  # a CSV's column names travel with the export
+    X_test, y_test = problem.test_part()
+    test = held_out_score(problem, transformer, X_test, y_test)
+    baselines_test = {
+        name: held_out_score(problem, make().fit(named(problem, problem.X)), X_test, y_test) for name, make in baselines_for(problem.dataset).items()
+    }
+    manifest = {
+        "trial": chosen.number,
+        "candidate": candidate,
+        "transformer_params": transformer.get_params(),
+        "cv_score": chosen.value,
+        "cv_std": chosen.user_attrs.get("score_std"),
+        "metric": problem.metric,
+        "test": test,
+        "baselines_test": baselines_test,
+        "n_test_rows": int(len(y_test)),
+        "n_fit_rows": int(len(problem.y)),  # the export's training rows: the whole search part
+        "n_trial_rows": int(len(problem.trial_y)),  # what each trial trained and was scored on
+        "data": {
+            "name": problem.dataset.name,
+            "kind": problem.dataset.kind,
+            "shape": list(problem.dataset.shape),
+            "n_features": int(problem.X.shape[1]),
+            "feature_names": list(problem.dataset.feature_names) if problem.dataset.feature_names else None,
+            "target_name": problem.dataset.target_name,
+        },
+        "split_hash": study.manifest["split_hash"],
+        "space_digest": study.manifest["space_digest"],
+        "seed": seed,
+        "study": str(study.directory.resolve()),
+    }
+    destination = Path(out) if out else study.export_dir
+    # Recorded as soon as it is made: the look at the test part counts even if writing fails.
+    study.record_test_use(trial=chosen.number, metric=problem.metric, test=test, destination=destination,
+                          best=chosen.number == pick_trial(optuna_study, None, study.directory).number)
+    save_export(destination, transformer, manifest, before_publish=lambda: crash_point("export_staged"))
+    if trial is None and destination.resolve() == study.export_dir.resolve():  # the study's own export
+        study.write_json("export.json", manifest)
+    return manifest
+
+
+def replay(study_dir, trial: int) -> dict:
+    """Re-scores a completed trial exactly as the search did (same config, seed, split and
+    CV folds) and returns the stored and replayed CV scores."""
+    from search.objective import evaluate
+
+    import_keras_quietly()
+    study = open_study(study_dir)
+    chosen = pick_trial(load(study), trial, study.directory)
+    candidate = replayed_candidate(study.space(), chosen, study.directory)
+    # The same checkpoint callbacks run as in the search; nothing is pruned.
+    outcome = evaluate(study.problem(), candidate, int(chosen.user_attrs["seed"]), report=lambda step, value: None)
+    return {"trial": chosen.number, "metric": study.manifest["metric"], "stored": chosen.value,
+            "replayed": outcome["score"], "seconds": outcome["seconds"]}
+
+
+def replayed_candidate(space, chosen, directory) -> dict:
+    """The trial's config rebuilt from its stored parameters through the same sampling path."""
+    candidate = sample(space, FixedSuggest(chosen.params))
+    if candidate != chosen.user_attrs.get("candidate", candidate):
+        raise StudyError(f"{directory}: trial {chosen.number} does not replay to its stored config")
+    return candidate
+
+
+def held_out_score(problem, fitted, X_test, y_test) -> dict:
+    """The reference probe fit on the search part's features, scored once on the test part
+    (whatever cheaper probe ranked the candidates)."""
+    score, low, high = test_score(
+        fitted.transform(named(problem, problem.X)), problem.y, fitted.transform(named(problem, X_test)), y_test,
+        problem.metric, seed=problem.seed, probe=REFERENCE,
+    )
+    return {"score": score, "low": low, "high": high}
+
+
+def named(problem, X):
+    """X as a DataFrame with the dataset's column names where it has them (a CSV's header),
+    so the exported encoder knows its columns by name."""
+    names = problem.dataset.feature_names
+    if not names:
+        return X
+    import pandas as pd
+
+    return pd.DataFrame(X, columns=list(names))
+
+
+def pick_trial(optuna_study, number, directory):
+    complete = [t for t in optuna_study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    if number is None:
+        if not complete:
+            raise StudyError(f"{directory}: no completed trial to export")
+        return max(complete, key=lambda t: t.value)
+    match = [t for t in complete if t.number == int(number)]
+    if not match:
+        raise StudyError(f"trial {number}: not a completed trial of {directory}")
+    return match[0]

@@ -1,0 +1,114 @@
+"""What a study holds, as objects: its trials, its baselines, its export and the leaderboard.
+
+    result = search.run(X, y)
+    print(result)                   # the leaderboard
+    result.to_frame()               # one row per trial (pandas)
+    result.best_estimator           # the exported encoder, fitted, ready to transform
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from search.leaderboard import describe, format_leaderboard, trial_rows
+from search.storage import load
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as the study stored it. `score` is the mean CV probe score on the search
+    part (None unless complete); `params` are the sampled values under their space names."""
+
+    number: int
+    state: str  # complete, pruned, fail, running or waiting
+    score: float | None
+    score_std: float | None
+    family: str
+    config: str  # the leaderboard's one-line description
+    params: dict
+    seconds: float | None
+    note: str = ""  # why it failed, or where it was pruned
+    stages: dict = field(default_factory=dict)  # seconds per stage
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """The outcome of `run`, `resume` or `report`: `str(result)` is the leaderboard."""
+
+    study_dir: Path
+    export_dir: Path | None
+    best_trial: int | None
+    best_params: dict | None  # the exported encoder's AutoencoderTransformer parameters
+    best_cv: float | None
+    test: dict | None  # held-out score of the export: score, low, high (95% bootstrap)
+    leaderboard: str
+    notes: tuple = field(default_factory=tuple)
+    metric: str | None = None
+    trials: tuple = ()  # TrialRecord, in trial-number order
+    baselines: dict = field(default_factory=dict)  # name -> cv_mean, cv_std, detail
+
+    def __str__(self) -> str:
+        return self.leaderboard
+
+    @functools.cached_property
+    def best_estimator(self):
+        """The exported encoder (an `AutoencoderTransformer` fitted on the search part), loaded
+        once on first use; None when nothing was exported."""
+        if self.export_dir is None:
+            return None
+        from encoderkit.export import load_encoder
+
+        return load_encoder(self.export_dir)
+
+    def to_frame(self):
+        """The trials as a pandas DataFrame, one row per trial, sampled values as `param_*`."""
+        import pandas as pd
+
+        rows = []
+        for trial in self.trials:
+            row = {"number": trial.number, "state": trial.state, "family": trial.family, "score": trial.score,
+                   "score_std": trial.score_std, "seconds": trial.seconds, "config": trial.config,
+                   "note": trial.note}
+            row.update({f"param_{name}": value for name, value in trial.params.items()})
+            rows.append(row)
+        return pd.DataFrame(rows, columns=None if rows else ["number", "state", "family", "score", "score_std",
+                                                             "seconds", "config", "note"])
+
+
+def trial_records(optuna_study) -> tuple:
+    records = []
+    for trial, row in zip(optuna_study.get_trials(deepcopy=False), trial_rows(optuna_study)):
+        records.append(TrialRecord(
+            number=trial.number, state=row.state, score=row.cv_mean, score_std=row.cv_std, family=row.family,
+            config=describe(trial.user_attrs.get("candidate", {})), params=dict(trial.params),
+            seconds=row.seconds, note=row.note, stages=dict(row.stages),
+        ))
+    return tuple(records)
+
+
+def result_of(study, exported=None, notes=(), optuna_study=None, top=10) -> StudyResult:
+    """The study's result as it stands; `exported` is the export manifest if one was just made."""
+    optuna_study = optuna_study or load(study)
+    rows = trial_rows(optuna_study)
+    if exported is None and (study.directory / "export.json").is_file():
+        exported = json.loads((study.directory / "export.json").read_text())
+    baselines = study.baselines()
+    board = format_leaderboard(rows, baselines, study.manifest["metric"], exported, top=top,
+                               test_uses=study.test_uses())
+    best = exported or {}
+    return StudyResult(
+        study_dir=study.directory,
+        export_dir=study.export_dir if exported else None,
+        best_trial=best.get("trial"),
+        best_params=best.get("transformer_params"),
+        best_cv=best.get("cv_score"),
+        test=best.get("test"),
+        leaderboard=board,
+        notes=tuple(notes),
+        metric=study.manifest["metric"],
+        trials=trial_records(optuna_study),
+        baselines=baselines,
+    )

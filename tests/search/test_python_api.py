@@ -1,0 +1,201 @@
+"""From Python on in-memory data: `search.run(X, y)`, DataFrames, `StudyResult` objects and
+the scikit-learn `EncoderSearch`."""
+
+import gc
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import search
+from encoderkit.errors import DataError
+from search import EncoderSearch
+from search.errors import SearchError, StudyError
+from search.results import result_of
+from search.study import open_study
+from tests.conftest import ROOT, TINY_SPACE, run_cli
+
+
+def _digits(n=300):
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return X[:n], y[:n]
+
+
+def test_in_a_fresh_process_run_and_encoder_search_take_arrays_dataframes_and_sequences(tmp_path):
+    """The acceptance check as a user would meet it: a new interpreter, the default trial
+    process, digits arrays, a DataFrame with named columns and a 3-D sequence array."""
+    script = textwrap.dedent(f"""
+        import numpy as np, pandas as pd, search
+        from sklearn.datasets import load_digits
+        from search import EncoderSearch
+
+        X, y = load_digits(return_X_y=True)
+        X, y = X[:300], y[:300]
+        frame = pd.DataFrame(X[:, :16], columns=[f"px{{i}}" for i in range(16)]).assign(label=y)
+        rng = np.random.default_rng(0)
+        labels = rng.integers(0, 2, 160)
+        sequences = rng.normal(size=(160, 10, 3)) + labels[:, None, None]
+        cases = {{"arrays": ((X, y), {{}}), "frame": ((frame,), {{"target": "label"}}),
+                  "sequence": ((sequences, labels), {{}})}}
+        space = {str(TINY_SPACE)!r}
+        encoders = {{}}
+        for name, (args, kwargs) in cases.items():
+            result = search.run(*args, **kwargs, space=space, trials=1, study_dir=f"{tmp_path}/{{name}}",
+                                progress=False)
+            data = args[0].drop(columns="label") if name == "frame" else args[0]
+            codes = result.best_estimator.transform(data)
+            assert codes.shape == (len(data), result.best_estimator.n_features_out_), name
+            fit_y = frame["label"] if name == "frame" else args[1]
+            searcher = EncoderSearch(space, trials=1, fresh_process=0).fit(data, fit_y)
+            assert searcher.transform(data).shape[0] == len(data), name
+            encoders[name] = result.best_estimator
+            print(name, "ok", codes.shape, result.test["score"])
+        encoder = encoders["sequence"]
+        assert encoder.sample_shape_ == (10, 3), encoder.sample_shape_
+        np.testing.assert_array_equal(encoder.transform(sequences), encoder.transform(sequences.reshape(160, 30)))
+        print("sequence shapes ok")
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("arrays", "frame", "sequence"):
+        assert f"{name} ok" in done.stdout
+    assert "sequence shapes ok" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_a_study_of_arrays_keeps_them_for_the_command_line_and_refuses_other_arrays(tmp_path):
+    X, y = _digits()
+    study = tmp_path / "study"
+    frame = pd.DataFrame(X, columns=[f"p{i}" for i in range(64)])
+    result = search.run(frame, pd.Series(y, name="digit"), space=str(TINY_SPACE), trials=1, study_dir=study,
+                        progress=False, fresh_process=0)
+    manifest = json.loads((study / "manifest.json").read_text())
+    assert manifest["data"].startswith("memory:") and manifest["target_name"] == "digit"
+    assert (study / "data.npz").is_file()
+
+    # The command line works on it as on any study: the arrays come from the study itself.
+    done = run_cli("export", study, "-o", tmp_path / "again")
+    assert done.returncode == 0, done.stderr
+    again = json.loads((tmp_path / "again" / "manifest.json").read_text())
+    assert again["data"]["feature_names"][:2] == ["p0", "p1"] and again["data"]["target_name"] == "digit"
+    assert again["test"] == result.test  # the same rows, split and seed
+    done = run_cli("replay", study, "--trial", str(result.best_trial))
+    assert done.returncode == 0 and "matches" in done.stdout, done.stdout + done.stderr
+
+    # Other arrays in the same study directory are refused, whatever their shape.
+    before = sorted(p.name for p in study.iterdir())
+    with pytest.raises(StudyError, match=r"study was made with other data \(memory:"):
+        search.run(frame.iloc[::-1], pd.Series(y[::-1], name="digit"), space=str(TINY_SPACE), trials=1,
+                   study_dir=study, progress=False)
+    assert sorted(p.name for p in study.iterdir()) == before
+
+    # The stored arrays are checked by their hash: a changed data.npz refuses to resume.
+    stored = dict(np.load(study / "data.npz"))
+    stored["X"][0, 0] += 1
+    np.savez(study / "data.npz", **stored)
+    done = run_cli("resume", study)
+    assert done.returncode == 2 and "data.npz: changed since the study began" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda X, y: search.run(X), "y=None: a search needs labels"),
+    (lambda X, y: search.run(X, y[:10]), "X: 300 feature rows but 10 labels"),
+    (lambda X, y: search.run("digits", y), "y: a dataset name or file (digits) brings its own labels"),
+    (lambda X, y: search.run(X, y, target="label"), "target='label': names a DataFrame column"),
+    (lambda X, y: search.run(pd.DataFrame(X).assign(t=y)), "X (DataFrame): no labels: pass y, or target="),
+    (lambda X, y: search.run(pd.DataFrame({"a": ["x"] * 300, "b": 1.0}), y), "column 'a' is not numeric (row 0 has 'x')"),
+    (lambda X, y: search.run(np.where(np.arange(300)[:, None] == 5, np.nan, X), y), "has nan in row 5"),
+    (lambda X, y: search.run(X, np.where(np.arange(300) == 7, None, y)), "has no label in 1 row(s) (first: data row 8)"),
+    (lambda X, y: search.run(X[:, 0], y), "X: must have one row per sample (2-D, 3-D or 4-D), got shape (300,)"),
+    (lambda X, y: search.run(X, y, workers=0), "workers: must be at least 1, got 0"),
+])
+def test_bad_in_memory_data_is_refused_in_one_line_before_anything_is_written(tmp_path, call, message):
+    X, y = _digits()
+    os.chdir(tmp_path)  # the default study directory would go here
+    with pytest.raises((DataError, SearchError)) as caught:
+        call(X, y)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    assert not (tmp_path / "studies").exists()
+
+
+def test_the_result_is_an_object_with_its_trials_a_frame_and_the_fitted_export(tmp_path):
+    X, y = _digits()
+    result = search.run((X, y), space=str(TINY_SPACE), trials=2, study_dir=tmp_path / "s", progress=False,
+                        fresh_process=0)
+    assert str(result) == result.leaderboard and result.leaderboard.startswith("Leaderboard (accuracy, 2 trials")
+    assert [t.number for t in result.trials] == [0, 1] and {t.state for t in result.trials} == {"complete"}
+    best = max(result.trials, key=lambda t: t.score)
+    assert best.number == result.best_trial and best.score == result.best_cv
+    assert set(result.baselines) == {"raw", "pca"}
+    frame = result.to_frame()
+    assert list(frame["number"]) == [0, 1] and frame["score"].max() == result.best_cv
+    assert {"state", "family", "config", "seconds", "param_family", "param_code_size"} <= set(frame.columns)
+    codes = result.best_estimator.transform(X)
+    assert codes.shape == (300, result.best_estimator.n_features_out_)
+    assert result.best_estimator is result.best_estimator  # loaded once
+    reported = result_of(open_study(tmp_path / "s"))
+    assert reported.trials == result.trials and str(reported) == str(result)
+
+
+def test_encoder_search_is_a_scikit_learn_search_estimator(tmp_path):
+    X, y = _digits()
+    searcher = EncoderSearch(str(TINY_SPACE), trials=3, fresh_process=0, seed=1)
+    assert clone(searcher).get_params() == searcher.get_params()
+    searcher.fit(X, y)
+    results = searcher.cv_results_
+    assert list(results["number"]) == [0, 1, 2]
+    assert results["mean_test_score"][searcher.best_index_] == searcher.best_score_ == np.nanmax(results["mean_test_score"])
+    assert results["rank_test_score"][searcher.best_index_] == 1
+    assert searcher.best_params_ == results["params"][searcher.best_index_]
+    assert searcher.best_params_["family"] in {"dense", "denoising"}
+    family = results["param_family"]
+    assert list(family) == [p["family"] for p in results["params"]]
+    assert searcher.test_score_["low"] <= searcher.test_score_["score"] <= searcher.test_score_["high"]
+    codes = searcher.transform(X)
+    assert codes.shape == (300, searcher.n_features_out_) and searcher.n_features_in_ == 64
+    np.testing.assert_array_equal(codes, searcher.best_estimator_.transform(X))
+
+    # Its study lives in a temporary directory for as long as the estimator does.
+    study = searcher.study_dir_
+    assert (study / "manifest.json").is_file() and str(tmp_path) not in str(study)
+    restored = pickle.loads(pickle.dumps(searcher))
+    np.testing.assert_allclose(restored.transform(X), codes, rtol=1e-6)
+    del searcher
+    gc.collect()
+    assert not study.exists()
+    np.testing.assert_allclose(restored.transform(X), codes, rtol=1e-6)  # needs no study
+
+    # With study_dir the study stays, and fitting again continues it (same data, same seed).
+    kept = EncoderSearch(str(TINY_SPACE), trials=1, fresh_process=0, study_dir=tmp_path / "kept").fit(X, y)
+    EncoderSearch(str(TINY_SPACE), trials=2, fresh_process=0, study_dir=tmp_path / "kept").fit(X, y)
+    assert kept.study_dir_ == tmp_path / "kept"
+    assert len(result_of(open_study(tmp_path / "kept")).trials) == 2
+
+
+def _expected_failed(estimator):
+    return {
+        "check_fit2d_1feature": (
+            "its 10 rows hold classes of fewer than 4 rows: too few for a held-out test part and "
+            "3 CV folds, which the search refuses with its own message"
+        ),
+    }
+
+
+@parametrize_with_checks([EncoderSearch(str(TINY_SPACE), trials=1, fresh_process=0)],
+                         expected_failed_checks=_expected_failed)
+def test_sklearn_contract(estimator, check, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    check(estimator)
