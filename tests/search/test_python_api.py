@@ -199,3 +199,19 @@ def _expected_failed(estimator):
 def test_sklearn_contract(estimator, check, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     check(estimator)
+
+
+def test_the_readme_from_python_snippets_run_as_written(tmp_path):
+    """Every code block of the README's "From Python" section, run in order in one new
+    interpreter, as a user pasting them into a notebook would."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## From Python\n", 1)[1].split("\n## ", 1)[0]
+    blocks = [block.split("```", 1)[0] for block in section.split("```python\n")[1:]]
+    assert len(blocks) == 4, "the section shows arrays, a DataFrame, EncoderSearch and FrozenEstimator"
+    script = "\n".join(blocks) + "\nprint('snippets ok', len(trials), codes.shape)\n"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "snippets ok 3 (1797," in done.stdout
+    assert (tmp_path / "runs" / "digits-frame" / "export" / "manifest.json").is_file()
