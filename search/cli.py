@@ -14,6 +14,10 @@ EXIT_INTERRUPTED = 130
 EXIT_MISMATCH = 1
 KERAS_BACKENDS = ("tensorflow", "jax", "torch")
 
+from search.settings import (  # noqa: E402  (light: the defaults live there)
+    DEFAULT_TRIALS_PER_PROCESS, OPTION_DEFAULTS, BackendOptions, Budget, StudySpec,
+)
+
 
 class _OneLineErrors(argparse.ArgumentParser):
     """Usage mistakes end in one line and exit status 2, like every other bad input (the
@@ -32,32 +36,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="start (or continue) a search")
     run.add_argument(
-        "--data", default="digits",
-        help="digits, fashion-mnist, insurance[:n=N,seed=S], or a .csv/.npy/.npz file (default: digits)",
+        "--data", default=StudySpec.data,
+        help="digits, fashion-mnist, insurance[:n=N,seed=S], or a .csv/.npy/.npz file (default: %(default)s)",
     )
     run.add_argument("--data-dir", default=None, help="where fashion-mnist's IDX files are (default: Debian's path)")
     run.add_argument("--target", default=None, help="label column (CSV name, NPY index, NPZ key)")
     run.add_argument("--space", default="default", help="a shipped space name or a YAML file (default: default)")
     run.add_argument("--scale", type=float, default=1.0, help="shrink epochs, units and filters by this factor (0, 1]")
-    run.add_argument("--trials", type=int, default=30, help="finished trials to reach (default: 30)")
-    run.add_argument("--timeout", type=float, default=None, help="stop starting trials after SECONDS")
+    run.add_argument("--trials", type=int, default=Budget.trials, help="finished trials to reach (default: %(default)s)")
+    run.add_argument("--timeout", type=float, default=Budget.timeout, help="stop starting trials after SECONDS")
     run.add_argument("--backend", default="optuna", help="optuna (default), ray or kerastuner")
-    run.add_argument("--workers", type=int, default=1, help="trials at once: processes (optuna) or concurrent trials (ray) (default: 1)")
-    run.add_argument("--gpus", default="auto", help="optuna workers' GPUs, round-robin: auto, none or ids like 0,1 (default: auto)")
-    run.add_argument("--address", default=None, help="ray: join this cluster (auto: the running one); default: start Ray here")
-    run.add_argument("--cpus-per-trial", type=float, default=1, help="ray: CPUs reserved per trial (default: 1)")
-    run.add_argument("--gpus-per-trial", type=float, default=0, help="ray: GPUs per trial, fractions share one (default: 0)")
-    run.add_argument("--algorithm", default="random", help="kerastuner: random, bayesian or hyperband (default: random)")
-    run.add_argument("--max-failures", type=int, default=10, help="stop after this many failed trials in a row (default: 10)")
+    run.add_argument("--workers", type=int, default=BackendOptions.workers, help="trials at once: processes (optuna) or concurrent trials (ray) (default: %(default)s)")
+    run.add_argument("--gpus", default=OPTION_DEFAULTS["gpus"], help="optuna workers' GPUs, round-robin: auto, none or ids like 0,1 (default: %(default)s)")
+    run.add_argument("--address", default=OPTION_DEFAULTS["address"], help="ray: join this cluster (auto: the running one); default: start Ray here")
+    run.add_argument("--cpus-per-trial", type=float, default=OPTION_DEFAULTS["cpus_per_trial"], help="ray: CPUs reserved per trial (default: %(default)s)")
+    run.add_argument("--gpus-per-trial", type=float, default=OPTION_DEFAULTS["gpus_per_trial"], help="ray: GPUs per trial, fractions share one (default: %(default)s)")
+    run.add_argument("--algorithm", default=OPTION_DEFAULTS["algorithm"], help="kerastuner: random, bayesian or hyperband (default: %(default)s)")
+    run.add_argument("--max-failures", type=int, default=Budget.max_failures, help="stop after this many failed trials in a row (default: %(default)s)")
     run.add_argument("--fresh-process", type=int, nargs="?", const=1, default=None, metavar="K",
                      help="optuna: run trials in a child process replaced every K trials, which bounds the memory "
-                          "and slowdown TensorFlow accumulates (default: 25; the flag alone: 1, a new process per "
+                          f"and slowdown TensorFlow accumulates (default: {DEFAULT_TRIALS_PER_PROCESS}; the flag alone: 1, a new process per "
                           "trial; 0: every trial in the worker itself)")
     run.add_argument("--keras-backend", default=None, choices=KERAS_BACKENDS,
                      help="Keras backend for the models (default: $KERAS_BACKEND, else tensorflow)")
     run.add_argument("--metric", default=None, help="auto|accuracy|roc_auc|balanced_accuracy|f1_macro (default: the space's, auto)")
-    run.add_argument("--seed", type=int, default=0, help="seeds the split, the sampler and each trial (default: 0)")
-    run.add_argument("--test-size", type=float, default=0.25, help="held-out fraction (default: 0.25)")
+    run.add_argument("--seed", type=int, default=StudySpec.seed, help="seeds the split, the sampler and each trial (default: %(default)s)")
+    run.add_argument("--test-size", type=float, default=StudySpec.test_size, help="held-out fraction (default: %(default)s)")
     run.add_argument("--subsample", type=int, default=None,
                      help="trials train and score on this many rows of the search part (stratified); "
                           "the export refits the winner on all of it (default: all rows)")
@@ -222,15 +226,15 @@ def _start_note(space) -> str:
 
 def cmd_worker(args):
     from search.backends.optuna_backend import optimize
-    from search.quiet import import_keras_quietly
-    from search.study import open_study
-
     from search import devices
+    from search.quiet import import_keras_quietly
+    from search.settings import BackendOptions
+    from search.study import open_study
 
     _quiet_libraries()
     import_keras_quietly()
     study = open_study(args.study_dir)
-    devices.limit_threads(devices.cores_per_worker(study.manifest.get("workers", 1)))
+    devices.limit_threads(devices.cores_per_worker(BackendOptions.from_manifest(study.manifest).workers))
     optimize(study, study.problem(), study.space(), worker=args.index)
 
 

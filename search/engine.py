@@ -9,6 +9,7 @@ best encoder (search/refit.py) and returns a `StudyResult` (search/results.py)."
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -20,44 +21,45 @@ import optuna  # noqa: F401  (here, not first inside `run`: optuna keeps the tra
 
 from encoderkit.baselines import baselines_for
 from encoderkit.data import load_dataset
-from encoderkit.probe import METRICS, cv_score
+from encoderkit.probe import cv_score
 from search import compile_cache, devices
 from search.backends import get_backend
 from search.errors import Interrupted, SearchError, StudyError
 from search.lock import check_free, study_lock
-from search.preflight import check_installed, check_test_size, check_writable_study_dir, keras_backend_to_use
+from search.preflight import check_installed, check_writable_study_dir, keras_backend_to_use
 from search.problem import make_problem
 from search.quiet import import_keras_quietly
 from search.refit import refit_and_export
 from search.results import StudyResult, result_of
+from search.settings import OPTION_DEFAULTS, BackendOptions, Budget, StudySpec, option_keys
 from search.space import load_space
 from search.storage import recover
 from search.study import check_same_study, create_or_check, open_study
 
 
 def run(
-    data="digits",
+    data=StudySpec.data,
     y=None,
     *,
-    target=None,
+    target=StudySpec.target,
     data_dir=None,
     space="default",
     scale=1.0,
-    trials=30,
-    timeout=None,
+    trials=Budget.trials,
+    timeout=Budget.timeout,
     backend="optuna",
-    workers=1,
-    gpus="auto",
-    address=None,
-    cpus_per_trial=1,
-    gpus_per_trial=0,
-    algorithm="random",
-    max_failures=10,
-    fresh_process=None,
-    metric=None,
-    seed=0,
-    test_size=0.25,
-    subsample=None,
+    workers=BackendOptions.workers,
+    gpus=OPTION_DEFAULTS["gpus"],
+    address=OPTION_DEFAULTS["address"],
+    cpus_per_trial=OPTION_DEFAULTS["cpus_per_trial"],
+    gpus_per_trial=OPTION_DEFAULTS["gpus_per_trial"],
+    algorithm=OPTION_DEFAULTS["algorithm"],
+    max_failures=Budget.max_failures,
+    fresh_process=OPTION_DEFAULTS["fresh_process"],
+    metric=StudySpec.metric,
+    seed=StudySpec.seed,
+    test_size=StudySpec.test_size,
+    subsample=StudySpec.subsample,
     study_dir=None,
     progress=True,
     verbose=True,
@@ -99,50 +101,38 @@ def run(
     at least 1, got 0"; `StudyError` for a study directory that measures something else)
     and `encoderkit.errors.DataError` (unusable data, also a ValueError), before anything is
     written; `search.errors.Interrupted` on Ctrl-C, carrying the result so far."""
-    if int(workers) < 1:
-        raise SearchError(f"workers: must be at least 1, got {workers}")
-    if int(trials) < 1:
-        raise SearchError(f"trials: must be at least 1, got {trials}")
-    if int(max_failures) < 1:
-        raise SearchError(f"max_failures: must be at least 1, got {max_failures}")
-    if timeout is not None and float(timeout) <= 0:
-        raise SearchError(f"timeout: must be positive seconds, got {timeout}")
-    fresh_process = _trials_per_process(fresh_process, backend)
-    if subsample is not None and int(subsample) < 1:
-        raise SearchError(f"subsample: must be a positive number of rows, got {subsample}")
-    if metric is not None and metric not in METRICS:
-        raise SearchError(f"metric: unknown metric {metric!r} (known: {', '.join(METRICS)})")
-    test_size = check_test_size(test_size)
+    budget = Budget(trials=trials, timeout=timeout, max_failures=max_failures)
+    backend_module = get_backend(backend)  # unknown backends and their settings fail before any work
+    options = backend_module.Options.for_backend(
+        backend, workers=workers, gpus=gpus, fresh_process=fresh_process, address=address,
+        cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, algorithm=algorithm,
+    )
+    spec = StudySpec(data="?", target=target, seed=seed, test_size=test_size, metric=metric, subsample=subsample)
     check_installed("keras_backend", keras_backend_to_use())  # before a manifest records it
-    backend_settings = get_backend(backend).check_settings(
-        workers=int(workers), address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-        algorithm=algorithm,
-    )  # unknown backends and settings fail before any work
-    gpu_ids = devices.resolve_gpus(gpus)
     loaded = load_space(space, scale)
-    dataset, data = _dataset(data, y, target, data_dir)
+    dataset, data_name = _dataset(data, y, target, data_dir)
+    spec = dataclasses.replace(spec, data=data_name)
     restricted, notes = loaded.for_kind(dataset.kind)
     notes = [*dataset.notes, *notes]
-    if backend == "kerastuner" and restricted.start:  # its oracles choose every value themselves
-        notes.append("the kerastuner backend does not take the space's start points (optuna and ray do): skipped")
+    if restricted.start and not options.takes_start_points:
+        notes.append(f"the {backend} backend does not take the space's start points (optuna and ray do): skipped")
     problem = make_problem(
         dataset,
-        test_size=test_size,
-        seed=seed,
-        metric=metric or loaded.probe_setting("metric"),
+        test_size=spec.test_size,
+        seed=spec.seed,
+        metric=spec.metric or loaded.probe_setting("metric"),
         folds=loaded.probe_setting("cv"),
         probe=loaded.probe_setting("model"),
-        workers=workers,
-        subsample=subsample,
+        workers=options.workers,
+        subsample=spec.subsample,
     )
     notes.extend(problem.notes)
     study_dir = check_writable_study_dir(study_dir or f"studies/{dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    # What the manifest records: the spec (the subsample the problem kept), the budget, the
+    # backend and its options, and where a built-in dataset's files are.
     settings = {
-        "data": data, "target": target, "data_dir": data_dir, "seed": int(seed), "test_size": test_size,
-        "subsample": problem.subsample,
-        "trials": int(trials), "timeout": timeout, "scale": scale, "backend": backend, "workers": int(workers),
-        "max_failures": int(max_failures), "fresh_process": int(fresh_process), "gpus": gpu_ids,
-        **backend_settings,
+        **spec.to_manifest(), "subsample": problem.subsample, **budget.to_manifest(), "backend": backend,
+        **options.to_manifest(), "data_dir": data_dir, "scale": scale,
     }
     check_free(study_dir)
     check_same_study(study_dir, settings, problem, loaded)  # refused before the lock is touched
@@ -154,6 +144,8 @@ def run(
             if created:  # a refused run leaves nothing behind
                 shutil.rmtree(study_dir, ignore_errors=True)
             raise
+        for key in option_keys():  # another backend's options would be stale
+            study.manifest.pop(key, None)
         study.manifest.update({k: settings[k] for k in BUDGET_KEYS if k in settings})
         study.write_json("manifest.json", study.manifest)
         return _search_and_export(study, problem, restricted, progress, export, notes, verbose)
@@ -186,30 +178,8 @@ def _make_directory(directory: Path) -> bool:
     return True
 
 
-# Optuna trials run in a child process replaced every this many trials unless told otherwise:
-# TensorFlow keeps what it traced for every fit, so a long-lived process grows ~6 MiB per
-# trial (tensorflow#61791); a child per 25 trials bounds that for the price of one TensorFlow
-# import per 25 trials, started while the last child finishes (benchmarks/results/memory.md).
-DEFAULT_TRIALS_PER_PROCESS = 25
-
-
-def _trials_per_process(value, backend) -> int:
-    """`fresh_process`: None = the backend's default, 0 = every trial in this process, K =
-    a child process replaced every K trials (True means 1, a new process per trial)."""
-    if value is None:
-        return DEFAULT_TRIALS_PER_PROCESS if backend == "optuna" else 0
-    if int(value) < 0:
-        raise SearchError(f"fresh_process: must be a number of trials per process, got {value}")
-    if int(value) and backend != "optuna":
-        raise SearchError(f"fresh_process: not an option of backend {backend}")
-    return int(value)
-
-
 # Settings a re-run of `run` on an existing study may change: how much to search, not what.
-BUDGET_KEYS = (
-    "trials", "timeout", "workers", "backend", "data_dir", "max_failures", "fresh_process", "gpus",
-    "address", "cpus_per_trial", "gpus_per_trial", "algorithm",
-)
+BUDGET_KEYS = ("trials", "timeout", "max_failures", "backend", "data_dir", *sorted(option_keys()))
 
 
 def resume(study_dir, *, progress=True, verbose=True, export=True) -> StudyResult:
@@ -229,20 +199,20 @@ def resume(study_dir, *, progress=True, verbose=True, export=True) -> StudyResul
 def _search_and_export(study, problem, space, progress, export, notes, verbose):
     from encoderkit.export import remove_leftovers
 
-    if study.manifest["backend"] == "optuna":  # worker 0 is this process: its GPU before TF starts
-        os.environ.update(devices.for_worker(study.manifest.get("gpus"), 0))
+    backend = get_backend(study.manifest["backend"])
+    options = backend.Options.from_manifest(study.manifest)
+    os.environ.update(options.process_env())  # e.g. the driver's GPU, before TensorFlow starts
     _use_keras_backend(study.manifest.get("keras_backend"))
     import_keras_quietly()
     compile_cache.enable()  # JAX: programs compiled once serve every worker, trial and export
-    devices.limit_threads(devices.cores_per_worker(study.manifest.get("workers", 1)))
+    devices.limit_threads(devices.cores_per_worker(options.workers))
     notes = (*notes, *recover(study))
     remove_leftovers(study.export_dir)  # half-written exports of a killed run
     for note in notes if verbose else ():
         print(f"note: {note}")
     if not study.baselines():
         study.write_json("baselines.json", score_baselines(problem))
-    backend = get_backend(study.manifest["backend"])
-    bar = _ProgressBar(study.manifest["trials"]) if progress else None
+    bar = _ProgressBar(Budget.from_manifest(study.manifest).trials) if progress else None
     try:
         backend.run(study, problem, space, progress=bar)
     except KeyboardInterrupt:

@@ -26,6 +26,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 # imports, and with them every frame that was on the stack at its first import; imported
 # inside `fit`, that pins the first estimator (and its X) for the life of the process.
 from search import engine  # noqa: E402  (imports optuna)
+from search.settings import OPTION_DEFAULTS, BackendOptions, Budget, StudySpec  # noqa: E402
 
 
 class EncoderSearch(TransformerMixin, BaseEstimator):
@@ -45,10 +46,13 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
     (the held-out score with its 95% interval), `result_` (the `StudyResult`),
     `study_dir_`, `n_features_in_`, `feature_names_in_` (DataFrames)."""
 
-    def __init__(self, space="default", *, trials=30, timeout=None, backend="optuna", workers=1, metric=None,
-                 seed=0, test_size=0.25, subsample=None, scale=1.0, study_dir=None, fresh_process=None,
-                 max_failures=10, gpus="auto", address=None, cpus_per_trial=1, gpus_per_trial=0,
-                 algorithm="random", verbose=0):
+    def __init__(self, space="default", *, trials=Budget.trials, timeout=Budget.timeout, backend="optuna",
+                 workers=BackendOptions.workers, metric=StudySpec.metric, seed=StudySpec.seed,
+                 test_size=StudySpec.test_size, subsample=StudySpec.subsample, scale=1.0, study_dir=None,
+                 fresh_process=OPTION_DEFAULTS["fresh_process"], max_failures=Budget.max_failures,
+                 gpus=OPTION_DEFAULTS["gpus"], address=OPTION_DEFAULTS["address"],
+                 cpus_per_trial=OPTION_DEFAULTS["cpus_per_trial"], gpus_per_trial=OPTION_DEFAULTS["gpus_per_trial"],
+                 algorithm=OPTION_DEFAULTS["algorithm"], verbose=0):
         self.space = space
         self.trials = trials
         self.timeout = timeout

@@ -33,16 +33,6 @@ def keras_backend_to_use(requested=None) -> str:
     return requested or os.environ.get("KERAS_BACKEND") or "tensorflow"
 
 
-def check_test_size(test_size) -> float:
-    try:
-        value = float(test_size)
-    except (TypeError, ValueError):
-        raise SearchError(f"test_size: must be a fraction between 0 and 1, got {test_size!r}") from None
-    if not 0.0 < value < 1.0:
-        raise SearchError(f"test_size: must be a fraction strictly between 0 and 1, got {test_size!r}")
-    return value
-
-
 def check_writable_study_dir(directory) -> Path:
     """A study directory that can be created or written: not a plain file, and writable
     (itself if it exists, else the nearest existing parent)."""

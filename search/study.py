@@ -27,6 +27,7 @@ from encoderkit.export import package_versions
 from search.errors import StudyError
 from search.lock import LOCK_NAME
 from search.problem import make_problem
+from search.settings import BackendOptions
 from search.space import load_space
 
 MANIFEST_VERSION = 1
@@ -64,7 +65,7 @@ class Study:
             metric=self.manifest["metric"],
             folds=self.manifest["folds"],
             probe=self.manifest["probe"],
-            workers=self.manifest.get("workers", 1),
+            workers=BackendOptions.from_manifest(self.manifest).workers,
             subsample=self.manifest.get("subsample"),
         )
         if problem.split_hash() != self.manifest["split_hash"]:

@@ -1,7 +1,7 @@
 """Search backends by name. Each module exposes
 
-    check_settings(workers, address, cpus_per_trial, gpus_per_trial, algorithm) -> dict
-        validates the backend's own options before any work; returns those to store
+    Options: its options type (search/settings.py), which validates the backend's own
+        options before any work and writes them into the study's manifest
     run(study, problem, space, progress) -> None
         runs trials until the study's requested count, writing them to the study's Optuna
         storage (see records.py) so the leaderboard, report and export read one schema
@@ -26,13 +26,3 @@ def get_backend(name: str):
         return importlib.import_module(BACKENDS[name])
     except ImportError as exc:  # an optional tuner that is not installed
         raise SearchError(f"backend {name}: needs {exc.name!r}, which is not installed (pip install 'encoderkit[{name}]')") from None
-
-
-def reject_foreign_options(backend: str, **given):
-    """One-line error for an option that belongs to another backend (given at a non-default)."""
-    from search.errors import SearchError
-
-    defaults = {"address": None, "cpus_per_trial": 1, "gpus_per_trial": 0, "algorithm": "random"}
-    for key, value in given.items():
-        if value != defaults[key]:
-            raise SearchError(f"{key}: not an option of backend {backend}")

@@ -15,30 +15,20 @@ import io
 import time
 from contextlib import nullcontext
 
-from search.backends import reject_foreign_options
 from search.backends.records import (
     FailureGuard, outcome_attrs, recorded_ids, record_trial, replay_params, trial_attrs,
 )
 from search.errors import FailedTrial, SearchError
 from search.objective import evaluate
+from search.settings import Budget, KerasTunerOptions
 from search.storage import finished_count, load
 
 PROJECT = "kerastuner"  # under the study directory
 TRIAL_ID = "kerastuner_trial_id"
-ALGORITHMS = ("random", "bayesian", "hyperband")
 EPOCHS = "training.epochs"
 
 
-def check_settings(*, workers, address, cpus_per_trial, gpus_per_trial, algorithm) -> dict:
-    reject_foreign_options("kerastuner", address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
-    if algorithm not in ALGORITHMS:
-        raise SearchError(f"algorithm: unknown algorithm {algorithm!r} (known: {', '.join(ALGORITHMS)})")
-    if int(workers) != 1:
-        raise SearchError(
-            f"workers: the kerastuner backend runs one trial at a time, got {workers} "
-            "(its distributed mode needs a chief and gRPC workers; use --backend optuna or ray)"
-        )
-    return {"algorithm": algorithm}
+Options = KerasTunerOptions
 
 
 class KerasTunerSuggest:
@@ -73,15 +63,15 @@ def run(study, problem, space, progress=None):
 
     manifest = study.manifest
     optuna_study = load(study)
-    algorithm = manifest.get("algorithm", "random")
+    algorithm = Options.from_manifest(manifest).algorithm
+    budget = Budget.from_manifest(manifest)
     seed = int(manifest["seed"])
-    guard = FailureGuard(manifest.get("max_failures", 10))
+    guard = FailureGuard(budget.max_failures)
     recorded = recorded_ids(optuna_study, TRIAL_ID)
-    remaining = int(manifest["trials"]) - finished_count(optuna_study)
+    remaining = budget.trials - finished_count(optuna_study)
     if remaining <= 0:
         return
-    timeout = manifest.get("timeout")
-    deadline = time.time() + float(timeout) if timeout else None
+    deadline = time.time() + budget.timeout if budget.timeout else None
     objective = kt.Objective("score", direction="max")
     oracle = _oracle(kt, algorithm, objective, len(recorded) + remaining, seed, space)
 

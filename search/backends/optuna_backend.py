@@ -19,18 +19,11 @@ from search.faults import crash_point
 from search.lock import inherited_fd
 from search.trial_process import die_with_parent
 from search.trial_process import trial_runner
+from search.settings import Budget, OptunaOptions
 from search.storage import FINISHED, finished_count, load
 from search.suggest import OptunaSuggest, sample
 
-DEFAULT_MAX_FAILURES = 10
-
-
-def check_settings(*, workers, address, cpus_per_trial, gpus_per_trial, algorithm) -> dict:
-    from search.backends import reject_foreign_options
-
-    reject_foreign_options("optuna", address=address, cpus_per_trial=cpus_per_trial,
-                           gpus_per_trial=gpus_per_trial, algorithm=algorithm)
-    return {}
+Options = OptunaOptions
 
 
 def load_for_search(study, worker: int = 0):
@@ -52,7 +45,7 @@ def make_objective(space, manifest, run_trial):
     import optuna
 
     seed = manifest["seed"]
-    guard = FailureGuard(manifest.get("max_failures", DEFAULT_MAX_FAILURES))
+    guard = FailureGuard(Budget.from_manifest(manifest).max_failures)
 
     def objective(trial):
         candidate = sample(space, OptunaSuggest(trial))
@@ -94,17 +87,16 @@ def optimize(study, problem, space, worker=0, callbacks=()):
     from optuna.trial import TrialState
 
     optuna_study = load_for_search(study, worker)
-    target = study.manifest["trials"]
+    budget, options = Budget.from_manifest(study.manifest), Options.from_manifest(study.manifest)
+    target = budget.trials
     if finished_count(optuna_study) >= target:
         return optuna_study
-    # `fresh_process`: trials run in a child process replaced every that many trials (a
-    # study from before it took a count stored true, which is 1).
-    every = int(study.manifest.get("fresh_process") or 0)
-    with interrupts.graceful(), trial_runner(problem, every) as run_trial:
+    # `fresh_process`: trials run in a child process replaced every that many trials
+    with interrupts.graceful(), trial_runner(problem, options.fresh_process) as run_trial:
         optuna_study.optimize(
             make_objective(space, study.manifest, run_trial),
             n_trials=None,  # MaxTrialsCallback stops at the target; --max-failures guards a loop of failures
-            timeout=study.manifest.get("timeout"),
+            timeout=budget.timeout,
             catch=(FailedTrial,),
             callbacks=[
                 MaxTrialsCallback(target, states=tuple(getattr(TrialState, s) for s in FINISHED)),
@@ -119,14 +111,15 @@ def optimize(study, problem, space, worker=0, callbacks=()):
 def run(study, problem, space, progress=None):
     """Starts `workers - 1` extra processes and works as worker 0 in this one."""
     enqueue_start_points(study, space)
-    workers = int(study.manifest.get("workers", 1))
+    options = Options.from_manifest(study.manifest)
+    workers = options.workers
     log_dir = study.directory / "logs"
     log_dir.mkdir(exist_ok=True)
     procs = []
     for index in range(1, workers):
         log = open(log_dir / f"worker-{index}.log", "ab")
         cmd = [sys.executable, "-m", "search", "_worker", str(study.directory), "--index", str(index)]
-        env = worker_env(index, devices.for_worker(study.manifest.get("gpus"), index))
+        env = worker_env(index, devices.for_worker(options.gpus, index))
         # The workers hold the study's lock with this process and die with it.
         procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                        pass_fds=inherited_fd(study.directory), preexec_fn=die_with_parent), log))

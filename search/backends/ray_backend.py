@@ -20,10 +20,10 @@ import ray
 from ray import tune
 
 from search import interrupts
-from search.backends import reject_foreign_options
 from search.backends.records import FailureGuard, outcome_attrs, recorded_ids, record_trial, trial_attrs
-from search.errors import FailedTrial, SearchError
+from search.errors import FailedTrial
 from search.objective import CHECKPOINTS, evaluate
+from search.settings import Budget, RayOptions
 from search.storage import finished_count, load
 from search.suggest import FixedSuggest, OptunaSuggest, sample
 
@@ -38,26 +38,20 @@ FINAL = "final"  # marks the final result; a trial without one was stopped by AS
 _SESSIONS: dict = {}
 
 
-def check_settings(*, workers, address, cpus_per_trial, gpus_per_trial, algorithm) -> dict:
-    reject_foreign_options("ray", algorithm=algorithm)
-    if not float(cpus_per_trial) > 0:
-        raise SearchError(f"cpus_per_trial: must be positive, got {cpus_per_trial}")
-    gpus = float(gpus_per_trial)
-    if gpus < 0 or (gpus > 1 and not gpus.is_integer()):
-        raise SearchError(f"gpus_per_trial: a fraction of one GPU or a whole number, got {gpus_per_trial}")
-    return {"address": address, "cpus_per_trial": float(cpus_per_trial), "gpus_per_trial": gpus}
+Options = RayOptions
 
 
 def run(study, problem, space, progress=None):
     manifest = study.manifest
-    start_ray(manifest.get("address"))
+    options = Options.from_manifest(manifest)
+    start_ray(options.address)
     key = str(study.directory.resolve())
     session = _SESSIONS[key] = _Session(study, space, progress)
     root = (study.directory / EXPERIMENTS).resolve()
     trainable = tune.with_resources(
         tune.with_parameters(_trial, problem=problem, space=space, base_seed=int(manifest["seed"]),
-                             cores=max(1, int(manifest.get("cpus_per_trial", 1)))),
-        {"cpu": manifest.get("cpus_per_trial", 1), "gpu": manifest.get("gpus_per_trial", 0)},
+                             cores=max(1, int(options.cpus_per_trial))),
+        {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial},
     )
     try:
         with interrupts.graceful():
@@ -122,7 +116,7 @@ def _new_tuner(study, space, trainable, root, name, session):
             search_alg=searcher,
             scheduler=scheduler,
             num_samples=session.remaining(),
-            max_concurrent_trials=int(manifest.get("workers", 1)),
+            max_concurrent_trials=Options.from_manifest(manifest).workers,
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
@@ -202,10 +196,10 @@ class _Session:
     def __init__(self, study, space, progress):
         self.study, self.space, self.progress = study, space, progress
         self.optuna_study = load(study)
-        self.target = int(study.manifest["trials"])
-        timeout = study.manifest.get("timeout")
-        self.deadline = time.time() + float(timeout) if timeout else None
-        self.guard = FailureGuard(study.manifest.get("max_failures", 10))
+        budget = Budget.from_manifest(study.manifest)
+        self.target = budget.trials
+        self.deadline = time.time() + budget.timeout if budget.timeout else None
+        self.guard = FailureGuard(budget.max_failures)
         self.recorded = recorded_ids(self.optuna_study, TRIAL_ID)
         self.intermediate: dict = {}
 
