@@ -93,7 +93,7 @@ def fit_heads(X, y_index, n_classes: int, groups, n_folds: int = 1, C=1.0, max_i
     # A binary target is one logistic column there, two softmax columns here, whose weights
     # settle at +-w/2: the penalty on them is half of |w|^2, so it is doubled to match.
     alpha = (1.0 if n_classes > 2 else 2.0) / (C * rows)
-    probabilities, coef, intercept, n_iter = _compiled(int(max_iter), float(tol))(
+    probabilities, coef, intercept, n_iter = compiled_fit(int(max_iter), float(tol))(
         jnp.asarray(codes), jnp.asarray(onehot), jnp.asarray(padded_groups), jnp.asarray(alpha, jnp.float32)
     )
     return Heads(np.asarray(probabilities)[:, :n], np.asarray(coef)[:, :d], np.asarray(intercept), np.asarray(n_iter))
@@ -144,7 +144,7 @@ class DeviceSoftmaxProbe(ClassifierMixin, BaseEstimator):
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled(max_iter, tol):
+def compiled_fit(max_iter, tol):
     import jax
 
     fit_one = jax.vmap(functools.partial(_fit_one, max_iter=max_iter, tol=tol), in_axes=(None, None, 0, 0, 0, 0))

@@ -164,7 +164,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, self._as_fitted(X), dtype=[np.float64, np.float32], reset=False)
         Xs = self.scaler_.transform(X).astype("float32")
-        codes = _encode(self.encoder_, Xs)
+        codes = encode_in_chunks(self.encoder_, Xs)
         if self.include_input:
             codes = np.hstack([np.asarray(X, dtype=np.float64), codes])
         return codes
@@ -175,7 +175,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, self._as_fitted(X), dtype=[np.float64, np.float32], reset=False)
         Xs = self.scaler_.transform(X).astype("float32")
-        return self.scaler_.inverse_transform(_encode(self.autoencoder_, Xs))
+        return self.scaler_.inverse_transform(encode_in_chunks(self.autoencoder_, Xs))
 
     def _as_fitted(self, X):
         """X as the user has it, in the layout `fit` saw: a DataFrame's columns picked by name
@@ -260,7 +260,7 @@ def _flat(X):
     return np.reshape(X, (len(X), -1)) if _dims(X) > 2 else X
 
 
-def _encode(encoder, X, chunk=4096):
+def encode_in_chunks(encoder, X, chunk=4096):
     """Calls the encoder directly in chunks: for the small models searched here this is about
     ten times faster than `Model.predict`, whose per-call set-up dominates (TensorFlow)."""
     import keras
@@ -274,7 +274,7 @@ def _encode(encoder, X, chunk=4096):
     return np.concatenate(parts).reshape(len(X), -1).astype(np.float64)
 
 
-_jitted_encoders = weakref.WeakKeyDictionary()
+jitted_encoders = weakref.WeakKeyDictionary()
 
 
 def _encode_jax(encoder, X, chunk):
@@ -285,11 +285,11 @@ def _encode_jax(encoder, X, chunk):
     a compile, rows are padded only to the next power of two."""
     import jax
 
-    call = _jitted_encoders.get(encoder)
+    call = jitted_encoders.get(encoder)
     if call is None:
         model = weakref.ref(encoder)  # the cache must not keep the model alive
         call = jax.jit(lambda trainable, other, x: model().stateless_call(trainable, other, x, training=False)[0])
-        _jitted_encoders[encoder] = call
+        jitted_encoders[encoder] = call
     trainable = [v.value for v in encoder.trainable_variables]
     other = [v.value for v in encoder.non_trainable_variables]
     size = min(chunk, 1 << (len(X) - 1).bit_length()) if jax.devices()[0].platform == "cpu" else chunk

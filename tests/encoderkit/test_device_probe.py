@@ -98,10 +98,10 @@ def test_padding_to_a_bucket_changes_nothing(digits):
 
 def test_the_probe_is_one_program_per_bucket(digits):
     """Trials whose codes fall in one bucket reuse the compiled program (no new trace)."""
-    from encoderkit.device_probe import _compiled
+    from encoderkit.device_probe import compiled_fit
 
     X, y = digits
-    fit = _compiled(1000, 1e-4)
+    fit = compiled_fit(1000, 1e-4)
     cv_score(X, y, "accuracy", folds=5, seed=0, probe="device_softmax")
     before = fit._cache_size()
     cv_score(X[:1793, :60], y[:1793], "accuracy", folds=5, seed=0, probe="device_softmax")  # pads to 2048 x 64 too

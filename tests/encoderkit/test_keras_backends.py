@@ -52,7 +52,7 @@ def test_jitted_encoding_under_jax_gives_the_direct_calls_codes():
     code = """
 import numpy as np
 from encoderkit import AutoencoderTransformer
-from encoderkit.transformer import _encode, _jitted_encoders
+from encoderkit.transformer import encode_in_chunks, jitted_encoders
 X = np.random.default_rng(0).random((300, 64)).astype("float32")
 conv = {"layers": [{"filters": 4, "kernel_size": 3, "activation": "relu", "pool": True}], "batch_norm": True}
 for family, params in [("conv2d", conv), ("vae", {"layers": [{"units": 8, "activation": "relu"}]})]:
@@ -61,8 +61,8 @@ for family, params in [("conv2d", conv), ("vae", {"layers": [{"units": 8, "activ
     scaled = fitted.scaler_.transform(X).astype("float32")
     for n in (1, 37, 300):
         direct = np.asarray(fitted.encoder_(scaled[:n], training=False)).reshape(n, -1)
-        np.testing.assert_allclose(_encode(fitted.encoder_, scaled[:n], chunk=128), direct, rtol=1e-5, atol=1e-5)
-    assert fitted.encoder_ in _jitted_encoders
+        np.testing.assert_allclose(encode_in_chunks(fitted.encoder_, scaled[:n], chunk=128), direct, rtol=1e-5, atol=1e-5)
+    assert fitted.encoder_ in jitted_encoders
 """
     done = under("jax", "-c", code, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -11,7 +11,7 @@ import math
 
 import keras
 
-from encoderkit.families.dense import _offset
+from encoderkit.families.dense import seed_offset
 
 
 def build(family, params, input_shape, code_size, seed=None, output_activation="sigmoid"):
@@ -25,7 +25,7 @@ def build(family, params, input_shape, code_size, seed=None, output_activation="
     x = keras.layers.Reshape(shape)(inputs)
     sizes = [shape[:-1]]
     for i, layer in enumerate(params["layers"]):
-        x = _conv_block(layers, x, layer, params, regularizer, _offset(seed, i))
+        x = _conv_block(layers, x, layer, params, regularizer, seed_offset(seed, i))
         if layer["pool"]:
             x = layers["pool"](2, padding="same")(x)
             sizes.append(tuple(math.ceil(s / 2) for s in sizes[-1]))
@@ -33,21 +33,21 @@ def build(family, params, input_shape, code_size, seed=None, output_activation="
     x = keras.layers.Flatten()(x)
     code = keras.layers.Dense(
         code_size, activation=params["code_activation"], kernel_regularizer=regularizer,
-        kernel_initializer=keras.initializers.GlorotUniform(seed=_offset(seed, 50)), name="code",
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed_offset(seed, 50)), name="code",
     )(x)
 
     x = keras.layers.Dense(
         math.prod(feature_shape), activation=params["layers"][-1]["activation"] if params["layers"] else "linear",
-        kernel_initializer=keras.initializers.GlorotUniform(seed=_offset(seed, 60)),
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed_offset(seed, 60)),
     )(code)
     x = keras.layers.Reshape(feature_shape)(x)
     for i, layer in enumerate(reversed(params["layers"])):
         if layer["pool"]:
             x = layers["upsample"](2)(x)
-        x = _conv_block(layers, x, layer, params, regularizer, _offset(seed, 200 + i))
+        x = _conv_block(layers, x, layer, params, regularizer, seed_offset(seed, 200 + i))
     x = layers["conv"](
         shape[-1], layer_kernel(params), padding="same", activation=output_activation,
-        kernel_initializer=keras.initializers.GlorotUniform(seed=_offset(seed, 300)),
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed_offset(seed, 300)),
     )(x)
     excess = [got - want for got, want in zip(x.shape[1:-1], shape[:-1])]
     if any(excess):

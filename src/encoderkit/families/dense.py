@@ -16,13 +16,13 @@ def dense_stack(x, params, layers, seed):
         x = keras.layers.Dense(
             int(layer["units"]),
             kernel_regularizer=regularizer,
-            kernel_initializer=keras.initializers.GlorotUniform(seed=_offset(seed, i)),
+            kernel_initializer=keras.initializers.GlorotUniform(seed=seed_offset(seed, i)),
         )(x)
         if params["batch_norm"]:
             x = keras.layers.BatchNormalization()(x)
         x = keras.layers.Activation(layer["activation"])(x)
         if params["dropout"] > 0:
-            x = keras.layers.Dropout(params["dropout"], seed=_offset(seed, 100 + i))(x)
+            x = keras.layers.Dropout(params["dropout"], seed=seed_offset(seed, 100 + i))(x)
     return x
 
 
@@ -38,11 +38,11 @@ def corrupt(x, family, params, seed):
 
 
 def decode(code, params, input_dim, output_activation, seed):
-    x = dense_stack(code, params, list(reversed(params["layers"])), _offset(seed, 200))
+    x = dense_stack(code, params, list(reversed(params["layers"])), seed_offset(seed, 200))
     return keras.layers.Dense(
         input_dim,
         activation=output_activation,
-        kernel_initializer=keras.initializers.GlorotUniform(seed=_offset(seed, 300)),
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed_offset(seed, 300)),
         name="reconstruction",
     )(x)
 
@@ -57,13 +57,13 @@ def build(family, params, input_shape, code_size, seed=None, output_activation="
         code_size,
         activation=params["code_activation"],
         activity_regularizer=keras.regularizers.L1(params["l1"]) if sparse else None,
-        kernel_initializer=keras.initializers.GlorotUniform(seed=_offset(seed, 50)),
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed_offset(seed, 50)),
         name="code",
     )(x)
     outputs = decode(code, params, input_dim, output_activation, seed)
     return keras.Model(inputs, outputs, name=family), keras.Model(inputs, code, name="encoder")
 
 
-def _offset(seed, k):
+def seed_offset(seed, k):
     """Distinct but reproducible seeds per layer; None stays None (random)."""
     return None if seed is None else int(seed) + k

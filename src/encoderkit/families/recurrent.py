@@ -10,7 +10,7 @@ import math
 import keras
 
 from encoderkit.families.conv import spatial_shape
-from encoderkit.families.dense import _offset
+from encoderkit.families.dense import seed_offset
 
 CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN}
 
@@ -26,19 +26,19 @@ def build(family, params, input_shape, code_size, seed=None, output_activation="
     inputs = keras.Input((size,), name="inputs")
     x = keras.layers.Reshape((steps, features))(inputs)
     for i, layer in enumerate(layers):
-        x = _recurrent(cell, layer, params, return_sequences=i < len(layers) - 1, seed=_offset(seed, i))(x)
+        x = _recurrent(cell, layer, params, return_sequences=i < len(layers) - 1, seed=seed_offset(seed, i))(x)
         x = keras.layers.BatchNormalization()(x) if params["batch_norm"] else x
     code = keras.layers.Dense(
         code_size, activation=params["code_activation"],
-        kernel_initializer=keras.initializers.GlorotUniform(seed=_offset(seed, 50)), name="code",
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed_offset(seed, 50)), name="code",
     )(x)
     x = keras.layers.RepeatVector(steps)(code)
     for i, layer in enumerate(reversed(layers)):
-        x = _recurrent(cell, layer, params, return_sequences=True, seed=_offset(seed, 200 + i))(x)
+        x = _recurrent(cell, layer, params, return_sequences=True, seed=seed_offset(seed, 200 + i))(x)
         x = keras.layers.BatchNormalization()(x) if params["batch_norm"] else x
     x = keras.layers.Dense(
         features, activation=output_activation,
-        kernel_initializer=keras.initializers.GlorotUniform(seed=_offset(seed, 300)),
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed_offset(seed, 300)),
     )(x)
     outputs = keras.layers.Reshape((size,), name="reconstruction")(x)
     return keras.Model(inputs, outputs, name=family), keras.Model(inputs, code, name="encoder")

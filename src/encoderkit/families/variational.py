@@ -4,7 +4,7 @@ import math
 
 import keras
 
-from encoderkit.families.dense import _offset, decode, dense_stack
+from encoderkit.families.dense import seed_offset, decode, dense_stack
 from encoderkit.families.layers import GaussianSampling
 
 
@@ -16,7 +16,7 @@ def build(family, params, input_shape, code_size, seed=None, output_activation="
     log_var = keras.layers.Dense(
         code_size, kernel_initializer="zeros", bias_initializer="zeros", name="code_log_var"
     )(x)
-    z = GaussianSampling(params["beta"], input_dim, seed=_offset(seed, 400), name="sampling")(
+    z = GaussianSampling(params["beta"], input_dim, seed=seed_offset(seed, 400), name="sampling")(
         [mean, log_var]
     )
     outputs = decode(z, params, input_dim, output_activation, seed)

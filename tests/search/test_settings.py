@@ -1,0 +1,87 @@
+"""Typed settings: each validates itself, round-trips through the manifest, and holds the
+defaults that the CLI, `search.run` and `EncoderSearch` share."""
+
+import ast
+import inspect
+
+import pytest
+
+import search
+from search.backends import get_backend
+from search.cli import build_parser
+from search.errors import SearchError
+from search.settings import (
+    OPTION_DEFAULTS, Budget, KerasTunerOptions, OptunaOptions, RayOptions, StudySpec, option_keys,
+)
+from tests.conftest import ROOT
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: Budget(trials=0), "trials: must be at least 1, got 0"),
+    (lambda: Budget(max_failures=-1), "max_failures: must be at least 1, got -1"),
+    (lambda: Budget(timeout=0), "timeout: must be positive seconds, got 0"),
+    (lambda: Budget(trials="many"), "trials: must be a whole number, got 'many'"),
+    (lambda: StudySpec(test_size=1.0), "test_size: must be a fraction strictly between 0 and 1, got 1.0"),
+    (lambda: StudySpec(subsample=0), "subsample: must be a positive number of rows, got 0"),
+    (lambda: StudySpec(metric="r2"), "metric: unknown metric 'r2'"),
+    (lambda: OptunaOptions(workers=0), "workers: must be at least 1, got 0"),
+    (lambda: OptunaOptions(fresh_process=-1), "fresh_process: must be a number of trials per process, got -1"),
+    (lambda: RayOptions(cpus_per_trial=0), "cpus_per_trial: must be positive, got 0"),
+    (lambda: RayOptions(gpus_per_trial=1.5), "gpus_per_trial: a fraction of one GPU or a whole number, got 1.5"),
+    (lambda: KerasTunerOptions(algorithm="grid"), "algorithm: unknown algorithm 'grid'"),
+    (lambda: KerasTunerOptions(workers=2), "workers: the kerastuner backend runs one trial at a time, got 2"),
+    (lambda: OptunaOptions.for_backend("optuna", address="auto"), "address: not an option of backend optuna"),
+    (lambda: RayOptions.for_backend("ray", fresh_process=3), "fresh_process: not an option of backend ray"),
+    (lambda: KerasTunerOptions.for_backend("kerastuner", gpus_per_trial=1), "gpus_per_trial: not an option of backend kerastuner"),
+])
+def test_each_settings_type_refuses_a_bad_value_naming_the_parameter(make, message):
+    with pytest.raises(SearchError) as caught:
+        make()
+    assert str(caught.value).startswith(message)
+
+
+def test_settings_round_trip_through_the_manifest_with_their_defaults():
+    budget = Budget(trials="5", timeout=60, max_failures=3)
+    assert (budget.trials, budget.timeout) == (5, 60.0)  # normalised as made
+    assert Budget.from_manifest({**budget.to_manifest(), "seed": 4, "backend": "ray"}) == budget
+    assert Budget.from_manifest({}) == Budget()  # an older study lacking a key gets the default
+    options = OptunaOptions(workers=2, gpus="none", fresh_process=None)
+    assert options.fresh_process == 25 and options.gpus == []
+    assert OptunaOptions.from_manifest(options.to_manifest()) == options
+    ray = RayOptions.for_backend("ray", workers=3, gpus="auto", cpus_per_trial=2, gpus_per_trial=0.5)
+    assert ray.to_manifest() == {"workers": 3, "address": None, "cpus_per_trial": 2.0, "gpus_per_trial": 0.5}
+    assert StudySpec.from_manifest(StudySpec(data="memory:ab", seed=3).to_manifest()).data == "memory:ab"
+    assert set(OPTION_DEFAULTS) == option_keys() == {"workers", "gpus", "fresh_process", "address",
+                                                      "cpus_per_trial", "gpus_per_trial", "algorithm"}
+
+
+def test_each_backend_names_its_options_type():
+    for name, options in (("optuna", OptunaOptions), ("kerastuner", KerasTunerOptions)):
+        assert get_backend(name).Options is options
+    assert not KerasTunerOptions.takes_start_points and OptunaOptions.takes_start_points
+
+
+def test_the_cli_search_run_and_encoder_search_share_one_set_of_defaults():
+    run_flags = build_parser()._subparsers._group_actions[0].choices["run"]
+    cli = {a.dest: a.default for a in run_flags._actions if a.dest != "help"}
+    python = {k: p.default for k, p in inspect.signature(search.run).parameters.items()}
+    estimator = {k: p.default for k, p in inspect.signature(search.EncoderSearch).parameters.items()}
+    defaults = {**Budget().to_manifest(), **OPTION_DEFAULTS, **{k: v for k, v in StudySpec().to_manifest().items()}}
+    for key, value in defaults.items():
+        assert python[key] == value, key
+        if key in cli:
+            assert cli[key] == value, key
+        if key not in ("data", "target"):
+            assert estimator[key] == value, key
+
+
+def test_nothing_imports_a_private_name_of_another_module():
+    """Modules, benchmarks and tests use each other's public names only."""
+    offenders = []
+    for folder in ("search", "src", "benchmarks", "tests"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("search", "encoderkit"):
+                    offenders += [f"{path.relative_to(ROOT)}: {node.module}.{a.name}" for a in node.names
+                                  if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not offenders, offenders
