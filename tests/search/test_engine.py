@@ -16,7 +16,7 @@ def test_run_from_python_on_an_npz_file(tmp_path, rng):
     y = rng.integers(0, 2, 240)
     X = rng.normal(size=(240, 4, 3)) + y[:, None, None]  # a sequence dataset (T=4, F=3)
     np.savez(tmp_path / "seq.npz", X=X, y=y)
-    result = search.run(str(tmp_path / "seq.npz"), space=str(TINY_SPACE), trials=2,
+    result = search.run(tmp_path / "seq.npz", space=str(TINY_SPACE), trials=2,  # a PathLike
                         study_dir=tmp_path / "study", progress=False)
     assert isinstance(result, search.StudyResult)
     assert "roc_auc" in result.leaderboard  # auto metric for a binary target
