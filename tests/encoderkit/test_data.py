@@ -285,3 +285,17 @@ def test_a_csv_that_does_not_parse_names_the_delimiter_it_saw(tmp_path):
     (tmp_path / "pipes.csv").write_text("a|b|label\n1|2|0\n")
     with pytest.raises(DataError, match=r"no target column 'label' \(columns, split at commas: a\|b\|label\)"):
         load_dataset(str(tmp_path / "pipes.csv"), "label")
+
+
+def test_an_npz_may_name_its_columns_and_in_memory_data_round_trips_through_one(tmp_path):
+    from encoderkit.data import content_hash, from_memory, save_npz
+
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [0.5, 0.1, 0.2, 0.3]})
+    dataset = from_memory(frame, pd.Series(["x", "y", "x", "y"], name="label"))
+    assert dataset.feature_names == ("a", "b") and dataset.target_name == "label" and dataset.y.dtype.kind == "U"
+    save_npz(tmp_path / "d.npz", dataset)
+    loaded = load_dataset(tmp_path / "d.npz")  # a PathLike
+    assert loaded.feature_names == ("a", "b") and content_hash(loaded) == content_hash(dataset)
+    np.savez(tmp_path / "bad.npz", X=np.ones((4, 2)), y=np.arange(4), feature_names=np.array(["a"]))
+    with pytest.raises(DataError, match=r"bad.npz: 'feature_names' must be 2 strings, one per column"):
+        load_dataset(tmp_path / "bad.npz")
