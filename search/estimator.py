@@ -82,10 +82,6 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
         study_dir = self.study_dir if self.study_dir is not None else self._temporary_study_dir()
         params = {k: v for k, v in self.get_params().items() if k not in ("study_dir", "verbose")}
         result = engine.run(X, y, study_dir=study_dir, progress=bool(self.verbose), verbose=bool(self.verbose), **params)
-        if result.best_estimator is None:
-            from search.errors import StudyError
-
-            raise StudyError(f"{study_dir}: no trial completed, nothing to transform with (see its leaderboard)")
         self.result_ = result
         self.study_dir_ = result.study_dir
         self.best_estimator_ = result.best_estimator

@@ -78,7 +78,7 @@ class Budget(_Settings):
             raise SearchError(f"trials: must be at least 1, got {self.trials}")
         if _integer("max_failures", self.max_failures) < 1:
             raise SearchError(f"max_failures: must be at least 1, got {self.max_failures}")
-        if self.timeout is not None and not float(self.timeout) > 0:
+        if self.timeout is not None and not _number("timeout", self.timeout) > 0:
             raise SearchError(f"timeout: must be positive seconds, got {self.timeout}")
         _set(self, "trials", int(self.trials))
         _set(self, "max_failures", int(self.max_failures))
@@ -103,6 +103,8 @@ class BackendOptions(_Settings):
     def for_backend(cls, backend: str, **given):
         own = {f.name for f in dataclasses.fields(cls)}
         for key, value in given.items():
+            if key == "fresh_process" and value == 0:
+                continue  # "every trial in the worker itself" is what the other backends do anyway
             if key not in own and value != OPTION_DEFAULTS.get(key):
                 raise SearchError(f"{key}: not an option of backend {backend}")
         return cls(**{k: v for k, v in given.items() if k in own})
@@ -131,6 +133,11 @@ class OptunaOptions(BackendOptions):
             raise SearchError(f"fresh_process: must be a number of trials per process, got {self.fresh_process}")
         _set(self, "fresh_process", int(every))
 
+    @classmethod
+    def from_manifest(cls, manifest: dict):
+        # Studies from before these options ran trials in the worker, on no pinned GPU.
+        return super().from_manifest({"fresh_process": 0, "gpus": [], **manifest})
+
     def process_env(self) -> dict:
         from search import devices
 
@@ -149,9 +156,9 @@ class RayOptions(BackendOptions):
 
     def __post_init__(self):
         super().__post_init__()
-        if not float(self.cpus_per_trial) > 0:
+        if not _number("cpus_per_trial", self.cpus_per_trial) > 0:
             raise SearchError(f"cpus_per_trial: must be positive, got {self.cpus_per_trial}")
-        gpus = float(self.gpus_per_trial)
+        gpus = _number("gpus_per_trial", self.gpus_per_trial)
         if gpus < 0 or (gpus > 1 and not gpus.is_integer()):
             raise SearchError(f"gpus_per_trial: a fraction of one GPU or a whole number, got {self.gpus_per_trial}")
         _set(self, "cpus_per_trial", float(self.cpus_per_trial))
@@ -190,8 +197,18 @@ def option_keys() -> set:
 def _integer(name, value) -> int:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise SearchError(f"{name}: must be a whole number, got {value!r}") from None
+
+
+def _number(name, value) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SearchError(f"{name}: must be a number, got {value!r}") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise SearchError(f"{name}: must be a finite number, got {value!r}")
+    return number
 
 
 def _set(settings, name, value):

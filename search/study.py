@@ -141,7 +141,8 @@ def check_same_study(directory, settings: dict, problem, space) -> Study | None:
     directory = Path(directory)
     if not (directory / "manifest.json").exists():
         # (the lock, and in-memory data written by a run killed before its manifest)
-        if directory.exists() and any(p.name not in (LOCK_NAME, DATA_FILE) for p in directory.iterdir()):
+        if directory.exists() and any(p.name not in (LOCK_NAME, DATA_FILE) and not p.name.startswith(f".{DATA_FILE}.tmp-")
+                                      for p in directory.iterdir()):
             raise StudyError(f"{directory}: exists and is not a study directory")
         return None
     study = open_study(directory)
@@ -178,11 +179,11 @@ def create_or_check(directory, settings: dict, space_path: str, problem, space) 
         return existing
     identity = _identity(settings, problem, space)
     directory.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(space_path, directory / "space.yaml")
-    if settings["data"].startswith(IN_MEMORY):  # before the manifest: a study never lacks its data
+    if settings["data"].startswith(IN_MEMORY):  # first, and before the manifest: a study never lacks its data
         staging = directory / f".{DATA_FILE}.tmp-{os.getpid()}"
         save_npz(staging, problem.dataset)
         os.replace(staging, directory / DATA_FILE)
+    shutil.copyfile(space_path, directory / "space.yaml")
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

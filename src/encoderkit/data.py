@@ -211,14 +211,19 @@ def _numeric_frame(frame, where, row_words, first_row=0) -> np.ndarray:
     """A DataFrame's values as float64, or `DataError` naming the first non-numeric cell."""
     import pandas as pd
 
+    columns = []
     for column in frame.columns:
+        if frame[column].dtype.kind in "mM":  # pd.to_numeric would give nanoseconds
+            raise DataError(f"{where}: column {column!r} holds dates or durations ({frame[column].dtype}); "
+                            "convert it to numbers first")
         values = pd.to_numeric(frame[column], errors="coerce")
         bad = values.isna() & frame[column].notna()
         if bad.any():
             row = int(np.argmax(bad.to_numpy()))
             raise DataError(f"{where}: column {column!r} is not numeric "
                             f"({row_words.format(row + first_row)} {frame[column].iloc[row]!r})")
-    return frame.to_numpy(dtype=np.float64)
+        columns.append(values.to_numpy(dtype=np.float64, na_value=np.nan))
+    return np.column_stack(columns) if columns else np.empty((len(frame), 0))
 
 
 def _sniff_delimiter(path: Path) -> str:
@@ -253,12 +258,13 @@ def _npz(path: Path, target: str | None) -> Dataset:
         missing = "features array 'X'" if features is None else f"label array {target!r}"
         raise DataError(f"{path}: no {missing} (arrays: {', '.join(archive.files)})")
     X, y = archive[features], archive[target]
-    names = _feature_names(archive, path, X)
+    names, notes = _feature_names(archive, path, X)
     if X.ndim < 2:
         raise DataError(f"{path}: {features!r} must have one row per sample, got shape {X.shape}")
     shape = tuple(X.shape[1:])
     X = _numeric(X.reshape(len(X), -1), path, features)
-    return _checked(Dataset(path.stem, X, np.ravel(y), kind_of(shape), shape, names, target_name=target), path)
+    return _checked(Dataset(path.stem, X, np.ravel(y), kind_of(shape), shape, names, target_name=target,
+                            notes=notes), path)
 
 
 def kind_of(sample_shape) -> str:
@@ -267,14 +273,19 @@ def kind_of(sample_shape) -> str:
 
 
 def _feature_names(archive, path, X):
-    """An NPZ may name its feature columns in a string array `feature_names` (tabular X)."""
+    """An NPZ may name the columns of a 2-D X in a string array `feature_names`; anything
+    else under that name (object arrays need pickle; per-step names of a 3-D X) is left
+    alone with a note, as files from before this was read are."""
     if "feature_names" not in archive.files:
-        return None
-    names = archive["feature_names"]
-    if names.dtype.kind != "U" or names.ndim != 1 or X.ndim != 2 or len(names) != X.shape[1]:
-        raise DataError(f"{path}: 'feature_names' must be {X.shape[1] if X.ndim == 2 else 'one'} strings, "
-                        f"one per column of a 2-D 'X' (got {names.dtype} {names.shape})")
-    return tuple(map(str, names))
+        return None, ()
+    try:
+        names = archive["feature_names"]
+    except ValueError:  # an object array: reading it would run pickle
+        names = None
+    if names is None or names.dtype.kind != "U" or names.ndim != 1 or X.ndim != 2 or len(names) != X.shape[1]:
+        return None, (f"{path.name}: 'feature_names' ignored (used only as a string array with one name per "
+                      "column of a 2-D X; save it with dtype=str)",)
+    return tuple(map(str, names)), ()
 
 
 # In-memory data: what `search.run(X, y)` and `EncoderSearch.fit` take.
@@ -302,6 +313,8 @@ def from_memory(X, y=None, target: str | None = None) -> Dataset:
         if len(set(names)) != len(names):
             raise DataError(f"{where}: column names repeat ({', '.join(n for n in names if names.count(n) > 1)})")
         features, shape = _numeric_frame(X, where, "row {} has"), (len(names),)
+        if not all(isinstance(c, str) for c in X.columns):
+            names = None  # as scikit-learn: only string column names are feature names
     else:
         where, name, names = "X", "arrays", None
         if y is None:

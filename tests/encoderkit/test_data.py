@@ -296,6 +296,21 @@ def test_an_npz_may_name_its_columns_and_in_memory_data_round_trips_through_one(
     save_npz(tmp_path / "d.npz", dataset)
     loaded = load_dataset(tmp_path / "d.npz")  # a PathLike
     assert loaded.feature_names == ("a", "b") and content_hash(loaded) == content_hash(dataset)
-    np.savez(tmp_path / "bad.npz", X=np.ones((4, 2)), y=np.arange(4), feature_names=np.array(["a"]))
-    with pytest.raises(DataError, match=r"bad.npz: 'feature_names' must be 2 strings, one per column"):
-        load_dataset(tmp_path / "bad.npz")
+    # Names it cannot use (too few, or an object array that would need pickle) are ignored with a note.
+    np.savez(tmp_path / "few.npz", X=np.ones((4, 2)), y=np.arange(4), feature_names=np.array(["a"]))
+    np.savez(tmp_path / "objects.npz", X=np.ones((4, 2)), y=np.arange(4), feature_names=np.array(["a", "b"], dtype=object))
+    for name in ("few.npz", "objects.npz"):
+        loaded = load_dataset(tmp_path / name)
+        assert loaded.feature_names is None and "'feature_names' ignored" in loaded.notes[0]
+
+
+def test_in_memory_frames_name_columns_as_scikit_learn_does_and_refuse_what_is_not_numeric():
+    from encoderkit.data import from_memory
+
+    assert from_memory(pd.DataFrame(np.ones((6, 3))), [0, 1] * 3).feature_names is None  # RangeIndex columns
+    dates = pd.DataFrame({"a": [1.0] * 6, "when": pd.date_range("2026-01-01", periods=6)})
+    with pytest.raises(DataError, match=r"column 'when' holds dates or durations \(datetime64"):
+        from_memory(dates, [0, 1] * 3)
+    missing = pd.DataFrame({"a": pd.array([1, pd.NA, 3, 4, 5, 6], dtype="Int64")})
+    with pytest.raises(DataError, match=r"'a' has nan in row 1"):
+        from_memory(missing, [0, 1] * 3)

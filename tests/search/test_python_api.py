@@ -133,8 +133,9 @@ def test_bad_in_memory_data_is_refused_in_one_line_before_anything_is_written(tm
 
 def test_the_result_is_an_object_with_its_trials_a_frame_and_the_fitted_export(tmp_path):
     X, y = _digits()
-    result = search.run((X, y), space=str(TINY_SPACE), trials=2, study_dir=tmp_path / "s", progress=False,
-                        fresh_process=0)
+    # A tuple, holding a DataFrame whose columns are not strings (no feature names, as in sklearn)
+    result = search.run((pd.DataFrame(X), y), space=str(TINY_SPACE), trials=2, study_dir=tmp_path / "s",
+                        progress=False, fresh_process=0)
     assert str(result) == result.leaderboard and result.leaderboard.startswith("Leaderboard (accuracy, 2 trials")
     assert [t.number for t in result.trials] == [0, 1] and {t.state for t in result.trials} == {"complete"}
     best = max(result.trials, key=lambda t: t.score)
@@ -145,6 +146,7 @@ def test_the_result_is_an_object_with_its_trials_a_frame_and_the_fitted_export(t
     assert {"state", "family", "config", "seconds", "param_family", "param_code_size"} <= set(frame.columns)
     codes = result.best_estimator.transform(X)
     assert codes.shape == (300, result.best_estimator.n_features_out_)
+    np.testing.assert_array_equal(result.best_estimator.transform(pd.DataFrame(X)), codes)
     assert result.best_estimator is result.best_estimator  # loaded once
     reported = result_of(open_study(tmp_path / "s"))
     assert reported.trials == result.trials and str(reported) == str(result)

@@ -21,6 +21,9 @@ from tests.conftest import ROOT
     (lambda: Budget(max_failures=-1), "max_failures: must be at least 1, got -1"),
     (lambda: Budget(timeout=0), "timeout: must be positive seconds, got 0"),
     (lambda: Budget(trials="many"), "trials: must be a whole number, got 'many'"),
+    (lambda: Budget(trials=float("inf")), "trials: must be a whole number, got inf"),
+    (lambda: Budget(timeout="1h"), "timeout: must be a number, got '1h'"),
+    (lambda: RayOptions(cpus_per_trial=None), "cpus_per_trial: must be a number, got None"),
     (lambda: StudySpec(test_size=1.0), "test_size: must be a fraction strictly between 0 and 1, got 1.0"),
     (lambda: StudySpec(subsample=0), "subsample: must be a positive number of rows, got 0"),
     (lambda: StudySpec(metric="r2"), "metric: unknown metric 'r2'"),
@@ -51,6 +54,10 @@ def test_settings_round_trip_through_the_manifest_with_their_defaults():
     ray = RayOptions.for_backend("ray", workers=3, gpus="auto", cpus_per_trial=2, gpus_per_trial=0.5)
     assert ray.to_manifest() == {"workers": 3, "address": None, "cpus_per_trial": 2.0, "gpus_per_trial": 0.5}
     assert StudySpec.from_manifest(StudySpec(data="memory:ab", seed=3).to_manifest()).data == "memory:ab"
+    # A study from before `fresh_process` and `gpus` ran trials in the worker, on no pinned GPU.
+    assert OptunaOptions.from_manifest({"workers": 2}) == OptunaOptions(workers=2, gpus=[], fresh_process=0)
+    # Every backend runs trials in its worker when told so (the CLI accepted it before).
+    assert RayOptions.for_backend("ray", fresh_process=0) == RayOptions()
     assert set(OPTION_DEFAULTS) == option_keys() == {"workers", "gpus", "fresh_process", "address",
                                                       "cpus_per_trial", "gpus_per_trial", "algorithm"}
 
