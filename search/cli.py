@@ -1,4 +1,4 @@
-"""`python -m search`: run | resume | report | export | replay | spaces.
+"""`python -m search`: run | join | resume | report | export | replay | spaces.
 
 Everything heavy (TensorFlow, Optuna) is imported inside the commands, so `--help` and the
 space validator answer at once. User errors print one line and exit with status 2."""
@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="optuna: run trials in a child process replaced every K trials, which bounds the memory "
                           f"and slowdown TensorFlow accumulates (default: {DEFAULT_TRIALS_PER_PROCESS}; the flag alone: 1, a new process per "
                           "trial; 0: every trial in the worker itself)")
+    run.add_argument("--storage", default=OPTION_DEFAULTS["storage"], metavar="URL",
+                     help="optuna: keep the trials in a storage other machines can join: postgresql://USER@HOST/DB "
+                          "(password from $SEARCH_STORAGE_PASSWORD, $PGPASSWORD or ~/.pgpass) or journal:PATH on "
+                          "a shared filesystem (default: the study's own SQLite file)")
     run.add_argument("--keras-backend", default=None, choices=KERAS_BACKENDS,
                      help="Keras backend for the models (default: $KERAS_BACKEND, else tensorflow)")
     run.add_argument("--metric", default=None, help="auto|accuracy|roc_auc|balanced_accuracy|f1_macro (default: the space's, auto)")
@@ -67,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
                           "the export refits the winner on all of it (default: all rows)")
     run.add_argument("--study-dir", default=None, help="study directory (default: studies/DATA-TIME)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    join = commands.add_parser("join", help="add a worker on this machine to a study in a shared storage")
+    join.add_argument("storage", metavar="URL", help="the study's storage (as given to run --storage)")
+    join.add_argument("--study", required=True, help="the study's name in the storage (its study directory's name)")
+    join.add_argument("--data", default=None,
+                      help="this machine's copy of the study's data file (in-memory data: its data.npz); "
+                           "default: the path the study recorded")
+    join.add_argument("--study-dir", default=None, help="this worker's local directory (default: studies/NAME-join-HOST)")
+    join.add_argument("--no-progress", action="store_true")
 
     resume = commands.add_parser("resume", help="continue a stopped study to its requested trial count")
     resume.add_argument("study_dir")
@@ -151,10 +164,20 @@ def cmd_run(args):
         backend=args.backend, workers=args.workers, max_failures=args.max_failures, gpus=args.gpus,
         address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         algorithm=args.algorithm,
-        fresh_process=args.fresh_process, metric=args.metric, seed=args.seed,
+        fresh_process=args.fresh_process, storage=args.storage, metric=args.metric, seed=args.seed,
         test_size=args.test_size, subsample=args.subsample, study_dir=args.study_dir, progress=not args.no_progress,
     )
     _print_result(result)
+
+
+def cmd_join(args):
+    from search.join import join
+
+    _quiet_libraries()
+    done = join(args.storage, args.study, data=args.data, study_dir=args.study_dir, progress=not args.no_progress)
+    print(f"joined study {done['study']}: {done['trials_here']} trial(s) finished here; the study has "
+          f"{done['finished']} of {done['target']}. Its run exports the winner (or: python -m search export "
+          f"{done['directory']})")
 
 
 def cmd_resume(args):
@@ -256,6 +279,7 @@ _FLAGS = _flags_by_parameter(build_parser())
 
 COMMANDS = {
     "run": cmd_run,
+    "join": cmd_join,
     "resume": cmd_resume,
     "report": cmd_report,
     "export": cmd_export,

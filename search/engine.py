@@ -33,7 +33,7 @@ from search.refit import refit_and_export
 from search.results import StudyResult, result_of
 from search.settings import OPTION_DEFAULTS, BackendOptions, Budget, StudySpec, option_keys
 from search.space import load_space
-from search.storage import recover
+from search.storage import publish, recover, study_names
 from search.study import check_same_study, create_or_check, open_study
 
 
@@ -56,6 +56,7 @@ def run(
     algorithm=OPTION_DEFAULTS["algorithm"],
     max_failures=Budget.max_failures,
     fresh_process=OPTION_DEFAULTS["fresh_process"],
+    storage=OPTION_DEFAULTS["storage"],
     metric=StudySpec.metric,
     seed=StudySpec.seed,
     test_size=StudySpec.test_size,
@@ -87,7 +88,9 @@ def run(
         trials: finished trials to reach; timeout: seconds after which no trial starts;
         max_failures: failed trials in a row that stop the search.
         backend: "optuna" (workers: processes sharing the study; gpus: "auto", "none" or
-            "0,1"; fresh_process: trials per child process, 0 = in this process), "ray"
+            "0,1"; fresh_process: trials per child process, 0 = in this process; storage:
+            None = the study's own SQLite file, or a database URL or journal:PATH that
+            workers on other machines join), "ray"
             (address, cpus_per_trial, gpus_per_trial; workers: concurrent trials) or
             "kerastuner" (algorithm: random, bayesian or hyperband).
     Output
@@ -104,7 +107,7 @@ def run(
     budget = Budget(trials=trials, timeout=timeout, max_failures=max_failures)
     backend_module = get_backend(backend)  # unknown backends and their settings fail before any work
     options = backend_module.Options.for_backend(
-        backend, workers=workers, gpus=gpus, fresh_process=fresh_process, address=address,
+        backend, workers=workers, gpus=gpus, fresh_process=fresh_process, storage=storage, address=address,
         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, algorithm=algorithm,
     )
     spec = StudySpec(data="?", target=target, seed=seed, test_size=test_size, metric=metric, subsample=subsample)
@@ -135,7 +138,9 @@ def run(
         **options.to_manifest(), "data_dir": data_dir, "scale": scale,
     }
     check_free(study_dir)
-    check_same_study(study_dir, settings, problem, loaded)  # refused before the lock is touched
+    existing = check_same_study(study_dir, settings, problem, loaded)  # refused before the lock is touched
+    if settings.get("storage"):  # a shared storage names each study; the name must be free
+        settings["study_name"] = existing.study_name if existing else _free_study_name(settings["storage"], study_dir)
     created = _make_directory(study_dir)
     with study_lock(study_dir, "run"):
         try:
@@ -148,6 +153,8 @@ def run(
             study.manifest.pop(key, None)
         study.manifest.update({k: settings[k] for k in BUDGET_KEYS if k in settings})
         study.write_json("manifest.json", study.manifest)
+        if study.manifest.get("storage"):  # what workers joining from other machines need
+            publish(study, (study.directory / "space.yaml").read_text())
         return _search_and_export(study, problem, restricted, progress, export, notes, verbose)
 
 
@@ -165,6 +172,14 @@ def _dataset(data, y, target, data_dir):
         return load_dataset(data, target, data_dir), os.fspath(data)
     dataset = from_memory(data, y, target)
     return dataset, IN_MEMORY + content_hash(dataset)
+
+
+def _free_study_name(url, study_dir) -> str:
+    name = Path(study_dir).resolve().name
+    if name in study_names(url):
+        raise StudyError(f"storage {url}: already holds a study named {name!r} (choose another --study-dir "
+                         f"name, or add workers to it: python -m search join {url} --study {name})")
+    return name
 
 
 def _make_directory(directory: Path) -> bool:
@@ -202,7 +217,7 @@ def _search_and_export(study, problem, space, progress, export, notes, verbose):
     backend = get_backend(study.manifest["backend"])
     options = backend.Options.from_manifest(study.manifest)
     os.environ.update(options.process_env())  # e.g. the driver's GPU, before TensorFlow starts
-    _use_keras_backend(study.manifest.get("keras_backend"))
+    use_keras_backend(study.manifest.get("keras_backend"))
     import_keras_quietly()
     compile_cache.enable()  # JAX: programs compiled once serve every worker, trial and export
     devices.limit_threads(devices.cores_per_worker(options.workers))
@@ -212,7 +227,7 @@ def _search_and_export(study, problem, space, progress, export, notes, verbose):
         print(f"note: {note}")
     if not study.baselines():
         study.write_json("baselines.json", score_baselines(problem))
-    bar = _ProgressBar(Budget.from_manifest(study.manifest).trials) if progress else None
+    bar = ProgressBar(Budget.from_manifest(study.manifest).trials) if progress else None
     try:
         backend.run(study, problem, space, progress=bar)
     except KeyboardInterrupt:
@@ -227,7 +242,7 @@ def _search_and_export(study, problem, space, progress, export, notes, verbose):
     return result_of(study, exported, notes)
 
 
-def _use_keras_backend(name):
+def use_keras_backend(name):
     """A study keeps the Keras backend it began with (resume included); workers inherit it."""
     import sys
 
@@ -255,7 +270,7 @@ def score_baselines(problem) -> dict:
     return scores
 
 
-class _ProgressBar:
+class ProgressBar:
     """An Optuna callback driving a tqdm bar with finished trials and the best score so far,
     read from the shared storage so it counts the trials of every worker."""
 

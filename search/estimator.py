@@ -36,7 +36,7 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
     Parameters are those of `search.run` (see its docstring): `space` (a shipped space name
     or a YAML file), `trials`, `timeout` (seconds), `backend` (optuna, ray, kerastuner),
     `workers`, `metric` (None: the space's), `seed`, `test_size`, `subsample`, `scale`,
-    `study_dir` (None: a temporary directory), `fresh_process`, `max_failures`, `gpus`,
+    `study_dir` (None: a temporary directory), `fresh_process`, `storage`, `max_failures`, `gpus`,
     `address`, `cpus_per_trial`, `gpus_per_trial`, `algorithm`; `verbose` (0: silent,
     1: notes and a progress bar).
 
@@ -49,7 +49,8 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
     def __init__(self, space="default", *, trials=Budget.trials, timeout=Budget.timeout, backend="optuna",
                  workers=BackendOptions.workers, metric=StudySpec.metric, seed=StudySpec.seed,
                  test_size=StudySpec.test_size, subsample=StudySpec.subsample, scale=1.0, study_dir=None,
-                 fresh_process=OPTION_DEFAULTS["fresh_process"], max_failures=Budget.max_failures,
+                 fresh_process=OPTION_DEFAULTS["fresh_process"], storage=OPTION_DEFAULTS["storage"],
+                 max_failures=Budget.max_failures,
                  gpus=OPTION_DEFAULTS["gpus"], address=OPTION_DEFAULTS["address"],
                  cpus_per_trial=OPTION_DEFAULTS["cpus_per_trial"], gpus_per_trial=OPTION_DEFAULTS["gpus_per_trial"],
                  algorithm=OPTION_DEFAULTS["algorithm"], verbose=0):
@@ -65,6 +66,7 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
         self.scale = scale
         self.study_dir = study_dir
         self.fresh_process = fresh_process
+        self.storage = storage
         self.max_failures = max_failures
         self.gpus = gpus
         self.address = address

@@ -19,9 +19,14 @@ class Row:
     stages: dict = field(default_factory=dict)  # seconds per stage of the trial
 
 
+def shown_trials(optuna_study) -> list:
+    """The study's trials but those begun after the requested count was reached (nothing ran)."""
+    return [t for t in optuna_study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
+
+
 def trial_rows(optuna_study) -> list[Row]:
     rows = []
-    for trial in optuna_study.get_trials(deepcopy=False):
+    for trial in shown_trials(optuna_study):
         attrs = trial.user_attrs
         candidate = attrs.get("candidate", {})
         seconds = sum(attrs.get("seconds", {}).values()) or None

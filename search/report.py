@@ -20,15 +20,16 @@ GRID = 8  # images per row in the reconstruction grid
 
 
 def write_html(study_dir, out=None) -> Path:
-    from search.results import result_of
+    from search.leaderboard import shown_trials
     from search.preflight import check_writable_file
+    from search.results import result_of
     from search.storage import load_readonly
     from search.study import open_study
 
     study = open_study(study_dir)
     path = check_writable_file(Path(out) if out else study.directory / "report.html")
     optuna_study = load_readonly(study)
-    trials = optuna_study.get_trials(deepcopy=False)
+    trials = shown_trials(optuna_study)
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     metric = study.manifest["metric"]
     sections = [("Leaderboard", f"<pre>{html.escape(result_of(study, optuna_study=optuna_study).leaderboard)}</pre>")]

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from search.leaderboard import describe, format_leaderboard, trial_rows
+from search.leaderboard import describe, format_leaderboard, shown_trials, trial_rows
 from search.storage import load
 
 
@@ -80,7 +80,7 @@ class StudyResult:
 
 def trial_records(optuna_study) -> tuple:
     records = []
-    for trial, row in zip(optuna_study.get_trials(deepcopy=False), trial_rows(optuna_study)):
+    for trial, row in zip(shown_trials(optuna_study), trial_rows(optuna_study)):
         records.append(TrialRecord(
             number=trial.number, state=row.state, score=row.cv_mean, score_std=row.cv_std, family=row.family,
             config=describe(trial.user_attrs.get("candidate", {})), params=dict(trial.params),

@@ -118,14 +118,22 @@ class BackendOptions(_Settings):
 class OptunaOptions(BackendOptions):
     """`workers` processes share the study's SQLite storage, each on its own GPU (round-robin
     over `gpus`: "auto", "none", "0,1" or a list of ids); `fresh_process`: trials per child
-    process (None: 25; 0: every trial in the worker itself; True: 1)."""
+    process (None: 25; 0: every trial in the worker itself; True: 1); `storage`: None (the
+    study's own SQLite file) or a storage other machines can join: a database URL
+    (postgresql://USER@HOST/DB) or journal:PATH on a shared filesystem (kept without password)."""
 
     gpus: object = "auto"
     fresh_process: int | None = None
+    storage: str | None = None
 
     def __post_init__(self):
         super().__post_init__()
         from search import devices
+
+        if self.storage is not None:
+            from search.storage import public_url
+
+            _set(self, "storage", public_url(str(self.storage)))
 
         _set(self, "gpus", devices.resolve_gpus(self.gpus))
         every = DEFAULT_TRIALS_PER_PROCESS if self.fresh_process is None else self.fresh_process

@@ -1,10 +1,17 @@
-"""The study's trial store: an Optuna RDB storage in DIR/study.db, shared by every backend so
-the leaderboard, report, export and optuna-dashboard read one schema.
+"""The study's trial store, shared by every backend so the leaderboard, report, export and
+optuna-dashboard read one schema: by default an Optuna RDB storage in DIR/study.db (SQLite);
+with `storage=` a database server (`postgresql+psycopg://user@host/db`, MySQL, ...) or
+Optuna's journal file on a shared filesystem (`journal:PATH`), which workers on other machines
+join (`python -m search join URL --study NAME`).
 
-Crash safety comes from SQLite's transactions (a killed writer leaves the last committed
-state) plus two ways of finding trials whose worker died while they were RUNNING: the worker's
-PID on this host, and Optuna's heartbeat for workers on other hosts. Such trials are marked
-failed with a reason and their configuration is queued to run again."""
+A URL's password is never stored or printed: the manifest keeps the URL without it, this
+process remembers it, extra workers get it through their environment, and other commands
+take it from $SEARCH_STORAGE_PASSWORD (or PostgreSQL's own $PGPASSWORD and ~/.pgpass).
+
+Crash safety comes from the database's transactions (a killed writer leaves the last
+committed state) plus two ways of finding trials whose worker died while they were RUNNING:
+the worker's PID on this host, and Optuna's heartbeat (RDB storages) for workers on other
+hosts. Such trials are marked failed with a reason and their configuration is queued again."""
 
 from __future__ import annotations
 
@@ -13,28 +20,105 @@ import socket
 import sqlite3
 import warnings
 
-from search.errors import StudyError
+from search.errors import SearchError, StudyError
 
-STUDY_NAME = "search"
+STUDY_NAME = "search"  # in a study's own SQLite file; in a shared storage, the study's name
+PASSWORD_ENV = "SEARCH_STORAGE_PASSWORD"
+JOURNAL = "journal:"
+METADATA = "search_metadata"  # the study's user attribute holding manifest and space for `join`
+_PASSWORDS: dict = {}  # public URL -> password, for this process only
 FINISHED = ("COMPLETE", "PRUNED")
+SURPLUS = "surplus"  # attribute of a trial begun when the requested count was already reached (not run)
 HEARTBEAT_SECONDS = 15
 GRACE_SECONDS = 60
 
 
-def storage(study):
+def public_url(url: str) -> str:
+    """A storage URL as the manifest and messages show it: checked, without its password
+    (remembered for this process). `postgresql://` means psycopg 3, which encoderkit installs."""
+    if url.startswith(JOURNAL):
+        path = url[len(JOURNAL):]
+        if not path:
+            raise SearchError(f"storage: {url!r} names no file (journal:PATH)")
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise SearchError(f"storage: {url}: folder {folder} does not exist")
+        return JOURNAL + os.path.abspath(path)
+    from sqlalchemy.engine import URL, make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise SearchError(f"storage: not a database URL (postgresql://USER@HOST/DB, sqlite:///PATH) "
+                          f"nor journal:PATH, got {_masked(url)!r}") from None
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    public = URL.create(parsed.drivername, parsed.username, None, parsed.host, parsed.port, parsed.database,
+                        parsed.query).render_as_string()  # (URL.set takes password=None as "unchanged")
+    if parsed.password is not None:
+        _PASSWORDS[public] = parsed.password
+    return public
+
+
+def _masked(url: str) -> str:
+    import re
+
+    return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _with_password(url: str) -> str:
+    password = _PASSWORDS.get(url) or os.environ.get(PASSWORD_ENV)
+    if not password or url.startswith(JOURNAL):
+        return url
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return parsed.set(password=password).render_as_string(hide_password=False) if parsed.password is None else url
+
+
+def password_env(url: str) -> dict:
+    """What an extra worker process needs in its environment to open the storage."""
+    password = _PASSWORDS.get(url)
+    return {PASSWORD_ENV: password} if password else {}
+
+
+def open_storage(url: str):
+    """An Optuna storage for a public URL (or the study's own SQLite file); a server that
+    cannot be reached or refuses the credentials is a one-line `StudyError`."""
     import optuna
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            study.storage_url,
-            # A generous SQLite timeout lets several worker processes share the file
-            # without "database is locked" errors.
-            engine_kwargs={"connect_args": {"timeout": 60}},
-            heartbeat_interval=HEARTBEAT_SECONDS,
-            grace_period=GRACE_SECONDS,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
-        )
+    if url.startswith(JOURNAL):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(url[len(JOURNAL):]))
+    from sqlalchemy.exc import SQLAlchemyError
+
+    sqlite = url.startswith("sqlite")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                _with_password(url),
+                # A generous SQLite timeout lets several worker processes share the file
+                # without "database is locked" errors; a server is asked each time if alive.
+                engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True},
+                heartbeat_interval=HEARTBEAT_SECONDS,
+                grace_period=GRACE_SECONDS,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )
+    except (SQLAlchemyError, ImportError, ValueError) as exc:
+        raise StudyError(f"storage {url}: cannot open it ({_first_line(exc)})") from None
+
+
+def _first_line(exc) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return _masked(line)
+
+
+def storage(study):
+    return open_storage(study.storage_url)
 
 
 def load(study, sampler=None, pruner=None):
@@ -42,13 +126,43 @@ def load(study, sampler=None, pruner=None):
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures are shown in the leaderboard
     return optuna.create_study(
-        study_name=STUDY_NAME,
+        study_name=study.study_name,
         storage=storage(study),
         direction="maximize",
         sampler=sampler,
         pruner=pruner,
         load_if_exists=True,
     )
+
+
+def publish(study, space_text: str):
+    """Writes what a worker on another machine needs into the storage itself: the manifest
+    and the space (`join` reads them back)."""
+    load(study).set_user_attr(METADATA, {"manifest": study.manifest, "space": space_text})
+
+
+def study_names(url: str) -> list:
+    import optuna
+
+    storage = open_storage(url)
+    try:
+        return [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    except Exception as exc:  # noqa: BLE001  (a server error while listing)
+        raise StudyError(f"storage {url}: cannot list its studies ({_first_line(exc)})") from None
+
+
+def fetch_metadata(url: str, name: str) -> dict:
+    """The manifest and space a study published (`publish`), for a joining worker."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    names = study_names(url)
+    if name not in names:
+        raise StudyError(f"storage {url}: no study named {name!r} (it holds: {', '.join(names) or 'none'})")
+    metadata = optuna.load_study(study_name=name, storage=open_storage(url)).user_attrs.get(METADATA)
+    if not metadata:
+        raise StudyError(f"storage {url}: study {name!r} was not made by `python -m search run` (no manifest)")
+    return metadata
 
 
 def load_readonly(study):
@@ -62,6 +176,8 @@ def load_readonly(study):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    if study.manifest.get("storage"):  # a shared storage: read it as it is
+        return optuna.load_study(study_name=study.study_name, storage=storage(study))
     path = study.directory / "study.db"
     if not path.is_file():  # nothing ran yet
         return optuna.create_study(study_name=STUDY_NAME, direction="maximize")
@@ -121,7 +237,7 @@ def recover(study) -> list[str]:
 
 def check_integrity(study):
     path = study.directory / "study.db"
-    if not path.exists():
+    if study.manifest.get("storage") or not path.exists():  # a server checks its own
         return
     try:
         with sqlite3.connect(path) as db:

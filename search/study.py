@@ -26,6 +26,7 @@ from encoderkit.data import IN_MEMORY, content_hash, load_dataset, save_npz
 from encoderkit.export import package_versions
 from search.errors import StudyError
 from search.lock import LOCK_NAME
+from search.storage import STUDY_NAME
 from search.problem import make_problem
 from search.settings import BackendOptions
 from search.space import load_space
@@ -34,7 +35,7 @@ MANIFEST_VERSION = 1
 TEST_USES = "test_uses.json"
 DATA_FILE = "data.npz"
 # Settings that define what a study measures; a resume or re-run must not change them.
-IDENTITY_KEYS = ("data", "target", "seed", "test_size", "metric", "space_digest", "subsample")
+IDENTITY_KEYS = ("data", "target", "seed", "test_size", "metric", "space_digest", "subsample", "storage")
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,13 @@ class Study:
 
     @property
     def storage_url(self) -> str:
-        return f"sqlite:///{(self.directory / 'study.db').resolve()}"
+        """The shared storage it was given (without password), else its own SQLite file."""
+        return self.manifest.get("storage") or f"sqlite:///{(self.directory / 'study.db').resolve()}"
+
+    @property
+    def study_name(self) -> str:
+        """Its name in the storage: "search" in its own SQLite file, its own in a shared one."""
+        return self.manifest.get("study_name") or STUDY_NAME
 
     @property
     def export_dir(self) -> Path:
@@ -168,6 +175,7 @@ def _identity(settings, problem, space) -> dict:
         "metric": problem.metric,
         "space_digest": space.digest,
         "subsample": settings.get("subsample"),
+        "storage": settings.get("storage"),  # the trials live there; another storage is another study
     }
 
 
@@ -190,6 +198,7 @@ def create_or_check(directory, settings: dict, space_path: str, problem, space) 
         **identity,
         "space_name": space.name,
         "space_source": str(space_path),
+        "study_name": settings.get("study_name"),
         "data_name": problem.dataset.name,
         "target_name": problem.dataset.target_name,
         "data_kind": problem.dataset.kind,

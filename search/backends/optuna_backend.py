@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from search.lock import inherited_fd
 from search.trial_process import die_with_parent
 from search.trial_process import trial_runner
 from search.settings import Budget, OptunaOptions
-from search.storage import FINISHED, finished_count, load
+from search.storage import FINISHED, SURPLUS, finished_count, load, password_env
 from search.suggest import OptunaSuggest, sample
 
 Options = OptunaOptions
@@ -45,9 +46,14 @@ def make_objective(space, manifest, run_trial):
     import optuna
 
     seed = manifest["seed"]
-    guard = FailureGuard(Budget.from_manifest(manifest).max_failures)
+    budget = Budget.from_manifest(manifest)
+    guard = FailureGuard(budget.max_failures)
 
     def objective(trial):
+        if is_surplus(trial, budget.trials):  # another worker began the last trial first
+            trial.set_user_attr(SURPLUS, True)
+            trial.study.stop()
+            raise FailedTrial("surplus: the requested trials were all done or running when it began; nothing ran")
         candidate = sample(space, OptunaSuggest(trial))
         trial_seed = seed + trial.number
         for key, value in trial_attrs(candidate, trial_seed).items():
@@ -80,32 +86,61 @@ def make_objective(space, manifest, run_trial):
     return objective
 
 
-def optimize(study, problem, space, worker=0, callbacks=()):
+def is_surplus(trial, target: int) -> bool:
+    """Whether `target` trials were finished or running when this one began. Trial numbers
+    are handed out by the storage one at a time, so of two workers starting the last trial
+    at once exactly one runs it: the count is exact across processes and machines."""
+    from optuna.trial import TrialState
+
+    counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    return sum(t.number < trial.number for t in trial.study.get_trials(deepcopy=False, states=counted)) >= target
+
+
+def optimize(study, problem, space, worker=0, callbacks=(), until_count=False):
     """Runs trials in this process until the study holds the requested number of finished
-    trials (counted across all workers) or the timeout passes."""
+    trials (counted across all workers, here and on other machines) or the timeout passes.
+    A worker whose next trial would be one too many stops; with `until_count` (the run's
+    own process) it then waits for the others' last trials and takes over any that fail."""
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
     optuna_study = load_for_search(study, worker)
     budget, options = Budget.from_manifest(study.manifest), Options.from_manifest(study.manifest)
     target = budget.trials
-    if finished_count(optuna_study) >= target:
-        return optuna_study
+    deadline = time.time() + budget.timeout if budget.timeout else None
     # `fresh_process`: trials run in a child process replaced every that many trials
     with interrupts.graceful(), trial_runner(problem, options.fresh_process) as run_trial:
-        optuna_study.optimize(
-            make_objective(space, study.manifest, run_trial),
-            n_trials=None,  # MaxTrialsCallback stops at the target; --max-failures guards a loop of failures
-            timeout=budget.timeout,
-            catch=(FailedTrial,),
-            callbacks=[
-                MaxTrialsCallback(target, states=tuple(getattr(TrialState, s) for s in FINISHED)),
-                *callbacks,
-                lambda optuna_study, trial: interrupts.check(),  # Ctrl-C between trials
-            ],
-            gc_after_trial=False,  # `evaluate` collects once per trial itself
-        )
+        while finished_count(optuna_study) < target and (deadline is None or time.time() < deadline):
+            optuna_study.optimize(
+                make_objective(space, study.manifest, run_trial),
+                n_trials=None,  # MaxTrialsCallback stops at the target; --max-failures guards a loop of failures
+                timeout=None if deadline is None else max(0.0, deadline - time.time()),
+                catch=(FailedTrial,),
+                callbacks=[
+                    MaxTrialsCallback(target, states=tuple(getattr(TrialState, s) for s in FINISHED)),
+                    *callbacks,
+                    lambda optuna_study, trial: interrupts.check(),  # Ctrl-C between trials
+                ],
+                gc_after_trial=False,  # `evaluate` collects once per trial itself
+            )
+            if not until_count:
+                break
+            wait_for_running(optuna_study, deadline)
     return optuna_study
+
+
+def wait_for_running(optuna_study, deadline):
+    """Waits while other workers' trials run; a trial whose worker stopped beating its
+    heartbeat is failed and its config queued again (Optuna's heartbeat, RDB storages)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    while optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if deadline is not None and time.time() >= deadline:
+            return
+        interrupts.check()
+        time.sleep(1.0)
+        optuna.storages.fail_stale_trials(optuna_study)  # a no-op where the storage has no heartbeat
 
 
 def run(study, problem, space, progress=None):
@@ -119,13 +154,13 @@ def run(study, problem, space, progress=None):
     for index in range(1, workers):
         log = open(log_dir / f"worker-{index}.log", "ab")
         cmd = [sys.executable, "-m", "search", "_worker", str(study.directory), "--index", str(index)]
-        env = worker_env(index, devices.for_worker(options.gpus, index))
+        env = {**worker_env(index, devices.for_worker(options.gpus, index)), **password_env(study.storage_url)}
         # The workers hold the study's lock with this process and die with it.
         procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                        pass_fds=inherited_fd(study.directory), preexec_fn=die_with_parent), log))
     try:
         callbacks = [progress] if progress else []
-        optimize(study, problem, space, worker=0, callbacks=callbacks)
+        optimize(study, problem, space, worker=0, callbacks=callbacks, until_count=True)
     except KeyboardInterrupt:
         for proc, _ in procs:  # a terminal sends Ctrl-C to all; a `kill -INT` only to us
             if proc.poll() is None:

@@ -32,6 +32,9 @@ from tests.conftest import ROOT
     (lambda: RayOptions(cpus_per_trial=0), "cpus_per_trial: must be positive, got 0"),
     (lambda: RayOptions(gpus_per_trial=1.5), "gpus_per_trial: a fraction of one GPU or a whole number, got 1.5"),
     (lambda: KerasTunerOptions(algorithm="grid"), "algorithm: unknown algorithm 'grid'"),
+    (lambda: OptunaOptions(storage="studies-db"), "storage: not a database URL (postgresql://USER@HOST/DB, sqlite:///PATH) nor journal:PATH, got 'studies-db'"),
+    (lambda: OptunaOptions(storage="journal:/no/such/folder/x.log"), "storage: journal:/no/such/folder/x.log: folder /no/such/folder does not exist"),
+    (lambda: RayOptions.for_backend("ray", storage="journal:x"), "storage: not an option of backend ray"),
     (lambda: KerasTunerOptions(workers=2), "workers: the kerastuner backend runs one trial at a time, got 2"),
     (lambda: OptunaOptions.for_backend("optuna", address="auto"), "address: not an option of backend optuna"),
     (lambda: RayOptions.for_backend("ray", fresh_process=3), "fresh_process: not an option of backend ray"),
@@ -58,8 +61,11 @@ def test_settings_round_trip_through_the_manifest_with_their_defaults():
     assert OptunaOptions.from_manifest({"workers": 2}) == OptunaOptions(workers=2, gpus=[], fresh_process=0)
     # Every backend runs trials in its worker when told so (the CLI accepted it before).
     assert RayOptions.for_backend("ray", fresh_process=0) == RayOptions()
-    assert set(OPTION_DEFAULTS) == option_keys() == {"workers", "gpus", "fresh_process", "address",
+    assert set(OPTION_DEFAULTS) == option_keys() == {"workers", "gpus", "fresh_process", "storage", "address",
                                                       "cpus_per_trial", "gpus_per_trial", "algorithm"}
+    # A storage URL is kept without its password (this process remembers it)
+    assert OptunaOptions(storage="postgresql://u:pw@db.example:5432/studies").storage == \
+        "postgresql+psycopg://u@db.example:5432/studies"
 
 
 def test_each_backend_names_its_options_type():

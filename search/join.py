@@ -1,0 +1,104 @@
+"""`python -m search join URL --study NAME`: a worker on another machine adds trials to a study
+whose trials live in a shared storage (a database server, or a journal file on a shared
+filesystem).
+
+Everything the worker needs comes from the storage, where `run` published it (manifest and
+space), except the data: built-in datasets load as anywhere; a file is read from the path
+the study recorded or from `--data` (this machine's copy); in-memory data needs `--data`
+pointing at a copy of the study's data.npz. Either way its content is checked against the
+study's split hash, so other data is refused in one line. The worker keeps a local study
+directory (manifest, space, logs) from which `report` and `export` work as well."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+from encoderkit.data import IN_MEMORY
+from search.errors import StudyError
+from search.lock import study_lock
+from search.preflight import check_installed, check_writable_study_dir
+from search.storage import fetch_metadata, finished_count, load, public_url
+from search.study import DATA_FILE, Study, open_study
+
+
+def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> dict:
+    """Runs trials of study `name` in storage `url` in this process until the study holds
+    its requested count (counted across every machine) or its timeout passes. Returns what
+    this worker did: trials finished here, the study's count and target."""
+    from search import compile_cache, devices, engine
+    from search.backends.optuna_backend import optimize
+    from search.settings import BackendOptions, Budget
+
+    public = public_url(url)
+    metadata = fetch_metadata(public, name)
+    manifest, space_text = dict(metadata["manifest"]), metadata["space"]
+    if manifest.get("backend") != "optuna":
+        raise StudyError(f"storage {public}: study {name!r} runs on backend {manifest.get('backend')}; "
+                         "only optuna studies take joining workers")
+    local = check_writable_study_dir(study_dir or f"studies/{name}-join-{socket.gethostname()}")
+    _check_local(local, public, name)
+    manifest = _with_local_data(manifest, local, data, name)
+    check_installed("keras_backend", manifest.get("keras_backend") or "tensorflow")
+    local.mkdir(parents=True, exist_ok=True)
+    (local / "space.yaml").write_text(space_text)
+    manifest = {**manifest, "workers": 1, "joined": public}
+    study = Study(local, manifest)
+    study.write_json("manifest.json", manifest)
+    with study_lock(local, "join"):
+        problem, space = study.problem(), study.space()  # other data is refused here (split hash)
+        engine.use_keras_backend(manifest.get("keras_backend"))
+        from search.quiet import import_keras_quietly
+
+        import_keras_quietly()
+        compile_cache.enable()
+        devices.limit_threads(devices.cores_per_worker(BackendOptions.from_manifest(manifest).workers))
+        before = _mine(load(study))
+        bar = engine.ProgressBar(Budget.from_manifest(manifest).trials) if progress else None
+        try:
+            # A sampler seed of its own: this worker's trials differ from every other worker's.
+            optuna_study = optimize(study, problem, space, worker=1000 + os.getpid() % 100000,
+                                    callbacks=[bar] if bar else ())
+        finally:
+            if bar:
+                bar.close()
+    return {"study": name, "storage": public, "directory": str(local), "trials_here": _mine(optuna_study) - before,
+            "finished": finished_count(optuna_study), "target": Budget.from_manifest(manifest).trials}
+
+
+def _check_local(local: Path, public: str, name: str):
+    """A local directory is this study's join directory, or new."""
+    if (local / "manifest.json").is_file():
+        existing = open_study(local).manifest
+        if existing.get("storage") != public or existing.get("study_name") != name:
+            raise StudyError(f"{local}: holds another study ({existing.get('study_name') or 'a local one'}); "
+                             "give another --study-dir")
+    elif local.exists() and any(local.iterdir()):
+        raise StudyError(f"{local}: exists and is not a study directory; give another --study-dir")
+
+
+def _with_local_data(manifest: dict, local: Path, data, name: str) -> dict:
+    """The manifest with this machine's data: a copy of in-memory data's data.npz, or a file
+    path of its own; the split hash decides whether it is the study's data."""
+    in_memory = manifest["data"].startswith(IN_MEMORY)
+    if data is None:
+        if in_memory:
+            raise StudyError(f"study {name!r} searches in-memory data: give this machine's copy of its "
+                             f"{DATA_FILE} with --data")
+        return manifest
+    if not Path(data).is_file():
+        raise StudyError(f"--data {data}: no such file")
+    if in_memory:
+        shutil.copyfile(data, local / DATA_FILE)  # Study.dataset checks its content hash
+        return manifest
+    return {**manifest, "data": os.fspath(data)}
+
+
+def _mine(optuna_study) -> int:
+    """Finished trials run by this process."""
+    host, pid = socket.gethostname(), os.getpid()
+    return sum(1 for t in optuna_study.get_trials(deepcopy=False)
+               if t.state.name in ("COMPLETE", "PRUNED") and t.user_attrs.get("worker_pid") == pid
+               and t.user_attrs.get("worker_host") == host)

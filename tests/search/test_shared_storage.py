@@ -1,0 +1,194 @@
+"""Optuna across machines: `run --storage URL` and `join URL --study NAME` against a real,
+throwaway PostgreSQL server and against a journal file, each worker a separate process."""
+
+import glob
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY_SPACE, run_cli
+
+PASSWORD = "s3cret-pw"
+
+
+def _postgres_bin():
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).resolve().parent if initdb else None
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory):
+    """A PostgreSQL server of its own: initdb in a temporary directory, a free port, password
+    authentication; run as the `postgres` user when the tests run as root (the server refuses
+    root). Yields (url with password, url without); stops and removes it afterwards."""
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed here (make test installs Debian's postgresql)")
+    import tempfile
+
+    # Not under pytest's own temporary folder: that one is private to this user (0700).
+    root = Path(tempfile.mkdtemp(prefix="search-postgres-"))
+    root.chmod(0o755)
+    as_user = []
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            account = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no postgres user to run the server as")
+        as_user = ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--clear-groups"]
+        os.chown(root, account.pw_uid, account.pw_gid)
+    (root / "pw").write_text(PASSWORD)
+    if as_user:
+        os.chown(root / "pw", account.pw_uid, account.pw_gid)
+    port = _free_port()
+    env = {**os.environ, "PGPASSWORD": PASSWORD}
+    def step(*command, **kwargs):
+        done = subprocess.run([str(c) for c in command], capture_output=True, text=True, **kwargs)
+        assert done.returncode == 0, f"{command[0]}: {done.stdout[-1500:]} {done.stderr[-1500:]}"
+
+    step(*as_user, bin_dir / "initdb", "-D", root / "data", "-U", "search", "--auth=scram-sha-256",
+         f"--pwfile={root / 'pw'}", "-E", "UTF8")
+    step(*as_user, bin_dir / "pg_ctl", "-D", root / "data", "-l", root / "log", "-w", "-o",
+         f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start")
+    try:
+        step(bin_dir / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "search", "studies", env=env)
+        yield (f"postgresql://search:{PASSWORD}@127.0.0.1:{port}/studies",
+               f"postgresql://search@127.0.0.1:{port}/studies")
+    finally:
+        subprocess.run([*as_user, bin_dir / "pg_ctl", "-D", root / "data", "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_for_study(public_url, name, env, process, timeout=120):
+    """Until `run` has published the study in the storage (join needs its manifest)."""
+    import optuna
+
+    from search.storage import open_storage
+
+    os.environ.update({k: v for k, v in env.items() if k == "SEARCH_STORAGE_PASSWORD"})
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            study = optuna.load_study(study_name=name, storage=open_storage(public_url))
+            if study.user_attrs.get("search_metadata"):
+                return
+        except KeyError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("the run never published its study")
+
+
+def _run_and_join(tmp_path, storage_for_run, storage_for_join, env, trials=6):
+    from tests.conftest import ROOT
+
+    study = tmp_path / "first" / "shared"
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env,
+                "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    import sys
+
+    first = subprocess.Popen([sys.executable, "-m", "search", "run", "--space", str(TINY_SPACE), "--trials", str(trials),
+                              "--storage", storage_for_run, "--study-dir", str(study), "--no-progress"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, cwd=tmp_path)
+    _wait_for_study(storage_for_join, "shared", env, first)
+    second = run_cli("join", storage_for_join, "--study", "shared", "--study-dir", tmp_path / "second",
+                     "--no-progress", env=env, cwd=tmp_path)
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-3000:]
+    assert second.returncode == 0, second.stderr[-3000:]
+    return study, out + err, second.stdout + second.stderr
+
+
+def _trials(storage, env):
+    import optuna
+
+    from search.storage import open_storage
+
+    os.environ.update({k: v for k, v in env.items() if k == "SEARCH_STORAGE_PASSWORD"})
+    return optuna.load_study(study_name="shared", storage=open_storage(storage)).get_trials()
+
+
+def _check_shared_study(study, trials, trials_requested, printed):
+    shown = [t for t in trials if not t.user_attrs.get("surplus")]
+    finished = [t for t in shown if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(finished) == trials_requested  # exact, across both processes
+    assert all(t.state.name != "RUNNING" for t in trials)
+    numbers = [t.number for t in trials]
+    assert len(set(numbers)) == len(numbers)
+    seeds = [t.user_attrs["seed"] for t in shown]
+    assert len(set(seeds)) == len(seeds)  # no trial run twice, each its own seed
+    assert "joined study shared:" in printed["join"] and f"the study has {trials_requested} of {trials_requested}" \
+        in printed["join"]
+    manifest = (study / "manifest.json").read_text()
+    for text in (manifest, printed["run"], printed["join"], *(p.read_text() for p in study.rglob("*.log"))):
+        assert PASSWORD not in text
+    assert json.loads(manifest)["study_name"] == "shared"
+    assert (study / "export" / "manifest.json").is_file()  # the run exported the winner
+
+
+def test_two_processes_share_a_postgresql_study_with_the_exact_count(postgres, tmp_path):
+    url, public = postgres
+    env = {"SEARCH_STORAGE_PASSWORD": PASSWORD}
+    study, run_out, join_out = _run_and_join(tmp_path, url, public, env)
+    _check_shared_study(study, _trials(public, env), 6, {"run": run_out, "join": join_out})
+    assert json.loads((study / "manifest.json").read_text())["storage"] == public
+
+    # report and export from a third process, which has the password from its environment only
+    report = run_cli("report", study, env=env)
+    assert report.returncode == 0 and "Leaderboard (" in report.stdout and PASSWORD not in report.stdout
+    exported = run_cli("export", tmp_path / "second", "-o", tmp_path / "from-join", env=env)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+
+    # the same name again in the same storage is refused, and the message carries no password
+    again = run_cli("run", "--space", TINY_SPACE, "--storage", url, "--study-dir", tmp_path / "other" / "shared")
+    assert again.returncode == 2 and "already holds a study named 'shared'" in again.stderr
+    assert PASSWORD not in again.stderr and "Traceback" not in again.stderr
+
+
+def test_two_processes_share_a_journal_file_study(tmp_path):
+    storage = f"journal:{tmp_path / 'shared.journal'}"
+    study, run_out, join_out = _run_and_join(tmp_path, storage, storage, {})
+    _check_shared_study(study, _trials(storage, {}), 6, {"run": run_out, "join": join_out})
+
+
+@pytest.mark.parametrize("case", ["bad-url", "no-server", "wrong-password", "no-database"])
+def test_a_storage_that_cannot_be_used_is_one_line_without_the_password(postgres, tmp_path, case):
+    url, public = postgres
+    port = public.rsplit(":", 1)[1].split("/")[0]
+    storage, expected = {
+        "bad-url": ("postgresql+nodriver://search:pw@host/db", "cannot open it (Can't load plugin"),
+        "no-server": (f"postgresql://search:{PASSWORD}@127.0.0.1:{_free_port()}/studies", "Connection refused"),
+        "wrong-password": (f"postgresql://search:wrong-{PASSWORD}@127.0.0.1:{port}/studies", "password authentication failed"),
+        "no-database": (f"postgresql://search:{PASSWORD}@127.0.0.1:{port}/nowhere", 'database "nowhere" does not exist'),
+    }[case]
+    done = run_cli("run", "--space", TINY_SPACE, "--storage", storage, "--study-dir", tmp_path / "s", "--no-progress")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.startswith("error: --storage") or done.stderr.startswith("error: storage"), done.stderr
+    assert expected in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert PASSWORD not in done.stderr and "wrong-" not in done.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_join_refuses_other_data_and_unknown_studies_in_one_line(postgres, tmp_path):
+    url, public = postgres
+    env = {"SEARCH_STORAGE_PASSWORD": PASSWORD}
+    missing = run_cli("join", public, "--study", "nope", "--study-dir", tmp_path / "j", env=env)
+    assert missing.returncode == 2 and "no study named 'nope'" in missing.stderr
