@@ -5,7 +5,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup data browser run test bench clean
+.PHONY: setup data browser postgres run test bench clean
 
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
@@ -33,7 +33,13 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	$(PY) -m search run $(ARGS)
 
-test: setup browser
+# PostgreSQL for the shared-storage tests (`--storage postgresql://...`); best effort too.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null 2>&1 \
+	  || echo "note: could not install Debian's postgresql; the PostgreSQL storage tests will be skipped"; }
+
+test: setup browser postgres
 	$(PY) -m pytest -q -n 2 --dist loadgroup $(ARGS)
 
 clean:

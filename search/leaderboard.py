@@ -31,6 +31,8 @@ def trial_rows(optuna_study) -> list[Row]:
         candidate = attrs.get("candidate", {})
         seconds = sum(attrs.get("seconds", {}).values()) or None
         note = attrs.get("fail_reason", "")
+        if trial.state.name == "FAIL" and not note:  # Optuna's heartbeat failed it: no one could say why
+            note = "its worker stopped answering (heartbeat lost); its config ran again"
         if trial.state.name == "PRUNED" and trial.intermediate_values:
             step = max(trial.intermediate_values)
             note = f"pruned at epoch {step} ({trial.intermediate_values[step]:.4f})"

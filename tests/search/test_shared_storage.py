@@ -149,7 +149,7 @@ def test_two_processes_share_a_postgresql_study_with_the_exact_count(postgres, t
     env = {"SEARCH_STORAGE_PASSWORD": PASSWORD}
     study, run_out, join_out = _run_and_join(tmp_path, url, public, env)
     _check_shared_study(study, _trials(public, env), 6, {"run": run_out, "join": join_out})
-    assert json.loads((study / "manifest.json").read_text())["storage"] == public
+    assert json.loads((study / "manifest.json").read_text())["storage"] == public.replace("postgresql:", "postgresql+psycopg:")
 
     # report and export from a third process, which has the password from its environment only
     report = run_cli("report", study, env=env)
@@ -192,3 +192,47 @@ def test_join_refuses_other_data_and_unknown_studies_in_one_line(postgres, tmp_p
     env = {"SEARCH_STORAGE_PASSWORD": PASSWORD}
     missing = run_cli("join", public, "--study", "nope", "--study-dir", tmp_path / "j", env=env)
     assert missing.returncode == 2 and "no study named 'nope'" in missing.stderr
+
+
+def test_a_joined_worker_killed_mid_trial_is_failed_by_its_heartbeat_and_its_trial_runs_again(postgres, tmp_path):
+    """SIGKILL leaves no chance to record anything: the run's process sees the trial's
+    heartbeat stop (Optuna's, 60 s grace), fails it, runs its config again and still ends
+    with the exact count."""
+    import signal
+    import sys
+
+    import optuna
+
+    from search.storage import open_storage
+    from tests.conftest import ROOT
+
+    url, public = postgres
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "SEARCH_STORAGE_PASSWORD": PASSWORD,
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    command = [sys.executable, "-m", "search"]
+    first = subprocess.Popen([*command, "run", "--space", str(TINY_SPACE), "--trials", "12", "--storage", url,
+                              "--study-dir", str(tmp_path / "killed"), "--no-progress"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    _wait_for_study(public, "killed", env, first)
+    second = subprocess.Popen([*command, "join", public, "--study", "killed", "--study-dir", str(tmp_path / "j"),
+                               "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                              cwd=tmp_path)
+    storage = open_storage(public)
+    deadline, victim = time.time() + 300, None
+    while victim is None and time.time() < deadline:
+        running = optuna.load_study(study_name="killed", storage=storage).get_trials(
+            deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        victim = next((t.number for t in running if t.user_attrs.get("worker_pid") == second.pid), None)
+        time.sleep(0.05)
+    assert victim is not None, "the joined worker never ran a trial"
+    second.send_signal(signal.SIGKILL)
+    second.wait()
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-3000:]
+    trials = optuna.load_study(study_name="killed", storage=storage).get_trials()
+    killed = trials[victim]
+    assert killed.state.name == "FAIL"
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == victim]
+    assert len(retried) == 1 and retried[0].params == killed.params and retried[0].state.name in ("COMPLETE", "PRUNED")
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 12
+    assert "stopped answering" in out  # the leaderboard gives the failed trial its reason
