@@ -40,7 +40,7 @@ postgres:
 	  || echo "note: could not install Debian's postgresql; the PostgreSQL storage tests will be skipped"; }
 
 test: setup browser postgres
-	$(PY) -m pytest -q -n 2 --dist loadgroup $(ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=20 $(ARGS)
 
 clean:
 	rm -rf $(VENV) studies .pytest_cache

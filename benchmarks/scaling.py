@@ -1,6 +1,8 @@
-"""Trials per hour with 1 and 2 workers, for the Optuna and Ray backends.
+"""Trials per hour with 1 and 2 workers, for the Optuna and Ray backends, and for Optuna with
+its trials in a PostgreSQL database (a throwaway local server, as in the tests) against the
+study's own SQLite file.
 
-    .venv/bin/python benchmarks/scaling.py [--trials 16] [--backends optuna ray]
+    .venv/bin/python benchmarks/scaling.py [--trials 16] [--backends optuna ray postgres]
 
 Runs `python -m search run` on digits with small dense models (tests/data/tiny.yaml), each
 worker's TensorFlow thread pools capped at cores/workers (Optuna: per worker process; Ray:
@@ -22,13 +24,16 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def measure(backend, workers, trials):
+def measure(backend, workers, trials, storage=None):
+    """`backend` "postgres" is the optuna backend with `--storage` = the server's URL."""
     import optuna
 
     study = Path(tempfile.mkdtemp()) / "study"
     cores = max(1, (os.cpu_count() or 1) // workers)
     extra = ["--cpus-per-trial", str(cores)] if backend == "ray" else []
-    cmd = [sys.executable, "-m", "search", "run", "--backend", backend, "--workers", str(workers), *extra,
+    extra += ["--storage", storage] if backend == "postgres" else []
+    cmd = [sys.executable, "-m", "search", "run", "--backend", "optuna" if backend == "postgres" else backend,
+           "--workers", str(workers), *extra,
            "--space", str(ROOT / "tests/data/tiny.yaml"), "--trials", str(trials), "--study-dir", str(study),
            "--no-progress", "--seed", "1"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
@@ -36,7 +41,11 @@ def measure(backend, workers, trials):
     subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
     wall = time.time() - started
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    stored = optuna.load_study(study_name="search", storage=f"sqlite:///{study / 'study.db'}").trials
+    if backend == "postgres":
+        stored = optuna.load_study(study_name="study", storage=storage.replace("postgresql:", "postgresql+psycopg:")).trials
+    else:
+        stored = optuna.load_study(study_name="search", storage=f"sqlite:///{study / 'study.db'}").trials
+    stored = [t for t in stored if not t.user_attrs.get("surplus")]
     done = [t for t in stored if t.datetime_complete is not None]
     span = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds()
     return {"backend": backend, "workers": workers, "trials": len(done), "span_s": round(span, 1),
@@ -46,12 +55,19 @@ def measure(backend, workers, trials):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=16)
-    parser.add_argument("--backends", nargs="+", default=["optuna", "ray"])
+    parser.add_argument("--backends", nargs="+", default=["optuna", "ray", "postgres"])
     args = parser.parse_args()
     rows = []
     for backend in args.backends:
         for workers in (1, 2):
-            row = measure(backend, workers, args.trials)
+            if backend == "postgres":
+                sys.path.insert(0, str(ROOT))
+                from tests.postgres_server import throwaway_postgres
+
+                with throwaway_postgres() as (url, _):
+                    row = measure(backend, workers, args.trials, url)
+            else:
+                row = measure(backend, workers, args.trials)
             print(row, flush=True)
             rows.append(row)
     RESULTS.mkdir(exist_ok=True)
@@ -59,10 +75,13 @@ def main():
     lines = [
         "# Trials per hour, 1 and 2 workers",
         "",
-        f"Command: `.venv/bin/python benchmarks/scaling.py --trials {args.trials}` on {platform.machine()} with "
+        f"Command: `.venv/bin/python benchmarks/scaling.py --trials {args.trials} --backends {' '.join(args.backends)}` "
+        f"on {platform.machine()} with "
         f"{os.cpu_count()} cores, CPU only. Digits, tests/data/tiny.yaml (small dense models), seed 1; "
         "TensorFlow pools capped at cores/workers per worker. Throughput = finished trials over the span "
-        "from the first trial's start to the last trial's end (start-up, baselines and export excluded).",
+        "from the first trial's start to the last trial's end (start-up, baselines and export excluded). "
+        "`postgres`: the optuna backend with `--storage` on a local throwaway PostgreSQL 15 server "
+        "(tests/postgres_server.py); compare it with `optuna`, whose trials are in the study's SQLite file.",
         "",
         "| backend | workers | trials | span (s) | whole run (s) | trials/hour | vs 1 worker |",
         "|---|---|---|---|---|---|---|",

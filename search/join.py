@@ -40,15 +40,20 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
                          "only optuna studies take joining workers")
     local = check_writable_study_dir(study_dir or f"studies/{name}-join-{socket.gethostname()}")
     _check_local(local, public, name)
-    manifest = _with_local_data(manifest, local, data, name)
     check_installed("keras_backend", manifest.get("keras_backend") or "tensorflow")
+    created = not local.exists()
     local.mkdir(parents=True, exist_ok=True)
-    (local / "space.yaml").write_text(space_text)
-    manifest = {**manifest, "workers": 1, "joined": public}
-    study = Study(local, manifest)
-    study.write_json("manifest.json", manifest)
     with study_lock(local, "join"):
-        problem, space = study.problem(), study.space()  # other data is refused here (split hash)
+        try:
+            manifest = {**_with_local_data(manifest, local, data, name), "workers": 1, "joined": public}
+            (local / "space.yaml").write_text(space_text)
+            study = Study(local, manifest)
+            study.write_json("manifest.json", manifest)
+            problem, space = study.problem(), study.space()  # other data is refused here (split hash)
+        except BaseException:
+            if created:  # a refused join leaves nothing behind
+                shutil.rmtree(local, ignore_errors=True)
+            raise
         engine.use_keras_backend(manifest.get("keras_backend"))
         from search.quiet import import_keras_quietly
 

@@ -1,80 +1,27 @@
 """Optuna across machines: `run --storage URL` and `join URL --study NAME` against a real,
 throwaway PostgreSQL server and against a journal file, each worker a separate process."""
 
-import glob
 import json
 import os
-import shutil
-import socket
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import TINY_SPACE, run_cli
+from tests.postgres_server import PASSWORD, Unavailable, free_port, throwaway_postgres
 
-PASSWORD = "s3cret-pw"
-
-
-def _postgres_bin():
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).resolve().parent if initdb else None
-
-
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+pytestmark = pytest.mark.xdist_group("postgres")  # one throwaway server, on one test worker
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory):
-    """A PostgreSQL server of its own: initdb in a temporary directory, a free port, password
-    authentication; run as the `postgres` user when the tests run as root (the server refuses
-    root). Yields (url with password, url without); stops and removes it afterwards."""
-    bin_dir = _postgres_bin()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL is not installed here (make test installs Debian's postgresql)")
-    import tempfile
-
-    # Not under pytest's own temporary folder: that one is private to this user (0700).
-    root = Path(tempfile.mkdtemp(prefix="search-postgres-"))
-    root.chmod(0o755)
-    as_user = []
-    if os.geteuid() == 0:
-        import pwd
-
-        try:
-            account = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no postgres user to run the server as")
-        as_user = ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--clear-groups"]
-        os.chown(root, account.pw_uid, account.pw_gid)
-    (root / "pw").write_text(PASSWORD)
-    if as_user:
-        os.chown(root / "pw", account.pw_uid, account.pw_gid)
-    port = _free_port()
-    env = {**os.environ, "PGPASSWORD": PASSWORD}
-    def step(*command, **kwargs):
-        done = subprocess.run([str(c) for c in command], capture_output=True, text=True, **kwargs)
-        assert done.returncode == 0, f"{command[0]}: {done.stdout[-1500:]} {done.stderr[-1500:]}"
-
-    step(*as_user, bin_dir / "initdb", "-D", root / "data", "-U", "search", "--auth=scram-sha-256",
-         f"--pwfile={root / 'pw'}", "-E", "UTF8")
-    step(*as_user, bin_dir / "pg_ctl", "-D", root / "data", "-l", root / "log", "-w", "-o",
-         f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start")
+def postgres():
+    """(URL with password, URL without) of a database on a throwaway PostgreSQL server."""
     try:
-        step(bin_dir / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "search", "studies", env=env)
-        yield (f"postgresql://search:{PASSWORD}@127.0.0.1:{port}/studies",
-               f"postgresql://search@127.0.0.1:{port}/studies")
-    finally:
-        subprocess.run([*as_user, bin_dir / "pg_ctl", "-D", root / "data", "-m", "immediate", "stop"],
-                       capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+        with throwaway_postgres() as urls:
+            yield urls
+    except Unavailable as exc:
+        pytest.skip(str(exc))
 
 
 def _wait_for_study(public_url, name, env, process, timeout=120):
@@ -157,6 +104,14 @@ def test_two_processes_share_a_postgresql_study_with_the_exact_count(postgres, t
     exported = run_cli("export", tmp_path / "second", "-o", tmp_path / "from-join", env=env)
     assert exported.returncode == 0, exported.stderr[-2000:]
 
+    # a joining machine with other data is refused in one line (the split hash differs)
+    import numpy as np
+
+    np.savez(tmp_path / "other.npz", X=np.random.default_rng(0).random((200, 64)), y=np.arange(200) % 10)
+    other = run_cli("join", public, "--study", "shared", "--data", tmp_path / "other.npz", "--study-dir",
+                    tmp_path / "third", env=env)
+    assert other.returncode == 2 and "the data or its split changed since the study began" in other.stderr
+
     # the same name again in the same storage is refused, and the message carries no password
     again = run_cli("run", "--space", TINY_SPACE, "--storage", url, "--study-dir", tmp_path / "other" / "shared")
     assert again.returncode == 2 and "already holds a study named 'shared'" in again.stderr
@@ -175,7 +130,7 @@ def test_a_storage_that_cannot_be_used_is_one_line_without_the_password(postgres
     port = public.rsplit(":", 1)[1].split("/")[0]
     storage, expected = {
         "bad-url": ("postgresql+nodriver://search:pw@host/db", "cannot open it (Can't load plugin"),
-        "no-server": (f"postgresql://search:{PASSWORD}@127.0.0.1:{_free_port()}/studies", "Connection refused"),
+        "no-server": (f"postgresql://search:{PASSWORD}@127.0.0.1:{free_port()}/studies", "Connection refused"),
         "wrong-password": (f"postgresql://search:wrong-{PASSWORD}@127.0.0.1:{port}/studies", "password authentication failed"),
         "no-database": (f"postgresql://search:{PASSWORD}@127.0.0.1:{port}/nowhere", 'database "nowhere" does not exist'),
     }[case]
