@@ -103,6 +103,12 @@ def test_two_processes_share_a_postgresql_study_with_the_exact_count(postgres, t
     assert report.returncode == 0 and "Leaderboard (" in report.stdout and PASSWORD not in report.stdout
     exported = run_cli("export", tmp_path / "second", "-o", tmp_path / "from-join", env=env)
     assert exported.returncode == 0, exported.stderr[-2000:]
+    best = json.loads((study / "export.json").read_text())["trial"]
+    replayed = run_cli("replay", study, "--trial", best, env=env)
+    assert replayed.returncode == 0 and "matches" in replayed.stdout, replayed.stdout + replayed.stderr
+    resumed = run_cli("resume", study, "--no-progress", env=env)  # at the count: nothing to run, re-exports
+    assert resumed.returncode == 0 and PASSWORD not in resumed.stdout + resumed.stderr, resumed.stderr[-2000:]
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in _trials(public, env)) == 6  # still exact
 
     # a joining machine with other data is refused in one line (the split hash differs)
     import numpy as np
