@@ -7,9 +7,6 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-# Tiny test trials train in well under a second, too little for the engine to take
-# intermediate scores by default; the tests of checkpoints and pruning need them.
-os.environ.setdefault("SEARCH_CHECKPOINT_MIN_SAVING", "0")
 # Under JAX the engine keeps compiled programs in the user's cache; tests leave it alone (the
 # cache's own test gives it a temporary directory).
 os.environ.setdefault("SEARCH_JAX_CACHE", "off")
@@ -37,6 +34,17 @@ def run_cli(*args, cwd=None, timeout=600, env=None):
         [sys.executable, "-m", "search", *map(str, args)],
         capture_output=True, text=True, cwd=cwd or ROOT, timeout=timeout, env=full_env,
     )
+
+
+@pytest.fixture
+def always_checkpoint(monkeypatch):
+    """Intermediate scores at every checkpoint epoch, also in the processes a test starts.
+    By default (what users get) a trial with under 2 s of training left takes none, and
+    tiny test trials train in well under a second; the tests of checkpoints and pruning
+    ask for them with this fixture, and every other test runs the default rule."""
+    from search.objective import MIN_SAVING_ENV
+
+    monkeypatch.setenv(MIN_SAVING_ENV, "0")
 
 
 @pytest.fixture

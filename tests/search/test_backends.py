@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from search.leaderboard import shown_trials
 from tests.conftest import ROOT, TINY_SPACE, run_cli
 
 BACKENDS = [
@@ -25,7 +26,7 @@ def stored_trials(study_dir):
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.load_study(study_name="search", storage=f"sqlite:///{study_dir / 'study.db'}")
-    return study.get_trials(deepcopy=False)
+    return shown_trials(study)  # not those begun after the count was reached (nothing ran in them)
 
 
 def finished(trials):

@@ -62,6 +62,7 @@ def test_cache_directory_setting(monkeypatch, tmp_path):
 
 
 @needs_jax
+@pytest.mark.usefixtures("always_checkpoint")  # the checkpoint programs are among those cached
 def test_a_jax_trial_reports_compile_seconds_and_the_next_process_reads_the_cache(tmp_path):
     env = {compile_cache.CACHE_ENV: str(tmp_path / "cache")}
     runs = []

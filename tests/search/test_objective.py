@@ -8,6 +8,10 @@ from search.errors import FailedTrial, PruneTrial
 from search.objective import evaluate, thaw_heap
 from search.problem import make_problem
 
+# These tests are about checkpoints, pruning and their cost: every trial takes intermediate
+# scores here (by default a trial with under 2 s of training left takes none).
+pytestmark = pytest.mark.usefixtures("always_checkpoint")
+
 CANDIDATE = {
     "family": "dense",
     "code_size": 4,
