@@ -37,9 +37,25 @@ def parse(value: str) -> tuple[str, int, bool]:
     return point, int(count), only_self
 
 
+# Seconds of training a trial must have left to take intermediate scores (search/objective.py).
+MIN_SAVING_ENV = "SEARCH_CHECKPOINT_MIN_SAVING"
+
+
 def check_environment():
+    """The environment settings a search reads in every trial, checked once up front: a
+    malformed one is a one-line error before any work, not a failure of every trial."""
+    from search.errors import SearchError
+
     if os.environ.get(VARIABLE):
         parse(os.environ[VARIABLE])
+    saving = os.environ.get(MIN_SAVING_ENV)
+    if saving is not None:
+        try:
+            valid = float(saving) >= 0
+        except ValueError:
+            valid = False
+        if not valid:
+            raise SearchError(f"{MIN_SAVING_ENV}={saving!r}: must be a number of seconds, 0 or more")
 
 
 def crash_point(name: str) -> None:

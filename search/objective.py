@@ -12,7 +12,7 @@ import numpy as np
 from encoderkit.probe import cv_score, resolve_probe
 from search.errors import FailedTrial, PruneTrial
 from search import compile_cache, interrupts
-from search.faults import crash_point
+from search.faults import MIN_SAVING_ENV, crash_point
 from search.problem import stratified_subsample
 from search.suggest import transformer_params
 
@@ -23,7 +23,6 @@ CHECKPOINT_FOLDS = 2  # cheap: the pruner needs a ranking, not a precise score
 # intermediate score costs more than it can save, so none is taken (insurance trials of 2 s
 # spent a third of the engine's overhead on checkpoints; benchmarks/results/compare.md).
 # Tests set it to 0 through the environment to check checkpoints on tiny models.
-MIN_SAVING_ENV = "SEARCH_CHECKPOINT_MIN_SAVING"
 MIN_SAVING_SECONDS = 2.0
 
 

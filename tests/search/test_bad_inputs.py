@@ -191,6 +191,8 @@ PATH_CASES = [
     ("keras-backend-from-the-environment", lambda tmp: tmp / "study", {"KERAS_BACKEND": "torch"},
      "--keras-backend torch: needs the Python package 'torch'"),
     ("crash-hook-unknown-point", lambda tmp: tmp / "study", {"SEARCH_CRASH_AT": "midnight"}, "SEARCH_CRASH_AT='midnight'"),
+    ("checkpoint-rule-not-a-number", lambda tmp: tmp / "study", {"SEARCH_CHECKPOINT_MIN_SAVING": "soon"},
+     "SEARCH_CHECKPOINT_MIN_SAVING='soon': must be a number of seconds, 0 or more"),
 ]
 
 
