@@ -159,6 +159,7 @@ def cmd_run(args):
     from search import engine
 
     _quiet_libraries()
+    _warn_password_in_argv(args.storage)
     result = engine.run(
         args.data, target=args.target, data_dir=args.data_dir, space=args.space, scale=args.scale, trials=args.trials, timeout=args.timeout,
         backend=args.backend, workers=args.workers, max_failures=args.max_failures, gpus=args.gpus,
@@ -174,10 +175,21 @@ def cmd_join(args):
     from search.join import join
 
     _quiet_libraries()
+    _warn_password_in_argv(args.storage)
     done = join(args.storage, args.study, data=args.data, study_dir=args.study_dir, progress=not args.no_progress)
+    if done["directory"] is None:
+        print(f"study {done['study']} has its {done['target']} trials already; nothing to join")
+        return
     print(f"joined study {done['study']}: {done['trials_here']} trial(s) finished here; the study has "
           f"{done['finished']} of {done['target']}. Its run exports the winner (or: python -m search export "
           f"{done['directory']})")
+
+
+def _warn_password_in_argv(url):
+    """A password on the command line is visible to every user of the machine (`ps`)."""
+    if url and "://" in url and "@" in url.split("://", 1)[1] and ":" in url.split("://", 1)[1].split("@")[0]:
+        print("note: the password in this URL is visible to other users of this machine (ps); "
+              "prefer $SEARCH_STORAGE_PASSWORD or ~/.pgpass", file=sys.stderr)
 
 
 def cmd_resume(args):

@@ -76,6 +76,11 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     def fit(self, X, y):
+        if self.storage and "@" in str(self.storage) and ":" in str(self.storage).split("://")[-1].split("@")[0]:
+            from search.errors import SearchError
+
+            raise SearchError("storage: give its password through $SEARCH_STORAGE_PASSWORD, not in the URL "
+                              "(an estimator's parameters are printed by repr and kept by pickle)")
         # sklearn's own checks and messages for what no search can take (NaN, complex,
         # empty, 1-D); the data then goes to the study as the user gave it (columns kept).
         # DataFrames keep dtype None: the study names a non-numeric column itself.

@@ -34,7 +34,13 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
 
     public = public_url(url)
     metadata = fetch_metadata(public, name)
-    manifest, space_text = dict(metadata["manifest"]), metadata["space"]
+    # This machine reaches the storage by the URL it was given (the run's host may be "localhost").
+    manifest, space_text = {**metadata["manifest"], "storage": public}, metadata["space"]
+    target = Budget.from_manifest(manifest).trials
+    done = finished_count(load(Study(Path("."), manifest)))
+    if done >= target:  # nothing left to do: no directory, no data, no Keras
+        return {"study": name, "storage": public, "directory": None, "trials_here": 0, "finished": done,
+                "target": target}
     if manifest.get("backend") != "optuna":
         raise StudyError(f"storage {public}: study {name!r} runs on backend {manifest.get('backend')}; "
                          "only optuna studies take joining workers")
@@ -45,7 +51,7 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
     local.mkdir(parents=True, exist_ok=True)
     with study_lock(local, "join"):
         try:
-            manifest = {**_with_local_data(manifest, local, data, name), "workers": 1, "joined": public}
+            manifest = {**_with_local_data(manifest, local, data, name), "workers": 1}
             (local / "space.yaml").write_text(space_text)
             study = Study(local, manifest)
             study.write_json("manifest.json", manifest)

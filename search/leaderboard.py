@@ -26,12 +26,13 @@ def shown_trials(optuna_study) -> list:
 
 def trial_rows(optuna_study) -> list[Row]:
     rows = []
+    retried = {t.system_attrs.get("failed_trial") for t in optuna_study.get_trials(deepcopy=False)}
     for trial in shown_trials(optuna_study):
         attrs = trial.user_attrs
         candidate = attrs.get("candidate", {})
         seconds = sum(attrs.get("seconds", {}).values()) or None
         note = attrs.get("fail_reason", "")
-        if trial.state.name == "FAIL" and not note:  # Optuna's heartbeat failed it: no one could say why
+        if trial.state.name == "FAIL" and not note and trial.number in retried:  # Optuna's heartbeat failed it
             note = "its worker stopped answering (heartbeat lost); its config ran again"
         if trial.state.name == "PRUNED" and trial.intermediate_values:
             step = max(trial.intermediate_values)

@@ -177,7 +177,10 @@ def load_readonly(study):
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     if study.manifest.get("storage"):  # a shared storage: read it as it is
-        return optuna.load_study(study_name=study.study_name, storage=storage(study))
+        try:
+            return optuna.load_study(study_name=study.study_name, storage=storage(study))
+        except KeyError:
+            raise StudyError(f"storage {study.storage_url}: holds no study named {study.study_name!r}") from None
     path = study.directory / "study.db"
     if not path.is_file():  # nothing ran yet
         return optuna.create_study(study_name=STUDY_NAME, direction="maximize")

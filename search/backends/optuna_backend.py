@@ -51,6 +51,7 @@ def make_objective(space, manifest, run_trial):
 
     def objective(trial):
         if is_surplus(trial, budget.trials):  # another worker began the last trial first
+            keep_queued(trial)
             trial.set_user_attr(SURPLUS, True)
             trial.study.stop()
             raise FailedTrial("surplus: the requested trials were all done or running when it began; nothing ran")
@@ -94,6 +95,15 @@ def is_surplus(trial, target: int) -> bool:
 
     counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
     return sum(t.number < trial.number for t in trial.study.get_trials(deepcopy=False, states=counted)) >= target
+
+
+def keep_queued(trial):
+    """A surplus trial that came from the queue (a start point, a retried config) puts its
+    config back, so a later run with more trials still tries it."""
+    frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+    fixed = frozen.system_attrs.get("fixed_params")
+    if fixed:
+        trial.study.enqueue_trial(fixed, user_attrs=dict(frozen.user_attrs))
 
 
 def optimize(study, problem, space, worker=0, callbacks=(), until_count=False):

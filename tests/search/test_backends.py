@@ -240,3 +240,22 @@ def assert_two_devices_at_once(trials):
 def _overlapping(first, second) -> bool:
     return any(a.datetime_start < b.datetime_complete and b.datetime_start < a.datetime_complete
                for a in first for b in second)
+
+
+def test_the_trial_count_is_exact_and_a_surplus_trial_from_the_queue_puts_its_config_back():
+    """Of two workers starting the last trial at once, the one with the higher trial number
+    stands down; if its trial came from the queue (a start point, a retry), the config goes
+    back in the queue instead of being lost."""
+    import optuna
+
+    from search.backends.optuna_backend import is_surplus, keep_queued
+
+    study = optuna.create_study()
+    first = study.ask()  # another worker's trial, running
+    study.enqueue_trial({"x": 2})  # a start point still queued
+    second = study.ask()  # this worker's next trial takes it
+    assert second.number == first.number + 1 and second.suggest_int("x", 0, 3) == 2
+    assert not is_surplus(first, 1) and is_surplus(second, 1) and not is_surplus(second, 2)
+    keep_queued(second)
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert [t.system_attrs["fixed_params"] for t in waiting] == [{"x": 2}]

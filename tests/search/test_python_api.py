@@ -187,6 +187,12 @@ def test_encoder_search_is_a_scikit_learn_search_estimator(tmp_path):
     assert len(result_of(open_study(tmp_path / "kept")).trials) == 2
 
 
+def test_encoder_search_refuses_a_password_in_its_storage_url():
+    X, y = _digits(60)
+    with pytest.raises(SearchError, match=r"storage: give its password through \$SEARCH_STORAGE_PASSWORD"):
+        EncoderSearch(storage="postgresql://user:secret@db.example/studies").fit(X, y)
+
+
 def _expected_failed(estimator):
     return {
         "check_fit2d_1feature": (

@@ -94,7 +94,8 @@ def _check_shared_study(study, trials, trials_requested, printed):
 def test_two_processes_share_a_postgresql_study_with_the_exact_count(postgres, tmp_path):
     url, public = postgres
     env = {"SEARCH_STORAGE_PASSWORD": PASSWORD}
-    study, run_out, join_out = _run_and_join(tmp_path, url, public, env)
+    # The joining machine reaches the server by another name than the run did.
+    study, run_out, join_out = _run_and_join(tmp_path, url, public.replace("127.0.0.1", "localhost"), env)
     _check_shared_study(study, _trials(public, env), 6, {"run": run_out, "join": join_out})
     assert json.loads((study / "manifest.json").read_text())["storage"] == public.replace("postgresql:", "postgresql+psycopg:")
 
