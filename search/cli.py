@@ -159,7 +159,6 @@ def cmd_run(args):
     from search import engine
 
     _quiet_libraries()
-    _warn_password_in_argv(args.storage)
     result = engine.run(
         args.data, target=args.target, data_dir=args.data_dir, space=args.space, scale=args.scale, trials=args.trials, timeout=args.timeout,
         backend=args.backend, workers=args.workers, max_failures=args.max_failures, gpus=args.gpus,
@@ -169,20 +168,21 @@ def cmd_run(args):
         test_size=args.test_size, subsample=args.subsample, study_dir=args.study_dir, progress=not args.no_progress,
     )
     _print_result(result)
+    _warn_password_in_argv(args.storage)  # after the work: an error stays one line
 
 
 def cmd_join(args):
     from search.join import join
 
     _quiet_libraries()
-    _warn_password_in_argv(args.storage)
     done = join(args.storage, args.study, data=args.data, study_dir=args.study_dir, progress=not args.no_progress)
     if done["directory"] is None:
         print(f"study {done['study']} has its {done['target']} trials already; nothing to join")
-        return
-    print(f"joined study {done['study']}: {done['trials_here']} trial(s) finished here; the study has "
-          f"{done['finished']} of {done['target']}. Its run exports the winner (or: python -m search export "
-          f"{done['directory']})")
+    else:
+        print(f"joined study {done['study']}: {done['trials_here']} trial(s) finished here; the study has "
+              f"{done['finished']} of {done['target']}. Its run exports the winner (or: python -m search export "
+              f"{done['directory']})")
+    _warn_password_in_argv(args.storage)
 
 
 def _warn_password_in_argv(url):

@@ -44,7 +44,7 @@ def _wait_for_study(public_url, name, env, process, timeout=120):
     raise AssertionError("the run never published its study")
 
 
-def _run_and_join(tmp_path, storage_for_run, storage_for_join, env, trials=6):
+def _run_and_join(tmp_path, storage_for_run, storage_for_join, env, trials=6, while_running=None):
     from tests.conftest import ROOT
 
     study = tmp_path / "first" / "shared"
@@ -56,6 +56,8 @@ def _run_and_join(tmp_path, storage_for_run, storage_for_join, env, trials=6):
                               "--storage", storage_for_run, "--study-dir", str(study), "--no-progress"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, cwd=tmp_path)
     _wait_for_study(storage_for_join, "shared", env, first)
+    if while_running:
+        while_running()
     second = run_cli("join", storage_for_join, "--study", "shared", "--study-dir", tmp_path / "second",
                      "--no-progress", env=env, cwd=tmp_path)
     out, err = first.communicate(timeout=600)
@@ -94,8 +96,20 @@ def _check_shared_study(study, trials, trials_requested, printed):
 def test_two_processes_share_a_postgresql_study_with_the_exact_count(postgres, tmp_path):
     url, public = postgres
     env = {"SEARCH_STORAGE_PASSWORD": PASSWORD}
+    import numpy as np
+
+    def join_with_other_data():
+        """A joining machine with other data is refused in one line (the split hash differs)."""
+        np.savez(tmp_path / "other.npz", X=np.random.default_rng(0).random((200, 64)), y=np.arange(200) % 10)
+        other = run_cli("join", public, "--study", "shared", "--data", tmp_path / "other.npz", "--study-dir",
+                        tmp_path / "third", env=env)
+        assert other.returncode == 2 and "the data or its split changed since the study began" in other.stderr, \
+            other.stdout + other.stderr
+        assert not (tmp_path / "third").exists()
+
     # The joining machine reaches the server by another name than the run did.
-    study, run_out, join_out = _run_and_join(tmp_path, url, public.replace("127.0.0.1", "localhost"), env)
+    study, run_out, join_out = _run_and_join(tmp_path, url, public.replace("127.0.0.1", "localhost"), env,
+                                             while_running=join_with_other_data)
     _check_shared_study(study, _trials(public, env), 6, {"run": run_out, "join": join_out})
     assert json.loads((study / "manifest.json").read_text())["storage"] == public.replace("postgresql:", "postgresql+psycopg:")
 
@@ -111,13 +125,10 @@ def test_two_processes_share_a_postgresql_study_with_the_exact_count(postgres, t
     assert resumed.returncode == 0 and PASSWORD not in resumed.stdout + resumed.stderr, resumed.stderr[-2000:]
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in _trials(public, env)) == 6  # still exact
 
-    # a joining machine with other data is refused in one line (the split hash differs)
-    import numpy as np
-
-    np.savez(tmp_path / "other.npz", X=np.random.default_rng(0).random((200, 64)), y=np.arange(200) % 10)
-    other = run_cli("join", public, "--study", "shared", "--data", tmp_path / "other.npz", "--study-dir",
-                    tmp_path / "third", env=env)
-    assert other.returncode == 2 and "the data or its split changed since the study began" in other.stderr
+    # a join once the study has its trials does nothing
+    late = run_cli("join", public, "--study", "shared", "--study-dir", tmp_path / "late", env=env)
+    assert late.returncode == 0 and "has its 6 trials already; nothing to join" in late.stdout
+    assert not (tmp_path / "late").exists()
 
     # the same name again in the same storage is refused, and the message carries no password
     again = run_cli("run", "--space", TINY_SPACE, "--storage", url, "--study-dir", tmp_path / "other" / "shared")
