@@ -187,7 +187,9 @@ def cmd_join(args):
 
 def _warn_password_in_argv(url):
     """A password on the command line is visible to every user of the machine (`ps`)."""
-    if url and "://" in url and "@" in url.split("://", 1)[1] and ":" in url.split("://", 1)[1].split("@")[0]:
+    from search.storage import has_password
+
+    if has_password(url):
         print("note: the password in this URL is visible to other users of this machine (ps); "
               "prefer $SEARCH_STORAGE_PASSWORD or ~/.pgpass", file=sys.stderr)
 

@@ -76,7 +76,9 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     def fit(self, X, y):
-        if self.storage and "@" in str(self.storage) and ":" in str(self.storage).split("://")[-1].split("@")[0]:
+        from search.storage import has_password
+
+        if has_password(self.storage):
             from search.errors import SearchError
 
             raise SearchError("storage: give its password through $SEARCH_STORAGE_PASSWORD, not in the URL "

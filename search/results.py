@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from search.leaderboard import describe, format_leaderboard, shown_trials, trial_rows
+from search.leaderboard import format_leaderboard, shown_trials, trial_rows
 from search.storage import load
 
 
@@ -78,12 +78,13 @@ class StudyResult:
                                                              "seconds", "config", "note"])
 
 
-def trial_records(optuna_study) -> tuple:
+def trial_records(optuna_study, rows=None) -> tuple:
+    """The shown trials as records; `rows` are their leaderboard rows if already made."""
     records = []
-    for trial, row in zip(shown_trials(optuna_study), trial_rows(optuna_study)):
+    for trial, row in zip(shown_trials(optuna_study), rows or trial_rows(optuna_study)):
         records.append(TrialRecord(
             number=trial.number, state=row.state, score=row.cv_mean, score_std=row.cv_std, family=row.family,
-            config=describe(trial.user_attrs.get("candidate", {})), params=dict(trial.params),
+            config=row.detail, params=dict(trial.params),
             seconds=row.seconds, note=row.note, stages=dict(row.stages),
         ))
     return tuple(records)
@@ -109,6 +110,6 @@ def result_of(study, exported=None, notes=(), optuna_study=None, top=10) -> Stud
         leaderboard=board,
         notes=tuple(notes),
         metric=study.manifest["metric"],
-        trials=trial_records(optuna_study),
+        trials=trial_records(optuna_study, rows),
         baselines=baselines,
     )

@@ -61,6 +61,12 @@ def public_url(url: str) -> str:
     return public
 
 
+def has_password(url) -> bool:
+    """Whether a storage URL carries a password (USER:PASSWORD@HOST)."""
+    rest = str(url or "").partition("://")[2]
+    return "@" in rest and ":" in rest.rpartition("@")[0]
+
+
 def _masked(url: str) -> str:
     import re
 
