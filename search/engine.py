@@ -22,7 +22,7 @@ import optuna  # noqa: F401  (here, not first inside `run`: optuna keeps the tra
 from encoderkit.baselines import baselines_for
 from encoderkit.data import load_dataset
 from encoderkit.probe import cv_score
-from search import compile_cache, devices
+from search import compile_cache, devices, faults
 from search.backends import get_backend
 from search.errors import Interrupted, SearchError, StudyError
 from search.lock import check_free, study_lock
@@ -104,6 +104,7 @@ def run(
     at least 1, got 0"; `StudyError` for a study directory that measures something else)
     and `encoderkit.errors.DataError` (unusable data, also a ValueError), before anything is
     written; `search.errors.Interrupted` on Ctrl-C, carrying the result so far."""
+    faults.check_environment()
     budget = Budget(trials=trials, timeout=timeout, max_failures=max_failures)
     backend_module = get_backend(backend)  # unknown backends and their settings fail before any work
     options = backend_module.Options.for_backend(
@@ -201,6 +202,7 @@ def resume(study_dir, *, progress=True, verbose=True, export=True) -> StudyResul
     """Continues a stopped or crashed study to its requested number of trials (its data,
     space and settings as stored in the study) and exports its best trial. Returns a
     `StudyResult`; raises as `run` does."""
+    faults.check_environment()
     study = open_study(study_dir)
     check_writable_study_dir(study.directory)
     check_free(study.directory)

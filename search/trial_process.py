@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 
-from search import interrupts
+from search import faults, interrupts
 from search.errors import FailedTrial, PruneTrial
 
 
@@ -113,7 +113,8 @@ class TrialProcess:
         ours, theirs = context.Pipe()
         # Not a daemon: a daemonic process may not start the probe's parallel fold workers.
         # It dies with this process all the same (`die_with_parent`).
-        child = context.Process(target=_child_main, args=(theirs, self.problem, os.getpid()), daemon=False)
+        child = context.Process(target=_child_main, args=(theirs, self.problem, os.getpid(), faults.armed()),
+                                daemon=False)
         child.start()
         theirs.close()
         self.started += 1
@@ -147,7 +148,7 @@ def _end(child, conn, wait: bool):
     conn.close()
 
 
-def _child_main(conn, problem, worker_pid):
+def _child_main(conn, problem, worker_pid, crash_hook=None):
     """The child: runs the trials it is sent until told to stop or the parent goes away."""
     import os
     import signal
@@ -163,6 +164,7 @@ def _child_main(conn, problem, worker_pid):
     import_keras_quietly()  # before anything else imports TensorFlow and its start-up chatter
     from search.objective import evaluate
 
+    faults.arm(crash_hook)
     faults.crash_search_with(worker_pid)
 
     def report(step, value):

@@ -16,6 +16,7 @@ from search import interrupts
 from search import devices
 from search.backends.records import FailureGuard, outcome_attrs, trial_attrs
 from search.errors import FailedTrial, FatalSearchError, PruneTrial
+from search import faults
 from search.faults import crash_point
 from search.lock import inherited_fd
 from search.trial_process import die_with_parent
@@ -198,7 +199,7 @@ def enqueue_start_points(study, space):
 
 
 def worker_env(index: int, device_env: dict) -> dict:
-    env = {**os.environ, **device_env}
+    env = {**os.environ, **device_env, **faults.hook_env()}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Workers must import the same `search` and `encoderkit` as this process, installed or not.
     import encoderkit

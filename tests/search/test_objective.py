@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from encoderkit.data import Dataset
+from search import faults
 from search.errors import FailedTrial, PruneTrial
 from search.objective import evaluate, thaw_heap
 from search.problem import make_problem
@@ -198,10 +199,12 @@ def test_a_trial_process_runs_every_trials_then_is_replaced_and_survives_prunes_
         assert again["score"] == pytest.approx(first["score"], abs=0.02)
 
         process.close()
-        monkeypatch.setenv("SEARCH_CRASH_AT", "epoch:2:self")  # the next child kills itself mid-trial
-        with pytest.raises(FailedTrial, match="trial process died"):
-            process(CANDIDATE, 0, report=lambda step, value: None)  # epochs pass the crash point
-        monkeypatch.delenv("SEARCH_CRASH_AT")
+        faults.arm("epoch:2:self")  # the next child is handed the hook and kills itself mid-trial
+        try:
+            with pytest.raises(FailedTrial, match="trial process died"):
+                process(CANDIDATE, 0, report=lambda step, value: None)  # epochs pass the crash point
+        finally:
+            faults.arm(None)
         assert process(CANDIDATE, 0)["score"] == pytest.approx(first["score"], abs=0.02)
         assert process.started == 4
     finally:
