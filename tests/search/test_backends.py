@@ -6,6 +6,7 @@ Ray tests share one xdist group (`make test` runs `--dist loadgroup`): Ray's pro
 machine-wide, so they run one after another on one worker."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -117,18 +118,46 @@ def test_backend_conformance(tmp_path, backend, extra):
 
 @pytest.mark.xdist_group("ray")
 def test_ray_resume_restores_the_tune_experiment(tmp_path):
-    """A Ray study whose Tune experiment was cut short resumes with `Tuner.restore`."""
+    """A Ray search killed mid-experiment (SIGKILL after its first stored trial, Ray's
+    processes with it) resumes with `Tuner.restore`: the restored experiment runs the trials
+    it still had to run, rather than a new experiment taking over."""
+    import signal
+    import time
+
     study = tmp_path / "study"
-    first = run_cli("run", "--backend", "ray", "--space", TINY_SPACE, "--trials", 2, "--study-dir", study,
-                    "--no-progress")
-    assert first.returncode == 0, first.stderr[-3000:]
-    manifest = json.loads((study / "manifest.json").read_text())
-    manifest["trials"] = 3  # as if the first run had been asked for 3 and stopped early
-    (study / "manifest.json").write_text(json.dumps(manifest))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
+    with open(tmp_path / "stderr", "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "search", "run", "--backend", "ray", "--space", str(TINY_SPACE), "--trials",
+             "4", "--study-dir", str(study), "--no-progress"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+        )
+        experiment = study / "ray" / "exp-1"
+        deadline = time.time() + 300
+        while not (list(experiment.glob("experiment_state-*.json")) and finished(_stored_or_none(study))):
+            assert proc.poll() is None and time.time() < deadline, (tmp_path / "stderr").read_text()[-3000:]
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+        proc.wait()
+    cut_short = _tune_trials(experiment)
+    assert len(finished(stored_trials(study))) < 4 and cut_short
+
     resumed = run_cli("resume", study, "--no-progress")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert len(finished(stored_trials(study))) >= 3
-    assert (study / "ray" / "exp-1").is_dir() and (study / "ray" / "exp-2").is_dir()
+    assert len(finished(stored_trials(study))) >= 4
+    assert _tune_trials(experiment) > cut_short, "the restored experiment ran its remaining trials"
+
+
+def _stored_or_none(study):
+    try:
+        return stored_trials(study)
+    except Exception:  # the storage is still being created
+        return []
+
+
+def _tune_trials(experiment) -> set:
+    """Names of the trial directories Tune made in one experiment."""
+    return {p.name for p in experiment.iterdir() if p.is_dir() and "_trial" in p.name or p.name.startswith("_trial")}
 
 
 def test_optuna_workers_get_gpus_round_robin_from_the_environment(tmp_path):
@@ -155,6 +184,27 @@ engine.run("digits", space={str(TINY_SPACE)!r}, trials=4, backend="ray", workers
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert_two_devices_at_once(stored_trials(study))
+
+
+@pytest.mark.xdist_group("ray")
+def test_ray_shares_one_fake_gpu_between_two_trials_at_half_a_gpu_each(tmp_path):
+    """`gpus_per_trial=0.5` on one (logical) GPU: two trials run at the same time, both on
+    device 0. With a whole GPU per trial they would run one after another; with none, on no
+    device."""
+    study = tmp_path / "study"
+    code = f"""
+import ray
+ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
+from search import engine
+engine.run("digits", space={str(TINY_SPACE)!r}, trials=4, backend="ray", workers=2, gpus_per_trial=0.5,
+           study_dir={str(study)!r}, progress=False, export=False)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = stored_trials(study)
+    assert len(finished(trials)) >= 4
+    assert {t.user_attrs["device"] for t in trials} == {"0"}
+    assert _overlapping(trials, trials, distinct=True), "no two trials shared the GPU at the same time"
 
 
 def test_a_trial_ray_stopped_at_a_rung_is_stored_with_its_real_start_and_end(monkeypatch):
@@ -237,9 +287,11 @@ def assert_two_devices_at_once(trials):
     assert _overlapping(by_device["0"], by_device["1"])
 
 
-def _overlapping(first, second) -> bool:
+def _overlapping(first, second, distinct=False) -> bool:
+    """Some trial of `first` and some of `second` ran at the same time (`distinct`: two
+    different trials, for overlaps within one list)."""
     return any(a.datetime_start < b.datetime_complete and b.datetime_start < a.datetime_complete
-               for a in first for b in second)
+               for a in first for b in second if not (distinct and a.number == b.number))
 
 
 def test_the_trial_count_is_exact_and_a_surplus_trial_from_the_queue_puts_its_config_back():
