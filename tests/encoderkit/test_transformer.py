@@ -45,7 +45,10 @@ def test_pipeline_clone_refit_and_grid_search(small_digits):
     refit = clone(pipe).fit(X, y)
     assert refit.named_steps["ae"].encoder_ is not pipe.named_steps["ae"].encoder_
     search = GridSearchCV(pipe, {"ae__code_size": [2, 4]}, cv=2).fit(X, y)
-    assert search.best_params_["ae__code_size"] in (2, 4)
+    best = search.best_estimator_.named_steps["ae"]  # refit with the winning value, which it uses
+    assert best.transform(X).shape == (len(X), search.best_params_["ae__code_size"])
+    low, high = search.cv_results_["mean_test_score"]
+    assert low != high, "each grid value reached the autoencoder"
 
 
 def test_joblib_round_trip_gives_identical_codes(small_digits, tmp_path):
