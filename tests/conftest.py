@@ -36,6 +36,58 @@ def run_cli(*args, cwd=None, timeout=600, env=None):
     )
 
 
+# Worker 0 (the command's own process) holds its first trial, running, until another worker
+# has begun one. A barrier rather than a sleep: the other worker's process may take seconds to
+# start on a loaded machine, and without it worker 0 could finish the count alone.
+_WORKER_BARRIER = """
+import contextlib, json, os, sqlite3, sys, time
+from search.backends import optuna_backend
+
+_runner = optuna_backend.trial_runner
+
+
+def _another_worker_began():
+    with contextlib.closing(sqlite3.connect(DB, timeout=30)) as db:
+        rows = db.execute("select value_json from trial_user_attributes where key = 'worker_pid'")
+        return bool({json.loads(value) for (value,) in rows} - {os.getpid()})
+
+
+@contextlib.contextmanager
+def _runner_waiting_for_another_worker(problem, fresh_process):
+    with _runner(problem, fresh_process) as run_trial:
+        waited = []
+
+        def run(candidate, seed, report):
+            deadline = time.time() + 300
+            while not waited and not _another_worker_began():
+                assert time.time() < deadline, "no other worker began a trial in 300 s"
+                time.sleep(0.2)
+            waited.append(True)
+            return run_trial(candidate, seed, report)
+
+        yield run
+
+
+optuna_backend.trial_runner = _runner_waiting_for_another_worker
+from search.cli import main
+sys.exit(main(ARGS))
+"""
+
+
+def run_cli_with_worker_barrier(study_dir, *args, env=None, timeout=600):
+    """`run_cli("run", *args, "--study-dir", study_dir)` for an Optuna study of several
+    workers, where worker 0 waits in its first trial until another worker has begun one:
+    trials of two workers overlap by construction."""
+    import subprocess
+
+    args = ["run", *map(str, args), "--study-dir", str(study_dir)]
+    code = f"DB = {str(Path(study_dir) / 'study.db')!r}\nARGS = {args!r}\n{_WORKER_BARRIER}"
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    full_env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT), full_env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          timeout=timeout, env=full_env)
+
+
 @pytest.fixture
 def always_checkpoint(monkeypatch):
     """Intermediate scores at every checkpoint epoch, also in the processes a test starts.

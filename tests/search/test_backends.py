@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from search.leaderboard import shown_trials
-from tests.conftest import ROOT, TINY_SPACE, run_cli
+from tests.conftest import ROOT, TINY_SPACE, run_cli, run_cli_with_worker_barrier
 
 BACKENDS = [
     pytest.param("optuna", [], id="optuna"),
@@ -165,8 +165,8 @@ def test_optuna_workers_get_gpus_round_robin_from_the_environment(tmp_path):
     1, at the same time. On a CPU machine the ids are only recorded, which is what we check;
     CUDA_VISIBLE_DEVICES declares the two devices, as a machine with two GPUs would."""
     study = tmp_path / "study"
-    result = run_cli("run", "--space", TINY_SPACE, "--trials", 6, "--workers", 2, "--gpus", "0,1",
-                     "--study-dir", study, "--no-progress", env={"CUDA_VISIBLE_DEVICES": "0,1"})
+    result = run_cli_with_worker_barrier(study, "--space", TINY_SPACE, "--trials", 6, "--workers", 2, "--gpus", "0,1",
+                                         "--no-progress", env={"CUDA_VISIBLE_DEVICES": "0,1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert_two_devices_at_once(stored_trials(study))
 

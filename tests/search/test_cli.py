@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, TINY_SPACE, run_cli
+from tests.conftest import ROOT, TINY_SPACE, run_cli, run_cli_with_worker_barrier
 
 
 def test_help_imports_no_tensorflow_optuna_or_sklearn():
@@ -92,9 +92,10 @@ def test_a_study_of_another_space_is_refused_and_left_unchanged(tiny_study):
 
 def test_two_workers_share_one_study(tmp_path):
     study = tmp_path / "study"
-    result = run_cli("run", "--space", TINY_SPACE, "--trials", "8", "--workers", "2", "--study-dir", study, "--no-progress")
+    result = run_cli_with_worker_barrier(study, "--space", TINY_SPACE, "--trials", "8", "--workers", "2",
+                                         "--no-progress")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert finished_trials(study) >= 8
+    assert finished_trials(study) == 8
     with sqlite3.connect(study / "study.db") as db:
         pids = {row[0] for row in db.execute("select value_json from trial_user_attributes where key = 'worker_pid'")}
     assert len(pids) == 2
