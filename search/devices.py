@@ -63,9 +63,20 @@ def cores_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, int(workers)))
 
 
+_thread_cap = None  # what `limit_threads` was given here: the trial processes started from here get it too
+
+
+def thread_cap():
+    """The cap this process's threads were given (`limit_threads`), or None."""
+    return _thread_cap
+
+
 def limit_threads(cores: int):
     """Caps TensorFlow's thread pools at `cores` (call before the first TensorFlow op; later
-    calls are refused by TensorFlow and ignored here). Other backends follow OMP settings."""
+    calls are refused by TensorFlow and ignored here). Other backends follow OMP settings.
+    A trial process this process starts applies the same cap (search/trial_process.py)."""
+    global _thread_cap
+    _thread_cap = int(cores)
     import keras
 
     if keras.backend.backend() != "tensorflow":
@@ -77,3 +88,15 @@ def limit_threads(cores: int):
         tf.config.threading.set_inter_op_parallelism_threads(min(2, cores))
     except RuntimeError:  # TensorFlow already started in this process
         pass
+
+
+def intra_op_threads():
+    """TensorFlow's intra-op thread cap in this process (0: TensorFlow's default, every core);
+    None under other Keras backends. Each trial records it."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    return int(tf.config.threading.get_intra_op_parallelism_threads())

@@ -41,6 +41,7 @@ def graceful():
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        _requested.clear()  # handled: a notebook's next call in this process starts afresh
 
 
 def keras_callback():

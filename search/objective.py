@@ -11,7 +11,7 @@ import numpy as np
 
 from encoderkit.probe import cv_score, resolve_probe
 from search.errors import FailedTrial, PruneTrial
-from search import compile_cache, interrupts
+from search import compile_cache, devices, interrupts
 from search.faults import MIN_SAVING_ENV, crash_point
 from search.problem import stratified_subsample
 from search.suggest import transformer_params
@@ -159,6 +159,7 @@ def _fit_and_score(problem, candidate, seed, report):
         "probe": resolve_probe(problem.probe),
         "epochs_run": len(transformer.history_.get("loss", [])),
         "rows": int(len(y)),
+        "threads": devices.intra_op_threads(),
         "seconds": cost_breakdown(transformer.fit_seconds_, checkpoint.seconds if checkpoint else 0.0,
                                   encoded - fitted, probed - encoded, compile_parts),
     }

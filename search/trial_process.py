@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 
-from search import faults, interrupts
+from search import devices, faults, interrupts
 from search.errors import FailedTrial, PruneTrial
 
 
@@ -113,8 +113,8 @@ class TrialProcess:
         ours, theirs = context.Pipe()
         # Not a daemon: a daemonic process may not start the probe's parallel fold workers.
         # It dies with this process all the same (`die_with_parent`).
-        child = context.Process(target=_child_main, args=(theirs, self.problem, os.getpid(), faults.armed()),
-                                daemon=False)
+        child = context.Process(target=_child_main, daemon=False,
+                                args=(theirs, self.problem, os.getpid(), faults.armed(), devices.thread_cap()))
         child.start()
         theirs.close()
         self.started += 1
@@ -148,8 +148,9 @@ def _end(child, conn, wait: bool):
     conn.close()
 
 
-def _child_main(conn, problem, worker_pid, crash_hook=None):
-    """The child: runs the trials it is sent until told to stop or the parent goes away."""
+def _child_main(conn, problem, worker_pid, crash_hook=None, threads=None):
+    """The child: runs the trials it is sent until told to stop or the parent goes away, on
+    the worker's thread cap (`threads`, cores per worker: TensorFlow would take every core)."""
     import os
     import signal
 
@@ -162,6 +163,8 @@ def _child_main(conn, problem, worker_pid, crash_hook=None):
     if os.getppid() != worker_pid:  # the worker died before the signal was armed
         os._exit(1)
     import_keras_quietly()  # before anything else imports TensorFlow and its start-up chatter
+    if threads:
+        devices.limit_threads(threads)
     from search.objective import evaluate
 
     faults.arm(crash_hook)

@@ -129,7 +129,7 @@ def run(study, problem, space, progress=None):
             if guard.tripped:
                 raise guard.error() from None
             raise
-    interrupts.check()
+        interrupts.check()  # a Ctrl-C keras-tuner swallowed (its trials end as interrupted)
 
 
 def declared_space(kt, space):

@@ -11,7 +11,7 @@ from search.storage import worker_identity
 from search.suggest import FixedSuggest, RecordingSuggest, sample
 
 # Outcome fields kept as trial attributes (besides the score, which is the trial's value).
-OUTCOME_ATTRS = ("score_std", "epochs_run", "rows", "seconds", "retried_batch_size", "probe")
+OUTCOME_ATTRS = ("score_std", "epochs_run", "rows", "threads", "seconds", "retried_batch_size", "probe")
 
 
 def trial_attrs(candidate: dict, seed: int) -> dict:

@@ -26,8 +26,8 @@ METRICS = ("auto", "accuracy", "roc_auc", "balanced_accuracy", "f1_macro")
 # `auto` = on an accelerator, the reference's model fitted for all folds at once by one
 # compiled JAX program (`device_softmax`, encoderkit/device_probe.py) under Keras' JAX backend,
 # or a softmax layer trained with Keras (`keras_softmax`) under the others; without one,
-# `fast_logistic` (the reference with 100 lbfgs iterations: 5x faster on Fashion-MNIST conv
-# codes, 0.1 point lower; benchmarks/results/probe.md). `device_softmax` also runs on JAX's
+# `fast_logistic` (the reference with 100 lbfgs iterations: 2.4x and 4.7x faster on two
+# Fashion-MNIST conv codes, 0.22 and 0.10 point lower; benchmarks/results/probe.md). `device_softmax` also runs on JAX's
 # CPU backend where asked for by name.
 REFERENCE = "logistic_regression"
 PROBES = ("auto", REFERENCE, "fast_logistic", "keras_softmax", "device_softmax")

@@ -1,6 +1,7 @@
 """The command line as a user meets it: fresh interpreters, real files, exit codes."""
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -154,3 +155,36 @@ def test_exporting_another_trial_leaves_the_study_export_alone_and_is_listed_as_
     report = run_cli("report", study)
     assert f"used {len(uses)} times, listed below): winner trial {best} " in report.stdout
     assert f"trial {other}  accuracy" in report.stdout and "only the first was blind" in report.stdout
+
+
+# A trial that trains for seconds (no early stop): under the default rule (2 s of training
+# left, what users get; no test switch), it takes intermediate scores. (Whether a tiny trial
+# takes some depends on how loaded the machine is, as the README says.)
+SECONDS_LONG_TRIAL = """
+name: seconds-long
+code_size: 4
+training: {epochs: 120, batch_size: 16, patience: 1000, learning_rate: 0.003}
+families: {dense: {stack: {depth: 1, units: 8, activation: relu}}}
+probe: {model: logistic_regression, cv: 3}
+"""
+
+
+def _intermediate_steps(study) -> dict:
+    with sqlite3.connect(study / "study.db") as db:
+        rows = db.execute("select t.number, v.step from trials t join trial_intermediate_values v using (trial_id)")
+        steps = {}
+        for number, step in rows:
+            steps.setdefault(number, []).append(step)
+    return {number: sorted(found) for number, found in steps.items()}
+
+
+def test_the_default_checkpoint_rule_scores_a_trial_with_seconds_of_training_left(tmp_path):
+    from search.faults import MIN_SAVING_ENV
+
+    assert MIN_SAVING_ENV not in os.environ  # the user's default, not a test switch
+    study = tmp_path / "study"
+    space = _write(tmp_path, "long.yaml", SECONDS_LONG_TRIAL)
+    result = run_cli("run", "--space", space, "--trials", "1", "--study-dir", study, "--no-progress")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (steps,) = _intermediate_steps(study).values()
+    assert steps[0] == 40 and set(steps) <= {40, 80}  # every ceil(120 / 3) epochs, while 2 s are left
