@@ -402,7 +402,3 @@ class _StartChecker:
         return self._given(name, options[0], lambda v: any(v == o and type(v) is type(o) for o in options),
                            f"choice{list(options)}")
 
-    def conditional(self, parent, values):
-        from contextlib import nullcontext
-
-        return nullcontext()

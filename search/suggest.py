@@ -6,8 +6,7 @@ tuner: an Optuna trial, or a fixed dict of stored values (replay and export, lik
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-from typing import Any, ContextManager, Protocol
+from typing import Any, Protocol
 
 from search.errors import StudyError
 
@@ -18,11 +17,6 @@ class Suggest(Protocol):
     def float(self, name: str, low: float, high: float, *, log: bool = False, step: float | None = None) -> float: ...
 
     def choice(self, name: str, options: tuple) -> Any: ...
-
-    def conditional(self, parent: str, values: tuple) -> ContextManager:
-        """The parameters asked for inside exist only when `parent` takes one of `values`.
-        Define-by-run tuners know that already (a no-op); keras-tuner needs to be told."""
-        ...
 
 
 class OptunaSuggest:
@@ -37,9 +31,6 @@ class OptunaSuggest:
 
     def choice(self, name, options):
         return self.trial.suggest_categorical(name, list(options))
-
-    def conditional(self, parent, values):
-        return nullcontext()
 
 
 class FixedSuggest:
@@ -61,9 +52,6 @@ class FixedSuggest:
 
     def choice(self, name, options):
         return self._get(name)
-
-    def conditional(self, parent, values):
-        return nullcontext()
 
 
 class RecordingSuggest:
@@ -97,24 +85,20 @@ class RecordingSuggest:
 
         return self._keep(name, CategoricalDistribution(list(options)), self.inner.choice(name, options))
 
-    def conditional(self, parent, values):
-        return self.inner.conditional(parent, values)
-
 
 def sample(space, suggest: Suggest) -> dict:
     """One candidate: the family, its parameters and the training settings, as plain values."""
     if len(space.families) == 1:
         family = space.families[0]
-        scope = nullcontext()
     else:
         name = suggest.choice("family", space.family_names)
         family = next(f for f in space.families if f.name == name)
-        scope = _conditional(suggest, "family", (family.name,))
-    with scope:
-        params = {key: domain.sample(suggest, f"{family.name}.{key}") for key, domain in family.params}
-        if family.depth is not None:
-            depth = family.depth.sample(suggest, f"{family.name}.depth")
-            params["layers"] = [_layer(suggest, family, i) for i in range(depth)]
+    # Parameter names carry their parents (`F.*`, `F.layer_i.*`): an adapter that must declare
+    # the structure (keras-tuner's conditional scopes) reads it from them.
+    params = {key: domain.sample(suggest, f"{family.name}.{key}") for key, domain in family.params}
+    if family.depth is not None:
+        depth = family.depth.sample(suggest, f"{family.name}.depth")
+        params["layers"] = [_layer(suggest, family, i) for i in range(depth)]
     return {
         "family": family.name,
         "code_size": space.code_size.sample(suggest, "code_size"),
@@ -126,15 +110,7 @@ def sample(space, suggest: Suggest) -> dict:
 
 
 def _layer(suggest, family, index) -> dict:
-    deeper = tuple(d for d in depth_values(family.depth) if d > index)  # depths that have this layer
-    with _conditional(suggest, f"{family.name}.depth", deeper) if deeper else nullcontext():
-        return {key: domain.sample(suggest, f"{family.name}.layer_{index}.{key}") for key, domain in family.layer_params}
-
-
-def _conditional(suggest, parent, values):
-    """The adapter's conditional scope; adapters that do not declare one need none."""
-    declare = getattr(suggest, "conditional", None)
-    return declare(parent, values) if declare else nullcontext()
+    return {key: domain.sample(suggest, f"{family.name}.layer_{index}.{key}") for key, domain in family.layer_params}
 
 
 def depth_values(domain) -> tuple:

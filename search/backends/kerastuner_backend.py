@@ -1,7 +1,8 @@
 """keras-tuner backend: random search, Bayesian optimisation or Hyperband over the same space.
 
-A `HyperParameters` adapter lets `sample` walk the space through keras-tuner (family and
-stack-depth parameters are declared conditional, so Bayesian optimisation sees the structure);
+A `HyperParameters` adapter lets `sample` walk the space through keras-tuner (it declares
+each family's and each layer's parameters conditional on the family and the stack depth, read
+from the parameter names, so Bayesian optimisation sees the structure);
 the probe objective replaces keras-tuner's fit through an overridden `run_trial`. keras-tuner
 keeps its oracle in DIR/kerastuner/ (a re-run or `resume` reloads it); every finished trial is
 also written to the study's Optuna storage, the schema all backends share. Hyperband allocates
@@ -12,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import re
 import time
-from contextlib import nullcontext
 
 from search.backends.records import (
     FailureGuard, outcome_attrs, recorded_ids, record_trial, replay_params, trial_attrs,
@@ -32,30 +33,56 @@ Options = KerasTunerOptions
 
 
 class KerasTunerSuggest:
-    """The suggest interface over a keras-tuner `HyperParameters`."""
+    """The suggest interface over a keras-tuner `HyperParameters`. keras-tuner samples up
+    front, so it must be told which parameters exist only under others; that structure is read
+    from the parameter names, which carry their parents (`F.*` exists only when `family` is F,
+    `F.layer_i.*` only when `F.depth` > i)."""
+
+    LAYER = re.compile(r"^(?P<family>[^.]+)\.layer_(?P<index>\d+)\.")
 
     def __init__(self, hp):
         self.hp = hp
+        self.families: tuple = ()
+        self.depths: dict[str, list] = {}  # "F.depth" -> the depths it may take
 
     def int(self, name, low, high, *, log=False, step=1):
-        if log:  # keras-tuner's step is a factor under log sampling; ours is additive
-            return int(self.hp.Int(name, low, high, sampling="log"))
-        return int(self.hp.Int(name, low, high, step=step))
+        if name.endswith(".depth"):
+            self.depths[name] = list(range(low, high + 1, step))
+        with self._scopes(name):
+            if log:  # keras-tuner's step is a factor under log sampling; ours is additive
+                return int(self.hp.Int(name, low, high, sampling="log"))
+            return int(self.hp.Int(name, low, high, step=step))
 
     def float(self, name, low, high, *, log=False, step=None):
-        return float(self.hp.Float(name, low, high, step=step, sampling="log" if log else "linear"))
+        with self._scopes(name):
+            return float(self.hp.Float(name, low, high, step=step, sampling="log" if log else "linear"))
 
     def choice(self, name, options):
         options = list(options)
-        if len({type(o) for o in options}) == 1 and isinstance(options[0], (bool, int, float, str)):
-            return self.hp.Choice(name, options)
-        labels = [repr(o) for o in options]  # keras-tuner wants one scalar type per choice
-        return options[labels.index(self.hp.Choice(name, labels))]
+        if name == "family":
+            self.families = tuple(options)
+        elif name.endswith(".depth"):
+            self.depths[name] = options
+        with self._scopes(name):
+            if len({type(o) for o in options}) == 1 and isinstance(options[0], (bool, int, float, str)):
+                return self.hp.Choice(name, options)
+            labels = [repr(o) for o in options]  # keras-tuner wants one scalar type per choice
+            return options[labels.index(self.hp.Choice(name, labels))]
 
-    def conditional(self, parent, values):
-        if parent not in self.hp.values:  # a fixed parent: nothing to be conditional on
-            return nullcontext()
-        return self.hp.conditional_scope(parent, list(values))
+    @contextlib.contextmanager
+    def _scopes(self, name):
+        """keras-tuner's conditional scopes for `name`, from its parents in the name. A parent
+        that is fixed (never declared) is nothing to be conditional on."""
+        family = name.split(".", 1)[0]
+        with contextlib.ExitStack() as scopes:
+            if family in self.families and "family" in self.hp.values:
+                scopes.enter_context(self.hp.conditional_scope("family", [family]))
+            layer = self.LAYER.match(name)
+            depth = layer and f"{family}.depth"
+            if depth in self.depths and depth in self.hp.values:
+                deeper = [d for d in self.depths[depth] if d > int(layer["index"])]
+                scopes.enter_context(self.hp.conditional_scope(depth, deeper))
+            yield
 
 
 def run(study, problem, space, progress=None):
