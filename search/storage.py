@@ -233,11 +233,12 @@ def recover(study) -> list[str]:
         pid = attrs.get("worker_pid")
         if attrs.get("worker_host") != host or pid is None or _alive(int(pid)):
             continue  # another host's worker: the heartbeat decides; a live one: leave it
-        storage_ = optuna_study._storage
-        storage_.set_trial_user_attr(trial._trial_id, "fail_reason", f"worker {pid} died during the trial")
+        # Optuna has no public way to set an attribute on another process's trial (a Trial
+        # needs its private id); the state goes through the public `tell`.
+        optuna_study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", f"worker {pid} died during the trial")
         try:
-            storage_.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
+            optuna_study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
             continue  # another process got there first
         optuna_study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
         notes.append(f"trial {trial.number} was left running by worker {pid}: marked failed, its config queued again")

@@ -103,8 +103,8 @@ def _new_tuner(study, space, trainable, root, name, session):
     searcher = _searcher_class()(
         space=_DefineByRun(space, offset), metric=SCORE, mode="max", sampler=sampler,
         points_to_evaluate=space.start_points() if offset == 0 else None,  # a new study's first trials
+        deadline=session.deadline,
     )
-    searcher.deadline = session.deadline
     scheduler = ASHAScheduler(
         time_attr="training_iteration", metric=SCORE, mode="max", max_t=CHECKPOINTS + 1, grace_period=1,
         reduction_factor=2,  # the better half goes on at each rung, like a median pruner
@@ -139,12 +139,15 @@ def _searcher_class():
         `deadline` it suggests nothing more, so `--timeout` stops starting trials and lets the
         running ones finish (as with Optuna; Tune's time budget would cut them off)."""
 
-        deadline = None
+        def __init__(self, *args, deadline=None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.deadline, self.suggested = deadline, 0
 
         def suggest(self, trial_id):
             # Past the deadline start nothing more, but always run one trial (as Optuna does).
-            if self.deadline is not None and time.time() >= self.deadline and self._ot_trials:
+            if self.deadline is not None and time.time() >= self.deadline and self.suggested:
                 return OptunaSearch.FINISHED
+            self.suggested += 1
             return super().suggest(trial_id)
 
         def on_trial_result(self, trial_id, result):
