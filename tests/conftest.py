@@ -11,6 +11,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # cache's own test gives it a temporary directory).
 os.environ.setdefault("SEARCH_JAX_CACHE", "off")
 
+# The shipped backend suite's asserts show their values under pytest, as tests' own do.
+pytest.register_assert_rewrite("search.testing")
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SPACE = ROOT / "tests" / "data" / "tiny.yaml"
 

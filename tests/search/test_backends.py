@@ -5,14 +5,15 @@ Optuna workers through the environment, Ray trials on fake GPUs.
 Ray tests share one xdist group (`make test` runs `--dist loadgroup`): Ray's processes are
 machine-wide, so they run one after another on one worker."""
 
-import json
 import os
 import subprocess
 import sys
 
 import pytest
 
-from search.leaderboard import shown_trials
+from search.testing.backend_conformance import (  # noqa: F401  (stored_trials: other tests' too)
+    check_backend, check_timeout_stops_early, finished, stored_trials,
+)
 from tests.conftest import ROOT, TINY_SPACE, run_cli, run_cli_with_worker_barrier
 
 BACKENDS = [
@@ -22,98 +23,9 @@ BACKENDS = [
 ]
 
 
-def stored_trials(study_dir):
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = optuna.load_study(study_name="search", storage=f"sqlite:///{study_dir / 'study.db'}")
-    return shown_trials(study)  # not those begun after the count was reached (nothing ran in them)
-
-
-def finished(trials):
-    return [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
-
-
-START = {"family": "denoising", "code_size": 7, "denoising.depth": 0, "training.learning_rate": 0.0031}
-
-
-def tiny_space_with_a_start_point(tmp_path):
-    import yaml
-
-    document = yaml.safe_load(TINY_SPACE.read_text())
-    document["start"] = [START]
-    path = tmp_path / "tiny-start.yaml"
-    path.write_text(yaml.safe_dump(document))
-    return path
-
-
-def started_from_the_start_point(trials):
-    return [t for t in trials if START.items() <= t.params.items()]
-
-
 @pytest.mark.parametrize("backend, extra", BACKENDS)
 def test_backend_conformance(tmp_path, backend, extra):
-    study = tmp_path / "study"
-    space_file = tiny_space_with_a_start_point(tmp_path)
-    first = run_cli("run", "--backend", backend, *extra, "--space", space_file, "--trials", 3,
-                    "--study-dir", study, "--no-progress")
-    assert first.returncode == 0, first.stderr[-3000:]
-    # The space's start point is the first trial (Optuna's queue, Ray's points_to_evaluate).
-    if backend == "kerastuner":
-        assert "does not take the space's start points" in first.stdout
-        assert not started_from_the_start_point(stored_trials(study))
-    else:
-        assert len(started_from_the_start_point(stored_trials(study))) == 1
-
-    # The results schema: Optuna storage with the same attributes whatever ran the trials.
-    trials = stored_trials(study)
-    assert len(finished(trials)) >= 3
-    complete = [t for t in trials if t.state.name == "COMPLETE"]
-    assert complete, "at least one trial must complete"
-    for trial in trials:
-        attrs = trial.user_attrs
-        assert {"candidate", "seed", "worker_host", "worker_pid", "device"} <= set(attrs)
-        assert attrs["candidate"]["family"] in ("dense", "denoising")
-        assert trial.params and trial.distributions.keys() == trial.params.keys()
-    for trial in complete:
-        assert 0.0 <= trial.value <= 1.0
-        assert {"score_std", "seconds", "epochs_run"} <= set(trial.user_attrs)
-    # Stored parameters replay to the stored configuration (export and replay rely on it).
-    from search.refit import replayed_candidate
-    from search.study import open_study
-
-    space = open_study(study).space()
-    for trial in complete:
-        assert replayed_candidate(space, trial, study) == trial.user_attrs["candidate"]
-
-    # Leaderboard with baselines and the held-out test line; an export that loads.
-    assert "baseline raw" in first.stdout and "Held-out test" in first.stdout
-    export = json.loads((study / "export.json").read_text())
-    assert export["trial"] in {t.number for t in complete}
-    assert export["cv_score"] == max(t.value for t in complete)
-    code = (
-        "import numpy as np, sys; from encoderkit import load_encoder; from sklearn.datasets import load_digits;"
-        f"enc = load_encoder({str(study / 'export')!r}); Z = enc.transform(load_digits().data[:5]);"
-        "print(Z.shape); assert 'optuna' not in sys.modules and 'ray' not in sys.modules"
-        " and 'keras_tuner' not in sys.modules"
-    )
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert loaded.returncode == 0, loaded.stderr[-2000:]
-    assert loaded.stdout.startswith("(5, ")
-
-    # More trials on the same study continue it; `resume` at the count is a no-op.
-    more = run_cli("run", "--backend", backend, *extra, "--space", space_file, "--trials", 4,
-                   "--study-dir", study, "--no-progress")
-    assert more.returncode == 0, more.stderr[-3000:]
-    after = stored_trials(study)
-    assert len(started_from_the_start_point(after)) == (backend != "kerastuner"), "start points run once"
-    assert len(finished(after)) >= 4
-    assert {t.number: t.params for t in trials}.items() <= {t.number: t.params for t in after}.items()
-    seeds = [t.user_attrs["seed"] for t in after]
-    assert len(seeds) == len(set(seeds)), "every trial has its own seed"
-    again = run_cli("resume", study, "--no-progress")
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert len(stored_trials(study)) == len(after)
+    check_backend(backend, tmp_path, extra_args=extra)
 
 
 @pytest.mark.xdist_group("ray")
@@ -256,11 +168,7 @@ def test_a_trial_ray_stopped_at_a_rung_is_stored_with_its_real_start_and_end(mon
     "kerastuner",
 ])
 def test_timeout_stops_every_backend_early(tmp_path, backend):
-    study = tmp_path / "study"
-    result = run_cli("run", "--backend", backend, "--space", TINY_SPACE, "--trials", 200, "--timeout", 8,
-                     "--study-dir", study, "--no-progress")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert 1 <= len(stored_trials(study)) < 20
+    check_timeout_stops_early(backend, tmp_path)
 
 
 def test_backend_options_are_checked_before_any_work(tmp_path):
