@@ -3,8 +3,12 @@
     Options: its options type (search/settings.py), which validates the backend's own
         options before any work and writes them into the study's manifest
     run(study, problem, space, progress) -> None
-        runs trials until the study's requested count, writing them to the study's Optuna
-        storage (see records.py) so the leaderboard, report and export read one schema
+        runs trials until the study's requested count, each through the shared
+        `records.TrialLifecycle` (seed, start attributes, how it ends, --max-failures,
+        --timeout, progress), writing them to the study's Optuna storage so the
+        leaderboard, report and export read one schema
+
+A backend passes the shipped suite, `search.testing.backend_conformance`.
 
 Modules are imported only when chosen, so unused tuners cost nothing."""
 

@@ -11,18 +11,15 @@ epochs: each trial trains from scratch for `tuner/epochs` (clamped to the space'
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import re
 import time
 
-from search.backends.records import (
-    FailureGuard, outcome_attrs, recorded_ids, record_trial, replay_params, trial_attrs,
-)
+from search.backends.records import INTERRUPTED, TrialLifecycle, recorded_ids, record_trial, replay_params
 from search.errors import FailedTrial, SearchError
 from search.objective import evaluate
-from search.settings import Budget, KerasTunerOptions
-from search.storage import finished_count, load
+from search.settings import KerasTunerOptions
+from search.storage import load
 
 PROJECT = "kerastuner"  # under the study directory
 TRIAL_ID = "kerastuner_trial_id"
@@ -91,16 +88,13 @@ def run(study, problem, space, progress=None):
     manifest = study.manifest
     optuna_study = load(study)
     algorithm = Options.from_manifest(manifest).algorithm
-    budget = Budget.from_manifest(manifest)
-    seed = int(manifest["seed"])
-    guard = FailureGuard(budget.max_failures)
+    life = TrialLifecycle(study, progress)
     recorded = recorded_ids(optuna_study, TRIAL_ID)
-    remaining = budget.trials - finished_count(optuna_study)
+    remaining = life.remaining(optuna_study)
     if remaining <= 0:
         return
-    deadline = time.time() + budget.timeout if budget.timeout else None
     objective = kt.Objective("score", direction="max")
-    oracle = _oracle(kt, algorithm, objective, len(recorded) + remaining, seed, space)
+    oracle = _oracle(kt, algorithm, objective, len(recorded) + remaining, life.base_seed, space)
 
     class ProbeTuner(kt.Tuner):
         """keras-tuner's loop with our objective: fit, encode, probe CV score."""
@@ -111,36 +105,33 @@ def run(study, problem, space, progress=None):
             interrupts.check()
             started = time.time()
             candidate, params = _candidate(space, trial.hyperparameters, algorithm)
-            trial_seed = seed + len(recorded)
-            attrs = {**trial_attrs(candidate, trial_seed), TRIAL_ID: trial.trial_id}
-            _record = functools.partial(record, params, started=started)
+            number = len(optuna_study.get_trials(deepcopy=False))  # the number it is stored under
+            attrs = {**life.start(candidate, number), TRIAL_ID: trial.trial_id}
             try:
-                outcome = evaluate(problem, candidate, trial_seed, report=None)
-            except FailedTrial as exc:
-                _record(state="FAIL", attrs={**attrs, "fail_reason": str(exc)})
-                guard.failed(str(exc))
-                if guard.tripped:
-                    raise kt.errors.FatalError(str(guard.error())) from None
+                outcome = evaluate(problem, candidate, life.seed(number), report=None)
+            except (FailedTrial, KeyboardInterrupt) as exc:
+                failure = str(exc) if isinstance(exc, FailedTrial) else INTERRUPTED
+                record(trial, params, started, life.end(failure=failure), attrs)
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                if life.fatal:
+                    raise kt.errors.FatalError(str(life.fatal_error())) from None
                 raise kt.errors.FailedTrialError(str(exc)) from None
-            except KeyboardInterrupt:
-                _record(state="FAIL", attrs={**attrs, "fail_reason": "interrupted (Ctrl-C)"})
-                raise
-            guard.succeeded()
-            _record(state="COMPLETE", value=outcome["score"], attrs={**attrs, **outcome_attrs(outcome)})
+            record(trial, params, started, life.end(outcome), attrs)
             return {"score": outcome["score"]}
 
         def on_trial_end(self, trial):
             super().on_trial_end(trial)
-            if deadline is not None and time.time() >= deadline:  # --timeout: start no more trials
+            if life.out_of_time():  # --timeout: start no more trials
                 self.oracle.max_trials = len(self.oracle.trials)
 
-    def record(params, **kwargs):
-        trial_id = kwargs["attrs"][TRIAL_ID]
-        if trial_id not in recorded:
-            record_trial(optuna_study, space, params, finished=time.time(), **kwargs)
-            recorded.add(trial_id)
-        if progress:
-            progress(optuna_study, None)
+    def record(trial, params, started, ended, attrs):
+        state, value, ended_attrs = ended
+        if trial.trial_id not in recorded:
+            record_trial(optuna_study, space, params, state=state, value=value, attrs={**attrs, **ended_attrs},
+                         started=started, finished=time.time())
+            recorded.add(trial.trial_id)
+        life.advance(optuna_study)
 
     with contextlib.redirect_stdout(io.StringIO()):  # "Reloading Tuner from ..."
         tuner = ProbeTuner(
@@ -153,8 +144,8 @@ def run(study, problem, space, progress=None):
         try:
             tuner.search(verbose=0)
         except kt.errors.FatalError:
-            if guard.tripped:
-                raise guard.error() from None
+            if life.fatal:
+                raise life.fatal_error() from None
             raise
         interrupts.check()  # a Ctrl-C keras-tuner swallowed (its trials end as interrupted)
 

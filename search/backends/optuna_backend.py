@@ -14,7 +14,7 @@ from pathlib import Path
 
 from search import interrupts
 from search import devices
-from search.backends.records import FailureGuard, outcome_attrs, trial_attrs
+from search.backends.records import INTERRUPTED, TrialLifecycle
 from search.errors import FailedTrial, FatalSearchError, PruneTrial
 from search import faults
 from search.faults import crash_point
@@ -40,26 +40,19 @@ def load_for_search(study, worker: int = 0):
     return load(study, sampler, pruner)
 
 
-def make_objective(space, manifest, run_trial):
-    """The Optuna objective: sample, evaluate with `run_trial(candidate, seed, report)`,
-    record. A failing trial is recorded with its reason and the search goes on;
-    `max_failures` failures in a row end the search."""
+def make_objective(space, life, run_trial):
+    """The Optuna objective: sample, evaluate with `run_trial(candidate, seed, report)`, and
+    end the trial as the shared lifecycle says (search/backends/records.py)."""
     import optuna
 
-    seed = manifest["seed"]
-    budget = Budget.from_manifest(manifest)
-    guard = FailureGuard(budget.max_failures)
-
     def objective(trial):
-        if is_surplus(trial, budget.trials):  # another worker began the last trial first
+        if is_surplus(trial, life.target):  # another worker began the last trial first
             keep_queued(trial)
             trial.set_user_attr(SURPLUS, True)
             trial.study.stop()
             raise FailedTrial("surplus: the requested trials were all done or running when it began; nothing ran")
         candidate = sample(space, OptunaSuggest(trial))
-        trial_seed = seed + trial.number
-        for key, value in trial_attrs(candidate, trial_seed).items():
-            trial.set_user_attr(key, value)
+        _set_attrs(trial, life.start(candidate, trial.number))
 
         def report(step, value):
             trial.report(value, step)
@@ -67,25 +60,25 @@ def make_objective(space, manifest, run_trial):
                 raise PruneTrial(f"intermediate score {value:.4f} at epoch {step}")
 
         try:
-            outcome = run_trial(candidate, trial_seed, report)
+            outcome = run_trial(candidate, life.seed(trial.number), report)
         except PruneTrial as exc:
             raise optuna.TrialPruned(str(exc)) from None
-        except FailedTrial as exc:
-            guard.failed(str(exc))
-            trial.set_user_attr("fail_reason", str(exc))
-            if guard.tripped:
-                raise guard.error() from None
+        except (FailedTrial, KeyboardInterrupt) as exc:
+            _set_attrs(trial, life.end(failure=str(exc) if isinstance(exc, FailedTrial) else INTERRUPTED)[2])
+            if life.fatal:
+                raise life.fatal_error() from None
             raise
-        except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
-            raise
-        guard.succeeded()
-        for key, value in outcome_attrs(outcome).items():
-            trial.set_user_attr(key, value)
+        _, value, attrs = life.end(outcome)
+        _set_attrs(trial, attrs)
         crash_point("trial_written")  # attributes stored, final state not yet
-        return outcome["score"]
+        return value
 
     return objective
+
+
+def _set_attrs(trial, attrs: dict):
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
 
 
 def is_surplus(trial, target: int) -> bool:
@@ -123,7 +116,7 @@ def optimize(study, problem, space, worker=0, callbacks=(), until_count=False):
     with interrupts.graceful(), trial_runner(problem, options.fresh_process) as run_trial:
         while finished_count(optuna_study) < target and (deadline is None or time.time() < deadline):
             optuna_study.optimize(
-                make_objective(space, study.manifest, run_trial),
+                make_objective(space, TrialLifecycle(study), run_trial),
                 n_trials=None,  # MaxTrialsCallback stops at the target; --max-failures guards a loop of failures
                 timeout=None if deadline is None else max(0.0, deadline - time.time()),
                 catch=(FailedTrial,),

@@ -20,17 +20,18 @@ import ray
 from ray import tune
 
 from search import interrupts
-from search.backends.records import FailureGuard, outcome_attrs, recorded_ids, record_trial, trial_attrs
+from search.backends.records import INTERRUPTED, TrialLifecycle, recorded_ids, record_trial, trial_attrs
 from search.errors import FailedTrial
 from search.objective import CHECKPOINTS, evaluate
-from search.settings import Budget, RayOptions
-from search.storage import finished_count, load
+from search.settings import RayOptions
+from search.storage import load
 from search.suggest import FixedSuggest, OptunaSuggest, sample
 
 EXPERIMENTS = "ray"  # under the study directory
 TRIAL_ID = "ray_trial_id"  # attribute linking a stored trial to Ray's trial
 SCORE = "score"  # the probe score: intermediate (subsample) results, then the final CV score
 FINAL = "final"  # marks the final result; a trial without one was stopped by ASHA
+NODE = "ray_node"  # attribute: the id of the Ray node the trial ran on
 
 # Tune's sessions of this driver process, by study directory. Tune pickles its callbacks and
 # stoppers into the experiment state (and `Tuner.restore` brings them back), so they carry
@@ -64,8 +65,8 @@ def run(study, problem, space, progress=None):
             interrupts.check()
     finally:
         _SESSIONS.pop(key, None)
-    if session.guard.tripped:
-        raise session.guard.error()
+    if session.life.fatal:
+        raise session.life.fatal_error()
 
 
 def start_ray(address):
@@ -103,7 +104,7 @@ def _new_tuner(study, space, trainable, root, name, session):
     searcher = _searcher_class()(
         space=_DefineByRun(space, offset), metric=SCORE, mode="max", sampler=sampler,
         points_to_evaluate=space.start_points() if offset == 0 else None,  # a new study's first trials
-        deadline=session.deadline,
+        deadline=session.life.deadline,
     )
     scheduler = ASHAScheduler(
         time_attr="training_iteration", metric=SCORE, mode="max", max_t=CHECKPOINTS + 1, grace_period=1,
@@ -181,8 +182,8 @@ def _trial(config, problem=None, space=None, base_seed=0, cores=1):
     started = time.time()
     devices.limit_threads(cores)  # the actor's first trial starts TensorFlow: size its pools
     candidate = sample(space, FixedSuggest(config))
-    seed = base_seed + int(config["_number"])
-    attrs = json.dumps(trial_attrs(candidate, seed))
+    seed = base_seed + int(config["_number"])  # the lifecycle's rule, in the actor
+    attrs = json.dumps({**trial_attrs(candidate, seed), NODE: ray.get_runtime_context().get_node_id()})
     try:
         outcome = evaluate(problem, candidate, seed, report=lambda epoch, value: tune.report(
             {SCORE: value, "epoch": epoch, "attrs": attrs, "started": started}))
@@ -194,52 +195,38 @@ def _trial(config, problem=None, space=None, base_seed=0, cores=1):
 
 
 class _Session:
-    """The driver's view of a Ray search: storage, target, budget, failures, progress."""
+    """The driver's view of a Ray search: its storage, and the trials' shared lifecycle."""
 
     def __init__(self, study, space, progress):
-        self.study, self.space, self.progress = study, space, progress
+        self.study, self.space = study, space
         self.optuna_study = load(study)
-        budget = Budget.from_manifest(study.manifest)
-        self.target = budget.trials
-        self.deadline = time.time() + budget.timeout if budget.timeout else None
-        self.guard = FailureGuard(budget.max_failures)
+        self.life = TrialLifecycle(study, progress)
         self.recorded = recorded_ids(self.optuna_study, TRIAL_ID)
         self.intermediate: dict = {}
 
     def remaining(self) -> int:
-        return max(0, self.target - finished_count(self.optuna_study))
-
-    def out_of_time(self) -> bool:
-        return self.deadline is not None and time.time() >= self.deadline
+        return self.life.remaining(self.optuna_study)
 
     def should_continue(self) -> bool:
-        return self.remaining() > 0 and not (self.guard.tripped or self.out_of_time() or interrupts.requested())
+        return self.remaining() > 0 and not (self.life.fatal or self.life.out_of_time() or interrupts.requested())
 
     def record(self, trial, result, error=None):
         if trial.trial_id in self.recorded:
             return  # recorded before a crash; Tune re-reported it after a restore
         result = result or {}
         attrs = {**json.loads(result.get("attrs", "{}")), TRIAL_ID: trial.trial_id}
-        steps = self.intermediate.pop(trial.trial_id, {})
         if result.get(FINAL):
-            outcome = json.loads(result["outcome"])
-            attrs.update(outcome_attrs(outcome))
-            state, value = "COMPLETE", outcome["score"]
-            self.guard.succeeded()
+            state, value, ended = self.life.end(json.loads(result["outcome"]))
         elif error is not None or "fail_reason" in result or interrupts.requested():
-            reason = result.get("fail_reason") or (error and f"ray: {error}") or "interrupted (Ctrl-C)"
-            attrs["fail_reason"] = reason
-            state, value = "FAIL", None
-            if not interrupts.requested():
-                self.guard.failed(reason)
+            reason = result.get("fail_reason") or (error and f"ray: {error}") or INTERRUPTED
+            state, value, ended = self.life.end(failure=reason)
         else:  # ASHA stopped it at a rung: it ends now (its last report has no end time)
-            state, value = "PRUNED", None
-        record_trial(self.optuna_study, self.space, trial.config, state=state, value=value, attrs=attrs,
-                     intermediate=steps, started=result.get("started"),
+            state, value, ended = self.life.end()
+        record_trial(self.optuna_study, self.space, trial.config, state=state, value=value, attrs={**attrs, **ended},
+                     intermediate=self.intermediate.pop(trial.trial_id, {}), started=result.get("started"),
                      finished=result.get("finished", time.time()))
         self.recorded.add(trial.trial_id)
-        if self.progress:
-            self.progress(self.optuna_study, None)
+        self.life.advance(self.optuna_study)
 
 
 class _Recorder(tune.Callback):
@@ -273,10 +260,11 @@ class _StopWhenDone(tune.Stopper):
 
     def stop_all(self):
         session = _SESSIONS.get(self.key)
-        return session is not None and (session.guard.tripped or interrupts.requested())
+        return session is not None and (session.life.fatal or interrupts.requested())
 
 
 def _first_line(trial) -> str:
-    text = str(getattr(trial, "error_message", None) or "the trial's worker raised an error")
+    """The last line of the trial's error (Tune's error.txt: a header, then the error)."""
+    text = str(trial.get_error() or "the trial's worker raised an error")
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return (lines[-1] if lines else text)[:300]

@@ -1,21 +1,81 @@
-"""What every backend stores about a trial, in the study's Optuna storage.
+"""One trial lifecycle for every backend, and what it stores in the study's Optuna storage.
 
-The Optuna backend writes through its live `optuna.Trial`; Ray Tune and keras-tuner run their
-own loops and hand each finished trial to `record_trial`, which adds it to the same storage
-with the same parameters, distributions and attributes. So the leaderboard, `report`,
-`export`, `replay` and optuna-dashboard read one schema whatever ran the search."""
+`TrialLifecycle` decides a trial's seed, the attributes it starts with, how it ends (COMPLETE
+with its outcome, PRUNED, or FAIL with its reason), failures in a row against
+`--max-failures`, the `--timeout` deadline and the progress bar; backends decide only what to
+try next and where it runs. The Optuna backend writes through its live `optuna.Trial`; Ray
+Tune and keras-tuner hand each ended trial to `record_trial`, which adds it to the same
+storage with the same parameters, distributions and attributes. So the leaderboard,
+`report`, `export`, `replay` and optuna-dashboard read one schema whatever ran the search."""
 
 from __future__ import annotations
 
-from search.storage import worker_identity
+import time
+
+from search.settings import Budget
+from search.storage import finished_count, worker_identity
 from search.suggest import FixedSuggest, RecordingSuggest, sample
+
+INTERRUPTED = "interrupted (Ctrl-C)"  # the reason of a trial cut short by Ctrl-C
+
+
+class TrialLifecycle:
+    """A search's trials from start to end, the same whatever backend runs them."""
+
+    def __init__(self, study, progress=None):
+        budget = Budget.from_manifest(study.manifest)
+        self.target, self.base_seed = budget.trials, int(study.manifest["seed"])
+        self.deadline = time.time() + budget.timeout if budget.timeout else None
+        self.max_failures, self.failures_in_a_row, self.last_failure = budget.max_failures, 0, ""
+        self.progress = progress
+
+    def seed(self, number: int) -> int:
+        """One seed rule: the study's seed plus the trial's number."""
+        return self.base_seed + int(number)
+
+    def start(self, candidate: dict, number: int) -> dict:
+        return trial_attrs(candidate, self.seed(number))
+
+    def end(self, outcome: dict | None = None, *, failure: str | None = None) -> tuple[str, float | None, dict]:
+        """(state, value, attributes to add) for a trial that ended with `outcome`
+        (COMPLETE), with `failure` (FAIL and its reason; Ctrl-C does not count against
+        `--max-failures`) or with neither (PRUNED)."""
+        if failure is not None:
+            if failure != INTERRUPTED:
+                self.failures_in_a_row, self.last_failure = self.failures_in_a_row + 1, failure
+            return "FAIL", None, {"fail_reason": failure}
+        if outcome is None:
+            return "PRUNED", None, {}
+        self.failures_in_a_row = 0
+        return "COMPLETE", outcome["score"], outcome_attrs(outcome)
+
+    @property
+    def fatal(self) -> bool:
+        """`--max-failures` failed trials in a row: the search ends with `fatal_error()`."""
+        return self.failures_in_a_row >= self.max_failures
+
+    def fatal_error(self):
+        from search.errors import FatalSearchError
+
+        return FatalSearchError(f"{self.failures_in_a_row} trials failed in a row (--max-failures "
+                                f"{self.max_failures}); last: {self.last_failure}")
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.time() >= self.deadline
+
+    def remaining(self, optuna_study) -> int:
+        return max(0, self.target - finished_count(optuna_study))
+
+    def advance(self, optuna_study):
+        if self.progress:
+            self.progress(optuna_study, None)
 
 # Outcome fields kept as trial attributes (besides the score, which is the trial's value).
 OUTCOME_ATTRS = ("score_std", "epochs_run", "rows", "threads", "seconds", "retried_batch_size", "probe")
 
 
 def trial_attrs(candidate: dict, seed: int) -> dict:
-    """The attributes set when a trial starts: its config, its seed and where it runs."""
+    """The attributes a trial starts with: its config, its seed and where it runs."""
     return {"candidate": candidate, "seed": seed, **worker_identity()}
 
 
@@ -59,28 +119,3 @@ def record_trial(optuna_study, space, params: dict, *, state: str, value=None, a
 def recorded_ids(optuna_study, key: str) -> set:
     """Values of attribute `key` over the stored trials: which foreign trials are already in."""
     return {t.user_attrs[key] for t in optuna_study.get_trials(deepcopy=False) if key in t.user_attrs}
-
-
-class FailureGuard:
-    """Counts failed trials in a row; `--max-failures` of them end the search."""
-
-    def __init__(self, limit: int):
-        self.limit, self.in_a_row, self.last = int(limit), 0, ""
-
-    def failed(self, reason: str):
-        self.in_a_row += 1
-        self.last = reason
-
-    def succeeded(self):
-        self.in_a_row = 0
-
-    @property
-    def tripped(self) -> bool:
-        return self.in_a_row >= self.limit
-
-    def error(self):
-        from search.errors import FatalSearchError
-
-        return FatalSearchError(
-            f"{self.in_a_row} trials failed in a row (--max-failures {self.limit}); last: {self.last}"
-        )

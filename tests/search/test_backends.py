@@ -129,7 +129,7 @@ def test_a_trial_ray_stopped_at_a_rung_is_stored_with_its_real_start_and_end(mon
     import optuna
 
     from search.backends import ray_backend
-    from search.backends.records import FailureGuard
+    from search.backends.records import TrialLifecycle
     from search.space import load_space
     from search.suggest import OptunaSuggest, sample
 
@@ -138,8 +138,10 @@ def test_a_trial_ray_stopped_at_a_rung_is_stored_with_its_real_start_and_end(mon
     asked = optuna.create_study().ask()
     sample(space, OptunaSuggest(asked))
     session = ray_backend._Session.__new__(ray_backend._Session)
-    session.space, session.progress, session.optuna_study = space, None, optuna.create_study()
-    session.guard, session.recorded, session.intermediate = FailureGuard(10), set(), {"t1": {1: 0.5}}
+    session.space, session.optuna_study = space, optuna.create_study()
+    session.life = TrialLifecycle.__new__(TrialLifecycle)
+    session.life.max_failures, session.life.failures_in_a_row, session.life.progress = 10, 0, None
+    session.recorded, session.intermediate = set(), {"t1": {1: 0.5}}
     # The worker side: a trial that reports one intermediate score and is then stopped.
     reports = []
     monkeypatch.setattr(ray_backend.tune, "report", reports.append)
