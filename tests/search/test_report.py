@@ -1,16 +1,151 @@
-"""The HTML report of a digits study opens in headless Chromium with every section and every
-embedded plot decoded."""
+"""The HTML report of a digits study: always generated and parsed (Python's html.parser) and
+checked against the study it reports on (leaderboard rows = the stored trials, the best trial,
+the baselines, every plot a decodable PNG); where Chromium is installed, it also opens in
+headless Chromium with every embedded image decoded."""
 
+import base64
+import html.parser
+import io
+import json
 import re
 import shutil
 import subprocess
 
 import pytest
 
+from search.testing.backend_conformance import stored_trials
 from tests.conftest import TINY_SPACE, run_cli
+
+# Both tests read the one study of the module fixture: keep them on one test worker.
+pytestmark = pytest.mark.xdist_group("report")
 
 SECTIONS = ["leaderboard", "optimization-history", "parameter-importances", "score-by-family", "trial-cost",
             "winner-s-codes-in-2-d", "inputs-and-reconstructions"]
+PLOTTED = [s for s in SECTIONS if s != "leaderboard"]  # each shows at least one plot
+ROW = re.compile(r"^\s*(\d+)\s+(trial \d+|baseline \w+)\s+(\S+)\s+(\d\.\d{4}) ± (\d\.\d{4})\s")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    study = tmp_path_factory.mktemp("report") / "study"
+    ran = run_cli("run", "--space", TINY_SPACE, "--trials", 4, "--study-dir", study, "--no-progress")
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    made = run_cli("report", study, "--html")
+    assert made.returncode == 0, made.stderr[-2000:]
+    return study, (study / "report.html").read_text()
+
+
+class Page(html.parser.HTMLParser):
+    """The report's title, its sections (id -> text, <pre> text, images, table rows), and
+    anything that would reach outside the file."""
+
+    def __init__(self, text):
+        super().__init__()
+        self.title, self.sections, self.scripts, self.links = "", {}, 0, []
+        self._section, self._in, self._row = None, [], None
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self._in.append(tag)
+        if tag == "section":
+            self._section = self.sections[attrs["id"]] = {"text": "", "pre": "", "images": [], "rows": []}
+        elif tag == "script":
+            self.scripts += 1
+        elif tag == "img" and self._section is not None:
+            self._section["images"].append(attrs.get("src", ""))
+            self._in.pop()  # a void element
+        elif tag == "tr" and self._section is not None:
+            self._row = []
+            self._section["rows"].append(self._row)
+        for name in ("src", "href"):
+            if attrs.get(name) and not attrs[name].startswith("data:"):
+                self.links.append(attrs[name])
+
+    def handle_endtag(self, tag):
+        if tag in self._in:
+            del self._in[len(self._in) - 1 - self._in[::-1].index(tag):]
+        if tag == "section":
+            self._section = None
+
+    def handle_data(self, data):
+        if "title" in self._in:
+            self.title += data
+        if self._section is not None:
+            self._section["text"] += data
+            if "pre" in self._in:
+                self._section["pre"] += data
+            if self._row is not None and ("td" in self._in or "th" in self._in):
+                self._row.append(data)
+
+
+def png_pixels(src):
+    """The decoded image of a `data:image/png;base64,...` source."""
+    import matplotlib.image
+
+    prefix = "data:image/png;base64,"
+    assert src.startswith(prefix), src[:60]
+    data = base64.b64decode(src[len(prefix):], validate=True)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return matplotlib.image.imread(io.BytesIO(data), format="png")
+
+
+def test_html_report_holds_the_studys_trials_best_trial_baselines_and_plots(report):
+    study, text = report
+    page = Page(text)
+    assert "http://" not in text and "https://" not in text, "the report must be self-contained"
+    assert page.scripts == 0 and page.links == []
+    assert page.title == "Study report: digits · tiny · optuna"
+    assert list(page.sections) == SECTIONS
+
+    # The leaderboard: one row per stored trial with its stored score, one per baseline with
+    # its CV score, best first; the held-out line names the best trial.
+    trials = stored_trials(study)
+    complete = {t.number: t.value for t in trials if t.state.name == "COMPLETE"}
+    assert complete
+    board = page.sections["leaderboard"]["pre"]
+    states = {s: sum(t.state.name == s for t in trials) for s in ("COMPLETE", "PRUNED", "FAIL")}
+    assert board.startswith(f"Leaderboard (accuracy, {len(trials)} trials: {states['COMPLETE']} complete, "
+                            f"{states['PRUNED']} pruned, {states['FAIL']} failed)")
+    rows = [ROW.match(line) for line in board.splitlines()]
+    rows = [m.groups() for m in rows if m]
+    assert [int(r[0]) for r in rows] == list(range(1, len(rows) + 1))
+    scores = [float(r[3]) for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    shown = {name: float(score) for _, name, _, score, _ in rows}
+    assert {n: shown[n] for n in shown if n.startswith("trial ")} == {
+        f"trial {number}": round(value, 4) for number, value in complete.items()}
+    for trial in trials:
+        if trial.state.name == "COMPLETE":
+            (row,) = [r for r in rows if r[1] == f"trial {trial.number}"]
+            assert row[2] == trial.user_attrs["candidate"]["family"]
+        elif trial.state.name == "FAIL":
+            assert f"trial {trial.number}" in board and "failed: " in board
+    baselines = json.loads((study / "baselines.json").read_text())
+    assert {"raw", "pca"} <= set(baselines)
+    assert {n: shown[n] for n in shown if n.startswith("baseline ")} == {
+        f"baseline {name}": round(b["cv_mean"], 4) for name, b in baselines.items()}
+    best = max(complete, key=complete.get)
+    assert json.loads((study / "export.json").read_text())["trial"] == best
+    assert [r[1] for r in rows if r[1].startswith("trial ")][0] == f"trial {best}"
+    assert re.search(rf"^Held-out test \(\d+ rows, used once\): winner trial {best} accuracy 0\.\d{{4}}",
+                     board, re.MULTILINE)
+
+    # Parameter importances: a table of parameters the trials have.
+    table = page.sections["parameter-importances"]["rows"]
+    assert [c.strip() for c in table[0]] == ["parameter", "importance (fANOVA)"] and len(table) > 1
+    searched = set().union(*(t.params for t in trials if t.state.name == "COMPLETE"))
+    assert {row[0] for row in table[1:]} <= searched
+
+    # Every plotting section shows a real image: a PNG that decodes to a drawing, not a blank.
+    for name in PLOTTED:
+        images = page.sections[name]["images"]
+        assert images, f"{name}: no plot ({page.sections[name]['text'].strip()[:200]})"
+        for src in images:
+            pixels = png_pixels(src)
+            assert pixels.shape[0] > 50 and pixels.shape[1] > 50, (name, pixels.shape)
+            assert pixels[..., :3].std() > 0.01, f"{name}: a blank image"
 
 
 def chromium():
@@ -20,17 +155,9 @@ def chromium():
     return found
 
 
-def test_html_report_of_a_digits_study_opens_in_headless_chromium(tmp_path):
+def test_html_report_opens_in_headless_chromium_with_every_image_decoded(report, tmp_path):
     browser = chromium()
-    study = tmp_path / "study"
-    ran = run_cli("run", "--space", TINY_SPACE, "--trials", 4, "--study-dir", study, "--no-progress")
-    assert ran.returncode == 0, ran.stderr[-2000:]
-    made = run_cli("report", study, "--html")
-    assert made.returncode == 0, made.stderr[-2000:]
-    page = (study / "report.html").read_text()
-    assert "http://" not in page and "https://" not in page, "the report must be self-contained"
-    assert "baseline raw" in page and "Held-out test" in page
-
+    _, page = report
     # Let the browser say how many images it decoded: the report itself has no scripts.
     probe = tmp_path / "probe.html"
     probe.write_text(page.replace("</body>", "<script>document.title = 'decoded ' + "
