@@ -85,17 +85,21 @@ def test_optuna_workers_get_gpus_round_robin_from_the_environment(tmp_path):
 
 @pytest.mark.xdist_group("ray")
 def test_ray_runs_two_trials_at_once_on_fake_gpus_0_and_1(tmp_path):
-    study = tmp_path / "study"
+    assert_two_devices_at_once(_ray_on_fake_gpus(tmp_path / "study", num_gpus=2, gpus_per_trial=1))
+
+
+def _ray_on_fake_gpus(study, num_gpus, gpus_per_trial):
+    """A 4-trial Ray search, 2 at once, on a local Ray that declares `num_gpus` (logical) GPUs."""
     code = f"""
 import ray
-ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
+ray.init(address="local", num_cpus=2, num_gpus={num_gpus}, include_dashboard=False, log_to_driver=False)
 from search import engine
-engine.run("digits", space={str(TINY_SPACE)!r}, trials=4, backend="ray", workers=2, gpus_per_trial=1,
+engine.run("digits", space={str(TINY_SPACE)!r}, trials=4, backend="ray", workers=2, gpus_per_trial={gpus_per_trial},
            study_dir={str(study)!r}, progress=False, export=False)
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert_two_devices_at_once(stored_trials(study))
+    return stored_trials(study)
 
 
 @pytest.mark.xdist_group("ray")
@@ -103,17 +107,7 @@ def test_ray_shares_one_fake_gpu_between_two_trials_at_half_a_gpu_each(tmp_path)
     """`gpus_per_trial=0.5` on one (logical) GPU: two trials run at the same time, both on
     device 0. With a whole GPU per trial they would run one after another; with none, on no
     device."""
-    study = tmp_path / "study"
-    code = f"""
-import ray
-ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
-from search import engine
-engine.run("digits", space={str(TINY_SPACE)!r}, trials=4, backend="ray", workers=2, gpus_per_trial=0.5,
-           study_dir={str(study)!r}, progress=False, export=False)
-"""
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    trials = stored_trials(study)
+    trials = _ray_on_fake_gpus(tmp_path / "study", num_gpus=1, gpus_per_trial=0.5)
     assert len(finished(trials)) >= 4
     assert {t.user_attrs["device"] for t in trials} == {"0"}
     assert _overlapping(trials, trials, distinct=True), "no two trials shared the GPU at the same time"
