@@ -6,6 +6,7 @@ tuner: an Optuna trial, or a fixed dict of stored values (replay and export, lik
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Protocol
 
 from search.errors import StudyError
@@ -34,24 +35,29 @@ class OptunaSuggest:
 
 
 class FixedSuggest:
-    """Answers every call from a dict of stored parameter values."""
+    """Answers every call from a dict of stored parameter values. A value outside the space's
+    domain (a study replayed on an edited space) is used as given, with a warning, as Optuna's
+    `FixedTrial` does."""
 
     def __init__(self, params: dict):
         self.params = dict(params)
 
-    def _get(self, name):
+    def _get(self, name, inside: bool | None = None, domain: str = ""):
         if name not in self.params:
             raise StudyError(f"stored trial has no value for parameter {name!r}")
-        return self.params[name]
+        value = self.params[name]
+        if inside is not None and not inside(value):
+            warnings.warn(f"parameter {name}={value!r} is outside the space's {domain}; used as given", stacklevel=3)
+        return value
 
     def int(self, name, low, high, *, log=False, step=1):
-        return int(self._get(name))
+        return int(self._get(name, lambda v: low <= v <= high, f"int[{low}, {high}]"))
 
     def float(self, name, low, high, *, log=False, step=None):
-        return float(self._get(name))
+        return float(self._get(name, lambda v: low <= v <= high, f"float[{low:g}, {high:g}]"))
 
     def choice(self, name, options):
-        return self._get(name)
+        return self._get(name, lambda v: v in options, f"choice{list(options)}")
 
 
 class RecordingSuggest:

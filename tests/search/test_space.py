@@ -1,9 +1,11 @@
 """Search spaces: loading, validation errors, sampling and replay (no model is trained here)."""
 
 import copy
+import warnings
 
 import numpy as np
 import optuna
+
 import pytest
 import yaml
 
@@ -158,6 +160,30 @@ def test_fixed_suggest_missing_value_raises():
     space = load_space("default")
     with pytest.raises(StudyError, match="family"):
         sample(space, FixedSuggest({}))
+
+
+def test_a_replayed_value_outside_the_space_warns_and_is_used_as_given():
+    space = parse_space(minimal(families={"dense": {"stack": {"depth": 1, "units": {"int": [4, 16]},
+                                                                "activation": {"choice": ["relu", "tanh"]}}}}),
+                        "x.yaml")
+    params = {"code_size": 4, "dense.layer_0.units": 64, "dense.layer_0.activation": "elu"}
+    with pytest.warns(UserWarning) as caught:
+        candidate = sample(space, FixedSuggest({**params, **_stored_rest(space, params)}))
+    messages = [str(w.message) for w in caught]
+    assert "parameter dense.layer_0.units=64 is outside the space's int[4, 16]; used as given" in messages
+    assert "parameter dense.layer_0.activation='elu' is outside the space's choice['relu', 'tanh']; used as given" in messages
+    assert candidate["family_params"]["layers"] == [{"units": 64, "activation": "elu"}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # inside the space: no warning
+        sample(space, FixedSuggest({**params, "dense.layer_0.units": 8, "dense.layer_0.activation": "relu",
+                                    **_stored_rest(space, params)}))
+
+
+def _stored_rest(space, given):
+    """Values for every other parameter the space asks for, from a random sample."""
+    suggest = RandomSuggest(0)
+    sample(space, suggest)
+    return {k: v for k, v in suggest.params.items() if k not in given}
 
 
 def _optuna_candidates(space, seed, n=5):
