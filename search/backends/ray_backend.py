@@ -264,7 +264,10 @@ class _StopWhenDone(tune.Stopper):
 
 
 def _first_line(trial) -> str:
-    """The last line of the trial's error (Tune's error.txt: a header, then the error)."""
-    text = str(trial.get_error() or "the trial's worker raised an error")
-    lines = [line for line in text.strip().splitlines() if line.strip()]
+    """The last line of the trial's error. Tune writes it (a header, then the error) to the
+    trial's error file on the driver before it calls the callbacks (`get_error` reads the copy
+    in the experiment directory, which is synced later)."""
+    path = trial.error_file
+    text = Path(path).read_text() if path and os.path.isfile(path) else "the trial's worker raised an error"
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return (lines[-1] if lines else text)[:300]
