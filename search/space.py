@@ -16,11 +16,14 @@ import hashlib
 import json
 from dataclasses import dataclass, replace
 from importlib import resources
+from numbers import Integral
 from pathlib import Path
 
-from encoderkit.families import ACTIVATIONS, CELLS, FAMILIES, NOISE_TYPES, OPTIMIZERS
+from sklearn.utils._param_validation import Interval, StrOptions  # scikit-learn's constraint grammar
+
+from encoderkit.families import FAMILIES, violation
 from encoderkit.probe import METRICS, PROBES
-from encoderkit.transformer import SCALINGS
+from encoderkit.transformer import AutoencoderTransformer
 
 from search.domains import SCALARS, Choice, Fixed, FloatRange, IntRange
 from search.errors import SpaceError
@@ -30,35 +33,12 @@ TOP_KEYS = (
 )
 TRAINING_DEFAULTS = {"epochs": 30, "batch_size": 64, "learning_rate": 1e-3, "optimizer": "adam", "patience": 5}
 PROBE_DEFAULTS = {"model": "auto", "metric": "auto", "cv": 5}
-CATEGORIES = {
-    "activation": ACTIVATIONS,
-    "code_activation": ACTIVATIONS,
-    "optimizer": OPTIMIZERS,
-    "noise_type": NOISE_TYPES,
-    "scaling": tuple(SCALINGS),
-    "cell": CELLS,
-    "pool": (True, False),
-    "batch_norm": (True, False),
-    "include_input": (True, False),
-}
-# name -> (type, lowest allowed, highest allowed, lowest exclusive?)
 SCALED = ("epochs", "units", "filters")  # what `--scale` shrinks for quick runs
-NUMBERS = {
-    "code_size": (int, 1, None, False),
-    "units": (int, 1, None, False),
-    "filters": (int, 1, None, False),
-    "kernel_size": (int, 1, None, False),
-    "depth": (int, 0, 16, False),
-    "epochs": (int, 1, None, False),
-    "batch_size": (int, 1, None, False),
-    "patience": (int, 1, None, False),
-    "learning_rate": (float, 0, None, True),
-    "dropout": (float, 0, 0.99, False),
-    "noise": (float, 0, None, False),
-    "l1": (float, 0, None, False),
-    "l2": (float, 0, None, False),
-    "beta": (float, 0, None, True),
-}
+# What a value may take is declared by its owner, in scikit-learn's constraint grammar:
+# `AutoencoderTransformer._parameter_constraints` for the model's settings, each family for
+# its own and its layers' parameters; the stack's depth belongs to the space's grammar.
+TRANSFORMER_CONSTRAINTS = AutoencoderTransformer._parameter_constraints
+STACK_DEPTH = [Interval(Integral, 0, 16, closed="both")]
 
 
 @dataclass(frozen=True)
@@ -180,11 +160,11 @@ class _Parser:
         space = Space(
             name=str(doc.get("name", Path(self.source).stem)),
             source=self.source,
-            code_size=self.domain(doc.get("code_size", 32), "code_size", "code_size"),
-            include_input=self.domain(doc.get("include_input", False), "include_input", "include_input"),
-            scaling=self.domain(doc.get("scaling", "minmax"), "scaling", "scaling"),
+            code_size=self.setting(doc.get("code_size", 32), "code_size"),
+            include_input=self.setting(doc.get("include_input", False), "include_input"),
+            scaling=self.setting(doc.get("scaling", "minmax"), "scaling"),
             training=tuple(
-                (key, self.domain(training.get(key, default), f"training.{key}", key))
+                (key, self.setting(training.get(key, default), key, f"training.{key}"))
                 for key, default in TRAINING_DEFAULTS.items()
             ),
             families=self.families(doc["families"]),
@@ -263,7 +243,7 @@ class _Parser:
         allowed = tuple(k for k in spec.params if k != "layers") + ("stack", "extends")
         self.mapping(params, path, allowed)
         domains = tuple(
-            (key, self.domain(value, f"{path}.{key}", key))
+            (key, self.domain(value, f"{path}.{key}", key, spec.constraints.get(key)))
             for key, value in params.items()
             if key not in ("stack", "extends")
         )
@@ -272,14 +252,18 @@ class _Parser:
             stack = self.mapping(params["stack"], f"{path}.stack", ("depth", *spec.layer_params))
             if "depth" not in stack:
                 self.fail(f"{path}.stack.depth", "missing: a stack needs a depth")
-            depth = self.domain(stack["depth"], f"{path}.stack.depth", "depth")
+            depth = self.domain(stack["depth"], f"{path}.stack.depth", "depth", STACK_DEPTH)
             layer = tuple(
-                (key, self.domain(stack.get(key, default), f"{path}.stack.{key}", key))
+                (key, self.domain(stack.get(key, default), f"{path}.stack.{key}", key, spec.layer_constraints[key]))
                 for key, default in spec.layer_params.items()
             )
         return FamilySpace(name, domains, depth, layer)
 
-    def domain(self, value, path, param):
+    def setting(self, value, param, path=None):
+        """A model setting's domain, checked against the transformer's constraints."""
+        return self.domain(value, path or param, param, TRANSFORMER_CONSTRAINTS[param])
+
+    def domain(self, value, path, param, constraints):
         """One parameter's domain, checked against what that parameter may take."""
         if isinstance(value, dict):
             domain = self.searched(value, path, param)
@@ -289,7 +273,7 @@ class _Parser:
             domain = Fixed(value)
         else:
             self.fail(path, f"unsupported value {value!r}")
-        self.check_values(domain, path, param)
+        self.check_values(domain, path, constraints)
         return self.scaled(domain) if param in SCALED and self.scale != 1 else domain
 
     def scaled(self, domain):
@@ -351,27 +335,39 @@ class _Parser:
             self.fail(path, f"expected an integer, got {value!r}")
         return cast(value)
 
-    def check_values(self, domain, path, param):
-        if param in CATEGORIES:
+    def check_values(self, domain, path, constraints):
+        """Every value the domain may take, against what the parameter's owner declares."""
+        if not constraints:
+            return
+        options = _options(constraints)
+        if options is not None:
             if not isinstance(domain, (Fixed, Choice)):
-                self.fail(path, f"{domain.describe()} given; expected one of {list(CATEGORIES[param])} or a choice of them")
+                self.fail(path, f"{domain.describe()} given; expected one of {options} or a choice of them")
             for value in domain.values():
-                if value not in CATEGORIES[param] or (isinstance(value, bool) != isinstance(CATEGORIES[param][0], bool)):
-                    self.fail(path, f"{value!r} is not one of {list(CATEGORIES[param])}")
-        if param in NUMBERS:
-            kind, lowest, highest, exclusive = NUMBERS[param]
-            if kind is int and isinstance(domain, FloatRange):
-                self.fail(path, f"{domain.describe()} given; expected an integer range ({{int: [low, high]}})")
-            values = domain.values() or (domain.low, domain.high)
-            for value in values:
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    self.fail(path, f"expected a number, got {value!r}")
-                if kind is int and float(value) != int(value):
-                    self.fail(path, f"expected an integer, got {value!r}")
-                if value < lowest or (exclusive and value == lowest) or (highest is not None and value > highest):
-                    bound = f"> {lowest}" if exclusive else f">= {lowest}"
-                    bound += f" and <= {highest}" if highest is not None else ""
-                    self.fail(path, f"{value!r} out of range (must be {bound})")
+                if violation(value, constraints):
+                    self.fail(path, f"{value!r} is not one of {options}")
+            return
+        integer = any(isinstance(c, Interval) and c.type is Integral for c in constraints)
+        if integer and isinstance(domain, FloatRange):
+            self.fail(path, f"{domain.describe()} given; expected an integer range ({{int: [low, high]}})")
+        for value in domain.values() or (domain.low, domain.high):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                self.fail(path, f"expected a number, got {value!r}")
+            if integer and float(value) != int(value):
+                self.fail(path, f"expected an integer, got {value!r}")
+            wrong = violation(int(value) if integer else value, constraints)
+            if wrong:
+                self.fail(path, f"{value!r} out of range (must be {wrong})")
+
+
+def _options(constraints) -> list | None:
+    """The values a categorical parameter may take; None for a number."""
+    for constraint in constraints:
+        if constraint == "boolean":
+            return [True, False]
+        if isinstance(constraint, StrOptions):
+            return sorted(constraint.options)
+    return None
 
 
 class _StartChecker:

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import time
 import weakref
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.preprocessing import MinMaxScaler, QuantileTransformer, StandardScaler
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions  # scikit-learn's constraint grammar
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from encoderkit.errors import TrainingError
-from encoderkit.families import OPTIMIZERS, get_family
+from encoderkit.families import FAMILIES, OPTIMIZERS, get_family
 
 SCALINGS = {
     "minmax": lambda n_rows, seed: MinMaxScaler(),
@@ -64,6 +66,25 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         Keras' verbosity during fit.
     """
 
+    # What each parameter may take, in scikit-learn's grammar: `fit` checks them
+    # (`_validate_params`), and the search's space parser checks a space's values against them.
+    _parameter_constraints = {
+        "family": [StrOptions(set(FAMILIES))],
+        "code_size": [Interval(Integral, 1, None, closed="left")],
+        "family_params": [dict, None],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "optimizer": [StrOptions(set(OPTIMIZERS))],
+        "input_shape": [tuple, list, None],
+        "scaling": [StrOptions(set(SCALINGS))],
+        "include_input": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
     def __init__(
         self,
         family="dense",
@@ -105,8 +126,8 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
 
         started = time.perf_counter()
         given_shape = tuple(X.shape[1:]) if _dims(X) > 2 else None
+        self._validate_params()
         X = validate_data(self, _flat(X), dtype=[np.float64, np.float32])
-        self._check_settings()
         shape = self._sample_shape(X.shape[1], given_shape)
         self.sample_shape_ = given_shape or shape  # one sample as given; transform takes it or flat rows
         params = get_family(self.family).resolve(self.family_params)
@@ -221,15 +242,6 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
             return np.asarray(codes, dtype=object)
         inputs = _check_feature_names_in(self, input_features)
         return np.asarray([*inputs, *codes], dtype=object)
-
-    def _check_settings(self):
-        if self.scaling not in SCALINGS:
-            raise ValueError(f"scaling={self.scaling!r} is not one of {sorted(SCALINGS)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer={self.optimizer!r} is not one of {list(OPTIMIZERS)}")
-        for name in ("code_size", "epochs", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name}={getattr(self, name)!r} must be at least 1")
 
     def _sample_shape(self, n_features, given_shape=None):
         if self.input_shape is None:

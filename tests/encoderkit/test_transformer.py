@@ -73,11 +73,16 @@ def test_fit_is_repeatable_with_a_seed(small_digits):
 @pytest.mark.parametrize(
     "params, message",
     [
-        ({"optimizer": "adagrad"}, "optimizer='adagrad'"),
-        ({"scaling": "robust"}, "scaling='robust'"),
-        ({"family": "nope"}, "unknown family 'nope'"),
+        # scikit-learn's own wording (`_parameter_constraints`), naming the parameter and value
+        ({"optimizer": "adagrad"}, "'optimizer' parameter of AutoencoderTransformer must be a str among .* Got 'adagrad'"),
+        ({"scaling": "robust"}, "'scaling' parameter .* Got 'robust'"),
+        ({"family": "nope"}, "'family' parameter .* Got 'nope'"),
+        ({"code_size": 0}, r"'code_size' parameter .* must be an int in the range \[1, inf\)\. Got 0"),
+        ({"learning_rate": 0.0}, r"'learning_rate' parameter .* range \(0.0, inf\)\. Got 0.0"),
+        # the family's own parameters, checked against what the family declares
         ({"family_params": {"unitz": 3}}, "no parameter 'unitz'"),
-        ({"code_size": 0}, "code_size=0"),
+        ({"family_params": {"dropout": 2.0}}, r"family 'dense': dropout=2.0 must be a float in the range \[0.0, 0.99\]"),
+        ({"family_params": {"layers": [{"units": 0}]}}, r"layers\[0\].units=0 must be an int in the range \[1, inf\)"),
     ],
 )
 def test_bad_settings_are_named_in_the_error(params, message, small_digits):

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from numbers import Integral, Real
+
+# scikit-learn's constraint types, the grammar of its `_parameter_constraints` (no public module
+# offers them; they are what scikit-learn's own estimators declare).
+from sklearn.utils._param_validation import Interval, StrOptions, make_constraint
 
 ACTIVATIONS = ("relu", "elu", "selu", "softplus", "sigmoid", "tanh", "linear")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
@@ -24,6 +29,40 @@ DENSE_PARAMS = {
     "l2": 0.0,
     "code_activation": "linear",
 }
+
+
+def _at_least(low, kind=Integral):
+    return Interval(kind, low, None, closed="left")
+
+
+# What each family and layer parameter may take, declared once for every family that has it
+# (`FamilySpec.constraints`); `resolve` checks a model's values, the space parser a space's.
+PARAMETER_CONSTRAINTS = {
+    "batch_norm": ["boolean"],
+    "dropout": [Interval(Real, 0, 0.99, closed="both")],
+    "l1": [_at_least(0, Real)],
+    "l2": [_at_least(0, Real)],
+    "noise": [_at_least(0, Real)],
+    "beta": [Interval(Real, 0, None, closed="neither")],
+    "code_activation": [StrOptions(set(ACTIVATIONS))],
+    "noise_type": [StrOptions(set(NOISE_TYPES))],
+    "cell": [StrOptions(set(CELLS))],
+    "units": [_at_least(1)],
+    "filters": [_at_least(1)],
+    "kernel_size": [_at_least(1)],
+    "activation": [StrOptions(set(ACTIVATIONS))],
+    "pool": ["boolean"],
+}
+
+
+def violation(value, constraints) -> str | None:
+    """None when `value` satisfies one of `constraints` (scikit-learn's grammar), else what it
+    must be. Booleans are not numbers here, though Python counts them as ints."""
+    made = [make_constraint(c) for c in constraints]
+    numeric = isinstance(value, bool) and "boolean" not in constraints
+    if not numeric and any(c.is_satisfied_by(value) for c in made):
+        return None
+    return " or ".join(str(c) for c in made)
 
 
 @dataclass(frozen=True)
@@ -50,7 +89,22 @@ class FamilySpec:
             )
         resolved = {**self.params, **params}
         resolved["layers"] = [{**self.layer_params, **layer} for layer in resolved["layers"]]
+        for where, values, constraints in (("", resolved, self.constraints), *(
+                (f"layers[{i}].", layer, self.layer_constraints) for i, layer in enumerate(resolved["layers"]))):
+            for name, value in values.items():
+                wrong = name in constraints and violation(value, constraints[name])
+                if wrong:
+                    raise ValueError(f"family {self.name!r}: {where}{name}={value!r} must be {wrong}")
         return resolved
+
+    @property
+    def constraints(self) -> dict:
+        """Parameter -> what it may take (scikit-learn's constraint grammar)."""
+        return {k: PARAMETER_CONSTRAINTS[k] for k in self.params if k in PARAMETER_CONSTRAINTS}
+
+    @property
+    def layer_constraints(self) -> dict:
+        return {k: PARAMETER_CONSTRAINTS[k] for k in self.layer_params}
 
 
 CONV_LAYER_PARAMS = {"filters": 16, "kernel_size": 3, "activation": "relu", "pool": True}
