@@ -84,8 +84,7 @@ def run_optuna_recon(problem, space, seconds, seed):
 def run_kt_recon(problem, space, seconds, seed):
     import keras_tuner as kt
 
-    from search.backends.kerastuner_backend import KerasTunerSuggest, declared_space
-    from search.suggest import sample
+    from search.suggest import KerasTunerSuggest, sample
 
     deadline = time.time() + seconds
     found = {}
@@ -104,7 +103,7 @@ def run_kt_recon(problem, space, seconds, seed):
 
     tuner = ReconstructionTuner(objective=kt.Objective("val_loss", "min"), max_trials=10**6, seed=seed,
                                 directory=tempfile.mkdtemp(), project_name="kt", max_consecutive_failed_trials=10**6)
-    tuner.oracle.update_space(declared_space(kt, space))
+    tuner.oracle.update_space(KerasTunerSuggest.declare(kt.HyperParameters(), space))
     tuner.search(verbose=0)
     best = tuner.oracle.get_best_trials(1)[0]
     candidate, trial_seed = found[best.trial_id]

@@ -1,11 +1,14 @@
 """The small suggest interface a space samples through, and its adapters.
 
 `sample(space, suggest)` walks the space define-by-run; each adapter maps the three calls to a
-tuner: an Optuna trial, or a fixed dict of stored values (replay and export, like Optuna's
-`FixedTrial`), so a replayed trial builds exactly the model that was scored."""
+tuner: an Optuna trial, a keras-tuner `HyperParameters`, or a fixed dict of stored values
+(replay and export, like Optuna's `FixedTrial`), so a replayed trial builds exactly the model
+that was scored."""
 
 from __future__ import annotations
 
+import contextlib
+import re
 import warnings
 from typing import Any, Protocol
 
@@ -90,6 +93,72 @@ class RecordingSuggest:
         from optuna.distributions import CategoricalDistribution
 
         return self._keep(name, CategoricalDistribution(list(options)), self.inner.choice(name, options))
+
+
+class KerasTunerSuggest:
+    """The suggest interface over a keras-tuner `HyperParameters`. keras-tuner samples up
+    front, so it must be told which parameters exist only under others; that structure is read
+    from the parameter names, which carry their parents (`F.*` exists only when `family` is F,
+    `F.layer_i.*` only when `F.depth` > i)."""
+
+    LAYER = re.compile(r"^(?P<family>[^.]+)\.layer_(?P<index>\d+)\.")
+
+    def __init__(self, hp):
+        self.hp = hp
+        self.families: tuple = ()
+        self.depths: dict[str, list] = {}  # "F.depth" -> the depths it may take
+
+    @classmethod
+    def declare(cls, hp, space):
+        """Every hyperparameter of the space in `hp`, each family's branch at its deepest
+        stack, so that oracles that sample up front (Hyperband, Bayesian) know the whole space
+        from trial one."""
+        for family in space.families:
+            if len(space.families) > 1:
+                hp.values["family"] = family.name
+            if family.depth is not None:
+                hp.values[f"{family.name}.depth"] = max(depth_values(family.depth))
+            sample(space, cls(hp))
+        return hp
+
+    def int(self, name, low, high, *, log=False, step=1):
+        if name.endswith(".depth"):
+            self.depths[name] = list(range(low, high + 1, step))
+        with self._scopes(name):
+            if log:  # keras-tuner's step is a factor under log sampling; ours is additive
+                return int(self.hp.Int(name, low, high, sampling="log"))
+            return int(self.hp.Int(name, low, high, step=step))
+
+    def float(self, name, low, high, *, log=False, step=None):
+        with self._scopes(name):
+            return float(self.hp.Float(name, low, high, step=step, sampling="log" if log else "linear"))
+
+    def choice(self, name, options):
+        options = list(options)
+        if name == "family":
+            self.families = tuple(options)
+        elif name.endswith(".depth"):
+            self.depths[name] = options
+        with self._scopes(name):
+            if len({type(o) for o in options}) == 1 and isinstance(options[0], (bool, int, float, str)):
+                return self.hp.Choice(name, options)
+            labels = [repr(o) for o in options]  # keras-tuner wants one scalar type per choice
+            return options[labels.index(self.hp.Choice(name, labels))]
+
+    @contextlib.contextmanager
+    def _scopes(self, name):
+        """keras-tuner's conditional scopes for `name`, from its parents in the name. A parent
+        that is fixed (never declared) is nothing to be conditional on."""
+        family = name.split(".", 1)[0]
+        with contextlib.ExitStack() as scopes:
+            if family in self.families and "family" in self.hp.values:
+                scopes.enter_context(self.hp.conditional_scope("family", [family]))
+            layer = self.LAYER.match(name)
+            depth = layer and f"{family}.depth"
+            if depth in self.depths and depth in self.hp.values:
+                deeper = [d for d in self.depths[depth] if d > int(layer["index"])]
+                scopes.enter_context(self.hp.conditional_scope(depth, deeper))
+            yield
 
 
 def sample(space, suggest: Suggest) -> dict:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import re
 import time
 
 from search.backends.records import INTERRUPTED, TrialLifecycle, recorded_ids, record_trial, replay_params
@@ -20,6 +19,7 @@ from search.errors import FailedTrial, SearchError
 from search.objective import evaluate
 from search.settings import KerasTunerOptions
 from search.storage import load
+from search.suggest import KerasTunerSuggest
 
 PROJECT = "kerastuner"  # under the study directory
 TRIAL_ID = "kerastuner_trial_id"
@@ -27,59 +27,6 @@ EPOCHS = "training.epochs"
 
 
 Options = KerasTunerOptions
-
-
-class KerasTunerSuggest:
-    """The suggest interface over a keras-tuner `HyperParameters`. keras-tuner samples up
-    front, so it must be told which parameters exist only under others; that structure is read
-    from the parameter names, which carry their parents (`F.*` exists only when `family` is F,
-    `F.layer_i.*` only when `F.depth` > i)."""
-
-    LAYER = re.compile(r"^(?P<family>[^.]+)\.layer_(?P<index>\d+)\.")
-
-    def __init__(self, hp):
-        self.hp = hp
-        self.families: tuple = ()
-        self.depths: dict[str, list] = {}  # "F.depth" -> the depths it may take
-
-    def int(self, name, low, high, *, log=False, step=1):
-        if name.endswith(".depth"):
-            self.depths[name] = list(range(low, high + 1, step))
-        with self._scopes(name):
-            if log:  # keras-tuner's step is a factor under log sampling; ours is additive
-                return int(self.hp.Int(name, low, high, sampling="log"))
-            return int(self.hp.Int(name, low, high, step=step))
-
-    def float(self, name, low, high, *, log=False, step=None):
-        with self._scopes(name):
-            return float(self.hp.Float(name, low, high, step=step, sampling="log" if log else "linear"))
-
-    def choice(self, name, options):
-        options = list(options)
-        if name == "family":
-            self.families = tuple(options)
-        elif name.endswith(".depth"):
-            self.depths[name] = options
-        with self._scopes(name):
-            if len({type(o) for o in options}) == 1 and isinstance(options[0], (bool, int, float, str)):
-                return self.hp.Choice(name, options)
-            labels = [repr(o) for o in options]  # keras-tuner wants one scalar type per choice
-            return options[labels.index(self.hp.Choice(name, labels))]
-
-    @contextlib.contextmanager
-    def _scopes(self, name):
-        """keras-tuner's conditional scopes for `name`, from its parents in the name. A parent
-        that is fixed (never declared) is nothing to be conditional on."""
-        family = name.split(".", 1)[0]
-        with contextlib.ExitStack() as scopes:
-            if family in self.families and "family" in self.hp.values:
-                scopes.enter_context(self.hp.conditional_scope("family", [family]))
-            layer = self.LAYER.match(name)
-            depth = layer and f"{family}.depth"
-            if depth in self.depths and depth in self.hp.values:
-                deeper = [d for d in self.depths[depth] if d > int(layer["index"])]
-                scopes.enter_context(self.hp.conditional_scope(depth, deeper))
-            yield
 
 
 def run(study, problem, space, progress=None):
@@ -137,7 +84,7 @@ def run(study, problem, space, progress=None):
         tuner = ProbeTuner(
             oracle=oracle, directory=str(study.directory.resolve()), project_name=PROJECT, overwrite=False,
         )
-    tuner.oracle.update_space(declared_space(kt, space))
+    tuner.oracle.update_space(KerasTunerSuggest.declare(kt.HyperParameters(), space))
     from search import interrupts
 
     with interrupts.graceful():
@@ -150,23 +97,8 @@ def run(study, problem, space, progress=None):
         interrupts.check()  # a Ctrl-C keras-tuner swallowed (its trials end as interrupted)
 
 
-def declared_space(kt, space):
-    """Every hyperparameter of the space, each family's branch at its deepest stack, so that
-    oracles that sample up front (Hyperband, Bayesian) know the whole space from trial one."""
-    from search.suggest import depth_values, sample
-
-    hp = kt.HyperParameters()
-    for family in space.families:
-        if len(space.families) > 1:
-            hp.values["family"] = family.name
-        if family.depth is not None:
-            hp.values[f"{family.name}.depth"] = max(depth_values(family.depth))
-        sample(space, KerasTunerSuggest(hp))
-    return hp
-
-
 def _oracle(kt, algorithm, objective, max_trials, seed, space):
-    # Failures are counted by our guard (--max-failures), not keras-tuner's.
+    # Failures are counted by the trial lifecycle (--max-failures), not keras-tuner's.
     common = {"objective": objective, "seed": seed, "max_retries_per_trial": 0, "max_consecutive_failed_trials": 10**9}
     if algorithm == "random":
         return kt.oracles.RandomSearchOracle(max_trials=max_trials, **common)

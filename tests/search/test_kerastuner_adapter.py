@@ -6,9 +6,8 @@ import pytest
 
 kt = pytest.importorskip("keras_tuner")
 
-from search.backends.kerastuner_backend import KerasTunerSuggest, declared_space  # noqa: E402
 from search.space import load_space  # noqa: E402
-from search.suggest import sample  # noqa: E402
+from search.suggest import KerasTunerSuggest, sample  # noqa: E402
 
 SPACE = """
 name: two-families
@@ -28,7 +27,7 @@ def test_conditional_scopes_come_from_the_parameter_names(tmp_path):
     path = tmp_path / "space.yaml"
     path.write_text(SPACE)
     space = load_space(str(path))
-    declared = conditions(declared_space(kt, space))
+    declared = conditions(KerasTunerSuggest.declare(kt.HyperParameters(), space))
     assert declared["family"] == [] and declared["code_size"] == [] and declared["training.learning_rate"] == []
     assert declared["dense.depth"] == [("family", ["dense"])]
     assert declared["dense.layer_0.units"] == [("family", ["dense"]), ("dense.depth", [1, 2])]
