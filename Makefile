@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-setup: $(VENV)/.installed data
+setup: $(VENV)/.installed $(VENV)/.aeon data
 
 # Real Fashion-MNIST comes from Debian's package (no downloads at run time). Without root or
 # apt, say so and go on: everything but `--data fashion-mnist` works without it.
@@ -29,6 +29,23 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
+
+# aeon ships the UCR/UEA datasets (`--data ucr:NAME`) and MiniRocket (the sequence baseline).
+# It goes in without its declared pins: aeon 1.6.0 caps numba below 0.64 (numba 0.63 needs
+# numpy<2.4) and pandas below 3.1, lagging numba 0.64's support for the numpy 2.4 and pandas
+# 3.1 this project pins. With numba 0.64 it loads the datasets and runs MiniRocket, which is all
+# we use and what tests/search/test_ucr.py checks: we test what we use. Then one tiny MiniRocket
+# fit compiles numba's kernels into its on-disk cache (about a minute, once), so no search or
+# test pays it. Best effort, like the data: if any step fails aeon is removed again, and then
+# `ucr:` names say to run `make setup` and sequence studies skip MiniRocket with a note.
+$(VENV)/.aeon: $(VENV)/.installed
+	@if $(PY) -m pip install -q "numba==0.64.0" "llvmlite==0.46.0" "deprecated>=1.2.13" \
+	    && $(PY) -m pip install -q --no-deps "aeon==1.6.0" \
+	    && $(PY) -c "from encoderkit.baselines import warm_minirocket; warm_minirocket()"; \
+	then touch $@; \
+	else $(PY) -m pip uninstall -q -y aeon >/dev/null 2>&1; \
+	  echo "note: could not install aeon 1.6.0 with numba 0.64 and run MiniRocket; --data ucr:NAME and the MiniRocket baseline need it"; \
+	fi
 
 run: setup
 	$(PY) -m search run $(ARGS)

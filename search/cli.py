@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="start (or continue) a search")
     run.add_argument(
         "--data", default=StudySpec.data,
-        help="digits, fashion-mnist, insurance[:n=N,seed=S], or a .csv/.npy/.npz file (default: %(default)s)",
+        help="digits, fashion-mnist, insurance[:n=N,seed=S], ucr:NAME (a UCR/UEA dataset bundled with aeon), "
+             "or a .csv/.npy/.npz file (default: %(default)s)",
     )
     run.add_argument("--data-dir", default=None, help="where fashion-mnist's IDX files are (default: Debian's path)")
     run.add_argument("--target", default=None, help="label column (CSV name, NPY index, NPZ key)")

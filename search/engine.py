@@ -19,7 +19,7 @@ import numpy as np
 import optuna  # noqa: F401  (here, not first inside `run`: optuna keeps the tracebacks of its
 # optional imports, which would pin the caller's frames, and their arrays, for good)
 
-from encoderkit.baselines import baselines_for
+from encoderkit.baselines import baseline_notes, baselines_for
 from encoderkit.data import load_dataset
 from encoderkit.probe import cv_score
 from search import compile_cache, devices, faults
@@ -74,8 +74,9 @@ def run(
             (n, H, W, C): the shape sets the data kind) with labels `y`; a pandas DataFrame
             (its column names travel with the export) with labels in `y` or in the column
             named by `target` (default "target"); a tuple (X, y); or a dataset name
-            ("digits", "fashion-mnist:n=10000", "insurance") or a .csv/.npy/.npz path (str or
-            PathLike), whose `target` names the label column. In-memory data is stored in the
+            ("digits", "fashion-mnist:n=10000", "insurance", "ucr:GunPoint": a UCR/UEA dataset
+            bundled with aeon, its official test split held out) or a .csv/.npy/.npz path (str
+            or PathLike), whose `target` names the label column. In-memory data is stored in the
             study (`data.npz`) and named by its content hash: re-running on other data refuses.
         data_dir: where fashion-mnist's files are.
     What is measured (fixed for the study's life)
@@ -117,7 +118,7 @@ def run(
     dataset, data_name = _dataset(data, y, target, data_dir)
     spec = dataclasses.replace(spec, data=data_name)
     restricted, notes = loaded.for_kind(dataset.kind)
-    notes = [*dataset.notes, *notes]
+    notes = [*dataset.notes, *notes, *baseline_notes(dataset)]
     if restricted.start and not options.takes_start_points:
         notes.append(f"the {backend} backend does not take the space's start points (optuna and ray do): skipped")
     problem = make_problem(
@@ -260,7 +261,9 @@ def use_keras_backend(name):
 
 
 def score_baselines(problem) -> dict:
-    """Raw and PCA codes scored exactly like a candidate: CV on the rows trials see."""
+    """Each baseline's features scored exactly like a candidate's codes: the transformer is fit
+    on the rows trials see (unsupervised, as an autoencoder trains on them), then the probe's
+    CV on those rows."""
     scores = {}
     for name, make in baselines_for(problem.dataset).items():
         transformer = make().fit(problem.trial_X)

@@ -105,6 +105,11 @@ def _short(value):
     return f"{value:.3g}" if isinstance(value, float) else value
 
 
+# Baselines whose held-out scores the leaderboard's test line shows beside the winner's (all of
+# them are in the export's manifest): raw features, and MiniRocket, the anchor for sequences.
+HELD_OUT_BASELINES = ("raw", "minirocket")
+
+
 def format_leaderboard(rows: list[Row], baselines: dict, metric: str, export: dict | None, top: int = 10,
                        test_uses: list = ()) -> str:
     done = sorted((r for r in rows if r.cv_mean is not None), key=lambda r: -r.cv_mean)
@@ -114,31 +119,33 @@ def format_leaderboard(rows: list[Row], baselines: dict, metric: str, export: di
     ]
     shown = sorted(done[:top] + baseline_rows, key=lambda r: -r.cv_mean)
     counts = {state: sum(r.state == state for r in rows) for state in ("complete", "pruned", "fail", "running")}
+    width = max([14, *(len(r.name) for r in shown)])  # "baseline minirocket" keeps the columns aligned
     lines = [
         f"Leaderboard ({metric}, {len(rows)} trials: {counts['complete']} complete, "
         f"{counts['pruned']} pruned, {counts['fail']} failed)",
-        f"{'rank':>4}  {'name':<14} {'family':<10} {'CV ' + metric:>18}  {'sec':>6}  config",
+        f"{'rank':>4}  {'name':<{width}} {'family':<10} {'CV ' + metric:>18}  {'sec':>6}  config",
     ]
     for rank, row in enumerate(shown, 1):
         secs = f"{row.seconds:6.1f}" if row.seconds else "      "
         score = f"{row.cv_mean:.4f} ± {row.cv_std:.4f}"
-        lines.append(f"{rank:>4}  {row.name:<14} {row.family:<10} {score:>18}  {secs}  {row.detail}")
+        lines.append(f"{rank:>4}  {row.name:<{width}} {row.family:<10} {score:>18}  {secs}  {row.detail}")
     failed = [r for r in rows if r.state == "fail"]
     for row in failed[:5]:
-        lines.append(f"      {row.name:<14} failed: {row.note}")
+        lines.append(f"      {row.name:<{width}} failed: {row.note}")
     if len(failed) > 5:
         lines.append(f"      ... and {len(failed) - 5} more failed trials")
     cost = cost_summary(rows)
     if cost:
         lines.append(cost)
     if export:
-        test, raw = export["test"], export.get("baselines_test", {}).get("raw")
+        test, baselines_test = export["test"], export.get("baselines_test", {})
         used = "used once" if len(test_uses) <= 1 else f"used {len(test_uses)} times, listed below"
         lines.append(
             f"Held-out test ({export['n_test_rows']} rows, {used}): "
             f"winner trial {export['trial']} {metric} {test['score']:.4f} "
             f"[95% CI {test['low']:.4f}, {test['high']:.4f}]"
-            + (f"; raw {raw['score']:.4f} [{raw['low']:.4f}, {raw['high']:.4f}]" if raw else "")
+            + "".join(f"; {name} {b['score']:.4f} [{b['low']:.4f}, {b['high']:.4f}]"
+                      for name, b in baselines_test.items() if name in HELD_OUT_BASELINES)
             + _refit_note(export)
         )
     if len(test_uses) > 1 or (test_uses and not export):

@@ -13,7 +13,7 @@ from encoderkit.probe import cv_score, resolve_probe
 from search.errors import FailedTrial, PruneTrial
 from search import compile_cache, devices, interrupts
 from search.faults import MIN_SAVING_ENV, crash_point
-from search.problem import stratified_subsample
+from search.problem import rows_per_class, stratified_subsample
 from search.suggest import transformer_params
 
 CHECKPOINTS = 2  # intermediate scores per trial
@@ -182,7 +182,8 @@ def cost_breakdown(fit_parts: dict, checkpoints: float, encode: float, probe: fl
 
 
 def _checkpoint_callback(keras, transformer, problem, report):
-    rows = stratified_subsample(problem.trial_y, SUBSAMPLE, problem.seed)
+    # every class in every checkpoint fold, also where the trial rows hold a rare one
+    rows = stratified_subsample(problem.trial_y, SUBSAMPLE, problem.seed, rows_per_class(CHECKPOINT_FOLDS))
     X_sub, y_sub = problem.trial_X[rows], problem.trial_y[rows]
     epochs = int(transformer.epochs)
     every = -(-epochs // (CHECKPOINTS + 1))  # ceil: at most CHECKPOINTS reports

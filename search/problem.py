@@ -49,7 +49,8 @@ class Problem:
         """Positions in the search part that trials train and score on."""
         if self.subsample is None:
             return np.arange(len(self.search_rows))
-        return stratified_subsample(self.y, self.subsample, self.seed)
+        # A class rarer than the proportional draw can keep gets the rows CV needs of it.
+        return stratified_subsample(self.y, self.subsample, self.seed, rows_per_class(self.folds))
 
     @functools.cached_property
     def trial_X(self):
@@ -71,14 +72,49 @@ class Problem:
         return digest.hexdigest()[:16]
 
 
-def stratified_subsample(y, size, seed) -> np.ndarray:
-    """Sorted positions of a stratified, seeded sample of `size` rows (all rows if fewer)."""
+def stratified_subsample(y, size, seed, min_per_class=0) -> np.ndarray:
+    """Sorted positions of a stratified, seeded sample of `size` rows (all rows if fewer).
+    With `min_per_class`, a class the proportional draw left with fewer rows gets more of its
+    own (all it has, if fewer), so CV on the sample keeps every class in every fold."""
     if len(y) <= size:
         return np.arange(len(y))
     from sklearn.model_selection import train_test_split
 
     rows, _ = train_test_split(np.arange(len(y)), train_size=size, stratify=y, random_state=seed)
+    if min_per_class:
+        y, chosen = np.asarray(y), np.zeros(len(y), dtype=bool)
+        chosen[rows] = True
+        rng = np.random.default_rng(seed)
+        for label in np.unique(y):
+            missing = min_per_class - int(np.sum(chosen & (y == label)))
+            if missing > 0:
+                spare = np.flatnonzero(~chosen & (y == label))
+                chosen[rng.permutation(spare)[:missing]] = True
+        rows = np.flatnonzero(chosen)
     return np.sort(rows)
+
+
+def rows_per_class(folds: int) -> int:
+    """Rows of each class that stratified `folds`-fold CV needs: at least one in every test
+    fold and two in every training fold (`folds` rows for 3 folds or more, 4 for 2 folds)."""
+    rows = folds
+    while rows - -(-rows // folds) < 2:  # the training folds' share: rows less the largest test fold
+        rows += 1
+    return rows
+
+
+def check_cv_rows(y, classes, folds, where, fix):
+    """Refuses, in one line naming every class's count, rows that stratified CV cannot split
+    into `folds` folds with each class in every fold (a class absent counts 0)."""
+    labels, counts = np.unique(y, return_counts=True)
+    count = dict(zip(labels.tolist(), counts.tolist()))
+    need = rows_per_class(folds)
+    short = [c for c in classes.tolist() if count.get(c, 0) < need]
+    if short:
+        listed = ", ".join(f"{c!r} {count.get(c, 0)}" for c in classes.tolist())
+        raise DataError(f"{where} has {count.get(short[0], 0)} rows of class {short[0]!r}, too few for {folds}-fold CV "
+                        f"(each class needs {need}: one in every test fold, two in every training fold; "
+                        f"rows per class: {listed}); {fix}")
 
 
 def make_problem(
@@ -90,20 +126,26 @@ def make_problem(
     classes, counts = np.unique(dataset.y, return_counts=True)
     if len(classes) < 2:
         raise DataError(f"{dataset.name}: the target has one class only ({classes[0]!r}); a probe needs two")
-    least = int(counts.min())
-    # Each class needs a test row and `folds` search rows for stratified CV.
-    if least < folds + 1:
+    least, need = int(counts.min()), rows_per_class(folds)
+    # Each class needs a test row and `need` search rows for stratified CV.
+    if least < need + 1:
         raise DataError(
             f"{dataset.name}: class {classes[np.argmin(counts)]!r} has {least} rows, "
-            f"too few for a test split and {folds} CV folds (need at least {folds + 1})"
+            f"too few for a test split and {folds} CV folds (need at least {need + 1})"
         )
-    if dataset.test_rows is not None:  # the dataset's own test part (Fashion-MNIST's 10k)
+    fix = "lower probe.cv in the space"
+    if dataset.test_rows is not None:  # the dataset's own test part (Fashion-MNIST's 10k, a UCR test split)
         test_rows = np.asarray(dataset.test_rows)
         search_rows = np.setdiff1d(np.arange(len(dataset.y)), test_rows)
+        where = f"{dataset.name}: the search part (the dataset's own training rows)"
     else:
         search_rows, test_rows = train_test_split(
             np.arange(len(dataset.y)), test_size=test_size, stratify=dataset.y, random_state=seed
         )
+        where, fix = f"{dataset.name}: the search part ({1 - test_size:.0%} of the rows)", f"{fix} or the test size"
+    # The whole dataset's counts say little when the test part is given, or the split rounds a
+    # small class down: the rows CV runs on decide.
+    check_cv_rows(dataset.y[search_rows], classes, folds, where, fix)
     notes = ()
     if subsample is not None:
         _check_subsample(dataset, int(subsample), len(classes), folds)
@@ -112,11 +154,15 @@ def make_problem(
                      "ignored, trials use every row",)
             subsample = None
     cores = max(1, (os.cpu_count() or 1) // max(1, int(workers)))
-    return Problem(
+    problem = Problem(
         dataset, np.sort(search_rows), np.sort(test_rows), resolve_metric(metric, dataset.y),
         folds, seed, probe, probe_jobs=min(cores, folds), subsample=None if subsample is None else int(subsample),
         notes=notes,
     )
+    if problem.subsample is not None:
+        check_cv_rows(problem.trial_y, classes, folds, f"subsample {problem.subsample}: the stratified sample",
+                      "raise --subsample")  # a guard: the sample tops rare classes up from the search part
+    return problem
 
 
 def _check_subsample(dataset, subsample, n_classes, folds):

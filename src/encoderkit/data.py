@@ -1,5 +1,6 @@
 """Datasets with a data kind: sklearn's embedded digits, Fashion-MNIST (Debian's
-`dataset-fashion-mnist`), the article's synthetic insurance data, and CSV/NPY/NPZ files.
+`dataset-fashion-mnist`), the article's synthetic insurance data, the UCR/UEA time series
+classification datasets bundled in aeon's wheel (`ucr:NAME`), and CSV/NPY/NPZ files.
 
 Every loader returns a `Dataset` with 2-D float features (images and sequences flattened
 row-major, their per-sample shape kept in `shape`) and 1-D labels. Anything unusable raises
@@ -37,7 +38,8 @@ class Dataset:
 def load_dataset(data="digits", target: str | None = None, data_dir: str | None = None) -> Dataset:
     """Loads a built-in dataset by name, or a .csv/.npy/.npz file by path (str or PathLike).
 
-    Built-ins take options after a colon: `insurance:n=1000,seed=3`."""
+    Built-ins take options after a colon: `insurance:n=1000,seed=3`; `ucr:NAME` names a
+    UCR/UEA dataset bundled with aeon (`ucr:GunPoint`)."""
     import os
 
     if not isinstance(data, (str, os.PathLike)):
@@ -45,6 +47,8 @@ def load_dataset(data="digits", target: str | None = None, data_dir: str | None 
                         "(arrays and DataFrames: encoderkit.data.from_memory)")
     data = os.fspath(data)
     name, _, options = data.partition(":")
+    if name == UCR:
+        return _ucr(data, options)
     if name in BUILTIN:
         builtin = {"digits": _digits, "fashion-mnist": _fashion_mnist, "insurance": _insurance}[name]
         return builtin(data_dir=data_dir, **_options(data, options, BUILTIN[name]))
@@ -52,7 +56,7 @@ def load_dataset(data="digits", target: str | None = None, data_dir: str | None 
     loaders = {".csv": _csv, ".npy": _npy, ".npz": _npz}
     if path.suffix.lower() not in loaders:
         raise DataError(
-            f"{data}: not a built-in dataset ({', '.join(BUILTIN)}) "
+            f"{data}: not a built-in dataset ({', '.join(BUILTIN)}, {UCR}:NAME) "
             "nor a .csv, .npy or .npz file"
         )
     if not path.is_file():
@@ -176,6 +180,94 @@ def insurance_sufficient_statistics(X) -> np.ndarray:
     encoder could find; a probe trained on them shows what the probe itself can reach."""
     X = np.asarray(X, dtype=np.float64).reshape(len(X), INSURANCE_PERIODS, 3)
     return np.column_stack([X[:, :, 1].sum(axis=1), X[:, :, 2].sum(axis=1), (X[:, :, 0] > 0).sum(axis=1)])
+
+
+# The UCR/UEA archive's classification datasets that aeon ships inside its wheel (BSD; GunPoint,
+# ArrowHead, BasicMotions, ...), each with the archive's official train/test split.
+UCR = "ucr"
+
+
+def ucr_names() -> tuple:
+    """The bundled UCR/UEA classification datasets `ucr:NAME` loads (needs aeon)."""
+    return tuple(sorted(_ucr_files()))
+
+
+def _ucr_files() -> dict:
+    """Name -> (train file, test file) for every classification problem in aeon's bundled data
+    folder: `NAME/NAME_TRAIN.ts` and `NAME/NAME_TEST.ts`, and the archive's equal-length
+    versions of unequal-length problems, `NAME/NAME_eq_TRAIN.ts` (as `NAME_eq`). Only this
+    folder: aeon's own loader downloads names it lacks, and a search must not."""
+    import aeon.datasets
+
+    found = {}
+    for folder in sorted((Path(aeon.datasets.__file__).parent / "data").iterdir()):
+        for stem in (folder.name, f"{folder.name}_eq"):
+            train, test = folder / f"{stem}_TRAIN.ts", folder / f"{stem}_TEST.ts"
+            if train.is_file() and test.is_file() and _ts_has_class_labels(train):
+                found[stem] = (train, test)
+    return found
+
+
+def _ts_has_class_labels(path: Path) -> bool:
+    """Whether a .ts file's header declares class labels (the others are regression problems)."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            words = line.strip().lower().split()
+            if words[:1] == ["@data"]:
+                return False
+            if words[:2] == ["@classlabel", "true"]:
+                return True
+    return False
+
+
+def _ucr(data, name) -> Dataset:
+    """A bundled UCR/UEA dataset: its official training series are the search part, its official
+    test series the test part (as Fashion-MNIST's 10k test images). aeon gives (n, channels,
+    steps); a sample here is (steps, channels), univariate series (steps, 1), of kind
+    "sequence". Unequal lengths are refused, naming the archive's equal-length version where
+    aeon ships one: padding or resampling changes the data, so the user chooses it by name."""
+    try:
+        import aeon.datasets
+    except ImportError as exc:  # missing, or broken (e.g. a numba built for another numpy)
+        missing = (exc.name or "").split(".")[0] == "aeon"
+        why = "is not installed here" if missing else f"does not import ({_first_line(exc)})"
+        raise DataError(f"{data}: the UCR/UEA datasets ship in aeon's wheel, and aeon {why}: "
+                        "run `make setup` (it installs aeon)") from None
+    files = _ucr_files()
+    known = {key.lower(): key for key in files}
+    if name.lower() not in known:
+        what = f"no bundled UCR/UEA dataset {name!r}" if name else "name a dataset as ucr:NAME"
+        raise DataError(f"{data}: {what} (bundled with aeon {_version('aeon')}: {', '.join(sorted(files))})")
+    name = known[name.lower()]
+    train_X, train_y = aeon.datasets.load_from_ts_file(str(files[name][0]))
+    test_X, test_y = aeon.datasets.load_from_ts_file(str(files[name][1]))
+    lengths = {series.shape[-1] for part in (train_X, test_X) for series in part}
+    if len(lengths) > 1:
+        hint = (f": use ucr:{name}_eq, the archive's equal-length version ({_ucr_length(files[name + '_eq'][0])} steps)"
+                if f"{name}_eq" in files else "")
+        raise DataError(f"{data}: series of unequal length ({min(lengths)} to {max(lengths)} steps), "
+                        f"the search needs one length{hint}")
+    X = np.concatenate([np.asarray(train_X), np.asarray(test_X)]).transpose(0, 2, 1)  # (n, steps, channels)
+    y = np.concatenate([np.asarray(train_y), np.asarray(test_y)])
+    dataset = Dataset(f"ucr-{name}", X.reshape(len(X), -1).astype(np.float64), y, "sequence", tuple(X.shape[1:]),
+                      test_rows=np.arange(len(train_y), len(y)), target_name="class")
+    _check_finite(_checked(dataset, data), data)
+    return dataset
+
+
+def _ucr_length(path: Path) -> int:
+    import aeon.datasets
+
+    return int(np.asarray(aeon.datasets.load_from_ts_file(str(path))[0]).shape[-1])
+
+
+def _version(package) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "?"
 
 
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}

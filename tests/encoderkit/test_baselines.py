@@ -1,7 +1,9 @@
 import numpy as np
+import pytest
 
-from encoderkit.baselines import baselines_for, sequence_summaries
-from encoderkit.data import load_dataset
+from encoderkit import baselines
+from encoderkit.baselines import baseline_notes, baselines_for, sequence_summaries
+from encoderkit.data import Dataset, load_dataset
 
 
 def test_handcrafted_insurance_features_are_per_type_sum_median_max_variance():
@@ -25,3 +27,38 @@ def test_pca_keeps_99_percent_of_the_variance():
     digits = load_dataset("digits")
     pca = baselines_for(digits)["pca"]().fit(digits.X)
     assert pca.explained_variance_ratio_.sum() >= 0.99 and pca.n_components_ < 64
+
+
+def test_minirocket_scores_sequences_fit_on_the_rows_it_is_given():
+    """MiniRocket applies to sequences of at least 9 steps (its kernels' span): fitted on the
+    training series only (no labels), it maps any series to the same 9,996 features, scored by
+    the probe like every baseline."""
+    pytest.importorskip("aeon")
+    from encoderkit.probe import cv_score, test_score
+
+    unit = load_dataset("ucr:UnitTest")
+    assert set(baselines_for(unit)) == {"raw", "pca", "minirocket"} and baseline_notes(unit) == ()
+    train, test = unit.X[:20], unit.X[20:]
+    rocket = baselines_for(unit)["minirocket"]().fit(train)
+    codes = rocket.transform(train)
+    assert codes.shape == (20, 9996) and np.isfinite(codes).all()
+    np.testing.assert_array_equal(baselines_for(unit)["minirocket"]().fit(train).transform(test), rocket.transform(test))
+    mean, _ = cv_score(codes, unit.y[:20], "roc_auc", folds=3)
+    score, low, high = test_score(codes, unit.y[:20], rocket.transform(test), unit.y[20:], "roc_auc", n_boot=50)
+    assert 0.5 < mean <= 1.0 and 0.5 < score <= 1.0 and low <= score <= high
+    insurance = load_dataset("insurance:n=100")  # 4 steps: no MiniRocket, and a note says why
+    assert "minirocket" not in baselines_for(insurance)
+    assert baseline_notes(insurance) == ("no MiniRocket baseline: its kernels span 9 steps, these series have 4",)
+    assert "minirocket" not in baselines_for(load_dataset("digits"))
+
+
+def test_without_aeon_sequences_get_no_minirocket_and_a_note(monkeypatch):
+    monkeypatch.setattr(baselines, "_aeon_problem", lambda: "aeon is not installed (no aeon); `make setup` installs it")
+    sequences = Dataset("s", np.zeros((40, 30)), np.arange(40) % 2, "sequence", (10, 3))
+    assert set(baselines_for(sequences)) == {"raw", "pca"}
+    assert baseline_notes(sequences) == ("no MiniRocket baseline: aeon is not installed (no aeon); `make setup` installs it",)
+
+
+def test_minirocket_keeps_10000_kernels_on_small_data_and_fewer_on_many_rows():
+    assert baselines.minirocket_kernels(640) == baselines.minirocket_kernels(2000) == 10_000
+    assert baselines.minirocket_kernels(10_000) == 2_000 and baselines.minirocket_kernels(70_000) == 1_000

@@ -1,4 +1,5 @@
-"""Dataset loading: the built-in digits and CSV/NPY/NPZ files, and the errors for bad files."""
+"""Dataset loading: the built-in digits, the UCR/UEA datasets bundled with aeon and CSV/NPY/NPZ
+files, and the errors for bad files."""
 
 import re
 
@@ -314,3 +315,51 @@ def test_in_memory_frames_name_columns_as_scikit_learn_does_and_refuse_what_is_n
     missing = pd.DataFrame({"a": pd.array([1, pd.NA, 3, 4, 5, 6], dtype="Int64")})
     with pytest.raises(DataError, match=r"'a' has nan in row 1"):
         from_memory(missing, [0, 1] * 3)
+
+
+def test_ucr_datasets_keep_the_archives_split_and_their_channels():
+    """`ucr:NAME`: aeon's bundled UCR/UEA data, the official training series as the search part
+    and the official test series as the test part; (n, channels, steps) becomes (steps, channels)
+    samples of kind "sequence", univariate series (steps, 1)."""
+    pytest.importorskip("aeon")
+    from aeon.datasets import load_classification
+
+    from search.problem import make_problem
+
+    unit = load_dataset("ucr:UnitTest")  # aeon's tiny set: train (20, 1, 24), test (22, 1, 24)
+    train_X, train_y = load_classification("UnitTest", split="train")
+    test_X, test_y = load_classification("UnitTest", split="test")
+    assert (unit.name, unit.kind, unit.shape, unit.X.shape, unit.X.dtype) == ("ucr-UnitTest", "sequence", (24, 1), (42, 24), np.float64)
+    problem = make_problem(unit, folds=3)
+    assert list(problem.search_rows) == list(range(20)) and list(problem.test_rows) == list(range(20, 42))
+    np.testing.assert_array_equal(problem.X, train_X[:, 0, :])
+    np.testing.assert_array_equal(problem.y, train_y)
+    np.testing.assert_array_equal(problem.test_part()[1], test_y)
+
+    motions = load_dataset("ucr:basicmotions")  # names match in any case
+    aeon_X, _ = load_classification("BasicMotions", split="train")  # (40, 6, 100)
+    assert motions.name == "ucr-BasicMotions" and motions.shape == (100, 6) and len(motions.test_rows) == 40
+    np.testing.assert_array_equal(motions.X[:40].reshape(40, 100, 6), aeon_X.transpose(0, 2, 1))
+
+
+def test_ucr_names_it_cannot_load_are_refused_in_one_line():
+    pytest.importorskip("aeon")
+    from encoderkit.data import ucr_names
+
+    assert {"GunPoint", "ArrowHead", "BasicMotions", "UnitTest", "JapaneseVowels_eq"} <= set(ucr_names())
+    with pytest.raises(DataError, match=r"^ucr:GunPont: no bundled UCR/UEA dataset 'GunPont' \(bundled with aeon [\d.]+: ACSF1, ArrowHead, .*GunPoint"):
+        load_dataset("ucr:GunPont")
+    with pytest.raises(DataError, match=r"^ucr:JapaneseVowels: series of unequal length \(7 to 29 steps\), the search needs one "
+                                        r"length: use ucr:JapaneseVowels_eq, the archive's equal-length version \(25 steps\)$"):
+        load_dataset("ucr:JapaneseVowels")
+    assert load_dataset("ucr:JapaneseVowels_eq").shape == (25, 12)
+
+
+def test_ucr_without_aeon_says_to_run_make_setup(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "aeon", None)  # `import aeon...` raises ImportError
+    monkeypatch.setitem(sys.modules, "aeon.datasets", None)
+    with pytest.raises(DataError, match=r"^ucr:GunPoint: the UCR/UEA datasets ship in aeon's wheel, and aeon is not "
+                                        r"installed here: run `make setup` \(it installs aeon\)$"):
+        load_dataset("ucr:GunPoint")

@@ -99,6 +99,18 @@ def test_test_score_bootstrap_is_seeded():
     assert held_out_score(*args, seed=7, n_boot=100) == held_out_score(*args, seed=7, n_boot=100)
 
 
+def test_the_bootstrap_auroc_is_roc_auc_scores_value_ties_included():
+    from sklearn.metrics import roc_auc_score
+
+    from encoderkit.probe import binary_auroc
+
+    rng = np.random.default_rng(0)
+    for n in (2, 5, 22, 300):
+        y = np.r_[0, 1, rng.integers(0, 2, n - 2)]
+        scores = np.round(rng.random(n), 1)  # many ties
+        assert binary_auroc(y == 1, scores) == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
+
+
 def test_auto_probe_is_the_fast_logistic_regression_without_an_accelerator():
     from encoderkit.probe import resolve_probe
 

@@ -115,6 +115,43 @@ def test_a_predefined_test_part_is_kept(small_digits):
     assert list(problem.search_rows) == list(range(200))
 
 
+def test_a_given_test_part_must_leave_cv_rows_of_every_class_in_the_search_part():
+    """A dataset's own test part (a UCR split) can leave a class short in the search part even
+    when the whole dataset has plenty: the rows CV runs on are checked, in one line naming
+    every class's count. Each class needs a row in every test fold and two in every training
+    fold: `folds` rows from 3 folds up, 4 for 2 folds."""
+    from encoderkit.errors import DataError
+    from search.problem import rows_per_class
+
+    assert [rows_per_class(k) for k in (2, 3, 5, 10)] == [4, 3, 5, 10]
+    y = np.array(["a"] * 12 + ["b"] * 3 + ["a"] * 10 + ["b"] * 10)  # 15 search rows, then the test part
+    dataset = Dataset("small", np.arange(len(y) * 2.0).reshape(-1, 2), y, "tabular", (2,), test_rows=np.arange(15, 35))
+    assert len(make_problem(dataset, folds=3).search_rows) == 15
+    with pytest.raises(DataError, match=r"^small: the search part \(the dataset's own training rows\) has 3 rows of class 'b', "
+                                        r"too few for 5-fold CV \(each class needs 5: one in every test fold, two in every "
+                                        r"training fold; rows per class: 'a' 12, 'b' 3\); lower probe.cv in the space$"):
+        make_problem(dataset, folds=5)
+    with pytest.raises(DataError, match=r"has 3 rows of class 'b', too few for 2-fold CV \(each class needs 4"):
+        make_problem(dataset, folds=2)
+    absent = Dataset("absent", dataset.X, np.r_[["a"] * 15, y[15:]], "tabular", (2,), test_rows=np.arange(15, 35))
+    with pytest.raises(DataError, match=r"has 0 rows of class 'b'.*rows per class: 'a' 15, 'b' 0\)"):
+        make_problem(absent, folds=3)
+
+
+def test_subsamples_keep_every_class_in_every_fold():
+    """A class too rare for a proportional draw to keep in every fold gets the rows CV needs
+    from the search part: in the trials' subsample and in the checkpoints' 600 rows."""
+    from search.objective import CHECKPOINT_FOLDS, SUBSAMPLE
+    from search.problem import rows_per_class, stratified_subsample
+
+    y = np.array([0] * 1990 + [1] * 10)
+    assert np.bincount(y[stratified_subsample(y, SUBSAMPLE, 0)])[1] == 3  # too few for 2-fold CV
+    checkpoint_rows = stratified_subsample(y, SUBSAMPLE, 0, rows_per_class(CHECKPOINT_FOLDS))
+    assert list(np.bincount(y[checkpoint_rows])) == [597, 4]
+    problem = make_problem(Dataset("rare", np.zeros((2000, 2)), y, "tabular", (2,)), folds=5, subsample=100)
+    assert np.bincount(problem.trial_y)[1] == 5 and len(problem.trial_rows) == 104
+
+
 def test_any_exception_inside_a_trial_is_a_failed_trial_with_a_one_line_reason(small_digits, monkeypatch):
     from encoderkit.transformer import AutoencoderTransformer
 
