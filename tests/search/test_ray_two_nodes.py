@@ -63,7 +63,9 @@ def test_two_node_cluster_places_trials_on_both_and_survives_losing_one(tmp_path
     gcs, dashboard = free_port(), free_port()
     common = ["--num-cpus", "1", "--num-gpus", "0", "--disable-usage-stats"]
     study = tmp_path / "study"
-    submit = [str(RAY), "job", "submit", "--address", f"http://127.0.0.1:{dashboard}", "--",
+    # The job's driver (and Ray's supervisor of it) on the head: the node that dies is the other.
+    submit = [str(RAY), "job", "submit", "--address", f"http://127.0.0.1:{dashboard}",
+              "--entrypoint-resources", '{"driver": 1}', "--",
               sys.executable, "-m", "search", "run", "--backend", "ray", "--address", "auto",
               "--data", str(data), "--target", "label", "--space", str(TINY_SPACE), "--trials", str(TRIALS),
               "--workers", "2", "--cpus-per-trial", "1", "--study-dir", str(study), "--no-progress"]
@@ -71,7 +73,8 @@ def test_two_node_cluster_places_trials_on_both_and_survives_losing_one(tmp_path
     try:
         # Each node's dashboard agent gets its own port (Ray's default, 52365, takes one node per
         # machine); so does the head's client server (default 10001), as other Rays may run here.
-        _ray_start(["--head", "--port", str(gcs), "--dashboard-port", str(dashboard), "--dashboard-host",
+        _ray_start(["--head", "--resources", '{"driver": 1}', "--port", str(gcs), "--dashboard-port", str(dashboard),
+                    "--dashboard-host",
                     "127.0.0.1", "--ray-client-server-port", str(free_port()), "--temp-dir", str(head_dir),
                     "--dashboard-agent-listen-port", str(free_port()), *common], env)
         _ray_start(["--address", f"127.0.0.1:{gcs}", "--temp-dir", str(node_dir),
