@@ -34,10 +34,13 @@ def test_ray_job_submit_runs_a_search_on_a_cluster(tmp_path):
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
     }
-    dashboard = free_port()
+    dashboard, gcs = free_port(), free_port()
     temp = Path("/tmp") / f"ray-{secrets.token_hex(4)}"  # short: Ray's socket paths have a length limit
-    start = [str(RAY), "start", "--head", "--port", str(free_port()), "--dashboard-port", str(dashboard),
+    # Its own ports for the dashboard agent (Ray's default, 52365, is taken by any other Ray on
+    # this machine, e.g. another test's) and the client server.
+    start = [str(RAY), "start", "--head", "--port", str(gcs), "--dashboard-port", str(dashboard),
              "--dashboard-host", "127.0.0.1", "--num-cpus", "2", "--num-gpus", "2", "--temp-dir", str(temp),
+             "--dashboard-agent-listen-port", str(free_port()), "--ray-client-server-port", str(free_port()),
              "--disable-usage-stats"]
     started = subprocess.run(start, env=env, capture_output=True, text=True, timeout=180)
     assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
@@ -58,4 +61,13 @@ def test_ray_job_submit_runs_a_search_on_a_cluster(tmp_path):
         assert (study / "export" / "encoder.joblib").is_file()
         assert (study / "export" / "manifest.json").is_file()
     finally:
-        subprocess.run([str(RAY), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        # Only this cluster's processes: `ray stop --force` would kill every Ray on the machine,
+        # those of tests running beside this one too.
+        import shutil
+
+        from tests.search.test_ray_two_nodes import _forget_cluster, _kill, _processes, _tree
+
+        for pid in _tree(_processes(), [str(temp)], port=gcs):
+            _kill(pid)
+        _forget_cluster(gcs)
+        shutil.rmtree(temp, ignore_errors=True)
