@@ -117,12 +117,9 @@ def write(record, args, backend):
     by_features = {}
     for r in record["results"]:
         by_features.setdefault(r["features"], []).append(r)
-    for name, rows in by_features.items():
-        first, last = rows[0], rows[-1]
-        lines.append(f"- {name}: {100 * (last['accuracy'] - first['accuracy']):+.2f} points from {first['rows']} "
-                     f"to {last['rows']} fit rows.")
-    lines.append("")
-    return "\n".join(lines)
+    lines += [f"- {name}: {100 * (rows[-1]['accuracy'] - rows[0]['accuracy']):+.2f} points from {rows[0]['rows']} "
+              f"to {rows[-1]['rows']} fit rows." for name, rows in by_features.items()]
+    return "\n".join(lines + [""])
 
 
 if __name__ == "__main__":
