@@ -20,18 +20,23 @@ from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, v
 
 from encoderkit.errors import TrainingError
 from encoderkit.families import FAMILIES, OPTIMIZERS, get_family
+from encoderkit.series_scaler import SeriesStandardScaler
 
+# Each scaling's scaler, from the rows' count, a seed and one sample's shape.
 SCALINGS = {
-    "minmax": lambda n_rows, seed: MinMaxScaler(),
-    "standard": lambda n_rows, seed: StandardScaler(),
+    "minmax": lambda n_rows, seed, shape: MinMaxScaler(),
+    "standard": lambda n_rows, seed, shape: StandardScaler(),
     # Ranks mapped to [0, 1]: tames heavy tails and turns zero-inflated columns (many exact
     # zeros, then a spread) into a step the network can pick up.
-    "quantile": lambda n_rows, seed: QuantileTransformer(n_quantiles=min(1000, n_rows), random_state=seed),
+    "quantile": lambda n_rows, seed, shape: QuantileTransformer(n_quantiles=min(1000, n_rows), random_state=seed),
+    # Each series z-normalised per channel (sequences; a flat row counts as one channel).
+    "series": lambda n_rows, seed, shape: SeriesStandardScaler(channels=shape[-1] if len(shape) > 1 else 1),
 }
 # The scaler class behind each scaling (an export rebuilds its scaler from these only).
-SCALER_CLASSES = {"minmax": MinMaxScaler, "standard": StandardScaler, "quantile": QuantileTransformer}
+SCALER_CLASSES = {"minmax": MinMaxScaler, "standard": StandardScaler, "quantile": QuantileTransformer,
+                  "series": SeriesStandardScaler}
 # The decoder's last activation must be able to reach the scaled input range.
-OUTPUT_ACTIVATION = {"minmax": "sigmoid", "standard": "linear", "quantile": "sigmoid"}
+OUTPUT_ACTIVATION = {"minmax": "sigmoid", "standard": "linear", "quantile": "sigmoid", "series": "linear"}
 MIN_ROWS_FOR_VALIDATION = 20
 
 
@@ -55,8 +60,9 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         Shape of one sample before flattening, e.g. ``(28, 28, 1)`` for images or ``(T, F)``
         for sequences; X stays 2-D (n_samples, prod(input_shape)) and the model reshapes
         inside, so the export needs nothing else. None means flat tabular rows.
-    scaling : {"minmax", "standard", "quantile"}
-        Input scaling learned in `fit` (the decoder's output activation follows it).
+    scaling : {"minmax", "standard", "quantile", "series"}
+        Input scaling learned in `fit` (the decoder's output activation follows it); "series"
+        z-normalises each sample on its own, channel by channel (for sequences).
     include_input : bool
         Output the inputs, as given, before the code (a FeatureUnion of passthrough and
         code): the code adds to the inputs instead of replacing them.
@@ -135,7 +141,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         seed = int(rng.randint(0, 2**31 - 1))
         keras.utils.set_random_seed(seed)
 
-        self.scaler_ = SCALINGS[self.scaling](len(X), seed).fit(X)
+        self.scaler_ = SCALINGS[self.scaling](len(X), seed, shape).fit(X)
         Xs = self.scaler_.transform(X).astype("float32")
         train, valid = _split_validation(Xs, self.validation_fraction, rng)
         prepared = time.perf_counter()
@@ -196,7 +202,10 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, self._as_fitted(X), dtype=[np.float64, np.float32], reset=False)
         Xs = self.scaler_.transform(X).astype("float32")
-        return self.scaler_.inverse_transform(encode_in_chunks(self.autoencoder_, Xs))
+        rebuilt = encode_in_chunks(self.autoencoder_, Xs)
+        if isinstance(self.scaler_, SeriesStandardScaler):  # per-row statistics: borrowed from X
+            return self.scaler_.restore(rebuilt, X)
+        return self.scaler_.inverse_transform(rebuilt)
 
     def _as_fitted(self, X):
         """X as the user has it, in the layout `fit` saw: a DataFrame's columns picked by name

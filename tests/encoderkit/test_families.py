@@ -47,6 +47,11 @@ def _cases():
              "batch_norm": True, "dropout": 0.2},
             (9, 6, 2), id="conv2d-two-channels-batchnorm-dropout",
         ),
+        *(pytest.param(name, {"layers": [{"filters": 4, "kernel_size": 3, "dilation": 2, "pool": True},
+                                         {"filters": 5, "kernel_size": 5, "dilation": 3, "pool": False}],
+                              "code_pooling": pooling}, SHAPES["image" if name == "conv2d" else "sequence"],
+                       id=f"{name}-dilated-{pooling}")
+          for name in ("conv1d", "conv2d") for pooling in ("global_max", "global_average")),
         pytest.param("seq2seq", {"layers": SMALL_STACKS["seq2seq"] * 2, "batch_norm": True, "cell": "gru"},
                      SHAPES["sequence"], id="seq2seq-two-layers-batchnorm"),
         pytest.param(
@@ -86,7 +91,9 @@ OFFERED = {
     "seq2seq": {"image", "sequence"},
 }
 OFFERED_VARIANTS = {"seq2seq": {"cell": {"lstm", "gru", "simple_rnn"}},
-                    "denoising": {"noise_type": {"masking", "gaussian"}}}
+                    "denoising": {"noise_type": {"masking", "gaussian"}},
+                    "conv1d": {"code_pooling": {"flatten", "global_max", "global_average"}},
+                    "conv2d": {"code_pooling": {"flatten", "global_max", "global_average"}}}
 
 
 def test_every_offered_family_data_kind_and_variant_is_registered_and_tested():
@@ -96,7 +103,7 @@ def test_every_offered_family_data_kind_and_variant_is_registered_and_tested():
     assert covered >= {(name, ndims[kind]) for name, kinds in OFFERED.items() for kind in kinds}
     for name, variants in OFFERED_VARIANTS.items():
         for key, values in variants.items():
-            assert {case.values[1].get(key) for case in CASES if case.values[0] == name} >= values, (name, key)
+            assert {FAMILIES[name].resolve(case.values[1])[key] for case in CASES if case.values[0] == name} >= values, (name, key)
             FAMILIES[name].resolve({key: sorted(values)[0]})  # and the family takes them
 
 
@@ -194,3 +201,17 @@ def test_input_shape_must_match_the_number_of_features():
 def test_conv2d_refuses_sequences_with_a_clear_error():
     with pytest.raises(ValueError, match="conv2d needs images"):
         AutoencoderTransformer(family="conv2d", input_shape=(2, 3, 2, 1), epochs=1).fit(data((12,)))
+
+
+@pytest.mark.parametrize("pooling, layer", [("flatten", "Flatten"), ("global_max", "GlobalMaxPooling1D"),
+                                            ("global_average", "GlobalAveragePooling1D")])
+def test_conv_code_pooling_and_dilation_shape_the_encoder(pooling, layer):
+    params = {"layers": [{"filters": 4, "kernel_size": 3, "dilation": 4, "pool": True}], "code_pooling": pooling}
+    model = AutoencoderTransformer(family="conv1d", code_size=3, family_params=params, input_shape=(16, 2),
+                                   epochs=1, random_state=0).fit(data((16, 2), n=30))
+    kinds = [type(x).__name__ for x in model.encoder_.layers]
+    assert layer in kinds
+    convs = [x for x in model.autoencoder_.layers if type(x).__name__ == "Conv1D"]
+    assert [c.dilation_rate for c in convs[:2]] == [(4,), (4,)]  # encoder and its decoder mirror
+    with pytest.raises(ValueError, match="code_pooling"):
+        get_family("conv1d").resolve({"code_pooling": "median"})

@@ -19,6 +19,10 @@ ACTIVATIONS = ("relu", "elu", "selu", "softplus", "sigmoid", "tanh", "linear")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 NOISE_TYPES = ("gaussian", "masking")
 CELLS = ("lstm", "gru", "simple_rnn")
+# How a convolutional encoder turns its last feature map into the code's input: all of it
+# (position by position), or its maximum or mean over positions (a shift-invariant summary, as
+# MiniRocket's pooled convolutions; what tells series classes apart often moves in time).
+CODE_POOLINGS = ("flatten", "global_max", "global_average")
 
 # Parameters every layer of a dense stack takes, and their defaults.
 DENSE_LAYER_PARAMS = {"units": 64, "activation": "relu"}
@@ -52,6 +56,8 @@ PARAMETER_CONSTRAINTS = {
     "kernel_size": [_at_least(1)],
     "activation": [StrOptions(set(ACTIVATIONS))],
     "pool": ["boolean"],
+    "dilation": [_at_least(1)],
+    "code_pooling": [StrOptions(set(CODE_POOLINGS))],
 }
 
 
@@ -107,9 +113,10 @@ class FamilySpec:
         return {k: PARAMETER_CONSTRAINTS[k] for k in self.layer_params}
 
 
-CONV_LAYER_PARAMS = {"filters": 16, "kernel_size": 3, "activation": "relu", "pool": True}
+CONV_LAYER_PARAMS = {"filters": 16, "kernel_size": 3, "activation": "relu", "pool": True, "dilation": 1}
 RECURRENT_LAYER_PARAMS = {"units": 32, "activation": "tanh"}
 STRUCTURED_PARAMS = {k: v for k, v in DENSE_PARAMS.items() if k != "layers"}
+CONV_PARAMS = {**STRUCTURED_PARAMS, "code_pooling": "flatten", "layers": [dict(CONV_LAYER_PARAMS)]}
 
 _ALL_KINDS = ("tabular", "image", "sequence")  # dense families flatten whatever they get
 _ORDERED = ("image", "sequence")  # images are read row by row as sequences
@@ -129,12 +136,8 @@ FAMILIES: dict[str, FamilySpec] = {
         FamilySpec(
             "vae", "variational", _ALL_KINDS, {**DENSE_PARAMS, "beta": 1.0}, DENSE_LAYER_PARAMS
         ),
-        FamilySpec(
-            "conv1d", "conv", _ORDERED, {**STRUCTURED_PARAMS, "layers": [dict(CONV_LAYER_PARAMS)]}, CONV_LAYER_PARAMS
-        ),
-        FamilySpec(
-            "conv2d", "conv", ("image", "sequence"), {**STRUCTURED_PARAMS, "layers": [dict(CONV_LAYER_PARAMS)]}, CONV_LAYER_PARAMS
-        ),
+        FamilySpec("conv1d", "conv", _ORDERED, CONV_PARAMS, CONV_LAYER_PARAMS),
+        FamilySpec("conv2d", "conv", ("image", "sequence"), CONV_PARAMS, CONV_LAYER_PARAMS),
         FamilySpec(
             "seq2seq",
             "recurrent",

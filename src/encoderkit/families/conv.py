@@ -1,8 +1,9 @@
 """Convolutional autoencoders: conv1d (sequences T x F, images read row by row) and conv2d
 (images H x W x C).
 
-Each encoder layer is Conv (+ BatchNorm) + activation (+ Dropout) (+ 2x max-pool with 'same'
-padding), then Flatten and a Dense code. The decoder mirrors it: Dense back to the last feature
+Each encoder layer is Conv (dilated or not) (+ BatchNorm) + activation (+ Dropout) (+ 2x
+max-pool with 'same' padding), then Flatten (or a global max or mean over positions,
+`code_pooling`) and a Dense code. The decoder mirrors it: Dense back to the last feature
 map, then per layer (reversed) 2x upsampling and Conv, and a final Conv to the input's channels.
 Pooling rounds sizes up, so upsampling can overshoot; the excess is cropped, which makes the
 output shape equal the input shape for any size."""
@@ -30,7 +31,7 @@ def build(family, params, input_shape, code_size, seed=None, output_activation="
             x = layers["pool"](2, padding="same")(x)
             sizes.append(tuple(math.ceil(s / 2) for s in sizes[-1]))
     feature_shape = tuple(x.shape[1:])
-    x = keras.layers.Flatten()(x)
+    x = _CODE_INPUT[ndim][params["code_pooling"]]()(x)
     code = keras.layers.Dense(
         code_size, activation=params["code_activation"], kernel_regularizer=regularizer,
         kernel_initializer=keras.initializers.GlorotUniform(seed=seed_offset(seed, 50)), name="code",
@@ -77,7 +78,8 @@ def layer_kernel(params):
 
 def _conv_block(layers, x, layer, params, regularizer, seed):
     x = layers["conv"](
-        int(layer["filters"]), int(layer["kernel_size"]), padding="same", kernel_regularizer=regularizer,
+        int(layer["filters"]), int(layer["kernel_size"]), padding="same", dilation_rate=int(layer["dilation"]),
+        kernel_regularizer=regularizer,
         kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
     )(x)
     if params["batch_norm"]:
@@ -86,6 +88,15 @@ def _conv_block(layers, x, layer, params, regularizer, seed):
     if params["dropout"] > 0:
         x = keras.layers.Dropout(params["dropout"], seed=seed)(x)
     return x
+
+
+# The layer that turns the last feature map into the code's input, by `code_pooling`. The decoder
+# starts from the whole map's shape either way (a pooled code is decoded as a flat one).
+_CODE_INPUT = {
+    ndim: {"flatten": keras.layers.Flatten, "global_max": pools[0], "global_average": pools[1]}
+    for ndim, pools in ((1, (keras.layers.GlobalMaxPooling1D, keras.layers.GlobalAveragePooling1D)),
+                        (2, (keras.layers.GlobalMaxPooling2D, keras.layers.GlobalAveragePooling2D)))
+}
 
 
 def _layers(ndim):
