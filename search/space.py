@@ -34,6 +34,11 @@ TOP_KEYS = (
 TRAINING_DEFAULTS = {"epochs": 30, "batch_size": 64, "learning_rate": 1e-3, "optimizer": "adam", "patience": 5}
 PROBE_DEFAULTS = {"model": "auto", "metric": "auto", "cv": 5}
 SCALED = ("epochs", "units", "filters")  # what `--scale` shrinks for quick runs
+
+
+def _parameter(key) -> str:
+    """A stored parameter's own name: `conv1d.layer_0.filters` -> `filters`."""
+    return str(key).rsplit(".", 1)[-1]
 # What a value may take is declared by its owner, in scikit-learn's constraint grammar:
 # `AutoencoderTransformer._parameter_constraints` for the model's settings, each family for
 # its own and its layers' parameters; the stack's depth belongs to the space's grammar.
@@ -188,6 +193,9 @@ class _Parser:
             path = f"start[{index}]"
             if not isinstance(point, dict) or not point:
                 self.fail(path, f"expected a mapping of parameter name to value, got {point!r}")
+            if self.scale != 1:  # a start point shrinks with the space it starts in
+                point = {key: self.shrink(value) if _parameter(key) in SCALED and isinstance(value, int) else value
+                         for key, value in point.items()}
             checker = _StartChecker(point, lambda name, message, path=path: self.fail(f"{path}.{name}", message))
             sample(space, checker)
             unknown = [key for key in point if key not in checker.asked]
@@ -276,8 +284,11 @@ class _Parser:
         self.check_values(domain, path, constraints)
         return self.scaled(domain) if param in SCALED and self.scale != 1 else domain
 
+    def shrink(self, value):
+        return max(1, round(value * self.scale))
+
     def scaled(self, domain):
-        shrink = lambda v: max(1, round(v * self.scale))  # noqa: E731
+        shrink = self.shrink
         if isinstance(domain, Fixed):
             return Fixed(shrink(domain.value))
         if isinstance(domain, Choice):

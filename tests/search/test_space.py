@@ -388,6 +388,15 @@ def test_every_shipped_space_loads():
     assert {"default", "image", "sequence", "article"} <= names
     for name in names:
         assert load_space(name).families
+        quick = load_space(name, 0.25)  # start points shrink with the space (they would fall outside it)
+        assert len(quick.start) == len(load_space(name).start)
+
+
+def test_scale_shrinks_start_points_with_their_domains():
+    full, quick = load_space("series").start_points()[0], load_space("series", 0.25).start_points()[0]
+    assert (full["conv1d.layer_0.filters"], quick["conv1d.layer_0.filters"]) == (32, 8)
+    assert (full["training.epochs"], quick["training.epochs"]) == (40, 10)
+    assert quick["code_size"] == full["code_size"] and quick["conv1d.layer_0.kernel_size"] == 3
 
 
 def test_article_space_has_the_six_families_at_one_code_size():

@@ -56,3 +56,21 @@ def test_a_ucr_search_runs_to_its_export_with_the_minirocket_baseline(tmp_path):
     assert manifest["data"]["name"] == "ucr-UnitTest" and manifest["data"]["shape"] == [24, 1]
     assert manifest["data"]["kind"] == "sequence"
     assert set(json.loads((study / "baselines.json").read_text())) == {"raw", "pca", "minirocket"}
+
+
+def test_the_series_space_runs_its_start_points_and_exports_a_per_series_encoder(tmp_path):
+    """spaces/series.yaml on aeon's UnitTest: its two hand-built start points are its first
+    trials and finish; the second's per-series scaling and global-mean code reach the export."""
+    pytest.importorskip("aeon")
+    import search
+    from encoderkit import load_encoder
+    from encoderkit.series_scaler import SeriesStandardScaler
+
+    result = search.run("ucr:UnitTest", space="series", scale=0.25, trials=2, metric="accuracy",
+                        study_dir=tmp_path / "study", fresh_process=0, progress=False, verbose=False)
+    assert [t.state for t in result.trials] == ["complete", "complete"]
+    assert [t.params["scaling"] for t in result.trials] == ["standard", "series"]
+    assert result.trials[1].params["conv1d.code_pooling"] == "global_average"
+    encoder = load_encoder(result.export_dir)
+    series_scaled = isinstance(encoder.scaler_, SeriesStandardScaler)
+    assert series_scaled == (result.best_trial == 1), (result.best_trial, type(encoder.scaler_))
