@@ -231,15 +231,26 @@ def recover(study) -> list[str]:
     for trial in optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         attrs = trial.user_attrs
         pid = attrs.get("worker_pid")
-        if attrs.get("worker_host") != host or pid is None or _alive(int(pid)):
+        if pid is None:
+            if study.manifest.get("storage"):
+                continue  # another machine's worker may be between Optuna's `ask` and signing it
+            # A local study's workers all hold its lock, which this command now holds: nobody
+            # runs this trial; its worker died between asking for it and storing who it is.
+            why, pid = "its worker died before it was recorded", "unknown"
+        elif attrs.get("worker_host") != host or _alive(int(pid)):
             continue  # another host's worker: the heartbeat decides; a live one: leave it
+        else:
+            why = f"worker {pid} died during the trial"
         # Optuna has no public way to set an attribute on another process's trial (a Trial
         # needs its private id); the state goes through the public `tell`.
-        optuna_study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", f"worker {pid} died during the trial")
+        optuna_study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", why)
         try:
             optuna_study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
             continue  # another process got there first
+        if not trial.params:  # it died before sampling: nothing to run again
+            notes.append(f"trial {trial.number} was left running by worker {pid} before it had a config: marked failed")
+            continue
         optuna_study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
         notes.append(f"trial {trial.number} was left running by worker {pid}: marked failed, its config queued again")
     return notes

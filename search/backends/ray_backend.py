@@ -22,6 +22,7 @@ from ray import tune
 from search import interrupts
 from search.backends.records import INTERRUPTED, TrialLifecycle, recorded_ids, record_trial, trial_attrs
 from search.errors import FailedTrial
+from search.faults import crash_point
 from search.objective import CHECKPOINTS, evaluate
 from search.settings import RayOptions
 from search.storage import load
@@ -242,6 +243,7 @@ class _Recorder(tune.Callback):
         session = _SESSIONS.get(self.key)
         if session is not None:
             session.record(trial, trial.last_result)
+            crash_point("trial_written")  # stored in the study; Tune's own state not yet
 
     def on_trial_error(self, iteration, trials, trial, **info):
         session = _SESSIONS.get(self.key)

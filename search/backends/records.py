@@ -76,7 +76,7 @@ OUTCOME_ATTRS = ("score_std", "epochs_run", "rows", "threads", "seconds", "retri
 
 def trial_attrs(candidate: dict, seed: int) -> dict:
     """The attributes a trial starts with: its config, its seed and where it runs."""
-    return {"candidate": candidate, "seed": seed, **worker_identity()}
+    return {**worker_identity(), "candidate": candidate, "seed": seed}  # who runs it first: `recover` reads it
 
 
 def outcome_attrs(outcome: dict) -> dict:

@@ -124,6 +124,25 @@ def test_ctrl_c_marks_the_trial_prints_the_leaderboard_and_exits_130(tmp_path):
     assert user_attr(study, "fail_reason") == {0: "interrupted (Ctrl-C)"}
 
 
+def test_a_trial_whose_worker_died_before_signing_it_is_failed_and_the_count_is_reached(tmp_path):
+    """kill -9 between Optuna's `ask` and the worker storing its pid leaves a RUNNING trial with
+    no owner. A local study's workers all hold its lock, so the next command on the study (which
+    holds it now) fails that trial instead of waiting for it for ever (found in CI: a takeover
+    run hung until its 600 s timeout)."""
+    import optuna
+
+    study = tmp_path / "study"
+    first = run_cli("run", "--space", TINY_SPACE, "--trials", 1, "--study-dir", study, "--no-progress")
+    assert first.returncode == 0, first.stderr[-2000:]
+    optuna.load_study(study_name="search", storage=f"sqlite:///{study / 'study.db'}").ask()  # then "killed"
+    again = run_cli("run", "--space", TINY_SPACE, "--trials", 2, "--study-dir", study, "--no-progress", timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "trial 1 was left running by worker unknown before it had a config: marked failed" in again.stdout + again.stderr
+    states = trials_by_state(study)
+    assert states[1] == ("FAIL", None) and [s for s, _ in states.values()].count("COMPLETE") == 2
+    assert user_attr(study, "fail_reason")[1] == "its worker died before it was recorded"
+
+
 def _safe_states(study):
     try:
         return trials_by_state(study)
