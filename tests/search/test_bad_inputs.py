@@ -130,6 +130,10 @@ def _assert_one_line_error(result, expected):
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
 
 
+# The tests on the module's study run on one xdist worker, so the study is made once.
+BAD_INPUTS_STORED_STUDY = pytest.mark.xdist_group("bad-inputs-stored-study")
+
+
 @pytest.fixture(scope="module")
 def stored_study(tmp_path_factory):
     study = tmp_path_factory.mktemp("stored") / "study"
@@ -170,6 +174,7 @@ STUDY_CASES = [
 
 @pytest.mark.parametrize("make_args, expected, env", [(*c[1:3], c[3] if len(c) > 3 else None) for c in STUDY_CASES],
                          ids=[c[0] for c in STUDY_CASES])
+@BAD_INPUTS_STORED_STUDY
 def test_bad_input_against_a_stored_study_changes_nothing(stored_study, make_args, expected, env):
     if env == "torch":  # the study says it was made with torch, which this machine lacks
         manifest = json.loads((stored_study / "manifest.json").read_text())
@@ -218,6 +223,7 @@ def _as_unprivileged(*args):
     return ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", *args]
 
 
+@BAD_INPUTS_STORED_STUDY
 def test_a_read_only_study_reports_and_refuses_the_rest_with_one_line(stored_study, tmp_path):
     """An archived or shared study: `report` (text and HTML elsewhere) works, `export`,
     `resume` and `run` say it is read-only, and nothing in it changes."""

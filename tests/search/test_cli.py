@@ -29,6 +29,10 @@ def _write(tmp_path, name, text):
     return path
 
 
+# The tests on the module's study run on one xdist worker, so the study is made once.
+CLI_TINY_STUDY = pytest.mark.xdist_group("cli-tiny-study")
+
+
 @pytest.fixture(scope="module")
 def tiny_study(tmp_path_factory):
     study = tmp_path_factory.mktemp("cli") / "study"
@@ -42,6 +46,7 @@ def finished_trials(study):
         return db.execute("select count(*) from trials where state in ('COMPLETE', 'PRUNED')").fetchone()[0]
 
 
+@CLI_TINY_STUDY
 def test_run_prints_the_leaderboard_with_baselines_and_exports(tiny_study):
     study, stdout = tiny_study
     assert "Leaderboard (accuracy, 3 trials" in stdout
@@ -54,6 +59,7 @@ def test_run_prints_the_leaderboard_with_baselines_and_exports(tiny_study):
     assert finished_trials(study) == 3
 
 
+@CLI_TINY_STUDY
 def test_report_reprints_the_leaderboard(tiny_study):
     study, stdout = tiny_study
     result = run_cli("report", study)
@@ -61,6 +67,7 @@ def test_report_reprints_the_leaderboard(tiny_study):
     assert result.stdout.splitlines()[0] == [l for l in stdout.splitlines() if l.startswith("Leaderboard")][0]
 
 
+@CLI_TINY_STUDY
 def test_export_a_chosen_trial_elsewhere(tiny_study, tmp_path):
     study, _ = tiny_study
     with sqlite3.connect(study / "study.db") as db:
@@ -72,6 +79,7 @@ def test_export_a_chosen_trial_elsewhere(tiny_study, tmp_path):
     assert missing.returncode == 2 and "--trial 999: not a completed trial" in missing.stderr
 
 
+@CLI_TINY_STUDY
 def test_rerun_with_more_trials_continues_and_resume_stops_at_the_count(tiny_study):
     study, _ = tiny_study
     result = run_cli("run", "--space", TINY_SPACE, "--trials", "4", "--study-dir", study, "--no-progress")
@@ -82,6 +90,7 @@ def test_rerun_with_more_trials_continues_and_resume_stops_at_the_count(tiny_stu
     assert finished_trials(study) == 4
 
 
+@CLI_TINY_STUDY
 def test_a_study_of_another_space_is_refused_and_left_unchanged(tiny_study):
     study, _ = tiny_study
     before = {p.name: p.stat().st_mtime_ns for p in study.iterdir()}
@@ -133,6 +142,7 @@ def test_timeout_stops_early_and_the_progress_bar_shows_the_best_score(tmp_path)
     assert (study / "export" / "encoder.joblib").is_file()
 
 
+@CLI_TINY_STUDY
 def test_exporting_another_trial_leaves_the_study_export_alone_and_is_listed_as_a_test_use(tiny_study, tmp_path):
     """`export --trial N` writes STUDY/export-trial-N, never over the study's best; every
     scoring of the test part is recorded, and the leaderboard stops saying "used once"."""
@@ -163,7 +173,7 @@ def test_exporting_another_trial_leaves_the_study_export_alone_and_is_listed_as_
 SECONDS_LONG_TRIAL = """
 name: seconds-long
 code_size: 4
-training: {epochs: 120, batch_size: 16, patience: 1000, learning_rate: 0.003}
+training: {epochs: 120, batch_size: 32, patience: 1000, learning_rate: 0.003}
 families: {dense: {stack: {depth: 1, units: 8, activation: relu}}}
 probe: {model: logistic_regression, cv: 3}
 """
