@@ -6,7 +6,6 @@ see the same RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (a fresh random token per te
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -15,15 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, TINY_SPACE
-
-RAY = Path(sys.executable).with_name("ray")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
+from tests.ray_processes import RAY, forget_cluster, free_port, kill, process_tree, processes
 
 @pytest.mark.xdist_group("ray")
 def test_ray_job_submit_runs_a_search_on_a_cluster(tmp_path):
@@ -65,9 +56,8 @@ def test_ray_job_submit_runs_a_search_on_a_cluster(tmp_path):
         # those of tests running beside this one too.
         import shutil
 
-        from tests.search.test_ray_two_nodes import _forget_cluster, _kill, _processes, _tree
 
-        for pid in _tree(_processes(), [str(temp)], port=gcs):
-            _kill(pid)
-        _forget_cluster(gcs)
+        for pid in process_tree(processes(), [str(temp)], port=gcs):
+            kill(pid)
+        forget_cluster(gcs)
         shutil.rmtree(temp, ignore_errors=True)

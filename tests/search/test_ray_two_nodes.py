@@ -22,7 +22,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -33,7 +32,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT, TINY_SPACE
-from tests.search.test_ray_cluster import RAY, free_port
+from tests.ray_processes import RAY, forget_cluster, free_port, kill, process_tree, processes
 
 TRIALS = 8  # the head cannot run them all while the second node runs its first
 
@@ -119,9 +118,9 @@ def test_two_node_cluster_places_trials_on_both_and_survives_losing_one(tmp_path
         if job is not None and job.poll() is None:
             job.kill()
             job.wait()
-        for pid in _tree(_processes(), [str(head_dir), str(node_dir)], port=gcs):
-            _kill(pid)
-        _forget_cluster(gcs)
+        for pid in process_tree(processes(), [str(head_dir), str(node_dir)], port=gcs):
+            kill(pid)
+        forget_cluster(gcs)
         for directory in (head_dir, node_dir):
             shutil.rmtree(directory, ignore_errors=True)
 
@@ -140,15 +139,15 @@ def _follow(job, study, data, node_dir):
             removed = time.time()
         if killed is None:
             if time.time() - scanned > 1:  # the node's processes; its trial actor is reused
-                node, scanned = _tree(_processes(), [str(node_dir)]), time.time()
+                node, scanned = process_tree(processes(), [str(node_dir)]), time.time()
                 node_pids |= set(node)
             armed = armed or bool(set(_recorded_pids(study)) & node_pids)
             if armed and any(_title(pid).startswith("ray::ImplicitFunc.train") for pid in node):
                 for pid in node:  # in the middle of its next trial
-                    _kill(pid)
-                for pid in _tree(_processes(), [str(node_dir)]):  # any started since the scan
+                    kill(pid)
+                for pid in process_tree(processes(), [str(node_dir)]):  # any started since the scan
                     node_pids.add(pid)
-                    _kill(pid)
+                    kill(pid)
                 killed = time.time()
         time.sleep(0.1)
     return removed, killed, node_pids
@@ -179,54 +178,6 @@ def _submit(command, env, folder):
             return job, output
         time.sleep(2)
     raise AssertionError(output.read_text()[-2000:])
-
-
-def _processes() -> dict:
-    """{pid: (parent pid, command line)} of the processes on this machine."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            found[int(entry.name)] = (parent, command.strip())
-    return found
-
-
-def _tree(processes, marks, port=None) -> dict:
-    """{pid: command line} of the processes whose command line names one of `marks` (a node's
-    temp dir) or the GCS `port`, and of all their descendants (Ray's workers rename themselves
-    `ray::...`)."""
-    pattern = re.compile(rf":{port}\b") if port else None
-    chosen = {pid for pid, (_, command) in processes.items()
-              if any(mark in command for mark in marks) or (pattern and pattern.search(command))}
-    grew = True
-    while grew:
-        children = {pid for pid, (parent, _) in processes.items() if parent in chosen} - chosen
-        chosen |= children
-        grew = bool(children)
-    chosen.discard(os.getpid())
-    return {pid: processes[pid][1] for pid in chosen}
-
-
-def _kill(pid):
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _forget_cluster(port):
-    """`ray start --head` names its GCS in /tmp/ray/ray_current_cluster, where `ray.init()`
-    looks for a cluster to join; `ray stop` removes it, and so does this, if it is ours."""
-    current = Path("/tmp/ray/ray_current_cluster")
-    try:
-        if current.read_text().strip().endswith(f":{port}"):
-            current.unlink()
-    except OSError:
-        pass
 
 
 def _recorded_pids(study) -> list:
