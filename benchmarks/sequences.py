@@ -82,7 +82,7 @@ def searched(name, seed, args) -> dict:
                             progress=False, verbose=False)
         wall = time.perf_counter() - started
         export = json.loads((Path(tmp) / "s" / "export.json").read_text())
-    finished = [t for t in result.trials if t.state == "COMPLETE"]
+    finished = [t for t in result.trials if t.state == "complete"]
     return {
         "seed": seed, "space": args.space, "minutes": args.minutes, "workers": args.workers,
         "wall_minutes": round(wall / 60, 2), "trials": len(result.trials), "finished": len(finished),
@@ -135,14 +135,14 @@ def render(record) -> str:
             f"| {name} | {shape} | {100 * nn['euclidean']['accuracy']:.1f} | {100 * nn['dtw']['accuracy']:.1f} | "
             f"{100 * mean('raw'):.1f} | {100 * minirocket:.1f} | **{100 * best:.1f}** [{100 * low:.1f}, {100 * high:.1f}] | "
             f"{len(seeds)} | {max(run['wall_minutes'] for run in seeds):.1f} | "
-            f"{round(np.mean([run['finished'] for run in seeds]))} | {seeds[0]['winner']} |")
+            f"{round(np.mean([run['trials'] for run in seeds]))} | {seeds[0]['winner']} |")
     lines += [
         "",
         f"Searched best at least 1-NN DTW on {sum(beats)} of {len(beats)} datasets. Mean gap to MiniRocket: "
         f"{100 * float(np.nanmean(gaps)):+.1f} points." if gaps else "No searches recorded yet.",
         "",
         "With several seeds, the searched column is the mean test accuracy over seeds and the interval the mean of "
-        "each seed's 95% bootstrap interval over test series; trials counts finished trials (mean over seeds).",
+        "each seed's 95% bootstrap interval over test series; trials counts the trials each search ran, in any state (mean over seeds).",
         "",
     ]
     return "\n".join(lines)
