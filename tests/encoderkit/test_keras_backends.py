@@ -23,8 +23,11 @@ def under(backend, *args, timeout=1200, env=None):
 
 @needs_jax
 def test_family_conformance_suite_passes_under_jax():
+    # Every family and variant, each once: the dense families flatten an image exactly as a
+    # table, and conv1d/seq2seq read it exactly as a sequence, so image cases add no code path
+    # here (conv2d keeps its own image cases: two channels, dilated, pooled codes).
     done = under("jax", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/encoderkit/test_families.py",
-                 "-k", "transformer_transforms_pickles or denoising_noise or vae_encoder")
+                 "-k", "(transformer_transforms_pickles and not image) or denoising_noise or vae_encoder")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert " passed" in done.stdout and "failed" not in done.stdout
 

@@ -173,7 +173,7 @@ def test_exporting_another_trial_leaves_the_study_export_alone_and_is_listed_as_
 SECONDS_LONG_TRIAL = """
 name: seconds-long
 code_size: 4
-training: {epochs: 120, batch_size: 32, patience: 1000, learning_rate: 0.003}
+training: {epochs: 60, batch_size: 32, patience: 1000, learning_rate: 0.003}
 families: {dense: {stack: {depth: 1, units: 8, activation: relu}}}
 probe: {model: logistic_regression, cv: 3}
 """
@@ -197,4 +197,4 @@ def test_the_default_checkpoint_rule_scores_a_trial_with_seconds_of_training_lef
     result = run_cli("run", "--space", space, "--trials", "1", "--study-dir", study, "--no-progress")
     assert result.returncode == 0, result.stderr[-3000:]
     (steps,) = _intermediate_steps(study).values()
-    assert steps[0] == 40 and set(steps) <= {40, 80}  # every ceil(120 / 3) epochs, while 2 s are left
+    assert steps[0] == 20 and set(steps) <= {20, 40}  # every ceil(60 / 3) epochs, while 2 s are left
