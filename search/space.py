@@ -34,16 +34,16 @@ TOP_KEYS = (
 TRAINING_DEFAULTS = {"epochs": 30, "batch_size": 64, "learning_rate": 1e-3, "optimizer": "adam", "patience": 5}
 PROBE_DEFAULTS = {"model": "auto", "metric": "auto", "cv": 5}
 SCALED = ("epochs", "units", "filters")  # what `--scale` shrinks for quick runs
-
-
-def _parameter(key) -> str:
-    """A stored parameter's own name: `conv1d.layer_0.filters` -> `filters`."""
-    return str(key).rsplit(".", 1)[-1]
 # What a value may take is declared by its owner, in scikit-learn's constraint grammar:
 # `AutoencoderTransformer._parameter_constraints` for the model's settings, each family for
 # its own and its layers' parameters; the stack's depth belongs to the space's grammar.
 TRANSFORMER_CONSTRAINTS = AutoencoderTransformer._parameter_constraints
 STACK_DEPTH = [Interval(Integral, 0, 16, closed="both")]
+
+
+def _parameter(key) -> str:
+    """A stored parameter's own name: `conv1d.layer_0.filters` -> `filters`."""
+    return str(key).rsplit(".", 1)[-1]
 
 
 @dataclass(frozen=True)

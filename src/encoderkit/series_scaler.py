@@ -45,24 +45,22 @@ class SeriesStandardScaler(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         series = self._series(X)
-        centred = series - series.mean(axis=1, keepdims=True)
-        spread = np.maximum(series.std(axis=1, keepdims=True), MIN_SPREAD)
-        return (centred / spread).reshape(len(X), -1)
+        mean, spread = _statistics(series)
+        return ((series - mean) / spread).reshape(len(X), -1)
 
     def restore(self, X_scaled, like):
         """The inverse for rows whose statistics are known: X_scaled put back on the scale of
         each row of `like` (the series it was computed from). A per-row scaling has no
         inverse on its own, so the reconstruction of a series borrows its input's scale."""
         check_is_fitted(self)
-        series = self._series(np.asarray(like, dtype=np.float64))
+        mean, spread = _statistics(self._series(np.asarray(like, dtype=np.float64)))
         scaled = self._series(np.asarray(X_scaled, dtype=np.float64))
-        spread = np.maximum(series.std(axis=1, keepdims=True), MIN_SPREAD)
-        return (scaled * spread + series.mean(axis=1, keepdims=True)).reshape(len(scaled), -1)
+        return (scaled * spread + mean).reshape(len(scaled), -1)
 
     def _series(self, X):
         return X.reshape(len(X), -1, int(self.channels))
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = True
-        return tags
+
+def _statistics(series):
+    """Each series' per-channel mean and spread over its steps (series: n x steps x channels)."""
+    return series.mean(axis=1, keepdims=True), np.maximum(series.std(axis=1, keepdims=True), MIN_SPREAD)
