@@ -10,7 +10,7 @@
 
 Three searches with the optuna backend under Keras' JAX backend, each in its own process
 with its own (cold) JAX compilation cache:
-1. full Fashion-MNIST (60k training images, the official 10k test images), `--full-timeout`
+1. full Fashion-MNIST (60k training images, the official 10k test images), `--full-workers` (4), `--full-timeout`
    seconds (300), to a finished export: test accuracy and wall time from start to export;
 2. `fashion-mnist:n=10000 --space image`, 1 worker, `--small-timeout` seconds (60, or less
    so that the command ends by `--deadline`, 480 s);
@@ -152,8 +152,10 @@ def search(name, settings, workdir, env):
         done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(settings), str(marks_file)],
                               cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.time() - started
-    if done.returncode != 0:
-        raise SystemExit(f"{name}: search failed\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}")
+    if done.returncode != 0:  # recorded, and the next run goes on: the device time is spent either way
+        print(f"{name}: search failed\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}", flush=True)
+        return {"name": name, "workers": settings["workers"], "timeout_s": settings["timeout"],
+                "data": settings["data"], "wall_s": round(wall, 1), "error": done.stderr.strip()[-1500:]}
     child = json.loads(marks_file.read_text())
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     stored = optuna.load_study(study_name="search", storage=f"sqlite:///{study_dir / 'study.db'}")
@@ -211,9 +213,16 @@ def main():
     parser.add_argument("--full-timeout", type=float, default=None, help="seconds, run 3 (default 300; smoke 15)")
     parser.add_argument("--deadline", type=float, default=None,
                         help="the whole command's seconds (default 480; smoke: none); the small runs get what is left")
+    parser.add_argument("--full-workers", type=int, default=4,
+                        help="workers of the full search (default 4: one H200 gave 3x one worker's trials with 4)")
     parser.add_argument("--check-rows", type=int, default=None, help="training rows of the held-out check (default 5000)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["w1", "w4", "full", "check"])
+    parser.add_argument("--render", nargs="+", metavar="JSON",
+                        help="runs nothing: writes OUT/gpu.md from the gpu.json files of runs made in parts "
+                             "(e.g. the full run and the small runs as two calls on the device)")
     args = parser.parse_args()
+    if args.render:
+        return render(args.render, Path(args.out), args.smoke)
     small = args.small_timeout or (15.0 if args.smoke else 60.0)
     full = args.full_timeout or (15.0 if args.smoke else 300.0)
     deadline = args.deadline or (None if args.smoke else 480.0)
@@ -231,10 +240,10 @@ def main():
     began = time.time()
     # The full search first: its 5 minutes are fixed, the small runs share what is left.
     if "full" not in args.skip:
-        settings = {**common, "data": "fashion-mnist:n=2000" if args.smoke else "fashion-mnist", "workers": 1,
+        settings = {**common, "data": "fashion-mnist:n=2000" if args.smoke else "fashion-mnist", "workers": args.full_workers,
                     "timeout": full, "export": True}
         record(report, search("full", settings, workdir, env), out)
-        if "check" not in args.skip:
+        if "check" not in args.skip and "error" not in report["results"][-1]:
             report["check"] = held_out_check(workdir / "full", check_rows, workdir, env)
             print(json.dumps(report["check"]), flush=True)
     for name, workers in (("w1", 1), ("w4", 4)):
@@ -252,6 +261,18 @@ def main():
     report["total_s"] = round(time.time() - began, 1)
     write(out, report, args.smoke)
     print((out / ("gpu-smoke.md" if args.smoke else "gpu.md")).read_text())
+
+
+def render(parts, out: Path, smoke: bool):
+    """One report from the reports of several invocations (in the order given)."""
+    reports = [json.loads(Path(part).read_text()) for part in parts]
+    report = {**reports[0], "results": [r for rep in reports for r in rep["results"]],
+              "check": next((rep["check"] for rep in reports if rep.get("check")), None),
+              "notes": [n for rep in reports for n in rep.get("notes", [])],
+              "total_s": round(sum(rep.get("total_s", 0.0) for rep in reports), 1)}
+    out.mkdir(parents=True, exist_ok=True)
+    write(out, report, smoke)
+    print((out / ("gpu-smoke.md" if smoke else "gpu.md")).read_text())
 
 
 SMALL_OVERHEAD_S = 45  # start-up, baselines and the last trial's end around a small run's budget
@@ -292,6 +313,10 @@ def write(out: Path, report: dict, smoke: bool):
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
+        if "error" in r:
+            lines.append(f"| {r['name']} | {r['data']} | {r['workers']} | {r['timeout_s']:.0f} | failed after "
+                         f"{r['wall_s']} s: see below |" + " |" * 9)
+            continue
         stages = ", ".join(f"{k} {v}" for k, v in r["stage_means_s"].items())
         test = r["test"]
         lines.append(
@@ -303,6 +328,9 @@ def write(out: Path, report: dict, smoke: bool):
         )
     lines.append("")
     for r in report["results"]:
+        if "error" in r:
+            lines += [f"**{r['name']}** failed: `{r['error'][-600:]}`", ""]
+            continue
         top = ", ".join(f"{name} {count}x {total} s" for name, count, total in r["top_compiles"][:6])
         lines += [f"**{r['name']}**: {r['cost_line']}. The main process compiled {r['compile_count']} programs; "
                   f"most seconds: {top}.", ""]

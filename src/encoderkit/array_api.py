@@ -23,6 +23,7 @@ import sys
 import numpy as np
 
 DEVICE_ENV = "ENCODERKIT_REFERENCE_DEVICE"
+_failed: list[str] = []  # why the device path failed in this process (then the host serves)
 
 
 def prepare_scipy():
@@ -46,7 +47,7 @@ def _gpu_visible() -> bool:
 def reference_device():
     """The torch device the reference probe runs on, or None for numpy on the host."""
     wanted = os.environ.get(DEVICE_ENV, "auto")
-    if wanted == "host" or importlib.util.find_spec("torch") is None or not _scipy_ready():
+    if _failed or wanted == "host" or importlib.util.find_spec("torch") is None or not _scipy_ready():
         return None
     import torch
 
@@ -76,3 +77,14 @@ def fit_predict_proba(device, model, X_train, y_train, X_test):
         model.fit(torch.asarray(np.asarray(X_train, np.float64), device=device), torch.asarray(target, device=device))
         probabilities = model.predict_proba(torch.asarray(np.asarray(X_test, np.float64), device=device))
     return classes, probabilities.cpu().numpy()
+
+
+def give_up(error: BaseException):
+    """After the device path failed: warns once with the reason; the host serves from then on."""
+    import warnings
+
+    if not _failed:
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        warnings.warn(f"the reference probe failed on the GPU ({reason}); it runs on the host CPU in this process",
+                      RuntimeWarning, stacklevel=3)
+    _failed.append(repr(error))

@@ -147,13 +147,27 @@ def metric_value(metric: str, y_true, predicted, probabilities, classes) -> floa
 
 
 def _device_score(device, probe, metric, codes, y, train, test) -> float:
-    from encoderkit.array_api import fit_predict_proba
-
     y = np.asarray(y)
+    classes, probabilities = _fit_predict_proba(device, probe, codes[train], y[train], codes[test])
+    return metric_value(metric, y[test], classes[np.argmax(probabilities, axis=1)], probabilities, classes)
+
+
+def _fit_predict_proba(device, probe, X_train, y_train, X_test):
+    """(classes, class probabilities of X_test) from the probe fitted on the training rows: on
+    `device` through torch where one is given (encoderkit/array_api.py), else with numpy. A
+    torch or CUDA stack that fails there is named in a warning and the host takes over, so a
+    finished search does not lose its export to it."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        classes, probabilities = fit_predict_proba(device, make_probe(probe), codes[train], y[train], codes[test])
-    return metric_value(metric, y[test], classes[np.argmax(probabilities, axis=1)], probabilities, classes)
+        if device is not None:
+            from encoderkit.array_api import fit_predict_proba, give_up
+
+            try:
+                return fit_predict_proba(device, make_probe(probe), X_train, y_train, X_test)
+            except Exception as error:  # noqa: BLE001 - any failure of the device stack
+                give_up(error)
+        model = make_probe(probe).fit(X_train, y_train)
+        return model.classes_, model.predict_proba(X_test)
 
 
 def binary_auroc(positive, scores) -> float:
@@ -172,18 +186,9 @@ def test_score(train_codes, y_train, test_codes, y_test, metric, seed=0, n_boot=
     """Fits the probe on the whole search part, scores the test part once, and gives a 95%
     bootstrap interval over test rows: (score, low, high). On a GPU the reference runs there
     (encoderkit/array_api.py), the same estimator and solver."""
-    device = _torch_device(probe)
-    with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        if device is not None:
-            from encoderkit.array_api import fit_predict_proba
-
-            classes, probabilities = fit_predict_proba(device, make_probe(probe), train_codes, y_train, test_codes)
-            predicted = classes[np.argmax(probabilities, axis=1)]
-        else:
-            model = make_probe(probe).fit(train_codes, y_train)
-            predicted, probabilities = model.predict(test_codes), model.predict_proba(test_codes)
-            classes = model.classes_
+    with threadpool_limits(1, user_api="blas"):
+        classes, probabilities = _fit_predict_proba(_torch_device(probe), probe, train_codes, y_train, test_codes)
+    predicted = classes[np.argmax(probabilities, axis=1)]
     y_test = np.asarray(y_test)
     score = metric_value(metric, y_test, predicted, probabilities, classes)
     rng = np.random.default_rng(seed)

@@ -68,3 +68,37 @@ def test_torch_tensors_give_the_reference_numbers():
         assert abs(torch[key] - host[key]) <= 0.002, (key, torch[key], host[key])  # within 0.2 point
     assert abs(torch["test"][0] - host["test"][0]) <= 0.002
     assert torch["test"][1] <= torch["test"][0] <= torch["test"][2]
+
+
+def test_a_failing_device_stack_hands_the_reference_to_the_host_with_a_warning(monkeypatch):
+    """A torch or CUDA failure on the GPU must not cost a finished search its held-out score:
+    the host fits the same estimator, a warning names the failure, and later calls skip the
+    device."""
+    import numpy as np
+
+    from encoderkit import array_api, probe
+
+    calls = []
+
+    def broken(*args):
+        calls.append(1)
+        raise RuntimeError("CUDA error: no kernel image is available\nsecond line")
+
+    monkeypatch.setattr(array_api, "_failed", [])
+    monkeypatch.setattr(array_api, "_scipy_ready", lambda: True)
+    monkeypatch.setattr(array_api, "fit_predict_proba", broken)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())  # "torch is installed"
+    monkeypatch.setitem(sys.modules, "torch", type(sys)("torch"))
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    sys.modules["torch"].device = lambda name: f"torch:{name}"
+    assert reference_device() == "torch:cpu"
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(300, 5)), rng.integers(0, 3, 300)
+    X[:, 0] += 2 * y
+    with pytest.warns(RuntimeWarning, match=r"failed on the GPU \(RuntimeError: CUDA error: no kernel image is available\)"):
+        score = probe.test_score(X[:200], y[:200], X[200:], y[200:], "accuracy", n_boot=10)
+    monkeypatch.setenv(DEVICE_ENV, "host")
+    assert score == probe.test_score(X[:200], y[:200], X[200:], y[200:], "accuracy", n_boot=10)
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    assert reference_device() is None and len(calls) == 1  # the device is not tried again
+    assert probe.cv_score(X, y, "accuracy", folds=3)[0] > 0.5 and len(calls) == 1
