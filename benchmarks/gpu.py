@@ -25,6 +25,10 @@ Array API on torch, as the export did) and on the host CPU, on the same rows.
 The small runs skip the export (the full run measures it, on six times the rows), so the
 command fits: 300 s of full search, its start, tail and export, then the two small runs in
 what is left of the deadline.
+Measured on one H200 on 2026-11-30 (benchmarks/results/gpu.md) in two calls, as a session's
+15 device minutes allow: `--skip w1 w4` (the full run and the check, 396 s), then
+`--skip full check --small-timeout 100 --deadline 380` (301 s); `--render` joins their
+gpu.json files into one report.
 Writes OUT/gpu.md and OUT/gpu.json (OUT: benchmarks/results by default) after every run,
 so a run cut short still leaves what it measured. `--smoke` runs the same code on a CPU with
 a tiny budget and small data, with the device probe forced (`probe: device_softmax`), and
@@ -217,6 +221,9 @@ def main():
                         help="workers of the full search (default 4: one H200 gave 3x one worker's trials with 4)")
     parser.add_argument("--check-rows", type=int, default=None, help="training rows of the held-out check (default 5000)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["w1", "w4", "full", "check"])
+    parser.add_argument("--xla-flags", default=None,
+                        help="XLA_FLAGS for the searches (e.g. --xla_gpu_autotune_level=0), to measure what "
+                             "compiling costs; recorded in the report")
     parser.add_argument("--render", nargs="+", metavar="JSON",
                         help="runs nothing: writes OUT/gpu.md from the gpu.json files of runs made in parts "
                              "(e.g. the full run and the small runs as two calls on the device)")
@@ -230,13 +237,16 @@ def main():
     workdir = Path(tempfile.mkdtemp(prefix="gpu-bench-"))
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2", "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    if args.xla_flags:
+        env["XLA_FLAGS"] = args.xla_flags
     space = smoke_space(workdir) if args.smoke else "image"
     common = {"space": space, "backend": "optuna", "trials": 100000, "data_dir": os.environ.get("FASHION_MNIST_DIR"),
               "seed": 0}
     small_data = f"fashion-mnist:n={1000 if args.smoke else 10000}"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"smoke": args.smoke, "machine": machine(), "results": [], "check": None, "notes": []}
+    report = {"smoke": args.smoke, "machine": machine(), "results": [], "check": None,
+              "notes": [f"XLA_FLAGS={args.xla_flags}"] if args.xla_flags else []}
     began = time.time()
     # The full search first: its 5 minutes are fixed, the small runs share what is left.
     if "full" not in args.skip:
@@ -269,7 +279,7 @@ def render(parts, out: Path, smoke: bool):
     report = {**reports[0], "results": [r for rep in reports for r in rep["results"]],
               "check": next((rep["check"] for rep in reports if rep.get("check")), None),
               "notes": [n for rep in reports for n in rep.get("notes", [])],
-              "total_s": round(sum(rep.get("total_s", 0.0) for rep in reports), 1)}
+              "total_s": round(sum(rep.get("total_s", 0.0) for rep in reports), 1), "parts": len(reports)}
     out.mkdir(parents=True, exist_ok=True)
     write(out, report, smoke)
     print((out / ("gpu-smoke.md" if smoke else "gpu.md")).read_text())
@@ -347,7 +357,7 @@ def write(out: Path, report: dict, smoke: bool):
         lines += [f"Held-out check failed: `{check['error'][-300:]}`", ""]
     lines += [f"Note: {note}" for note in report.get("notes", [])]
     if "total_s" in report:
-        lines += [f"Whole command: {report['total_s']} s.", ""]
+        lines += [f"{'Whole command' if report.get('parts', 1) == 1 else 'Commands in all'}: {report['total_s']} s.", ""]
     (out / f"{stem}.md").write_text("\n".join(lines))
 
 

@@ -17,6 +17,7 @@ class Row:
     seconds: float | None = None
     note: str = ""
     stages: dict = field(default_factory=dict)  # seconds per stage of the trial
+    compile_by_stage: dict = field(default_factory=dict)  # JAX: the "compile" seconds by the stage they fell in
 
 
 def shown_trials(optuna_study) -> list:
@@ -40,6 +41,7 @@ def trial_rows(optuna_study) -> list[Row]:
         rows.append(
             Row(
                 stages=attrs.get("seconds", {}),
+                compile_by_stage=attrs.get("compile_by_stage", {}),
                 name=f"trial {trial.number}",
                 family=candidate.get("family", "?"),
                 detail=describe(candidate),
@@ -73,6 +75,9 @@ def cost_summary(rows) -> str:
     parts = ", ".join(f"{s} {v:.2f}" for s, v in means.items())
     probe = means.get("probe", 0.0) + means.get("checkpoints", 0.0)
     compiling = f", compiling {100 * means['compile'] / total:.0f}%" if "compile" in means else ""
+    compiled_in = mean_stage_seconds([r.compile_by_stage for r in rows if r.state == "complete"])
+    if compiled_in:  # which programs the compile seconds went to: the model's or the probe's
+        compiling += "; compiled in " + ", ".join(f"{s} {v:.2f}" for s, v in compiled_in.items() if v >= 0.005)
     return (f"Mean seconds per completed trial: {parts} "
             f"(probe and checkpoints {100 * probe / total:.0f}% of the trial{compiling})")
 

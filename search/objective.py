@@ -162,6 +162,8 @@ def _fit_and_score(problem, candidate, seed, report):
         "threads": devices.intra_op_threads(),
         "seconds": cost_breakdown(transformer.fit_seconds_, checkpoint.seconds if checkpoint else 0.0,
                                   encoded - fitted, probed - encoded, compile_parts),
+        # where the compile seconds fell: the model's programs (fit, encode) or the probe's
+        **({"compile_by_stage": {k: round(max(0.0, v), 3) for k, v in compile_parts.items()}} if compile_parts else {}),
     }
 
 

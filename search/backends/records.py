@@ -71,7 +71,8 @@ class TrialLifecycle:
             self.progress(optuna_study, None)
 
 # Outcome fields kept as trial attributes (besides the score, which is the trial's value).
-OUTCOME_ATTRS = ("score_std", "epochs_run", "rows", "threads", "seconds", "retried_batch_size", "probe")
+OUTCOME_ATTRS = ("score_std", "epochs_run", "rows", "threads", "seconds", "compile_by_stage", "retried_batch_size",
+                 "probe")
 
 
 def trial_attrs(candidate: dict, seed: int) -> dict:

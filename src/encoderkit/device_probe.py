@@ -20,7 +20,8 @@ step, and converges like the reference solver (same objective, same stopping tol
 
 Shapes are padded to buckets (`bucket`; padded rows are in no fold, padded features are
 constant zero and keep zero weight) so trials whose codes differ a little reuse one compiled
-program, and JAX's persistent cache serves it to the next process.
+program, and JAX's persistent cache serves it to the next process. On an accelerator the
+buckets are coarser: there compiling, not computing, is what a probe costs.
 
 Only the JAX backend of Keras runs this on the accelerator; JAX on the CPU runs it too (tests,
 `probe: device_softmax`). Under Keras' torch and tensorflow backends `auto` keeps the Keras
@@ -44,11 +45,17 @@ STEPS = tuple(2.0 ** -j for j in range(-2, 25, 2))
 NEWTON = 4
 
 
-def bucket(size: int, rows: bool) -> int:
+def bucket(size: int, rows: bool, accelerator: bool = False) -> int:
     """Padded size: rows to a multiple of 256; features to 2^k or 1.5 * 2^k (at most half
-    again: a few dozen programs cover the image space's codes of 16 to 4096 + 784 features)."""
+    again: 18 widths cover the image space's codes of 16 to 4096 + 784 features).
+
+    On an accelerator features go to a power of two of at least 256 (6 widths there): one
+    H200 took about 9 s to compile each program, against a probe's 0.3 s of work, so a wider
+    padded product costs far less than another compile (benchmarks/results/gpu.md)."""
     if rows:
         return -(-size // 256) * 256
+    if accelerator:
+        return max(256, 1 << (max(size, 1) - 1).bit_length())
     unit = max(8, 2 ** max(0, int(np.log2(max(size, 1))) - 1))
     return -(-size // unit) * unit
 
@@ -77,11 +84,13 @@ class Heads:
 def fit_heads(X, y_index, n_classes: int, groups, n_folds: int = 1, C=1.0, max_iter=MAX_ITER, tol=TOL) -> Heads:
     """Fits `n_folds` heads at once on JAX's default device, head k on the rows of X whose
     group (`fold_groups`) is not k (y_index: class positions 0..n_classes-1)."""
+    import jax
     import jax.numpy as jnp
 
     X = np.asarray(X, np.float32)
     n, d = X.shape
-    n_pad, d_pad = bucket(n, rows=True), bucket(d, rows=False)
+    accelerator = jax.default_backend() != "cpu"
+    n_pad, d_pad = bucket(n, rows=True), bucket(d, rows=False, accelerator=accelerator)
     codes = np.zeros((n_pad, d_pad), np.float32)
     codes[:n, :d] = X
     onehot = np.zeros((n_pad, n_classes), np.float32)

@@ -5,6 +5,7 @@ Compiling the program takes about 3 s on the CPU, once per shape bucket: the tes
 few shapes (1797 digits rows, 64 features, 5 folds) so that the file stays short."""
 
 import importlib.util
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -84,16 +85,29 @@ def test_the_estimator_agrees_with_the_reference_pipeline(digits):
 
 def test_padding_to_a_bucket_changes_nothing(digits):
     """Buckets pad rows (in no fold) and features (constant zero): the fit must not move."""
+    from encoderkit import device_probe
     from encoderkit.device_probe import bucket, fit_heads
 
     X, y = digits
     X, y = X[:1200, 8:48], y[:1200]  # 1200 rows and 40 features pad to 1280 and 48
     assert bucket(1200, rows=True) == 1280 and bucket(40, rows=False) == 48
+    # on an accelerator: powers of two from 256, six widths for the image space's 16..4880
+    assert [bucket(d, rows=False, accelerator=True) for d in (16, 256, 257, 784, 2048, 4880)] == [
+        256, 256, 512, 1024, 2048, 8192]
     everyone = np.ones(1200, np.int32)  # one head, trained on every row
     plain = fit_heads(X, y, 10, everyone)
     wider = fit_heads(np.hstack([X, np.zeros((1200, 9))]), y, 10, everyone)  # 49 features pad to 64
     np.testing.assert_allclose(plain.probabilities, wider.probabilities, atol=2e-3)
     assert np.abs(wider.coef[0, 40:]).max() == 0
+    # an accelerator's padding (40 features to 256) moves nothing either
+    import jax
+
+    with mock.patch.object(jax, "default_backend", return_value="gpu"), mock.patch(
+            "encoderkit.device_probe.bucket", wraps=device_probe.bucket) as padded:
+        coarse = fit_heads(X, y, 10, everyone)
+    assert padded.call_args_list[-1] == mock.call(40, rows=False, accelerator=True)
+    np.testing.assert_allclose(plain.probabilities, coarse.probabilities, atol=2e-3)
+    assert coarse.coef.shape == (1, 40, 10)
 
 
 def test_the_probe_is_one_program_per_bucket(digits):

@@ -43,6 +43,19 @@ def test_compile_seconds_move_out_of_their_stages():
     assert sum(split.values()) == pytest.approx(sum(plain.values()))
 
 
+def test_the_cost_line_says_which_stages_the_compile_seconds_fell_in():
+    from search.leaderboard import Row, cost_summary
+
+    def row(state, fit, probe):
+        return Row("t", "dense", "", 0.9, 0.0, state, stages={"fit": 1.0, "probe": 0.5, "compile": fit + probe},
+                   compile_by_stage={"fit": fit, "checkpoints": 0.0, "probe": probe})
+
+    line = cost_summary([row("complete", 6.0, 2.0), row("complete", 4.0, 4.0), row("pruned", 50.0, 50.0)])
+    assert line.endswith("fit 1.00, probe 0.50, compile 8.00 (probe and checkpoints 5% of the trial, "
+                         "compiling 84%; compiled in fit 5.00, probe 3.00)"), line
+    assert "compiled in" not in cost_summary([Row("t", "dense", "", 0.9, 0.0, "complete", stages={"fit": 1.0})])
+
+
 def test_the_clock_stays_off_under_tensorflow():
     import keras
 
@@ -78,5 +91,8 @@ def test_a_jax_trial_reports_compile_seconds_and_the_next_process_reads_the_cach
         assert len(run["reports"]) == 2 and all(0.3 < value <= 1.0 for value in run["reports"])  # checkpoints
         assert set(outcome["seconds"]) >= {"fit", "checkpoints", "probe", "compile"}
     assert first["outcome"]["seconds"]["compile"] > 0.5  # the training step and the probe programs
+    by_stage = first["outcome"]["compile_by_stage"]  # the model's programs and the probe's, apart
+    assert by_stage["fit"] > 0 and by_stage["probe"] > 0 and by_stage["checkpoints"] > 0
+    assert sum(by_stage.values()) == pytest.approx(first["outcome"]["seconds"]["compile"], abs=0.01)
     assert first["hits"] == 0 and second["hits"] >= 2  # the probe's CV and checkpoint programs at least
     assert any((tmp_path / "cache").iterdir())

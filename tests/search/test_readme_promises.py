@@ -99,7 +99,10 @@ def test_trials_rank_with_the_auto_probe_and_every_held_out_score_uses_the_refer
     made, real = [], probe.make_probe
 
     def spy(model=probe.REFERENCE):
-        made.append((sys._getframe(1).f_code.co_name, probe.resolve_probe(model)))
+        caller = sys._getframe(1)
+        while caller.f_code.co_name.startswith("_"):  # the probe module's private helpers
+            caller = caller.f_back
+        made.append((caller.f_code.co_name, probe.resolve_probe(model)))
         return real(model)
 
     monkeypatch.setattr(probe, "make_probe", spy)
@@ -188,6 +191,9 @@ def test_resume_fails_another_hosts_silent_trial_runs_its_config_again_and_keeps
     assert "its worker stopped answering (heartbeat lost)" in resumed.stdout
     if jax:  # a trial under JAX records the seconds JAX spent compiling; the export names its backend
         assert "compile" in retry.user_attrs["seconds"] and retry.user_attrs["threads"] is None
+        by_stage = retry.user_attrs["compile_by_stage"]  # the same seconds, by the stage they fell in
+        assert set(by_stage) == {"prepare", "build", "fit", "checkpoints", "encode", "probe"}
+        assert abs(sum(by_stage.values()) - retry.user_attrs["seconds"]["compile"]) < 0.01
         assert json.loads((study / "export" / "manifest.json").read_text())["keras_backend"] == "jax"
 
 
