@@ -62,6 +62,9 @@ def check_environment():
             valid = False
         if not valid:
             raise SearchError(f"{MIN_SAVING_ENV}={saving!r}: must be a number of seconds, 0 or more")
+    from search.storage import heartbeat_seconds
+
+    heartbeat_seconds()  # raises on a malformed SEARCH_HEARTBEAT_SECONDS
 
 
 def arm(value: str | None):

@@ -29,8 +29,22 @@ METADATA = "search_metadata"  # the study's user attribute holding manifest and 
 _PASSWORDS: dict = {}  # public URL -> password, for this process only
 FINISHED = ("COMPLETE", "PRUNED")
 SURPLUS = "surplus"  # attribute of a trial begun when the requested count was already reached (not run)
+# Optuna's heartbeat in a database storage: a running trial beats every HEARTBEAT_SECONDS and is
+# failed (its config queued again) after GRACE_BEATS beats of silence. `SEARCH_HEARTBEAT_SECONDS`
+# sets the beat (every machine of a shared study should set the same), e.g. for a faster
+# takeover of dead workers; checked when a command starts (faults.check_environment).
+HEARTBEAT_ENV = "SEARCH_HEARTBEAT_SECONDS"
 HEARTBEAT_SECONDS = 15
-GRACE_SECONDS = 60
+GRACE_BEATS = 4
+
+
+def heartbeat_seconds() -> int:
+    value = os.environ.get(HEARTBEAT_ENV, "").strip()
+    if not value:
+        return HEARTBEAT_SECONDS
+    if not value.isdigit() or int(value) < 1:
+        raise SearchError(f"{HEARTBEAT_ENV}={value!r}: must be a whole number of seconds, 1 or more")
+    return int(value)
 
 
 def public_url(url: str) -> str:
@@ -109,8 +123,8 @@ def open_storage(url: str):
                 # A generous SQLite timeout lets several worker processes share the file
                 # without "database is locked" errors; a server is asked each time if alive.
                 engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True},
-                heartbeat_interval=HEARTBEAT_SECONDS,
-                grace_period=GRACE_SECONDS,
+                heartbeat_interval=heartbeat_seconds(),
+                grace_period=GRACE_BEATS * heartbeat_seconds(),
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
             )
     except (SQLAlchemyError, ImportError, ValueError) as exc:

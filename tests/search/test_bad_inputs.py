@@ -134,7 +134,9 @@ def _assert_one_line_error(result, expected):
 BAD_INPUTS_STORED_STUDY = pytest.mark.xdist_group("bad-inputs-stored-study")
 
 
-@pytest.fixture(scope="module")
+# Session scope: a module fixture is made again whenever xdist runs another module's test
+# between two of this group's (seen in CI: twice per run).
+@pytest.fixture(scope="session")
 def stored_study(tmp_path_factory):
     study = tmp_path_factory.mktemp("stored") / "study"
     result = run_cli("run", "--space", TINY_SPACE, "--trials", "1", "--study-dir", study, "--no-progress")
@@ -198,6 +200,8 @@ PATH_CASES = [
     ("crash-hook-unknown-point", lambda tmp: tmp / "study", {"SEARCH_CRASH_AT": "midnight"}, "SEARCH_CRASH_AT='midnight'"),
     ("checkpoint-rule-not-a-number", lambda tmp: tmp / "study", {"SEARCH_CHECKPOINT_MIN_SAVING": "soon"},
      "SEARCH_CHECKPOINT_MIN_SAVING='soon': must be a number of seconds, 0 or more"),
+    ("heartbeat-not-whole-seconds", lambda tmp: tmp / "study", {"SEARCH_HEARTBEAT_SECONDS": "0.5"},
+     "SEARCH_HEARTBEAT_SECONDS='0.5': must be a whole number of seconds, 1 or more"),
 ]
 
 

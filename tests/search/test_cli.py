@@ -33,7 +33,9 @@ def _write(tmp_path, name, text):
 CLI_TINY_STUDY = pytest.mark.xdist_group("cli-tiny-study")
 
 
-@pytest.fixture(scope="module")
+# Session scope: a module fixture is made again whenever xdist runs another module's test
+# between two of this group's (seen in CI: twice per run).
+@pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory):
     study = tmp_path_factory.mktemp("cli") / "study"
     result = run_cli("run", "--space", TINY_SPACE, "--trials", "3", "--study-dir", study, "--no-progress")

@@ -25,7 +25,9 @@ PLOTTED = [s for s in SECTIONS if s != "leaderboard"]  # each shows at least one
 ROW = re.compile(r"^\s*(\d+)\s+(trial \d+|baseline \w+)\s+(\S+)\s+(\d\.\d{4}) ± (\d\.\d{4})\s")
 
 
-@pytest.fixture(scope="module")
+# Session scope: a module fixture is made again whenever xdist runs another module's test
+# between two of this group's (seen in CI: twice per run).
+@pytest.fixture(scope="session")
 def report(tmp_path_factory):
     study = tmp_path_factory.mktemp("report") / "study"
     ran = run_cli("run", "--space", TINY_SPACE, "--trials", 4, "--study-dir", study, "--no-progress")

@@ -169,8 +169,9 @@ def test_join_refuses_other_data_and_unknown_studies_in_one_line(postgres, tmp_p
 
 def test_a_joined_worker_killed_mid_trial_is_failed_by_its_heartbeat_and_its_trial_runs_again(postgres, tmp_path):
     """SIGKILL leaves no chance to record anything: the run's process sees the trial's
-    heartbeat stop (Optuna's, 60 s grace), fails it, runs its config again and still ends
-    with the exact count."""
+    heartbeat stop, fails it, runs its config again and still ends with the exact count.
+    Both machines beat every 3 s (`SEARCH_HEARTBEAT_SECONDS`), so the silence is found after
+    12 s rather than the default 60."""
     import signal
     import sys
 
@@ -181,7 +182,7 @@ def test_a_joined_worker_killed_mid_trial_is_failed_by_its_heartbeat_and_its_tri
 
     url, public = postgres
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "SEARCH_STORAGE_PASSWORD": PASSWORD,
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]), "SEARCH_HEARTBEAT_SECONDS": "3"}
     command = [sys.executable, "-m", "search"]
     first = subprocess.Popen([*command, "run", "--space", str(TINY_SPACE), "--trials", "12", "--storage", url,
                               "--study-dir", str(tmp_path / "killed"), "--no-progress"],
@@ -209,3 +210,5 @@ def test_a_joined_worker_killed_mid_trial_is_failed_by_its_heartbeat_and_its_tri
     assert len(retried) == 1 and retried[0].params == killed.params and retried[0].state.name in ("COMPLETE", "PRUNED")
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 12
     assert "stopped answering" in out  # the leaderboard gives the failed trial its reason
+    # the setting took: failed after seconds of silence, not the default minute
+    assert (killed.datetime_complete - killed.datetime_start).total_seconds() < 50
