@@ -93,6 +93,15 @@ def png_pixels(src):
     return matplotlib.image.imread(io.BytesIO(data), format="png")
 
 
+def test_the_test_workers_honour_xdist_groups(request):
+    """The suite's groups (one study per module fixture, one Ray cluster at a time, one
+    PostgreSQL server) hold only if pytest-xdist's `--dist loadgroup` works with this pytest
+    (it did not with pytest 9.2, pytest-xdist#1386)."""
+    if not getattr(request.config.option, "loadgroup", False):
+        pytest.skip("not run by pytest-xdist with --dist loadgroup")
+    assert request.node.nodeid.endswith("@report"), request.node.nodeid
+
+
 def test_html_report_holds_the_studys_trials_best_trial_baselines_and_plots(report):
     study, text = report
     page = Page(text)
