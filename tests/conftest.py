@@ -7,9 +7,16 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-# Under JAX the engine keeps compiled programs in the user's cache; tests leave it alone (the
-# cache's own test gives it a temporary directory).
-os.environ.setdefault("SEARCH_JAX_CACHE", "off")
+# Under JAX the engine keeps compiled programs in a persistent cache, on by default. The tests
+# keep it on, as users get it, but in a directory of this run (shared by its test workers and
+# the searches they start), not in the user's ~/.cache.
+if "SEARCH_JAX_CACHE" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["SEARCH_JAX_CACHE"] = tempfile.mkdtemp(prefix="encoderkit-test-jax-cache-")
+    atexit.register(shutil.rmtree, os.environ["SEARCH_JAX_CACHE"], ignore_errors=True)
 
 # The shipped backend suite's asserts show their values under pytest, as tests' own do.
 pytest.register_assert_rewrite("search.testing")
