@@ -269,8 +269,7 @@ def main():
         settings = {**common, "data": small_data, "workers": workers, "timeout": round(budget), "export": False}
         record(report, search(name, settings, workdir, env), out)
     report["total_s"] = round(time.time() - began, 1)
-    write(out, report, args.smoke)
-    print((out / ("gpu-smoke.md" if args.smoke else "gpu.md")).read_text())
+    print(write(out, report, args.smoke).read_text())
 
 
 def render(parts, out: Path, smoke: bool):
@@ -281,8 +280,7 @@ def render(parts, out: Path, smoke: bool):
               "notes": [n for rep in reports for n in rep.get("notes", [])],
               "total_s": round(sum(rep.get("total_s", 0.0) for rep in reports), 1), "parts": len(reports)}
     out.mkdir(parents=True, exist_ok=True)
-    write(out, report, smoke)
-    print((out / ("gpu-smoke.md" if smoke else "gpu.md")).read_text())
+    print(write(out, report, smoke).read_text())
 
 
 SMALL_OVERHEAD_S = 45  # start-up, baselines and the last trial's end around a small run's budget
@@ -304,7 +302,8 @@ def machine() -> dict:
     return info
 
 
-def write(out: Path, report: dict, smoke: bool):
+def write(out: Path, report: dict, smoke: bool) -> Path:
+    """Writes OUT/gpu.json and OUT/gpu.md (gpu-smoke.* for a smoke run); returns the .md."""
     stem = "gpu-smoke" if smoke else "gpu"
     (out / f"{stem}.json").write_text(json.dumps(report, indent=1, default=str))
     m = report["machine"]
@@ -359,6 +358,7 @@ def write(out: Path, report: dict, smoke: bool):
     if "total_s" in report:
         lines += [f"{'Whole command' if report.get('parts', 1) == 1 else 'Commands in all'}: {report['total_s']} s.", ""]
     (out / f"{stem}.md").write_text("\n".join(lines))
+    return out / f"{stem}.md"
 
 
 if __name__ == "__main__":

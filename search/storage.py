@@ -115,6 +115,7 @@ def open_storage(url: str):
     from sqlalchemy.exc import SQLAlchemyError
 
     sqlite = url.startswith("sqlite")
+    beat = heartbeat_seconds()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -123,8 +124,8 @@ def open_storage(url: str):
                 # A generous SQLite timeout lets several worker processes share the file
                 # without "database is locked" errors; a server is asked each time if alive.
                 engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True},
-                heartbeat_interval=heartbeat_seconds(),
-                grace_period=GRACE_BEATS * heartbeat_seconds(),
+                heartbeat_interval=beat,
+                grace_period=GRACE_BEATS * beat,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
             )
     except (SQLAlchemyError, ImportError, ValueError) as exc:
