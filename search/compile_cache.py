@@ -19,9 +19,10 @@ from pathlib import Path
 CACHE_ENV = "SEARCH_JAX_CACHE"
 # Every program is kept, even the many small ones that Keras' eager ops compile while a model
 # is built (JAX's default keeps only those that took 1 s or more). Reading one back takes about
-# a millisecond; the oldest entries go beyond MAX_BYTES.
+# a millisecond; beyond MAX_BYTES the oldest entries go (`trim`).
 MIN_COMPILE_SECONDS = 0.0
 MAX_BYTES = 2 * 1024**3
+ENTRY_SUFFIX = "-cache"  # JAX's name for a program's file
 # JAX's events for tracing, lowering and compiling (or reading back) a program.
 COMPILE_EVENTS = (
     "/jax/core/compile/jaxpr_trace_duration",
@@ -57,12 +58,37 @@ def enable() -> bool:
             directory.mkdir(parents=True, exist_ok=True)
             jax.config.update("jax_compilation_cache_dir", str(directory))
             jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
-            jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
+            # Not JAX's own size limit: it keeps an access-time file beside each entry, and once
+            # one entry lacks it (a process killed between the two writes: a kill -9, an OOM
+            # kill) every later write fails with a warning, so the cache silently stops growing
+            # for good (found in this machine's cache). Unlimited there, trimmed here.
+            jax.config.update("jax_compilation_cache_max_size", -1)
+            trim(directory)
         except OSError:  # a read-only home: compile as before
             pass
     jax.monitoring.register_event_duration_secs_listener(_count)
     _state["enabled"] = True
     return True
+
+
+def trim(directory: Path, max_bytes: int = MAX_BYTES) -> None:
+    """Removes the oldest entries (by modification time) until the cache holds at most
+    `max_bytes`. Other processes may trim or read the same directory at the same time: an
+    entry already gone is skipped, and a program removed under a reader is compiled again."""
+    entries = []
+    for path in directory.glob(f"*{ENTRY_SUFFIX}"):
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue
+        entries.append((stat.st_mtime, stat.st_size, path))
+    total = sum(size for _, size, _ in entries)
+    for _, size, path in sorted(entries):
+        if total <= max_bytes:
+            break
+        for stale in (path, path.with_name(path.name.removesuffix(ENTRY_SUFFIX) + "-atime")):
+            stale.unlink(missing_ok=True)
+        total -= size
 
 
 def _count(event, seconds, **kwargs):

@@ -4,6 +4,7 @@ first process and reads its programs back in the next."""
 
 import importlib.util
 import json
+import os
 
 import pytest
 
@@ -96,3 +97,38 @@ def test_a_jax_trial_reports_compile_seconds_and_the_next_process_reads_the_cach
     assert sum(by_stage.values()) == pytest.approx(first["outcome"]["seconds"]["compile"], abs=0.01)
     assert first["hits"] == 0 and second["hits"] >= 2  # the probe's CV and checkpoint programs at least
     assert any((tmp_path / "cache").iterdir())
+
+
+def test_trim_removes_the_oldest_entries_beyond_the_limit(tmp_path):
+    for age, name in enumerate(["newest", "newer", "older", "oldest"]):
+        entry = tmp_path / f"jit_{name}-cache"
+        entry.write_bytes(b"x" * 100)
+        os.utime(entry, (1e9 - age * 60, 1e9 - age * 60))
+    (tmp_path / "jit_oldest-atime").write_bytes(b"t")  # JAX's own limit's file goes with its entry
+    (tmp_path / "notes.txt").write_bytes(b"y" * 1000)  # not an entry: left alone
+    compile_cache.trim(tmp_path, max_bytes=250)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jit_newer-cache", "jit_newest-cache", "notes.txt"]
+    compile_cache.trim(tmp_path, max_bytes=250)  # within the limit: nothing more goes
+    assert len(list(tmp_path.iterdir())) == 3
+
+
+ORPHAN = """
+import os, pathlib, keras, jax, jax.numpy as jnp
+from search import compile_cache
+directory = pathlib.Path(os.environ["SEARCH_JAX_CACHE"])
+directory.mkdir(parents=True)
+# what a process killed in the middle of a write leaves: an entry without its access-time file
+(directory / "jit_killed-0123456789-cache").write_bytes(b"x")
+assert compile_cache.enable()
+jax.jit(lambda x: x * 3 + 1)(jnp.ones(7)).block_until_ready()
+print(sorted(path.name for path in directory.iterdir()))
+"""
+
+
+@needs_jax
+def test_an_entry_left_by_a_killed_process_does_not_stop_the_cache_from_growing(tmp_path):
+    done = under("jax", "-c", ORPHAN, timeout=300, env={compile_cache.CACHE_ENV: str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Error writing persistent compilation cache" not in done.stderr
+    names = eval(done.stdout.strip().splitlines()[-1])
+    assert any(name.startswith("jit__lambda") and name.endswith("-cache") for name in names), names
