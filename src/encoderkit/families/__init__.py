@@ -82,7 +82,18 @@ class FamilySpec:
     layer_params: dict  # per-layer parameter name -> default
 
     def builder(self):
-        return importlib.import_module(f"encoderkit.families.{self.module}").build
+        """`build(family, params, input_shape, code_size, seed, output_activation)` ->
+        (autoencoder, encoder), the encoder sharing the autoencoder's layers."""
+        build = importlib.import_module(f"encoderkit.families.{self.module}").build
+
+        def build_with_keras_initializers(*args, **kwargs):
+            from encoderkit.families.initializers import name_keras_initializers
+
+            autoencoder, encoder = build(*args, **kwargs)
+            name_keras_initializers(autoencoder)
+            return autoencoder, encoder
+
+        return build_with_keras_initializers
 
     def resolve(self, params: dict | None) -> dict:
         """Defaults filled in; unknown names rejected with the family named."""

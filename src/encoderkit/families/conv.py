@@ -13,6 +13,7 @@ import math
 import keras
 
 from encoderkit.families.dense import seed_offset
+from encoderkit.families.initializers import HostGlorotUniform
 
 
 def build(family, params, input_shape, code_size, seed=None, output_activation="sigmoid"):
@@ -34,12 +35,12 @@ def build(family, params, input_shape, code_size, seed=None, output_activation="
     x = _CODE_INPUT[ndim][params["code_pooling"]]()(x)
     code = keras.layers.Dense(
         code_size, activation=params["code_activation"], kernel_regularizer=regularizer,
-        kernel_initializer=keras.initializers.GlorotUniform(seed=seed_offset(seed, 50)), name="code",
+        kernel_initializer=HostGlorotUniform(seed=seed_offset(seed, 50)), name="code",
     )(x)
 
     x = keras.layers.Dense(
         math.prod(feature_shape), activation=params["layers"][-1]["activation"] if params["layers"] else "linear",
-        kernel_initializer=keras.initializers.GlorotUniform(seed=seed_offset(seed, 60)),
+        kernel_initializer=HostGlorotUniform(seed=seed_offset(seed, 60)),
     )(code)
     x = keras.layers.Reshape(feature_shape)(x)
     for i, layer in enumerate(reversed(params["layers"])):
@@ -48,7 +49,7 @@ def build(family, params, input_shape, code_size, seed=None, output_activation="
         x = _conv_block(layers, x, layer, params, regularizer, seed_offset(seed, 200 + i))
     x = layers["conv"](
         shape[-1], layer_kernel(params), padding="same", activation=output_activation,
-        kernel_initializer=keras.initializers.GlorotUniform(seed=seed_offset(seed, 300)),
+        kernel_initializer=HostGlorotUniform(seed=seed_offset(seed, 300)),
     )(x)
     excess = [got - want for got, want in zip(x.shape[1:-1], shape[:-1])]
     if any(excess):
@@ -80,7 +81,7 @@ def _conv_block(layers, x, layer, params, regularizer, seed):
     x = layers["conv"](
         int(layer["filters"]), int(layer["kernel_size"]), padding="same", dilation_rate=int(layer["dilation"]),
         kernel_regularizer=regularizer,
-        kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
+        kernel_initializer=HostGlorotUniform(seed=seed),
     )(x)
     if params["batch_norm"]:
         x = keras.layers.BatchNormalization()(x)

@@ -6,6 +6,7 @@ import math
 
 import keras
 
+from encoderkit.families.initializers import HostGlorotUniform
 from encoderkit.families.layers import MaskingNoise
 
 
@@ -16,7 +17,7 @@ def dense_stack(x, params, layers, seed):
         x = keras.layers.Dense(
             int(layer["units"]),
             kernel_regularizer=regularizer,
-            kernel_initializer=keras.initializers.GlorotUniform(seed=seed_offset(seed, i)),
+            kernel_initializer=HostGlorotUniform(seed=seed_offset(seed, i)),
         )(x)
         if params["batch_norm"]:
             x = keras.layers.BatchNormalization()(x)
@@ -42,7 +43,7 @@ def decode(code, params, input_dim, output_activation, seed):
     return keras.layers.Dense(
         input_dim,
         activation=output_activation,
-        kernel_initializer=keras.initializers.GlorotUniform(seed=seed_offset(seed, 300)),
+        kernel_initializer=HostGlorotUniform(seed=seed_offset(seed, 300)),
         name="reconstruction",
     )(x)
 
@@ -57,7 +58,7 @@ def build(family, params, input_shape, code_size, seed=None, output_activation="
         code_size,
         activation=params["code_activation"],
         activity_regularizer=keras.regularizers.L1(params["l1"]) if sparse else None,
-        kernel_initializer=keras.initializers.GlorotUniform(seed=seed_offset(seed, 50)),
+        kernel_initializer=HostGlorotUniform(seed=seed_offset(seed, 50)),
         name="code",
     )(x)
     outputs = decode(code, params, input_dim, output_activation, seed)

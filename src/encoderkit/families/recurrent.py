@@ -11,6 +11,7 @@ import keras
 
 from encoderkit.families.conv import spatial_shape
 from encoderkit.families.dense import seed_offset
+from encoderkit.families.initializers import HostGlorotUniform, HostOrthogonal
 
 CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN}
 
@@ -30,7 +31,7 @@ def build(family, params, input_shape, code_size, seed=None, output_activation="
         x = keras.layers.BatchNormalization()(x) if params["batch_norm"] else x
     code = keras.layers.Dense(
         code_size, activation=params["code_activation"],
-        kernel_initializer=keras.initializers.GlorotUniform(seed=seed_offset(seed, 50)), name="code",
+        kernel_initializer=HostGlorotUniform(seed=seed_offset(seed, 50)), name="code",
     )(x)
     x = keras.layers.RepeatVector(steps)(code)
     for i, layer in enumerate(reversed(layers)):
@@ -38,7 +39,7 @@ def build(family, params, input_shape, code_size, seed=None, output_activation="
         x = keras.layers.BatchNormalization()(x) if params["batch_norm"] else x
     x = keras.layers.Dense(
         features, activation=output_activation,
-        kernel_initializer=keras.initializers.GlorotUniform(seed=seed_offset(seed, 300)),
+        kernel_initializer=HostGlorotUniform(seed=seed_offset(seed, 300)),
     )(x)
     outputs = keras.layers.Reshape((size,), name="reconstruction")(x)
     return keras.Model(inputs, outputs, name=family), keras.Model(inputs, code, name="encoder")
@@ -49,5 +50,6 @@ def _recurrent(cell, layer, params, return_sequences, seed):
     return cell(
         int(layer["units"]), activation=layer["activation"], return_sequences=return_sequences,
         dropout=params["dropout"], kernel_regularizer=regularizer, seed=seed,
-        kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
+        kernel_initializer=HostGlorotUniform(seed=seed),
+        recurrent_initializer=HostOrthogonal(seed=seed_offset(seed, 1000)),
     )
