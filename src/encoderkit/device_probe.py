@@ -20,8 +20,9 @@ step, and converges like the reference solver (same objective, same stopping tol
 
 Shapes are padded to buckets (`bucket`; padded rows are in no fold, padded features are
 constant zero and keep zero weight) so trials whose codes differ a little reuse one compiled
-program, and JAX's persistent cache serves it to the next process. On an accelerator the
-buckets are coarser: there compiling, not computing, is what a probe costs.
+program, and JAX's persistent cache serves it to the next process. On an accelerator
+compiling, not computing, is what a probe costs, so codes are padded much wider there
+(`padded_width`): one program serves every code width of a search where memory allows.
 
 Only the JAX backend of Keras runs this on the accelerator; JAX on the CPU runs it too (tests,
 `probe: device_softmax`). Under Keras' torch and tensorflow backends `auto` keeps the Keras
@@ -37,6 +38,12 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+# On an accelerator codes are padded to at least WIDE features while the padded copy stays
+# within PADDED_BYTES: one H200 took about 9 s to compile each program, against a probe's
+# 0.3 s of work, and 7,680 rows x 8,192 features (252 MB) cover the image space's codes
+# (16..4096 units + 784 pixels) in one program (benchmarks/results/gpu.md).
+WIDE = 8192
+PADDED_BYTES = 1 << 30
 HISTORY = 10  # L-BFGS memory, as scipy's default
 MAX_ITER = 1000  # as the reference probe
 TOL = 1e-4  # the reference's tolerance on the largest gradient entry (scikit-learn's lbfgs gtol)
@@ -49,15 +56,26 @@ def bucket(size: int, rows: bool, accelerator: bool = False) -> int:
     """Padded size: rows to a multiple of 256; features to 2^k or 1.5 * 2^k (at most half
     again: 18 widths cover the image space's codes of 16 to 4096 + 784 features).
 
-    On an accelerator features go to a power of two of at least 256 (6 widths there): one
-    H200 took about 9 s to compile each program, against a probe's 0.3 s of work, so a wider
-    padded product costs far less than another compile (benchmarks/results/gpu.md)."""
+    On an accelerator features go to a power of two of at least 256 (`padded_width` widens
+    them further)."""
     if rows:
         return -(-size // 256) * 256
     if accelerator:
         return max(256, 1 << (max(size, 1) - 1).bit_length())
     unit = max(8, 2 ** max(0, int(np.log2(max(size, 1))) - 1))
     return -(-size // unit) * unit
+
+
+def padded_width(size: int, padded_rows: int, accelerator: bool = False) -> int:
+    """Features after padding: the bucket, and on an accelerator at least the widest power of
+    two up to WIDE whose padded codes (`padded_rows` float32 rows) fit in PADDED_BYTES."""
+    width = bucket(size, rows=False, accelerator=accelerator)
+    if not accelerator:
+        return width
+    roomy = WIDE
+    while roomy > width and padded_rows * roomy * 4 > PADDED_BYTES:
+        roomy //= 2
+    return max(width, roomy)
 
 
 def fold_groups(n_rows: int, folds) -> np.ndarray:
@@ -90,7 +108,8 @@ def fit_heads(X, y_index, n_classes: int, groups, n_folds: int = 1, C=1.0, max_i
     X = np.asarray(X, np.float32)
     n, d = X.shape
     accelerator = jax.default_backend() != "cpu"
-    n_pad, d_pad = bucket(n, rows=True), bucket(d, rows=False, accelerator=accelerator)
+    n_pad = bucket(n, rows=True)
+    d_pad = padded_width(d, n_pad, accelerator)
     codes = np.zeros((n_pad, d_pad), np.float32)
     codes[:n, :d] = X
     onehot = np.zeros((n_pad, n_classes), np.float32)

@@ -110,6 +110,18 @@ def test_padding_to_a_bucket_changes_nothing(digits):
     assert coarse.coef.shape == (1, 40, 10)
 
 
+def test_on_an_accelerator_one_width_serves_a_search_where_memory_allows():
+    from encoderkit.device_probe import PADDED_BYTES, bucket, padded_width
+
+    codes = range(16, 4097 + 784)  # the image space's code widths, with and without the pixels
+    assert {padded_width(d, bucket(7500, rows=True), accelerator=True) for d in codes} == {8192}
+    full = bucket(45000, rows=True)  # full Fashion-MNIST's search part: half as wide, two programs
+    assert {padded_width(d, full, accelerator=True) for d in codes} == {4096, 8192}
+    assert all(full * padded_width(d, full, accelerator=True) * 4 <= PADDED_BYTES for d in range(16, 4097))
+    assert padded_width(20000, 256, accelerator=True) == 32768  # wider codes keep their own bucket
+    assert padded_width(40, 1280) == bucket(40, rows=False) == 48  # the CPU's buckets stay fine
+
+
 def test_the_probe_is_one_program_per_bucket(digits):
     """Trials whose codes fall in one bucket reuse the compiled program (no new trace)."""
     from encoderkit.device_probe import compiled_fit
