@@ -61,7 +61,8 @@ def enable() -> bool:
             # Not JAX's own size limit: it keeps an access-time file beside each entry, and once
             # one entry lacks it (a process killed between the two writes: a kill -9, an OOM
             # kill) every later write fails with a warning, so the cache silently stops growing
-            # for good (found in this machine's cache). Unlimited there, trimmed here.
+            # for good (found in this machine's cache; jax-ml/jax#39880, fixed after the JAX
+            # pinned here). Unlimited there, trimmed here when a process starts, by age.
             jax.config.update("jax_compilation_cache_max_size", -1)
             trim(directory)
         except OSError:  # a read-only home: compile as before
@@ -72,9 +73,10 @@ def enable() -> bool:
 
 
 def trim(directory: Path, max_bytes: int = MAX_BYTES) -> None:
-    """Removes the oldest entries (by modification time) until the cache holds at most
-    `max_bytes`. Other processes may trim or read the same directory at the same time: an
-    entry already gone is skipped, and a program removed under a reader is compiled again."""
+    """Removes the oldest entries (by the time they were written, not last read) until the
+    cache holds at most `max_bytes`. Other processes may trim or read the same directory at
+    the same time: an entry already gone is skipped, and a program removed under a reader is
+    compiled again."""
     entries = []
     for path in directory.glob(f"*{ENTRY_SUFFIX}"):
         try:

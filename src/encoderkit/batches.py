@@ -1,57 +1,48 @@
 """Training data for Keras' JAX backend: every batch of one shape, so `fit` compiles its
 train step (and its validation step) once per model.
 
-JAX compiles a program per input shape. With the rows handed to `fit` as arrays, the last
+JAX compiles a program per input shape. With the rows handed to `fit` as they are, the last
 batch of an epoch is smaller unless the row count divides evenly, and Keras compiled the train
-step and the test step twice per model (measured here: 2 x 0.75 s on the CPU for a small conv
-autoencoder; a first epoch carried 3-9 s of compilation on an H100, DESIGN.md). TensorFlow
-relaxes the batch dimension instead, and torch does not compile: they keep the arrays."""
+step and the test step a second time for it (measured here for a small conv autoencoder on the
+CPU: 2 x 0.74 s for the train step; a first epoch carried 3-9 s of compilation on an H100,
+DESIGN.md). Under TensorFlow Keras traces the smaller batch once and then relaxes the batch
+dimension, and torch does not compile: they get the rows as they are.
+
+The rows stay arrays that Keras itself shuffles and slices each epoch. (A `PyDataset` that
+drew a new permutation per epoch did the same with one shape, but under an out-of-memory cap
+its retries at half the batch failed where the arrays' fit: tests/search/test_out_of_memory.py.)"""
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 
 
-class FullBatches(keras.utils.PyDataset):
-    """(X, X) in `len(X) // batch_size` batches of `batch_size` rows from a new permutation
-    each epoch. The remainder (fewer than `batch_size` rows, different ones each epoch) is left
-    out of that epoch only, as `drop_last` does in PyTorch's DataLoader."""
-
-    def __init__(self, X, batch_size: int, seed: int):
-        super().__init__()
-        if not 1 <= batch_size <= len(X):
-            raise ValueError(f"batch_size must be between 1 and the {len(X)} rows, got {batch_size}")
-        self.X, self.batch_size = X, int(batch_size)
-        self._rng = np.random.default_rng(seed)
-        self._order = self._rng.permutation(len(X))
-
-    def __len__(self):
-        return len(self.X) // self.batch_size
-
-    def __getitem__(self, index):
-        rows = self.X[np.sort(self._order[index * self.batch_size : (index + 1) * self.batch_size])]
-        return rows, rows
-
-    def on_epoch_end(self):
-        self._order = self._rng.permutation(len(self.X))
-
-
-def trim_to_batches(X, batch_size: int):
-    """The first whole batches of X (all of X when it holds no more than one batch), so
-    evaluating it in `batch_size` batches meets one shape."""
-    if len(X) <= batch_size:
+def fill_to_batches(X, batch_size: int, seed: int):
+    """X with rows drawn at random from it appended (no row twice among them), up to a
+    multiple of `batch_size`: each epoch, every row once and those few twice, as many steps as
+    X alone takes, all batches full."""
+    short = -len(X) % batch_size
+    if not short:
         return X
-    return X[: len(X) // batch_size * batch_size]
+    extra = np.random.default_rng([int(seed), 1]).choice(len(X), size=short, replace=False)  # apart from the weights' seeds
+    return np.concatenate([X, X[extra]])
+
+
+def validation_batches(n_rows: int, batch_size: int) -> tuple[int, int]:
+    """(rows kept, batch size) for evaluating `n_rows` in batches of one size, as many batches
+    as `batch_size` would make: fewer rows than batches are left out (always the same ones)."""
+    batches = -(-n_rows // batch_size)
+    size = n_rows // batches
+    return batches * size, size
 
 
 def training_data(keras_backend: str, train, valid, batch_size: int, seed: int) -> dict:
     """`fit`'s keyword arguments for the training and validation rows of an autoencoder."""
-    validation = None if valid is None else (valid, valid)
-    if keras_backend != "jax":
-        return {"x": train, "y": train, "validation_data": validation, "batch_size": batch_size, "shuffle": True}
-    if valid is not None:
-        valid = trim_to_batches(valid, batch_size)
-        validation = (valid, valid)
-    return {"x": FullBatches(train, batch_size, seed), "validation_data": validation,
-            "validation_batch_size": min(batch_size, len(valid)) if valid is not None else None}
+    data = {"batch_size": batch_size, "shuffle": True}
+    if keras_backend == "jax":
+        train = fill_to_batches(train, batch_size, seed)
+        if valid is not None:
+            kept, size = validation_batches(len(valid), batch_size)
+            valid = valid[:kept]
+            data["validation_batch_size"] = size
+    return {**data, "x": train, "y": train, "validation_data": None if valid is None else (valid, valid)}

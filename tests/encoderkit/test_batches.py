@@ -2,40 +2,38 @@
 steps compile once per model (tests/search/test_compile_cache.py counts the compilations)."""
 
 import numpy as np
-import pytest
 
-from encoderkit.batches import FullBatches, training_data, trim_to_batches
+from encoderkit.batches import fill_to_batches, training_data, validation_batches
 
 
-def test_each_epoch_is_a_new_permutation_cut_into_full_batches():
+def test_rows_are_filled_up_to_whole_batches_with_distinct_rows_of_their_own():
     X = np.arange(23, dtype="float32").reshape(-1, 1)
-    batches = FullBatches(X, batch_size=5, seed=0)
-    assert len(batches) == 4
-    seen, epochs = [], []
-    for _ in range(6):
-        rows = [batches[i] for i in range(len(batches))]
-        assert all(x.shape == (5, 1) and np.array_equal(x, y) for x, y in rows)
-        epoch = np.concatenate([x for x, _ in rows]).ravel()
-        assert len(set(epoch)) == 20  # no row twice in an epoch
-        epochs.append(tuple(sorted(epoch)))
-        seen.extend(epoch)
-        batches.on_epoch_end()
-    assert len(set(epochs)) > 1  # the rows left out differ from epoch to epoch
-    assert set(seen) == set(range(23))
+    filled = fill_to_batches(X, batch_size=5, seed=0)
+    assert len(filled) == 25 and np.array_equal(filled[:23], X)  # as many steps as X alone: 5
+    extra = filled[23:].ravel()
+    assert len(set(extra)) == 2 and set(extra) <= set(X.ravel())
+    assert np.array_equal(fill_to_batches(X, 5, seed=0), filled)  # the seed fixes them
+    whole = X[:20]
+    assert fill_to_batches(whole, batch_size=5, seed=0) is whole  # whole batches already
+    assert len(fill_to_batches(X, batch_size=23, seed=0)) == 23
+
+
+def test_validation_rows_are_cut_into_equal_batches():
+    assert validation_batches(127, 64) == (126, 63)  # one row left out, not 63
+    assert validation_batches(500, 256) == (500, 250)
+    assert validation_batches(30, 64) == (30, 30)
+    assert validation_batches(128, 64) == (128, 64)
+    for n, size in ((1000, 64), (333, 128), (7, 3)):
+        kept, batch = validation_batches(n, size)
+        assert kept % batch == 0 and n - kept < -(-n // size) and batch <= size
 
 
 def test_fit_arguments_by_backend():
     train, valid = np.zeros((70, 3)), np.ones((30, 3))
     plain = training_data("tensorflow", train, valid, 16, seed=0)
-    assert plain["x"] is train and plain["batch_size"] == 16 and plain["shuffle"] is True
-    assert plain["validation_data"][0] is valid
+    assert plain["x"] is train and plain["y"] is train and plain["batch_size"] == 16 and plain["shuffle"] is True
+    assert plain["validation_data"][0] is valid and "validation_batch_size" not in plain
     jax = training_data("jax", train, valid, 16, seed=0)
-    assert isinstance(jax["x"], FullBatches) and len(jax["x"]) == 4
-    assert len(jax["validation_data"][0]) == 16 and jax["validation_batch_size"] == 16
+    assert len(jax["x"]) == 80 and jax["y"] is jax["x"] and jax["shuffle"] is True
+    assert len(jax["validation_data"][0]) == 30 and jax["validation_batch_size"] == 15
     assert training_data("jax", train, None, 16, seed=0)["validation_data"] is None
-    assert len(trim_to_batches(valid, 64)) == 30  # one batch: its own shape, compiled once
-
-
-def test_a_batch_larger_than_the_rows_is_refused():
-    with pytest.raises(ValueError, match="batch_size"):
-        FullBatches(np.zeros((3, 2)), batch_size=4, seed=0)
