@@ -42,8 +42,8 @@ class HostGlorotUniform(keras.initializers.GlorotUniform):
     def __call__(self, shape, dtype=None):
         fan_in, fan_out = _fans(tuple(int(s) for s in shape))
         limit = math.sqrt(3.0 / max(1.0, (fan_in + fan_out) / 2.0))
-        values = _generator(self.seed).uniform(-limit, limit, size=shape)
-        return values.astype(keras.backend.standardize_dtype(dtype or keras.config.floatx()))
+        unit = _generator(self.seed).random(shape, dtype=np.float32)  # float32 draws: half the time of float64
+        return ((2 * unit - 1) * limit).astype(keras.backend.standardize_dtype(dtype or keras.config.floatx()))
 
     def as_keras(self):
         return keras.initializers.GlorotUniform(seed=self.seed)
