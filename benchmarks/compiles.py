@@ -3,10 +3,11 @@
 programs JAX compiled there, by name, with their count and seconds.
 
     KERAS_BACKEND=jax .venv/bin/python benchmarks/compiles.py [--rows 2000] [--label TEXT]
-    source .gpu/env.sh && python3 benchmarks/compiles.py        # on the GPU machine
+    source .gpu/env.sh && python3 benchmarks/compiles.py --out $OUT --label h200   # GPU machine
 
 The images are random (28 x 28 x 1), so no dataset is needed: the programs depend on shapes
-only. Writes benchmarks/results/compiles.md (a section per run, appended) and compiles.json."""
+only. Writes compiles.md (a section per run, appended) and compiles.json to --out
+(default benchmarks/results)."""
 
 from __future__ import annotations
 
@@ -70,6 +71,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--label", default="", help="what this run measures (a commit, a flag)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where compiles.md and compiles.json go")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -104,12 +106,13 @@ def write(runs, args):
             continue
         top = ", ".join(f"{name} ({n}, {s:.2f})" for name, (n, s) in list(run["by_name"].items())[:4])
         lines.append(f"| {run['model']} | {run['programs']} | {run['compile_seconds']:.2f} | {run['seconds']:.2f} | {top} |")
-    report = RESULTS / "compiles.md"
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = args.out / "compiles.md"
     if not report.exists():
         report.write_text("# What one model compiles under Keras' JAX backend\n")
     with report.open("a") as out:
         out.write("\n".join(lines) + "\n")
-    history = RESULTS / "compiles.json"
+    history = args.out / "compiles.json"
     previous = json.loads(history.read_text()) if history.exists() else []
     history.write_text(json.dumps([*previous, {"when": when, "machine": machine, "label": args.label,
                                                "rows": args.rows, "runs": runs}], indent=1) + "\n")

@@ -221,6 +221,9 @@ def main():
                         help="workers of the full search (default 4: one H200 gave 3x one worker's trials with 4)")
     parser.add_argument("--check-rows", type=int, default=None, help="training rows of the held-out check (default 5000)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["w1", "w4", "full", "check"])
+    parser.add_argument("--space", default="image",
+                        help="the space every run searches: a shipped name or a YAML file, e.g. a copy of "
+                             "the image space with more epochs for the GPU (default image; smoke: its own)")
     parser.add_argument("--xla-flags", default=None,
                         help="XLA_FLAGS for the searches (e.g. --xla_gpu_autotune_level=0), to measure what "
                              "compiling costs; recorded in the report")
@@ -239,14 +242,15 @@ def main():
            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")])}
     if args.xla_flags:
         env["XLA_FLAGS"] = args.xla_flags
-    space = smoke_space(workdir) if args.smoke else "image"
+    space = smoke_space(workdir) if args.smoke else args.space
     common = {"space": space, "backend": "optuna", "trials": 100000, "data_dir": os.environ.get("FASHION_MNIST_DIR"),
               "seed": 0}
     small_data = f"fashion-mnist:n={1000 if args.smoke else 10000}"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = {"smoke": args.smoke, "machine": machine(), "results": [], "check": None,
-              "notes": [f"XLA_FLAGS={args.xla_flags}"] if args.xla_flags else []}
+              "notes": ([f"XLA_FLAGS={args.xla_flags}"] if args.xla_flags else [])
+              + ([f"space {args.space}"] if args.space != "image" and not args.smoke else [])}
     began = time.time()
     # The full search first: its 5 minutes are fixed, the small runs share what is left.
     if "full" not in args.skip:
