@@ -12,7 +12,6 @@ only. Writes compiles.md (a section per run, appended) and compiles.json to --ou
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
 import platform
@@ -36,23 +35,13 @@ MODELS = {  # the image space's start point, and one of each other family kind i
 
 def one(name: str, rows: int) -> dict:
     """Runs in the child: fits and transforms one model, counting JAX's compilations."""
-    import logging
-
     import jax
     import numpy as np
 
-    compiled = collections.defaultdict(lambda: [0, 0.0])
-
-    class Compilations(logging.Handler):
-        def emit(self, record):
-            words = record.getMessage().split()
-            if words[:3] == ["Finished", "XLA", "compilation"]:  # "... of jit(NAME) in S sec"
-                compiled[words[4]][0] += 1
-                compiled[words[4]][1] += float(words[6])
-
-    jax.config.update("jax_log_compiles", True)
-    logging.getLogger("jax").addHandler(Compilations())
     from encoderkit.transformer import AutoencoderTransformer
+    from search.compile_cache import programs_by_name
+
+    compiled = programs_by_name()
 
     family, params, code_size, batch_size = MODELS[name]
     X = np.random.default_rng(0).random((rows, 28 * 28), dtype=np.float32)

@@ -93,6 +93,28 @@ def trim(directory: Path, max_bytes: int = MAX_BYTES) -> None:
         total -= size
 
 
+def programs_by_name() -> dict:
+    """From now on in this process: {program name: [compilations, seconds]}, filled from JAX's
+    log of each compilation (what benchmarks/compiles.py and the tests count)."""
+    import logging
+
+    import jax
+
+    programs = {}
+
+    class Compilations(logging.Handler):
+        def emit(self, record):
+            words = record.getMessage().split()  # "Finished XLA compilation of jit(NAME) in S sec"
+            if words[:3] == ["Finished", "XLA", "compilation"]:
+                count = programs.setdefault(words[4], [0, 0.0])
+                count[0] += 1
+                count[1] += float(words[6])
+
+    jax.config.update("jax_log_compiles", True)
+    logging.getLogger("jax").addHandler(Compilations())
+    return programs
+
+
 def _count(event, seconds, **kwargs):
     if event in COMPILE_EVENTS:
         _state["seconds"] += seconds

@@ -26,6 +26,10 @@ def _generator(seed):
     return np.random.default_rng(int(seed))
 
 
+def _cast(values, dtype):
+    return values.astype(keras.backend.standardize_dtype(dtype or keras.config.floatx()))
+
+
 def _fans(shape):
     """Keras' fans: a kernel's last two axes are (inputs, outputs), earlier ones its window."""
     if len(shape) == 0:
@@ -43,7 +47,7 @@ class HostGlorotUniform(keras.initializers.GlorotUniform):
         fan_in, fan_out = _fans(tuple(int(s) for s in shape))
         limit = math.sqrt(3.0 / max(1.0, (fan_in + fan_out) / 2.0))
         unit = _generator(self.seed).random(shape, dtype=np.float32)  # float32 draws: half the time of float64
-        return ((2 * unit - 1) * limit).astype(keras.backend.standardize_dtype(dtype or keras.config.floatx()))
+        return _cast((2 * unit - 1) * limit, dtype)
 
     def as_keras(self):
         return keras.initializers.GlorotUniform(seed=self.seed)
@@ -63,8 +67,7 @@ class HostOrthogonal(keras.initializers.Orthogonal):
         q = q * np.sign(np.diag(r))
         if rows < cols:
             q = q.T
-        values = self.gain * q.reshape(shape)
-        return values.astype(keras.backend.standardize_dtype(dtype or keras.config.floatx()))
+        return _cast(self.gain * q.reshape(shape), dtype)
 
     def as_keras(self):
         return keras.initializers.Orthogonal(gain=self.gain, seed=self.seed)
