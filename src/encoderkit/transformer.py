@@ -160,13 +160,12 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         built = time.perf_counter()
 
         monitor = "val_loss" if valid is not None else "loss"
+        from encoderkit.batches import training_data
+
+        data = training_data(keras.backend.backend(), train, valid, min(int(self.batch_size), len(train)), seed)
         history = autoencoder.fit(
-            train,
-            train,
-            validation_data=None if valid is None else (valid, valid),
+            **data,
             epochs=int(self.epochs),
-            batch_size=min(int(self.batch_size), len(train)),
-            shuffle=True,
             verbose=self.verbose,
             callbacks=[
                 keras.callbacks.TerminateOnNaN(),
