@@ -18,6 +18,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions  # scikit-learn's constraint grammar
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
+from encoderkit.batches import training_data
 from encoderkit.errors import TrainingError
 from encoderkit.families import FAMILIES, OPTIMIZERS, get_family
 from encoderkit.series_scaler import SeriesStandardScaler
@@ -160,8 +161,6 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         built = time.perf_counter()
 
         monitor = "val_loss" if valid is not None else "loss"
-        from encoderkit.batches import training_data
-
         data = training_data(keras.backend.backend(), train, valid, min(int(self.batch_size), len(train)), seed)
         history = autoencoder.fit(
             **data,
