@@ -10,8 +10,10 @@
 
 Three searches with the optuna backend under Keras' JAX backend, each in its own process
 with its own (cold) JAX compilation cache:
-1. full Fashion-MNIST (60k training images, the official 10k test images), `--full-workers` (4), `--full-timeout`
-   seconds (300), to a finished export: test accuracy and wall time from start to export;
+1. full Fashion-MNIST (60k training images, the official 10k test images), `--full-space`
+   (image-gpu: more epochs and wider codes, start points chosen on a validation split of the
+   training images), `--full-workers` (4), `--full-timeout` seconds (300), to a finished
+   export: test accuracy and wall time from start to export;
 2. `fashion-mnist:n=10000 --space image`, 1 worker, `--small-timeout` seconds (60, or less
    so that the command ends by `--deadline`, 480 s);
 3. the same with 4 workers sharing the GPU, same wall budget (a new study).
@@ -159,7 +161,8 @@ def search(name, settings, workdir, env):
     if done.returncode != 0:  # recorded, and the next run goes on: the device time is spent either way
         print(f"{name}: search failed\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}", flush=True)
         return {"name": name, "workers": settings["workers"], "timeout_s": settings["timeout"],
-                "data": settings["data"], "wall_s": round(wall, 1), "error": done.stderr.strip()[-1500:]}
+                "data": settings["data"], "space": Path(settings["space"]).stem, "wall_s": round(wall, 1),
+                "error": done.stderr.strip()[-1500:]}
     child = json.loads(marks_file.read_text())
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     stored = optuna.load_study(study_name="search", storage=f"sqlite:///{study_dir / 'study.db'}")
@@ -171,7 +174,7 @@ def search(name, settings, workdir, env):
     states = {s: sum(r.state == s for r in rows) for s in ("complete", "pruned", "fail")}
     return {
         "name": name, "workers": settings["workers"], "timeout_s": settings["timeout"], "data": settings["data"],
-        "finished": len(finished), **states, "span_s": round(last - first, 1),
+        "space": Path(settings["space"]).stem, "finished": len(finished), **states, "span_s": round(last - first, 1),
         "trials_per_hour": round(3600 * len(finished) / max(last - first, 1e-9)),
         "stage_means_s": {k: round(v, 2) for k, v in means.items()}, "cost_line": cost_summary(rows),
         "probe": sorted({t.user_attrs.get("probe", "?") for t in finished if t.state.name == "COMPLETE"}),
@@ -222,8 +225,10 @@ def main():
     parser.add_argument("--check-rows", type=int, default=None, help="training rows of the held-out check (default 5000)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["w1", "w4", "full", "check"])
     parser.add_argument("--space", default="image",
-                        help="the space every run searches: a shipped name or a YAML file, e.g. a copy of "
-                             "the image space with more epochs for the GPU (default image; smoke: its own)")
+                        help="the space of the small runs: a shipped name or a YAML file (default image; smoke: its own)")
+    parser.add_argument("--full-space", default="image-gpu",
+                        help="the space of the full search (default image-gpu: more epochs, wider codes; smoke: "
+                             "the small runs' own)")
     parser.add_argument("--xla-flags", default=None,
                         help="XLA_FLAGS for the searches (e.g. --xla_gpu_autotune_level=0), to measure what "
                              "compiling costs; recorded in the report")
@@ -243,6 +248,7 @@ def main():
     if args.xla_flags:
         env["XLA_FLAGS"] = args.xla_flags
     space = smoke_space(workdir) if args.smoke else args.space
+    full_space = space if args.smoke else args.full_space
     common = {"space": space, "backend": "optuna", "trials": 100000, "data_dir": os.environ.get("FASHION_MNIST_DIR"),
               "seed": 0}
     small_data = f"fashion-mnist:n={1000 if args.smoke else 10000}"
@@ -250,12 +256,12 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     report = {"smoke": args.smoke, "machine": machine(), "results": [], "check": None,
               "notes": ([f"XLA_FLAGS={args.xla_flags}"] if args.xla_flags else [])
-              + ([f"space {args.space}"] if args.space != "image" and not args.smoke else [])}
+              + ([f"small runs' space {args.space}"] if args.space != "image" and not args.smoke else [])}
     began = time.time()
     # The full search first: its 5 minutes are fixed, the small runs share what is left.
     if "full" not in args.skip:
-        settings = {**common, "data": "fashion-mnist:n=2000" if args.smoke else "fashion-mnist", "workers": args.full_workers,
-                    "timeout": full, "export": True}
+        settings = {**common, "space": full_space, "data": "fashion-mnist:n=2000" if args.smoke else "fashion-mnist",
+                    "workers": args.full_workers, "timeout": full, "export": True}
         record(report, search("full", settings, workdir, env), out)
         if "check" not in args.skip and "error" not in report["results"][-1]:
             report["check"] = held_out_check(workdir / "full", check_rows, workdir, env)
@@ -274,6 +280,11 @@ def main():
         record(report, search(name, settings, workdir, env), out)
     report["total_s"] = round(time.time() - began, 1)
     print(write(out, report, args.smoke).read_text())
+
+
+def _data(result) -> str:
+    """A run's data and space (reports from before the space was recorded searched `image`)."""
+    return f"{result['data']}, {result.get('space', 'image')}"
 
 
 def render(parts, out: Path, smoke: bool):
@@ -316,7 +327,8 @@ def write(out: Path, report: dict, smoke: bool) -> Path:
         "",
         f"Command: `{'.venv/bin/python benchmarks/gpu.py --smoke' if smoke else 'source .gpu/env.sh && python3 benchmarks/gpu.py'}`"
         f" on {m['gpu'] or 'no GPU'} ({m['cores']} cores, Python {m['python']}), Keras backend jax, optuna backend, "
-        "`--space image`" + (" with `probe: device_softmax`, 1-2 epochs, codes up to 512" if smoke else "") + ". Trials/hour: finished "
+        "the space after each run's data" + (" (image with `probe: device_softmax`, 1-2 epochs, codes up to 512)" if smoke else "")
+        + ". Trials/hour: finished "
         "trials over the span from the first trial's start to the last one's end. After the last trial: export "
         "(refit on the whole search part, held-out scores) and process exit. Stage means: seconds per completed trial.",
         "",
@@ -327,13 +339,13 @@ def write(out: Path, report: dict, smoke: bool) -> Path:
     ]
     for r in report["results"]:
         if "error" in r:
-            lines.append(f"| {r['name']} | {r['data']} | {r['workers']} | {r['timeout_s']:.0f} | failed after "
+            lines.append(f"| {r['name']} | {_data(r)} | {r['workers']} | {r['timeout_s']:.0f} | failed after "
                          f"{r['wall_s']} s: see below |" + " |" * 9)
             continue
         stages = ", ".join(f"{k} {v}" for k, v in r["stage_means_s"].items())
         test = r["test"]
         lines.append(
-            f"| {r['name']} | {r['data']} | {r['workers']} | {r['timeout_s']:.0f} | {r['finished']} "
+            f"| {r['name']} | {_data(r)} | {r['workers']} | {r['timeout_s']:.0f} | {r['finished']} "
             f"({r['complete']}/{r['pruned']}/{r['fail']}) | {r['trials_per_hour']} | {', '.join(r['probe'])} | {stages} | "
             f"{r['peak_gpu_mib'] if r['peak_gpu_mib'] is not None else 'n/a'} | {r['before_trials_s']} | "
             f"{r['after_last_trial_s']} | {r['export_s'] if r['export_s'] is not None else 'skipped'} | {r['wall_s']} | "

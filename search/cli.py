@@ -125,7 +125,7 @@ def main(argv=None) -> int:
         check_environment()
         return COMMANDS[args.command](args) or 0
     except (SearchError, EncoderkitError) as exc:
-        print(f"error: {as_flags(str(exc))}", file=sys.stderr)
+        print(f"error: {as_flags(str(exc), args)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as exc:
         result = getattr(exc, "result", None)  # search.errors.Interrupted carries the leaderboard
@@ -137,23 +137,27 @@ def main(argv=None) -> int:
         return EXIT_INTERRUPTED
 
 
-def as_flags(message: str) -> str:
+def as_flags(message: str, args) -> str:
     """The engine's errors name Python parameters (`workers: ...`); on the command line the
-    same setting is a flag (`--workers: ...`)."""
+    same setting is a flag of the command (`--workers: ...`). A message that starts with what
+    the user typed (a file or study directory named `target` or `trials`) stays as it is."""
     import re
 
     match = re.match(r"([a-z_]+)(?=[ :=])", message)
-    flag = _FLAGS.get(match.group(1)) if match else None
-    return flag + message[match.end():] if flag else message
+    if match is None:
+        return message
+    typed = {os.fspath(value) for value in vars(args).values() if isinstance(value, (str, os.PathLike))}
+    flag = _FLAGS.get(args.command, {}).get(match.group(1))
+    return flag + message[match.end():] if flag and match.group(1) not in typed else message
 
 
 def _flags_by_parameter(parser) -> dict:
-    flags = {}
-    for sub in parser._subparsers._group_actions[0].choices.values():
-        for action in sub._actions:
-            if action.option_strings and action.dest != "help":
-                flags.setdefault(action.dest, max(action.option_strings, key=len))
-    return flags
+    """Each command's {parameter: its flag} (positional arguments are not flags)."""
+    return {
+        command: {action.dest: max(action.option_strings, key=len)
+                  for action in sub._actions if action.option_strings and action.dest != "help"}
+        for command, sub in parser._subparsers._group_actions[0].choices.items()
+    }
 
 
 def cmd_run(args):
@@ -203,9 +207,12 @@ def cmd_resume(args):
 
 
 def cmd_report(args):
+    from search.errors import SearchError
     from search.results import result_of
     from search.study import open_study
 
+    if args.top < 1:
+        raise SearchError(f"top: must be at least 1, got {args.top}")
     if args.html:
         from search.quiet import import_keras_quietly
         from search.report import write_html

@@ -117,6 +117,7 @@ def run(
     loaded = load_space(space, scale)
     dataset, data_name = _dataset(data, y, target, data_dir)
     spec = dataclasses.replace(spec, data=data_name)
+    loaded.check_kind(dataset.kind)
     restricted, notes = loaded.for_kind(dataset.kind)
     notes = [*dataset.notes, *notes, *baseline_notes(dataset)]
     if restricted.start and not options.takes_start_points:
@@ -163,7 +164,7 @@ def run(
 def _dataset(data, y, target, data_dir):
     """The data, and how the study's settings name it: a dataset name or file path as given,
     in-memory data by its content hash (so a re-run on other arrays is refused)."""
-    from encoderkit.data import IN_MEMORY, content_hash, from_memory
+    from encoderkit.data import IN_MEMORY, content_hash, from_memory, is_file_name
 
     if isinstance(data, tuple) and len(data) == 2 and y is None:  # run((X, y))
         data, y = data
@@ -171,7 +172,12 @@ def _dataset(data, y, target, data_dir):
         if y is not None:
             raise SearchError(f"y: a dataset name or file ({os.fspath(data)}) brings its own labels; "
                               "name its label column with target=")
-        return load_dataset(data, target, data_dir), os.fspath(data)
+        if target is not None and not is_file_name(data):  # a built-in's labels are fixed
+            raise SearchError(f"target={target!r}: {os.fspath(data)} brings its own labels; target names a "
+                              "column of a .csv or .npy file or an array of a .npz file")
+        dataset = load_dataset(data, target, data_dir)
+        # A file by its absolute path: resume, export and report then work from any folder.
+        return dataset, os.path.abspath(data) if is_file_name(data) else os.fspath(data)
     dataset = from_memory(data, y, target)
     return dataset, IN_MEMORY + content_hash(dataset)
 

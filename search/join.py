@@ -20,7 +20,7 @@ from encoderkit.data import IN_MEMORY
 from search.errors import StudyError
 from search.lock import study_lock
 from search.preflight import check_installed, check_writable_study_dir
-from search.storage import fetch_metadata, finished_count, load, public_url
+from search.storage import JOURNAL, fetch_metadata, finished_count, load, public_url
 from search.study import DATA_FILE, Study, open_study
 
 
@@ -33,6 +33,7 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
     from search.settings import BackendOptions, Budget
 
     public = public_url(url)
+    _check_file_exists(public)
     metadata = fetch_metadata(public, name)
     # This machine reaches the storage by the URL it was given (the run's host may be "localhost").
     manifest, space_text = {**metadata["manifest"], "storage": public}, metadata["space"]
@@ -79,6 +80,21 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
             "finished": finished_count(optuna_study), "target": Budget.from_manifest(manifest).trials}
 
 
+def _check_file_exists(public: str):
+    """A study to join lives in an existing storage: opening a file-backed one that is not
+    there would create an empty database (or journal) and leave it behind."""
+    from sqlalchemy.engine import make_url
+
+    if public.startswith(JOURNAL):
+        path = public[len(JOURNAL):]
+    elif public.startswith("sqlite"):
+        path = make_url(public).database
+    else:
+        return
+    if path and path != ":memory:" and not Path(path).exists():
+        raise StudyError(f"storage {public}: {path} does not exist (no study to join)")
+
+
 def _check_local(local: Path, public: str, name: str):
     """A local directory is this study's join directory, or new."""
     if (local / "manifest.json").is_file():
@@ -104,7 +120,7 @@ def _with_local_data(manifest: dict, local: Path, data, name: str) -> dict:
     if in_memory:
         shutil.copyfile(data, local / DATA_FILE)  # Study.dataset checks its content hash
         return manifest
-    return {**manifest, "data": os.fspath(data)}
+    return {**manifest, "data": os.path.abspath(data)}
 
 
 def _mine(optuna_study) -> int:

@@ -36,6 +36,8 @@ def keras_backend_to_use(requested=None) -> str:
 def check_writable_study_dir(directory) -> Path:
     """A study directory that can be created or written: not a plain file, and writable
     (itself if it exists, else the nearest existing parent)."""
+    if not isinstance(directory, (str, os.PathLike)):
+        raise SearchError(f"study_dir: expected a folder path, got {directory!r}")
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise SearchError(f"{directory}: is a file, not a study directory")
@@ -54,11 +56,23 @@ def check_writable_study_dir(directory) -> Path:
     return directory
 
 
-def check_writable_file(path: Path) -> Path:
-    """A file this command may create or replace (the HTML report)."""
+def check_report_file(path: Path, marker: str) -> Path:
+    """A file the HTML report may create, or replace where it is an earlier report (its first
+    bytes hold `marker`): -o naming a study's manifest or a user's own file must not destroy it."""
     folder = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise SearchError(f"out: {path} is a directory; give a file name")
+    if not folder.is_dir():
+        problem = "is not a directory" if folder.exists() else "does not exist"
+        raise SearchError(f"out: cannot write {path} ({folder} {problem})")
+    if path.exists() and path.stat().st_size > 0:  # an empty file (mktemp's) holds nothing to lose
+        try:
+            with open(path, "rb") as existing:
+                head = existing.read(1024)
+        except OSError as exc:
+            raise SearchError(f"out: cannot read {path} to check it is a report ({exc.strerror})") from None
+        if marker.encode() not in head:
+            raise SearchError(f"out: {path} exists and is not a study report; pass another -o or remove it")
     if (path.exists() and not os.access(path, os.W_OK)) or not os.access(folder, os.W_OK | os.X_OK):
         raise SearchError(f"out: cannot write {path} (no write permission; pass another -o)")
     return path

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import os
 from dataclasses import dataclass
 
@@ -125,12 +126,12 @@ def make_problem(
 
     classes, counts = np.unique(dataset.y, return_counts=True)
     if len(classes) < 2:
-        raise DataError(f"{dataset.name}: the target has one class only ({classes[0]!r}); a probe needs two")
+        raise DataError(f"{dataset.name}: the target has one class only ({classes.tolist()[0]!r}); a probe needs two")
     least, need = int(counts.min()), rows_per_class(folds)
     # Each class needs a test row and `need` search rows for stratified CV.
     if least < need + 1:
         raise DataError(
-            f"{dataset.name}: class {classes[np.argmin(counts)]!r} has {least} rows, "
+            f"{dataset.name}: class {classes.tolist()[int(np.argmin(counts))]!r} has {least} rows, "
             f"too few for a test split and {folds} CV folds (need at least {need + 1})"
         )
     fix = "lower probe.cv in the space"
@@ -139,6 +140,10 @@ def make_problem(
         search_rows = np.setdiff1d(np.arange(len(dataset.y)), test_rows)
         where = f"{dataset.name}: the search part (the dataset's own training rows)"
     else:
+        test_count = math.ceil(test_size * len(dataset.y))  # as train_test_split rounds it
+        if test_count < len(classes):  # stratification puts a row of every class in the test part
+            raise DataError(f"{dataset.name}: test_size={test_size} leaves {test_count} test rows of "
+                            f"{len(dataset.y)}, fewer than its {len(classes)} classes; raise the test size")
         search_rows, test_rows = train_test_split(
             np.arange(len(dataset.y)), test_size=test_size, stratify=dataset.y, random_state=seed
         )

@@ -17,17 +17,18 @@ import numpy as np
 
 MAX_POINTS = 2000  # rows drawn in the 2-D code plot
 GRID = 8  # images per row in the reconstruction grid
+REPORT_MARKER = "Study report: "  # in the page's title: a file -o may replace holds it
 
 
 def write_html(study_dir, out=None) -> Path:
     from search.leaderboard import shown_trials
-    from search.preflight import check_writable_file
+    from search.preflight import check_report_file
     from search.results import result_of
     from search.storage import load_readonly
-    from search.study import open_study
+    from search.study import atomic_write, open_study
 
     study = open_study(study_dir)
-    path = check_writable_file(Path(out) if out else study.directory / "report.html")
+    path = check_report_file(Path(out) if out else study.directory / "report.html", REPORT_MARKER)
     optuna_study = load_readonly(study)
     trials = shown_trials(optuna_study)
     complete = [t for t in trials if t.state.name == "COMPLETE"]
@@ -47,7 +48,7 @@ def write_html(study_dir, out=None) -> Path:
             sections.append(("Inputs and reconstructions", _figure(_reconstructions, encoder, problem)))
     else:
         sections.append(("Winner's codes in 2-D", "<p>No export yet: run <code>python -m search export</code>.</p>"))
-    path.write_text(_page(study, sections))
+    atomic_write(path, _page(study, sections))  # a report cut short leaves the old one whole
     return path
 
 
@@ -57,7 +58,7 @@ def _page(study, sections) -> str:
     body = "\n".join(f'<section id="{_anchor(name)}"><h2>{html.escape(name)}</h2>\n{content}</section>'
                      for name, content in sections)
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Study report: {html.escape(title)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>{REPORT_MARKER}{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
 pre{{background:#f6f6f6;padding:1em;overflow-x:auto}} img{{max-width:100%}}
 table{{border-collapse:collapse}} td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}</style></head>

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from numbers import Integral
 from typing import ClassVar
 
 from search.errors import SearchError
@@ -49,6 +50,9 @@ class StudySpec(_Settings):
         from encoderkit.probe import METRICS
 
         _set(self, "seed", _integer("seed", self.seed))
+        # NumPy and scikit-learn take seeds below 2**32; trials and workers add their numbers to this one
+        if not 0 <= self.seed < 2**31:
+            raise SearchError(f"seed: must be between 0 and 2**31 - 1, got {self.seed}")
         try:
             size = float(self.test_size)
         except (TypeError, ValueError):
@@ -137,6 +141,8 @@ class OptunaOptions(BackendOptions):
 
         _set(self, "gpus", devices.resolve_gpus(self.gpus))
         every = DEFAULT_TRIALS_PER_PROCESS if self.fresh_process is None else self.fresh_process
+        if isinstance(every, bool):  # a switch, as the bare --fresh-process flag: on means every trial
+            every = int(every)
         if _integer("fresh_process", every) < 0:
             raise SearchError(f"fresh_process: must be a number of trials per process, got {self.fresh_process}")
         _set(self, "fresh_process", int(every))
@@ -203,10 +209,17 @@ def option_keys() -> set:
 
 
 def _integer(name, value) -> int:
+    """A whole number as given (2, 2.0, "2"); 2.5 or True is refused, not rounded."""
+    if isinstance(value, bool):
+        raise SearchError(f"{name}: must be a whole number, got {value!r}")
     try:
-        return int(value)
+        number = int(value)
+        whole = isinstance(value, (str, Integral)) or float(value).is_integer()
     except (TypeError, ValueError, OverflowError):
         raise SearchError(f"{name}: must be a whole number, got {value!r}") from None
+    if not whole:
+        raise SearchError(f"{name}: must be a whole number, got {value!r}")
+    return number
 
 
 def _number(name, value) -> float:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
+import os
 from dataclasses import dataclass, replace
 from importlib import resources
 from numbers import Integral
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from sklearn.utils._param_validation import Interval, StrOptions  # scikit-learn's constraint grammar
 
+from encoderkit.data import KINDS
 from encoderkit.families import FAMILIES, violation
 from encoderkit.probe import METRICS, PROBES
 from encoderkit.transformer import AutoencoderTransformer
@@ -66,6 +69,7 @@ class Space:
     probe: tuple  # ((key, value), ...)
     digest: str  # sha256 of the canonical parsed file: a changed space is refused on resume
     start: tuple = ()  # configurations tried first: (((parameter, value), ...), ...)
+    data_kinds: tuple = ()  # the data this space is made for (empty: any)
 
     @property
     def family_names(self):
@@ -76,6 +80,13 @@ class Space:
 
     def start_points(self) -> list[dict]:
         return [dict(point) for point in self.start]
+
+    def check_kind(self, kind: str):
+        """A space that names its data kinds refuses others (where a study starts: a stored
+        study keeps the space it was made with)."""
+        if self.data_kinds and kind not in self.data_kinds:
+            raise SpaceError(f"{self.source}: data_kinds: the space is for {', '.join(self.data_kinds)} data, "
+                             f"not {kind} (choose a space for {kind} data, or add {kind} to data_kinds)")
 
     def for_kind(self, kind: str) -> tuple["Space", list[str]]:
         """The space restricted to families that accept `kind`, and a note per dropped one
@@ -111,6 +122,8 @@ def load_space(name_or_path: str, scale: float = 1.0) -> Space:
     epochs, units and filters (at least 1 each) for quick runs."""
     import yaml
 
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise SpaceError(f"space: expected a shipped space's name or a YAML file path, got {name_or_path!r}")
     shipped = builtin_spaces()
     path = shipped.get(name_or_path, Path(name_or_path))
     if not path.is_file():
@@ -174,6 +187,7 @@ class _Parser:
             ),
             families=self.families(doc["families"]),
             probe=tuple(probe.items()),
+            data_kinds=self.data_kinds(doc.get("data_kinds")),
             digest=hashlib.sha256(json.dumps(
                 document if self.scale == 1 else {"document": document, "scale": self.scale},
                 sort_keys=True, default=str,
@@ -235,14 +249,19 @@ class _Parser:
         base = params.get("extends")
         if base is None:
             return dict(params)
+        if not isinstance(base, str):
+            self.fail(f"{path}.extends", f"expected the name of one family, got {base!r}")
         if base in seen or base == name:
             self.fail(f"{path}.extends", f"circular extends through {base!r}")
         if base not in block:
             self.fail(f"{path}.extends", f"{base!r} is not a family of this space ({', '.join(block)})")
-        merged = self.extended(block, base, (*seen, name))
-        merged.update({k: v for k, v in params.items() if k != "extends"})
-        if "stack" in params and "stack" in merged and isinstance(params["stack"], dict):
-            merged["stack"] = {**self.extended(block, base, (*seen, name)).get("stack", {}), **params["stack"]}
+        inherited = self.extended(block, base, (*seen, name))
+        merged = {**inherited, **{k: v for k, v in params.items() if k != "extends"}}
+        if isinstance(params.get("stack"), dict):  # a stack extends the base's stack, key by key
+            base_stack = inherited.get("stack", {})
+            if not isinstance(base_stack, dict):
+                self.fail(f"{path}.extends", f"{base!r} brings a stack that is not a mapping: {base_stack!r}")
+            merged["stack"] = {**base_stack, **params["stack"]}
         return merged
 
     def family(self, name, params):
@@ -333,6 +352,14 @@ class _Parser:
             return IntRange(low, high, log, step or 1)
         return FloatRange(low, high, log, step)
 
+    def data_kinds(self, value) -> tuple:
+        if value is None:
+            return ()
+        kinds = [value] if isinstance(value, str) else value
+        if not isinstance(kinds, list) or not kinds or any(k not in KINDS for k in kinds):
+            self.fail("data_kinds", f"expected a list of {', '.join(KINDS)}, got {value!r}")
+        return tuple(kinds)
+
     def number(self, value, path, cast):
         # YAML 1.1 reads `1e-4` as a string; accept it rather than surprise the user.
         if isinstance(value, str):
@@ -342,6 +369,8 @@ class _Parser:
                 self.fail(path, f"expected a number, got {value!r}")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(path, f"expected a number, got {value!r}")
+        if (isinstance(value, float) and not math.isfinite(value)) or (isinstance(value, int) and abs(value) > 2**53):
+            self.fail(path, f"expected a finite number of at most 2**53, got {value!r}")
         if cast is int and float(value) != int(value):
             self.fail(path, f"expected an integer, got {value!r}")
         return cast(value)

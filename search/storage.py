@@ -203,8 +203,11 @@ def load_readonly(study):
         except KeyError:
             raise StudyError(f"storage {study.storage_url}: holds no study named {study.study_name!r}") from None
     path = study.directory / "study.db"
-    if not path.is_file():  # nothing ran yet
-        return optuna.create_study(study_name=STUDY_NAME, direction="maximize")
+    if not path.is_file():
+        if (study.directory / "export.json").is_file():  # trials ran and were exported: the file went missing
+            raise StudyError(f"{path}: missing, though export.json holds the study's winner (restore study.db "
+                             "from a copy; the trials are stored only there)")
+        return optuna.create_study(study_name=STUDY_NAME, direction="maximize")  # nothing ran yet
     folder = tempfile.mkdtemp(prefix="search-report-")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     snapshot = os.path.join(folder, "study.db")

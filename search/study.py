@@ -117,10 +117,10 @@ class Study:
         use = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "trial": int(trial), "best": bool(best),
                "metric": metric, "score": test["score"], "low": test["low"], "high": test["high"],
                "export": str(destination)}
-        _atomic_write(self.directory / TEST_USES, json.dumps([*self.test_uses(), use], indent=2))
+        atomic_write(self.directory / TEST_USES, json.dumps([*self.test_uses(), use], indent=2))
 
     def write_json(self, name: str, value: dict):
-        _atomic_write(self.directory / name, json.dumps(value, indent=2, default=str))
+        atomic_write(self.directory / name, json.dumps(value, indent=2, default=str))
 
 
 def open_study(directory) -> Study:
@@ -130,7 +130,7 @@ def open_study(directory) -> Study:
         raise StudyError(f"{directory}: not a study directory (no manifest.json)")
     try:
         manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # UnicodeDecodeError: not text at all
         raise StudyError(f"{path}: corrupted manifest ({exc})") from None
     if isinstance(manifest, dict) and "format_version" in manifest:
         raise StudyError(f"{directory}: an exported encoder, not a study directory"
@@ -158,6 +158,8 @@ def check_same_study(directory, settings: dict, problem, space) -> Study | None:
         if key == "data" and study.manifest["data"] != identity["data"] and identity["data"].startswith(IN_MEMORY):
             raise StudyError(f"{directory}: study was made with other data ({study.manifest['data']}; "
                              f"these arrays: {identity['data']}); use another study directory")
+        if key == "data" and os.path.abspath(study.manifest["data"]) == identity["data"]:
+            continue  # a study made before files were stored by absolute path, run from the same folder
         if study.manifest.get(key) != identity[key]:
             raise StudyError(
                 f"{directory}: study was made with {key}={study.manifest.get(key)!r}, "
@@ -233,7 +235,12 @@ def keras_backend_name() -> str:
     return os.environ.get("KERAS_BACKEND", "tensorflow")
 
 
-def _atomic_write(path: Path, text: str):
+def atomic_write(path: Path, text: str):
+    """Writes `path` whole or not at all: a write cut short leaves the old file and no staging copy."""
     staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    staging.write_text(text)
-    os.replace(staging, path)
+    try:
+        staging.write_text(text)
+        os.replace(staging, path)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise

@@ -114,10 +114,16 @@ class TrialProcess:
         # Not a daemon: a daemonic process may not start the probe's parallel fold workers.
         # It dies with this process all the same (`die_with_parent`).
         child = context.Process(target=_child_main, daemon=False,
-                                args=(theirs, self.problem, os.getpid(), faults.armed(), devices.thread_cap()))
-        child.start()
+                                args=(theirs, os.getpid(), faults.armed(), devices.thread_cap()))
+        with _main_module_hidden():
+            child.start()
         theirs.close()
         self.started += 1
+        # The problem (the data) goes over the pipe, not with the start: a child that dies while
+        # starting makes this send fail (then its first trial is failed) where multiprocessing's
+        # own start-up write of a large payload would block for ever.
+        with contextlib.suppress(OSError):
+            ours.send(self.problem)
         return child, ours
 
     def _send(self, message):
@@ -132,9 +138,31 @@ class TrialProcess:
             interrupts.check()
         try:
             return self._conn.recv()
-        except EOFError:
+        except (EOFError, OSError):  # the child is gone (ConnectionResetError where it never started)
             self._child.join()
             raise FailedTrial(f"trial process died (exit code {self._child.exitcode})") from None
+
+
+@contextlib.contextmanager
+def _main_module_hidden():
+    """The spawned child runs none of the user's main module: multiprocessing would run a
+    script again there (one without an `if __name__ == "__main__":` guard would start its
+    search again in the child, which then died), or try to run `<stdin>` for `python - <<EOF`.
+    Trials need only this package's code; without a `__spec__` and a `__file__` the child skips
+    the main module, as for a notebook or `python -c`."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {name: vars(main)[name] for name in ("__spec__", "__file__") if name in vars(main)}
+    main.__spec__ = None
+    vars(main).pop("__file__", None)
+    try:
+        yield
+    finally:
+        vars(main).update(saved)
 
 
 def _end(child, conn, wait: bool):
@@ -148,9 +176,10 @@ def _end(child, conn, wait: bool):
     conn.close()
 
 
-def _child_main(conn, problem, worker_pid, crash_hook=None, threads=None):
-    """The child: runs the trials it is sent until told to stop or the parent goes away, on
-    the worker's thread cap (`threads`, cores per worker: TensorFlow would take every core)."""
+def _child_main(conn, worker_pid, crash_hook=None, threads=None):
+    """The child: receives the problem, then runs the trials it is sent until told to stop or
+    the parent goes away, on the worker's thread cap (`threads`, cores per worker: TensorFlow
+    would take every core)."""
     import os
     import signal
 
@@ -162,6 +191,10 @@ def _child_main(conn, problem, worker_pid, crash_hook=None, threads=None):
     die_with_parent()
     if os.getppid() != worker_pid:  # the worker died before the signal was armed
         os._exit(1)
+    try:
+        problem = conn.recv()  # at once: the parent waits on this send
+    except (EOFError, OSError):
+        return  # the parent went away
     import_keras_quietly()  # before anything else imports TensorFlow and its start-up chatter
     if threads:
         devices.limit_threads(threads)

@@ -53,8 +53,7 @@ def load_dataset(data="digits", target: str | None = None, data_dir: str | None 
         builtin = {"digits": _digits, "fashion-mnist": _fashion_mnist, "insurance": _insurance}[name]
         return builtin(data_dir=data_dir, **_options(data, options, BUILTIN[name]))
     path = Path(data)
-    loaders = {".csv": _csv, ".npy": _npy, ".npz": _npz}
-    if path.suffix.lower() not in loaders:
+    if path.suffix.lower() not in LOADERS:
         raise DataError(
             f"{data}: not a built-in dataset ({', '.join(BUILTIN)}, {UCR}:NAME) "
             "nor a .csv, .npy or .npz file"
@@ -63,9 +62,16 @@ def load_dataset(data="digits", target: str | None = None, data_dir: str | None 
         raise DataError(f"{data}: no such file")
     if path.stat().st_size == 0:
         raise DataError(f"{data}: file is empty")
-    dataset = loaders[path.suffix.lower()](path, target)
+    dataset = LOADERS[path.suffix.lower()](path, target)
     _check_finite(dataset, path)
     return dataset
+
+
+def is_file_name(data) -> bool:
+    """Whether `data` names a file to load (else a built-in dataset)."""
+    import os
+
+    return Path(os.fspath(data)).suffix.lower() in LOADERS
 
 
 def _options(data, text, known) -> dict:
@@ -74,8 +80,8 @@ def _options(data, text, known) -> dict:
         key, _, value = item.partition("=")
         if key.strip() not in known:
             raise DataError(f"{data}: unknown option {key.strip()!r} (known: {', '.join(known) or 'none'})")
-        if not value.lstrip("-").isdigit():
-            raise DataError(f"{data}: option {item!r} must look like name=INTEGER")
+        if not value.strip().isdigit() or int(value) >= 2**32:  # counts and seeds: 0 or more
+            raise DataError(f"{data}: option {item!r} must look like name=INTEGER (0 to 2**32 - 1)")
         options[key.strip()] = int(value)
     return options
 
@@ -349,7 +355,7 @@ def _npz(path: Path, target: str | None) -> Dataset:
     if features is None or target not in archive.files:
         missing = "features array 'X'" if features is None else f"label array {target!r}"
         raise DataError(f"{path}: no {missing} (arrays: {', '.join(archive.files)})")
-    X, y = archive[features], archive[target]
+    X, y = (_npz_array(archive, path, key) for key in (features, target))
     names, notes = _feature_names(archive, path, X)
     if X.ndim < 2:
         raise DataError(f"{path}: {features!r} must have one row per sample, got shape {X.shape}")
@@ -357,6 +363,17 @@ def _npz(path: Path, target: str | None) -> Dataset:
     X = _numeric(X.reshape(len(X), -1), path, features)
     return _checked(Dataset(path.stem, X, np.ravel(y), kind_of(shape), shape, names, target_name=target,
                             notes=notes), path)
+
+
+def _npz_array(archive, path, key):
+    """One array of an .npz archive (read on access: an object array fails only here)."""
+    try:
+        return archive[key]
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{path}: array {key!r} cannot be read ({_first_line(exc)})") from None
+
+
+LOADERS = {".csv": _csv, ".npy": _npy, ".npz": _npz}  # data files by suffix
 
 
 def kind_of(sample_shape) -> str:
@@ -409,11 +426,16 @@ def from_memory(X, y=None, target: str | None = None) -> Dataset:
             names = None  # as scikit-learn: only string column names are feature names
     else:
         where, name, names = "X", "arrays", None
+        if isinstance(X, (dict, set)) or np.isscalar(X):
+            raise DataError(f"X: expected an array or a DataFrame, got {type(X).__name__}")
         if y is None:
             raise DataError("y=None: a search needs labels; pass y (one label per row of X)")
         if target is not None:
             raise DataError(f"target={target!r}: names a DataFrame column; X is an array, give its labels as y")
-        array = np.asarray(X)
+        try:
+            array = np.asarray(X)
+        except ValueError as exc:  # rows of different lengths
+            raise DataError(f"X: cannot be read as one array ({_first_line(exc)})") from None
         if array.ndim < 2:
             raise DataError(f"X: must have one row per sample (2-D, 3-D or 4-D), got shape {array.shape}")
         shape = tuple(array.shape[1:])
@@ -472,6 +494,8 @@ def _load_numpy(path):
 
 
 def _numeric(array, path, what):
+    if np.iscomplexobj(array):  # a cast would drop the imaginary parts with only a warning
+        raise DataError(f"{path}: {what} are complex numbers (dtype {array.dtype}); pass real features")
     try:
         return np.asarray(array, dtype=np.float64)
     except (TypeError, ValueError):

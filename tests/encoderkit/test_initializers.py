@@ -27,12 +27,14 @@ def test_host_glorot_has_keras_limit_and_spread(shape):
 
 @pytest.mark.parametrize("shape", [(8, 32), (32, 8), (4, 2, 6)])
 def test_host_orthogonal_is_orthogonal_as_keras_makes_it(shape):
-    values = HostOrthogonal(gain=2.0, seed=0)(shape).reshape(-1, shape[-1]).astype(np.float64)
-    reference = keras.ops.convert_to_numpy(keras.initializers.Orthogonal(gain=2.0, seed=0)(shape)).reshape(values.shape)
-    small = min(values.shape)
-    gram = values.T @ values if values.shape[0] >= values.shape[1] else values @ values.T
-    assert gram == pytest.approx(4.0 * np.eye(small), abs=1e-5)
-    assert reference.shape == values.shape
+    host = HostOrthogonal(gain=2.0, seed=0)(shape)
+    keras_made = keras.ops.convert_to_numpy(keras.initializers.Orthogonal(gain=2.0, seed=0)(shape))
+    assert host.shape == keras_made.shape == shape
+    for values in (host, keras_made):  # the same property, the same gain convention
+        values = values.reshape(-1, shape[-1]).astype(np.float64)
+        small = min(values.shape)
+        gram = values.T @ values if values.shape[0] >= values.shape[1] else values @ values.T
+        assert gram == pytest.approx(4.0 * np.eye(small), abs=1e-5)
 
 
 def test_host_initializers_refuse_what_keras_refuses():

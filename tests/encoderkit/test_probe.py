@@ -97,6 +97,7 @@ def test_test_score_bootstrap_is_seeded():
     X, y = noise(200, seed=6)
     args = (X[:100], y[:100], X[100:], y[100:], "balanced_accuracy")
     assert held_out_score(*args, seed=7, n_boot=100) == held_out_score(*args, seed=7, n_boot=100)
+    assert held_out_score(*args, seed=7, n_boot=100)[1:] != held_out_score(*args, seed=8, n_boot=100)[1:]
 
 
 def test_the_bootstrap_auroc_is_roc_auc_scores_value_ties_included():

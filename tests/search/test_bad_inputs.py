@@ -65,7 +65,7 @@ RUN_CASES = [
     ("data-inf", ["--data", _csv(_with_value(np.inf)), "--target", "label"], "NaN/inf not allowed"),
     ("data-strings", ["--data", _csv(_numeric(text=["x", "y"] * 20)), "--target", "label"], "column 'text' is not numeric"),
     ("data-missing-target", ["--data", _csv(_numeric()), "--target", "nope"], "no target column 'nope'"),
-    ("data-one-class", ["--data", _csv(_numeric(label=np.zeros(40, int))), "--target", "label"], "one class only"),
+    ("data-one-class", ["--data", _csv(_numeric(label=np.zeros(40, int))), "--target", "label"], "one class only (0); a probe needs two"),
     ("data-too-few-rows", ["--data", _csv(_numeric(n=8)), "--target", "label"], "too few for a test split and 5 CV folds"),
     ("data-shape-mismatch", ["--data", _npz(X=np.ones((30, 4)), y=np.arange(20) % 2)], "30 feature rows but 20 labels"),
     ("cli-unknown-backend", ["--backend", "nope"], "--backend: unknown backend 'nope'"),
@@ -109,6 +109,29 @@ RUN_CASES = [
     ("data-insurance-too-small", ["--data", "insurance:n=5"], "insurance: n=5 is too small"),
     ("data-insurance-unknown-option", ["--data", "insurance:rows=5"], "unknown option 'rows'"),
     ("data-fashion-mnist-not-found", ["--data", "fashion-mnist", "--data-dir", lambda tmp: tmp / "nowhere"], "IDX files not found"),
+    ("cli-negative-seed", ["--seed", "-1"], "--seed: must be between 0 and 2**31 - 1, got -1"),
+    ("cli-seed-too-large", ["--seed", str(2**31)], f"--seed: must be between 0 and 2**31 - 1, got {2**31}"),
+    ("cli-test-size-below-one-row-per-class", ["--test-size", "0.001"],
+     "digits: test_size=0.001 leaves 2 test rows of 1797, fewer than its 10 classes"),
+    ("data-negative-option", ["--data", "insurance:seed=-1"], "option 'seed=-1' must look like name=INTEGER"),
+    ("data-npz-object-array", ["--data", _npz(X=np.array([[1, "a"], [2, 3]] * 20, dtype=object), y=np.arange(40) % 2)],
+     "data.npz: array 'X' cannot be read (Object arrays cannot be loaded"),
+    ("data-npz-complex", ["--data", _npz(X=np.ones((40, 3)) * (1 + 2j), y=np.arange(40) % 2)],
+     "data.npz: X are complex numbers (dtype complex128)"),
+    ("data-target-of-a-builtin", ["--data", "digits", "--target", "label"], "digits brings its own labels"),
+    # a message that starts with what the user typed keeps it (not rewritten to the flag --target)
+    ("data-named-like-a-parameter", ["--data", "target"], "error: target: not a built-in dataset"),
+    ("space-infinite-bound", ["--space", _space("code_size: {int: [2, .inf]}\nfamilies: {dense: {}}\n")],
+     "code_size.int: expected a finite number of at most 2**53, got inf"),
+    ("space-extends-a-list", ["--space", _space("families: {dense: {}, denoising: {extends: [dense]}}\n")],
+     "families.denoising.extends: expected the name of one family, got ['dense']"),
+    ("space-extends-a-stack-not-a-mapping", ["--space", _space(
+        "families: {dense: {stack: 3}, denoising: {extends: dense, stack: {depth: 1}}}\n")],
+     "families.denoising.extends: 'dense' brings a stack that is not a mapping: 3"),
+    ("space-data-kinds-not-a-kind", ["--space", _space("data_kinds: 12\nfamilies: {dense: {}}\n")],
+     "space.yaml: data_kinds: expected a list of tabular, image, sequence, got 12"),
+    ("space-for-other-data", ["--space", _space("data_kinds: [sequence]\nfamilies: {dense: {}}\n")],
+     "space.yaml: data_kinds: the space is for sequence data, not image"),
     ("space-start-outside", ["--space", _space("code_size: {int: [4, 8]}\nfamilies: {dense: {}}\nstart: [{code_size: 9}]\n")],
      "space.yaml: start[0].code_size: 9 is outside the space's int[4, 8]"),
 ]
@@ -144,6 +167,12 @@ def stored_study(tmp_path_factory):
     (study.parent / "mine.txt").write_text("a file of the user's")
     (study.parent / "mine").mkdir()
     (study.parent / "mine" / "notes.txt").write_text("the user's notes")
+    no_db = study.parent / "no-db"  # a copy of the study that lost its database
+    no_db.mkdir()
+    for name in ("manifest.json", "export.json", "space.yaml"):
+        (no_db / name).write_bytes((study / name).read_bytes())
+    (study.parent / "binary").mkdir()
+    (study.parent / "binary" / "manifest.json").write_bytes(bytes(range(256)))
     return study
 
 
@@ -168,6 +197,20 @@ STUDY_CASES = [
     ("study-export-not-a-study", lambda s: ["export", s / "export"], "an exported encoder, not a study directory"),
     ("study-report-not-a-study", lambda s: ["report", s.parent / "mine"], "not a study directory"),
     ("study-report-html-into-a-folder", lambda s: ["report", s, "--html", "-o", s.parent / "mine"], "is a directory; give a file name"),
+    ("study-report-html-over-the-manifest", lambda s: ["report", s, "--html", "-o", s / "manifest.json"],
+     "manifest.json exists and is not a study report"),
+    ("study-report-html-over-a-users-file", lambda s: ["report", s, "--html", "-o", s.parent / "mine.txt"],
+     "mine.txt exists and is not a study report"),
+    ("study-report-html-into-a-missing-folder", lambda s: ["report", s, "--html", "-o", s.parent / "nowhere" / "r.html"],
+     "nowhere does not exist"),
+    ("study-report-top-zero", lambda s: ["report", s, "--top", "0"], "--top: must be at least 1, got 0"),
+    ("study-report-database-missing", lambda s: ["report", s.parent / "no-db"],
+     "no-db/study.db: missing, though export.json holds the study's winner"),
+    ("study-report-binary-manifest", lambda s: ["report", s.parent / "binary"], "binary/manifest.json: corrupted manifest"),
+    ("study-join-missing-sqlite-file", lambda s: ["join", f"sqlite:///{s.parent / 'nope.db'}", "--study", "x"],
+     "nope.db does not exist (no study to join)"),
+    ("study-join-missing-journal", lambda s: ["join", f"journal:{s.parent / 'nope.journal'}", "--study", "x"],
+     "nope.journal does not exist (no study to join)"),
     ("study-crash-hook-malformed", lambda s: ["resume", s, "--no-progress"], "SEARCH_CRASH_AT='epoch:x'", {"SEARCH_CRASH_AT": "epoch:x"}),
     ("study-resume-keras-backend-missing", lambda s: ["resume", s, "--no-progress"], "Keras backend torch: needs the Python package 'torch'",
      "torch"),

@@ -43,6 +43,17 @@ def tiny_study(tmp_path_factory):
     return study, result.stdout
 
 
+def trial_rows(study):
+    """Each trial's number -> (state, value, parameters, seed) as stored."""
+    with sqlite3.connect(study / "study.db") as db:
+        rows = db.execute(
+            "select t.number, t.state, v.value, "
+            "(select group_concat(p.param_name || '=' || p.param_value, ',') from trial_params p where p.trial_id = t.trial_id), "
+            "(select a.value_json from trial_user_attributes a where a.trial_id = t.trial_id and a.key = 'seed') "
+            "from trials t left join trial_values v using (trial_id)").fetchall()
+    return {number: tuple(rest) for number, *rest in rows}
+
+
 def finished_trials(study):
     with sqlite3.connect(study / "study.db") as db:
         return db.execute("select count(*) from trials where state in ('COMPLETE', 'PRUNED')").fetchone()[0]
@@ -66,7 +77,9 @@ def test_report_reprints_the_leaderboard(tiny_study):
     study, stdout = tiny_study
     result = run_cli("report", study)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[0] == [l for l in stdout.splitlines() if l.startswith("Leaderboard")][0]
+    # all the run printed (leaderboard rows, cost line, held-out line) but where it exported to
+    assert result.stdout.splitlines() == [line for line in stdout.splitlines() if not line.startswith("export: ")]
+    assert any(line.lstrip().startswith("1  ") for line in result.stdout.splitlines())
 
 
 @CLI_TINY_STUDY
@@ -84,9 +97,13 @@ def test_export_a_chosen_trial_elsewhere(tiny_study, tmp_path):
 @CLI_TINY_STUDY
 def test_rerun_with_more_trials_continues_and_resume_stops_at_the_count(tiny_study):
     study, _ = tiny_study
+    before = trial_rows(study)
     result = run_cli("run", "--space", TINY_SPACE, "--trials", "4", "--study-dir", study, "--no-progress")
     assert result.returncode == 0, result.stderr[-2000:]
     assert finished_trials(study) == 4
+    after = trial_rows(study)
+    assert len(before) == 3 and {n: after[n] for n in before} == before  # the first three kept as they were
+    assert sorted(after) == [0, 1, 2, 3]
     result = run_cli("resume", study, "--no-progress")
     assert result.returncode == 0, result.stderr[-2000:]
     assert finished_trials(study) == 4
@@ -200,3 +217,35 @@ def test_the_default_checkpoint_rule_scores_a_trial_with_seconds_of_training_lef
     assert result.returncode == 0, result.stderr[-3000:]
     (steps,) = _intermediate_steps(study).values()
     assert steps[0] == 20 and set(steps) <= {20, 40}  # every ceil(60 / 3) epochs, while 2 s are left
+
+
+def test_a_study_of_a_file_named_relatively_works_from_any_folder(tmp_path):
+    """The study keeps its data file's absolute path: resume, replay and export from another
+    folder read the same file (a relative name read nothing there: 'no such file')."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    pd.DataFrame(X[:400]).assign(label=y[:400]).to_csv(tmp_path / "digits.csv", index=False)
+    made = run_cli("run", "--data", "digits.csv", "--target", "label", "--space", TINY_SPACE, "--trials", 1,
+                   "--study-dir", "study", "--no-progress", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr[-2000:]
+    study = tmp_path / "study"
+    manifest = json.loads((study / "manifest.json").read_text())
+    assert manifest["data"] == os.path.realpath(tmp_path / "digits.csv")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    replayed = run_cli("replay", study, "--trial", 0, cwd=elsewhere)
+    assert replayed.returncode == 0 and "matches" in replayed.stdout, replayed.stderr[-2000:]
+    again = run_cli("run", "--data", "digits.csv", "--target", "label", "--space", TINY_SPACE, "--trials", 2,
+                    "--study-dir", "study", "--no-progress", cwd=tmp_path)  # the same file, named as before
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert finished_trials(study) == 2
+    assert np.isfinite(json.loads((study / "export.json").read_text())["test"]["score"])
+    # a study made before paths were stored absolute (relative name) continues from its folder
+    (study / "manifest.json").write_text(json.dumps({**manifest, "data": "digits.csv", "trials": 2}))
+    older = run_cli("run", "--data", "digits.csv", "--target", "label", "--space", TINY_SPACE, "--trials", 3,
+                    "--study-dir", "study", "--no-progress", cwd=tmp_path)
+    assert older.returncode == 0, older.stderr[-2000:]
+    assert finished_trials(study) == 3

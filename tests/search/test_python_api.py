@@ -75,6 +75,29 @@ def test_in_a_fresh_process_run_and_encoder_search_take_arrays_dataframes_and_se
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("how", ["stdin", "script-without-main-guard"])
+def test_a_script_runs_its_trials_in_child_processes(tmp_path, how):
+    """The trials' spawned child runs none of the user's main module: a script without an
+    `if __name__ == "__main__":` guard started its search again in the child, and `python -
+    <<EOF` made the child run `<stdin>`; either child died before its first trial and the
+    search hung (multiprocessing's start-up write) or ended in a traceback."""
+    script = textwrap.dedent(f"""
+        import numpy as np, search
+        from sklearn.datasets import load_digits
+        X, y = load_digits(return_X_y=True)
+        result = search.run(X[:400], y[:400], space={str(TINY_SPACE)!r}, trials=1, study_dir="s", progress=False,
+                            fresh_process=1)
+        print("states", sorted(trial.state for trial in result.trials))
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    (tmp_path / "search_digits.py").write_text(script)
+    command, given = ([sys.executable, "-"], script) if how == "stdin" else ([sys.executable, "search_digits.py"], None)
+    done = subprocess.run(command, input=given, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "states ['complete']" in done.stdout, done.stdout[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+
+
 def test_a_study_of_arrays_keeps_them_for_the_command_line_and_refuses_other_arrays(tmp_path):
     X, y = _digits()
     study = tmp_path / "study"
@@ -121,10 +144,16 @@ def test_a_study_of_arrays_keeps_them_for_the_command_line_and_refuses_other_arr
     (lambda X, y: search.run(X, np.where(np.arange(300) == 7, None, y)), "has no label in 1 row(s) (first: data row 8)"),
     (lambda X, y: search.run(X[:, 0], y), "X: must have one row per sample (2-D, 3-D or 4-D), got shape (300,)"),
     (lambda X, y: search.run(X, y, workers=0), "workers: must be at least 1, got 0"),
+    (lambda X, y: search.run(X, y, trials=2.5), "trials: must be a whole number, got 2.5"),
+    (lambda X, y: search.run(X, y, seed=-1), "seed: must be between 0 and 2**31 - 1, got -1"),
+    (lambda X, y: search.run(X, y, space=123), "space: expected a shipped space's name or a YAML file path, got 123"),
+    (lambda X, y: search.run(X, y, study_dir=123), "study_dir: expected a folder path, got 123"),
+    (lambda X, y: search.run([[1.0, 2.0], [3.0]] * 30, [0, 1] * 30), "X: cannot be read as one array"),
+    (lambda X, y: search.run({"pixels": X}, y), "X: expected an array or a DataFrame, got dict"),
 ])
-def test_bad_in_memory_data_is_refused_in_one_line_before_anything_is_written(tmp_path, call, message):
+def test_bad_in_memory_data_is_refused_in_one_line_before_anything_is_written(tmp_path, monkeypatch, call, message):
     X, y = _digits()
-    os.chdir(tmp_path)  # the default study directory would go here
+    monkeypatch.chdir(tmp_path)  # the default study directory would go here
     with pytest.raises((DataError, SearchError)) as caught:
         call(X, y)
     assert message in str(caught.value) and "\n" not in str(caught.value)

@@ -213,14 +213,22 @@ def test_a_second_command_on_a_study_in_use_is_refused_and_a_dead_holders_lock_i
         while not (study / "manifest.json").exists():  # written under the lock, which it now holds
             assert first.poll() is None and time.time() < deadline, (tmp_path / "stderr").read_text()[-2000:]
             time.sleep(0.2)
-        before = trials_by_state(study) if (study / "study.db").exists() else {}
         for command in (args, ("resume", study, "--no-progress"), ("export", study)):
             refused = run_cli(*command)
             assert refused.returncode == 2, refused.stderr[-2000:]
             lines = refused.stderr.strip().splitlines()
             assert len(lines) == 1 and f"in use by run (pid {first.pid} on " in lines[0], lines
         assert first.poll() is None  # still the only writer
-        assert len(trials_by_state(study)) >= len(before)
+        assert not (study / "export").exists()  # the refused export wrote nothing
+        # Every trial is the first run's (its only worker is its own process): the refused
+        # run and resume started none.
+        signed = {}
+        while not signed:
+            assert first.poll() is None and time.time() < deadline, (tmp_path / "stderr").read_text()[-2000:]
+            with contextlib.suppress(sqlite3.OperationalError):  # the tables may not exist yet
+                signed = user_attr(study, "worker_pid") if (study / "study.db").exists() else {}
+            time.sleep(0.2)
+        assert set(signed.values()) == {first.pid}, signed
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(first.pid, signal.SIGKILL)

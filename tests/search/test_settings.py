@@ -4,6 +4,7 @@ defaults that the CLI, `search.run` and `EncoderSearch` share."""
 import ast
 import inspect
 
+import numpy as np
 import pytest
 
 import search
@@ -53,6 +54,9 @@ def test_settings_round_trip_through_the_manifest_with_their_defaults():
     assert Budget.from_manifest({}) == Budget()  # an older study lacking a key gets the default
     options = OptunaOptions(workers=2, gpus="none", fresh_process=None)
     assert options.fresh_process == 25 and options.gpus == []
+    # a switch from Python, as the bare --fresh-process flag: on is a process per trial
+    assert (OptunaOptions(fresh_process=True).fresh_process, OptunaOptions(fresh_process=False).fresh_process) == (1, 0)
+    assert (Budget(trials=2.0).trials, Budget(trials=np.int64(3)).trials, Budget(trials=2**60).trials) == (2, 3, 2**60)
     assert OptunaOptions.from_manifest(options.to_manifest()) == options
     ray = RayOptions.for_backend("ray", workers=3, gpus="auto", cpus_per_trial=2, gpus_per_trial=0.5)
     assert ray.to_manifest() == {"workers": 3, "address": None, "cpus_per_trial": 2.0, "gpus_per_trial": 0.5}
@@ -69,9 +73,9 @@ def test_settings_round_trip_through_the_manifest_with_their_defaults():
 
 
 def test_each_backend_names_its_options_type():
-    for name, options in (("optuna", OptunaOptions), ("kerastuner", KerasTunerOptions)):
+    for name, options in (("optuna", OptunaOptions), ("kerastuner", KerasTunerOptions), ("ray", RayOptions)):
         assert get_backend(name).Options is options
-    assert not KerasTunerOptions.takes_start_points and OptunaOptions.takes_start_points
+    assert not KerasTunerOptions.takes_start_points and OptunaOptions.takes_start_points and RayOptions.takes_start_points
 
 
 def test_the_cli_search_run_and_encoder_search_share_one_set_of_defaults():

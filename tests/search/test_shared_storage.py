@@ -105,6 +105,7 @@ def test_two_processes_share_a_postgresql_study_with_the_exact_count(postgres, t
                         tmp_path / "third", env=env)
         assert other.returncode == 2 and "the data or its split changed since the study began" in other.stderr, \
             other.stdout + other.stderr
+        assert len(other.stderr.strip().splitlines()) == 1 and "Traceback" not in other.stderr, other.stderr
         assert not (tmp_path / "third").exists()
 
     # The joining machine reaches the server by another name than the run did.
@@ -160,11 +161,15 @@ def test_a_storage_that_cannot_be_used_is_one_line_without_the_password(postgres
     assert not (tmp_path / "s").exists()
 
 
-def test_join_refuses_other_data_and_unknown_studies_in_one_line(postgres, tmp_path):
+def test_join_refuses_an_unknown_study_in_one_line(postgres, tmp_path):
+    """(Other data is refused while a study runs: test_two_processes_share_a_postgresql_study...)"""
     url, public = postgres
     env = {"SEARCH_STORAGE_PASSWORD": PASSWORD}
     missing = run_cli("join", public, "--study", "nope", "--study-dir", tmp_path / "j", env=env)
-    assert missing.returncode == 2 and "no study named 'nope'" in missing.stderr
+    assert missing.returncode == 2 and "no study named 'nope'" in missing.stderr, missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1 and "Traceback" not in missing.stderr, missing.stderr
+    assert PASSWORD not in missing.stderr
+    assert not (tmp_path / "j").exists()
 
 
 def test_a_joined_worker_killed_mid_trial_is_failed_by_its_heartbeat_and_its_trial_runs_again(postgres, tmp_path):

@@ -385,7 +385,8 @@ def test_every_shipped_space_loads():
     from search.space import builtin_spaces
 
     names = set(builtin_spaces())
-    assert {"default", "image", "sequence", "article"} <= names
+    assert {"default", "image", "image-gpu", "sequence", "article"} <= names
+    assert load_space("image-gpu").data_kinds == ("image",)
     for name in names:
         assert load_space(name).families
         quick = load_space(name, 0.25)  # start points shrink with the space (they would fall outside it)
