@@ -118,6 +118,14 @@ def check_cv_rows(y, classes, folds, where, fix):
                         f"rows per class: {listed}); {fix}")
 
 
+def _target_of(dataset: Dataset) -> str:
+    """How class-count errors name the labels: the file and its label column where there is
+    one (`runs.csv: target 'churn'`), else the dataset (`digits`)."""
+    if dataset.source and dataset.target_name:
+        return f"{dataset.source}: target {dataset.target_name!r}"
+    return dataset.source or dataset.name
+
+
 def make_problem(
     dataset: Dataset, *, test_size=0.25, seed=0, metric="auto", folds=5, probe="logistic_regression", workers=1,
     subsample=None,
@@ -126,28 +134,28 @@ def make_problem(
 
     classes, counts = np.unique(dataset.y, return_counts=True)
     if len(classes) < 2:
-        raise DataError(f"{dataset.name}: the target has one class only ({classes.tolist()[0]!r}); a probe needs two")
+        raise DataError(f"{_target_of(dataset)}: the labels hold one class only ({classes.tolist()[0]!r}); a probe needs two")
     least, need = int(counts.min()), rows_per_class(folds)
     # Each class needs a test row and `need` search rows for stratified CV.
     if least < need + 1:
         raise DataError(
-            f"{dataset.name}: class {classes.tolist()[int(np.argmin(counts))]!r} has {least} rows, "
+            f"{_target_of(dataset)}: class {classes.tolist()[int(np.argmin(counts))]!r} has {least} rows, "
             f"too few for a test split and {folds} CV folds (need at least {need + 1})"
         )
     fix = "lower probe.cv in the space"
     if dataset.test_rows is not None:  # the dataset's own test part (Fashion-MNIST's 10k, a UCR test split)
         test_rows = np.asarray(dataset.test_rows)
         search_rows = np.setdiff1d(np.arange(len(dataset.y)), test_rows)
-        where = f"{dataset.name}: the search part (the dataset's own training rows)"
+        where = f"{_target_of(dataset)}: the search part (the dataset's own training rows)"
     else:
         test_count = math.ceil(test_size * len(dataset.y))  # as train_test_split rounds it
         if test_count < len(classes):  # stratification puts a row of every class in the test part
-            raise DataError(f"{dataset.name}: test_size={test_size} leaves {test_count} test rows of "
+            raise DataError(f"{dataset.source or dataset.name}: test_size={test_size} leaves {test_count} test rows of "
                             f"{len(dataset.y)}, fewer than its {len(classes)} classes; raise the test size")
         search_rows, test_rows = train_test_split(
             np.arange(len(dataset.y)), test_size=test_size, stratify=dataset.y, random_state=seed
         )
-        where, fix = f"{dataset.name}: the search part ({1 - test_size:.0%} of the rows)", f"{fix} or the test size"
+        where, fix = f"{_target_of(dataset)}: the search part ({1 - test_size:.0%} of the rows)", f"{fix} or the test size"
     # The whole dataset's counts say little when the test part is given, or the split rounds a
     # small class down: the rows CV runs on decide.
     check_cv_rows(dataset.y[search_rows], classes, folds, where, fix)

@@ -9,7 +9,7 @@ row-major, their per-sample shape kept in `shape`) and 1-D labels. Anything unus
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ class Dataset:
     handcrafted: str | None = None  # name of a handcrafted-features baseline, if one is defined
     target_name: str | None = None  # the label column or array, as the file names it
     notes: tuple = ()  # what loading changed, for the user (e.g. a dropped index column)
+    source: str | None = None  # the file (or "X (DataFrame)") the rows came from, as errors name it
 
 
 def load_dataset(data="digits", target: str | None = None, data_dir: str | None = None) -> Dataset:
@@ -257,7 +258,8 @@ def _ucr(data, name) -> Dataset:
     y = np.concatenate([np.asarray(train_y), np.asarray(test_y)])
     dataset = Dataset(f"ucr-{name}", X.reshape(len(X), -1).astype(np.float64), y, "sequence", tuple(X.shape[1:]),
                       test_rows=np.arange(len(train_y), len(y)), target_name="class")
-    _check_finite(_checked(dataset, data), data)
+    dataset = _checked(dataset, data)
+    _check_finite(dataset, data)
     return dataset
 
 
@@ -446,7 +448,8 @@ def from_memory(X, y=None, target: str | None = None) -> Dataset:
         raise DataError(f"y: must be one label per row, got shape {labels.shape}")
     dataset = Dataset(name, features, labels, kind_of(shape), shape, names,
                       target_name=str(target_name))
-    _check_finite(_checked(dataset, where), where)
+    dataset = _checked(dataset, where)
+    _check_finite(dataset, where)
     return dataset
 
 
@@ -508,7 +511,7 @@ def _checked(dataset: Dataset, path: Path) -> Dataset:
     if len(dataset.X) == 0 or dataset.X.shape[1] == 0:
         raise DataError(f"{path}: no rows or no feature columns")
     _check_labels(dataset.y, path, dataset.target_name)
-    return dataset
+    return replace(dataset, source=str(path))
 
 
 def _check_labels(y, path, target):

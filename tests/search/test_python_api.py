@@ -22,6 +22,7 @@ from search.errors import SearchError, StudyError
 from search.results import result_of
 from search.study import open_study
 from tests.conftest import ROOT, TINY_SPACE, run_cli
+from tests.encoderkit.test_transformer import FLOAT32_ORDER
 
 
 def _digits(n=300):
@@ -228,6 +229,7 @@ def _expected_failed(estimator):
             "its 10 rows hold classes of fewer than 4 rows: too few for a held-out test part and "
             "3 CV folds, which the search refuses with its own message"
         ),
+        **FLOAT32_ORDER,
     }
 
 
