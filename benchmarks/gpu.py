@@ -7,6 +7,8 @@
 
     # on a CPU, a tiny version of the same runs (a few minutes):
     .venv/bin/python benchmarks/gpu.py --smoke
+    # the same in an environment like the GPU machine's (Python 3.12, no TensorFlow or Ray):
+    bash benchmarks/gpu_rehearsal.sh
 
 Three searches with the optuna backend under Keras' JAX backend, each in its own process
 with its own (cold) JAX compilation cache:
@@ -40,6 +42,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -254,7 +257,7 @@ def main():
     small_data = f"fashion-mnist:n={1000 if args.smoke else 10000}"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"smoke": args.smoke, "machine": machine(), "results": [], "check": None,
+    report = {"smoke": args.smoke, "machine": machine(), "command": invocation(), "results": [], "check": None,
               "notes": ([f"XLA_FLAGS={args.xla_flags}"] if args.xla_flags else [])
               + ([f"small runs' space {args.space}"] if args.space != "image" and not args.smoke else [])}
     began = time.time()
@@ -280,6 +283,11 @@ def main():
         record(report, search(name, settings, workdir, env), out)
     report["total_s"] = round(time.time() - began, 1)
     print(write(out, report, args.smoke).read_text())
+    failed = [r["name"] for r in report["results"] if "error" in r] + (["check"] if (report["check"] or {}).get("error") else [])
+    if failed:  # a one-shot device call should say so in its exit status, not only in the report
+        print(f"gpu.py: failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _data(result) -> str:
@@ -307,6 +315,14 @@ def record(report, result, out):
     write(out, report, report["smoke"])
 
 
+def invocation() -> str:
+    """This command as it was typed, near enough: under .gpu/env.sh (the GPU machine, or its
+    rehearsal on a CPU) the interpreter is the image's python3, else the one that runs it."""
+    under_env = ".gpu/site" in os.environ.get("PYTHONPATH", "")
+    python = "source .gpu/env.sh && python3" if under_env else os.path.relpath(sys.executable)
+    return " ".join([python, "benchmarks/gpu.py", *map(shlex.quote, sys.argv[1:])])
+
+
 def machine() -> dict:
     info = {"platform": platform.machine(), "cores": os.cpu_count(), "python": platform.python_version()}
     try:
@@ -322,10 +338,13 @@ def write(out: Path, report: dict, smoke: bool) -> Path:
     stem = "gpu-smoke" if smoke else "gpu"
     (out / f"{stem}.json").write_text(json.dumps(report, indent=1, default=str))
     m = report["machine"]
+    command = report.get("command") if report.get("parts", 1) == 1 else None  # parts: their notes say how
+    command = command or ('.venv/bin/python benchmarks/gpu.py --smoke' if smoke
+                          else 'source .gpu/env.sh && python3 benchmarks/gpu.py')
     lines = [
         "# The GPU benchmark (issue 14)" + (": smoke run on a CPU, tiny budget, not a measurement" if smoke else ""),
         "",
-        f"Command: `{'.venv/bin/python benchmarks/gpu.py --smoke' if smoke else 'source .gpu/env.sh && python3 benchmarks/gpu.py'}`"
+        f"Command: `{command}`"
         f" on {m['gpu'] or 'no GPU'} ({m['cores']} cores, Python {m['python']}), Keras backend jax, optuna backend, "
         "the space after each run's data" + (" (image with `probe: device_softmax`, 1-2 epochs, codes up to 512)" if smoke else "")
         + ". Trials/hour: finished "
@@ -378,4 +397,4 @@ def write(out: Path, report: dict, smoke: bool) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
