@@ -29,15 +29,19 @@ Options = OptunaOptions
 
 
 def load_for_search(study, worker: int = 0):
+    """The study with a TPE sampler seeded by the study's seed, this worker and the trials
+    already stored: a resumed or extended study draws new candidates (seeded by the study's
+    seed alone, every run's random start-up draws repeated the first run's trials)."""
+    import numpy as np
     import optuna
 
+    optuna_study = load(study, pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0))
+    stored = len(optuna_study.get_trials(deepcopy=False))
+    seed = int(np.random.SeedSequence([int(study.manifest["seed"]), worker, stored]).generate_state(1)[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.TPESampler(
-            seed=study.manifest["seed"] + worker, multivariate=True, group=True, n_startup_trials=8
-        )
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
-    return load(study, sampler, pruner)
+        optuna_study.sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=8)
+    return optuna_study
 
 
 def make_objective(space, life, run_trial):
