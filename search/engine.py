@@ -9,6 +9,7 @@ best encoder (search/refit.py) and returns a `StudyResult` (search/results.py)."
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -221,11 +222,32 @@ def resume(study_dir, *, progress=True, verbose=True, export=True) -> StudyResul
 
 
 def _search_and_export(study, problem, space, progress, export, notes, verbose):
-    from encoderkit.export import remove_leftovers
-
     backend = get_backend(study.manifest["backend"])
     options = backend.Options.from_manifest(study.manifest)
-    os.environ.update(options.process_env())  # e.g. the driver's GPU, before TensorFlow starts
+    # e.g. the driver's GPU, before TensorFlow starts; put back after, so that a notebook's next
+    # run (or its own code) sees the devices it had
+    with environment(options.process_env()):
+        return _search_and_export_with(backend, options, study, problem, space, progress, export, notes, verbose)
+
+
+@contextlib.contextmanager
+def environment(values: dict):
+    """os.environ with `values` set, as it was after."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _search_and_export_with(backend, options, study, problem, space, progress, export, notes, verbose):
+    from encoderkit.export import remove_leftovers
+
     use_keras_backend(study.manifest.get("keras_backend"))
     import_keras_quietly()
     compile_cache.enable()  # JAX: programs compiled once serve every worker, trial and export

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from search.errors import StudyError
 from search.leaderboard import format_leaderboard, shown_trials, trial_rows
 from search.storage import load
 
@@ -56,11 +57,19 @@ class StudyResult:
     @functools.cached_property
     def best_estimator(self):
         """The exported encoder (an `AutoencoderTransformer` fitted on the search part), loaded
-        once on first use; None when nothing was exported."""
+        once on first use; None when nothing was exported. Refused when a later run of the
+        study has exported another trial over it since: this result's encoder is gone."""
         if self.export_dir is None:
             return None
         from encoderkit.export import load_encoder
 
+        manifest = self.export_dir / "manifest.json"
+        held = json.loads(manifest.read_text()) if manifest.is_file() else {}
+        if held and (held.get("trial"), held.get("cv_score")) != (self.best_trial, self.best_cv):
+            raise StudyError(
+                f"{self.export_dir}: holds trial {held.get('trial')}'s encoder now, exported after this result "
+                f"(trial {self.best_trial}); use the later run's result, or search.export_best({str(self.study_dir)!r}, "
+                f"trial={self.best_trial}) to refit this one")
         return load_encoder(self.export_dir)
 
     def to_frame(self):
@@ -101,8 +110,8 @@ def result_of(study, exported=None, notes=(), optuna_study=None, top=10) -> Stud
                                test_uses=study.test_uses())
     best = exported or {}
     return StudyResult(
-        study_dir=study.directory,
-        export_dir=study.export_dir if exported else None,
+        study_dir=study.directory.resolve(),  # absolute: the notebook may change its directory later
+        export_dir=study.export_dir.resolve() if exported else None,
         best_trial=best.get("trial"),
         best_params=best.get("transformer_params"),
         best_cv=best.get("cv_score"),

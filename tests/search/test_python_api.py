@@ -5,6 +5,7 @@ import gc
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -180,6 +181,15 @@ def test_the_result_is_an_object_with_its_trials_a_frame_and_the_fitted_export(t
     assert result.best_estimator is result.best_estimator  # loaded once
     reported = result_of(open_study(tmp_path / "s"))
     assert reported.trials == result.trials and str(reported) == str(result)
+    assert reported.export_dir.is_absolute()  # it outlives a notebook's change of directory
+
+    # Another trial exported over it later: a result made before refuses to hand out that encoder.
+    other = 1 - result.best_trial
+    search.export_best(tmp_path / "s", trial=other)  # to export-trial-N; a later run would write export/
+    shutil.rmtree(tmp_path / "s" / "export")
+    shutil.copytree(tmp_path / "s" / f"export-trial-{other}", tmp_path / "s" / "export")
+    with pytest.raises(StudyError, match=rf"export: holds trial {other}'s encoder now, exported after this result"):
+        reported.best_estimator
 
 
 def test_encoder_search_is_a_scikit_learn_search_estimator(tmp_path):
@@ -216,6 +226,22 @@ def test_encoder_search_is_a_scikit_learn_search_estimator(tmp_path):
     assert kept.study_dir_ == tmp_path / "kept"
     first, second = result_of(open_study(tmp_path / "kept")).trials
     assert first.params != second.params  # continued with new draws, not the first run's again
+
+
+def test_a_run_leaves_the_notebooks_gpu_environment_as_it_found_it(tmp_path, monkeypatch):
+    """The driver takes its GPU through CUDA_VISIBLE_DEVICES while it runs; the notebook's next
+    run (and its own code) must still see every device it had."""
+    from search.devices import SHARING_ENV
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # two GPUs, as far as the search can tell
+    for key in SHARING_ENV:
+        monkeypatch.delenv(key, raising=False)
+    X, y = _digits(200)
+    for study in ("first", "second"):  # the second run asks for GPU 1 again
+        search.run(X, y, space=str(TINY_SPACE), trials=1, gpus="0,1", study_dir=tmp_path / study, progress=False,
+                   fresh_process=0, export=False)
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
+        assert not set(SHARING_ENV) & set(os.environ)
 
 
 def test_encoder_search_refuses_a_password_in_its_storage_url():
