@@ -139,7 +139,7 @@ def run(
     # backend and its options, and where a built-in dataset's files are.
     settings = {
         **spec.to_manifest(), "subsample": problem.subsample, **budget.to_manifest(), "backend": backend,
-        **options.to_manifest(), "data_dir": data_dir, "scale": scale,
+        **options.to_manifest(), "data_dir": data_dir, "scale": float(scale),  # load_space checked it
     }
     check_free(study_dir)
     existing = check_same_study(study_dir, settings, problem, loaded)  # refused before the lock is touched

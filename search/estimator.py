@@ -22,6 +22,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from encoderkit.data import check_labels
+
 # Imported here, not inside `fit`: optuna keeps the ImportError tracebacks of its optional
 # imports, and with them every frame that was on the stack at its first import; imported
 # inside `fit`, that pins the first estimator (and its X) for the life of the process.
@@ -86,6 +88,8 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
         # sklearn's own checks and messages for what no search can take (NaN, complex,
         # empty, 1-D); the data then goes to the study as the user gave it (columns kept).
         # DataFrames keep dtype None: the study names a non-numeric column itself.
+        if y is not None:  # pd.NA labels, on which sklearn's own check raises a TypeError
+            check_labels(y, "y", getattr(y, "name", None) or "y")
         validate_data(self, X, y, allow_nd=True, dtype=None if hasattr(X, "columns") else "numeric",
                       ensure_min_samples=2)
         study_dir = self.study_dir if self.study_dir is not None else self._temporary_study_dir()

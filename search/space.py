@@ -18,7 +18,7 @@ import math
 import os
 from dataclasses import dataclass, replace
 from importlib import resources
-from numbers import Integral
+from numbers import Integral, Real
 from pathlib import Path
 
 from sklearn.utils._param_validation import Interval, StrOptions  # scikit-learn's constraint grammar
@@ -143,7 +143,7 @@ def load_space(name_or_path: str, scale: float = 1.0) -> Space:
 
 
 def parse_space(document, source: str = "<space>", scale: float = 1.0) -> Space:
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1:
+    if isinstance(scale, bool) or not isinstance(scale, Real) or not 0 < scale <= 1:
         raise SpaceError(f"scale: must be in (0, 1], got {scale!r}")
     parser = _Parser(source, float(scale))
     return parser.space(document)

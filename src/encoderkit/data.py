@@ -430,10 +430,12 @@ def from_memory(X, y=None, target: str | None = None) -> Dataset:
         where, name, names = "X", "arrays", None
         if isinstance(X, (dict, set)) or np.isscalar(X):
             raise DataError(f"X: expected an array or a DataFrame, got {type(X).__name__}")
-        if y is None:
-            raise DataError("y=None: a search needs labels; pass y (one label per row of X)")
+        if _is_sparse(X):  # np.asarray would make a 0-d object array of it
+            raise DataError(f"X: a sparse matrix ({type(X).__name__}); autoencoders take dense features: pass X.toarray()")
         if target is not None:
             raise DataError(f"target={target!r}: names a DataFrame column; X is an array, give its labels as y")
+        if y is None:
+            raise DataError("y=None: a search needs labels; pass y (one label per row of X)")
         try:
             array = np.asarray(X)
         except ValueError as exc:  # rows of different lengths
@@ -451,6 +453,13 @@ def from_memory(X, y=None, target: str | None = None) -> Dataset:
     dataset = _checked(dataset, where)
     _check_finite(dataset, where)
     return dataset
+
+
+def _is_sparse(X) -> bool:
+    import sys
+
+    sparse = sys.modules.get("scipy.sparse")  # no SciPy imported: X cannot be one of its matrices
+    return sparse is not None and sparse.issparse(X)
 
 
 def _labels(y) -> np.ndarray:
@@ -510,16 +519,18 @@ def _checked(dataset: Dataset, path: Path) -> Dataset:
         raise DataError(f"{path}: {len(dataset.X)} feature rows but {len(dataset.y)} labels")
     if len(dataset.X) == 0 or dataset.X.shape[1] == 0:
         raise DataError(f"{path}: no rows or no feature columns")
-    _check_labels(dataset.y, path, dataset.target_name)
+    check_labels(dataset.y, path, dataset.target_name)
     return replace(dataset, source=str(path))
 
 
-def _check_labels(y, path, target):
+def check_labels(y, path, target):
     """Every row needs a label: a missing one would become a class of its own (NaN) or fail
     deep inside scikit-learn."""
     import pandas as pd
 
-    missing = np.flatnonzero(pd.isna(np.asarray(y, dtype=object)) | (np.asarray(y, dtype=object) == ""))
+    values = np.asarray(y, dtype=object)
+    blank = np.fromiter((isinstance(v, str) and v == "" for v in values.ravel()), bool, values.size)
+    missing = np.flatnonzero(pd.isna(values).ravel() | blank)  # elementwise == "" fails on pd.NA
     if len(missing):
         raise DataError(f"{path}: target {target!r} has no label in {len(missing)} row(s) (first: data row {int(missing[0]) + 1}); "
                         "drop or fill them")

@@ -13,6 +13,7 @@ import textwrap
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -144,6 +145,12 @@ def test_a_study_of_arrays_keeps_them_for_the_command_line_and_refuses_other_arr
     (lambda X, y: search.run(pd.DataFrame({"a": ["x"] * 300, "b": 1.0}), y), "column 'a' is not numeric (row 0 has 'x')"),
     (lambda X, y: search.run(np.where(np.arange(300)[:, None] == 5, np.nan, X), y), "has nan in row 5"),
     (lambda X, y: search.run(X, np.where(np.arange(300) == 7, None, y)), "has no label in 1 row(s) (first: data row 8)"),
+    (lambda X, y: search.run(X, pd.Series(y.astype(str)).astype("string").mask(np.arange(300) == 7)),
+     "has no label in 1 row(s) (first: data row 8)"),  # pd.NA
+    (lambda X, y: EncoderSearch().fit(X, pd.Series(y % 2 == 0, dtype="boolean").mask(np.arange(300) == 7)),
+     "y: target 'y' has no label in 1 row(s) (first: data row 8)"),
+    (lambda X, y: search.run(scipy.sparse.csr_matrix(X), y), "X: a sparse matrix (csr_matrix); autoencoders take dense"),
+    (lambda X, y: search.run(X, target="digit"), "target='digit': names a DataFrame column; X is an array"),
     (lambda X, y: search.run(X[:, 0], y), "X: must have one row per sample (2-D, 3-D or 4-D), got shape (300,)"),
     (lambda X, y: search.run(X, y, workers=0), "workers: must be at least 1, got 0"),
     (lambda X, y: search.run(X, y, trials=2.5), "trials: must be a whole number, got 2.5"),
@@ -165,8 +172,9 @@ def test_bad_in_memory_data_is_refused_in_one_line_before_anything_is_written(tm
 def test_the_result_is_an_object_with_its_trials_a_frame_and_the_fitted_export(tmp_path):
     X, y = _digits()
     # A tuple, holding a DataFrame whose columns are not strings (no feature names, as in sklearn)
-    result = search.run((pd.DataFrame(X), y), space=str(TINY_SPACE), trials=2, study_dir=tmp_path / "s",
-                        progress=False, fresh_process=0)
+    # and settings as NumPy scalars, as a notebook computes them.
+    result = search.run((pd.DataFrame(X), y), space=str(TINY_SPACE), trials=np.int64(2), scale=np.float32(1.0),
+                        study_dir=tmp_path / "s", progress=False, fresh_process=0)
     assert str(result) == result.leaderboard and result.leaderboard.startswith("Leaderboard (accuracy, 2 trials")
     assert [t.number for t in result.trials] == [0, 1] and {t.state for t in result.trials} == {"complete"}
     best = max(result.trials, key=lambda t: t.score)
