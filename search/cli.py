@@ -207,12 +207,12 @@ def cmd_resume(args):
 
 
 def cmd_report(args):
-    from search.errors import SearchError
+    from search.errors import SettingsError
     from search.results import result_of
     from search.study import open_study
 
     if args.top < 1:
-        raise SearchError(f"top: must be at least 1, got {args.top}")
+        raise SettingsError(f"top: must be at least 1, got {args.top}")
     if args.html:
         from search.quiet import import_keras_quietly
         from search.report import write_html

@@ -11,7 +11,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from search.errors import SearchError
+from search.errors import SettingsError
 
 # Let frameworks take GPU memory as needed rather than all of it up front, so trials share.
 SHARING_ENV = {"TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
@@ -28,11 +28,11 @@ def resolve_gpus(value) -> list[str]:
         return []
     ids = [part.strip() for part in text.split(",")]
     if not all(part.isdigit() for part in ids) or len(set(ids)) != len(ids):
-        raise SearchError(f"gpus: expected auto, none or distinct device ids like 0,1; got {value!r}")
+        raise SettingsError(f"gpus: expected auto, none or distinct device ids like 0,1; got {value!r}")
     available = detect_gpus()
     missing = [i for i in ids if i not in available]
     if missing:  # a worker on a device that is not there would silently run on the CPU
-        raise SearchError(f"gpus: no GPU {','.join(missing)} on this machine "
+        raise SettingsError(f"gpus: no GPU {','.join(missing)} on this machine "
                           f"(it has: {','.join(available) or 'none'})")
     return ids
 

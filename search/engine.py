@@ -25,7 +25,7 @@ from encoderkit.data import load_dataset
 from encoderkit.probe import cv_score
 from search import compile_cache, devices, faults
 from search.backends import get_backend
-from search.errors import Interrupted, SearchError, StudyError
+from search.errors import Interrupted, SettingsError, StudyError
 from search.lock import check_free, study_lock
 from search.preflight import check_installed, check_writable_study_dir, keras_backend_to_use
 from search.problem import make_problem
@@ -102,8 +102,9 @@ def run(
 
     Returns a `StudyResult` (`print(result)` shows the leaderboard; `result.best_estimator`
     is the fitted export; `result.to_frame()` the trials).
-    Raises `search.errors.SearchError` (bad settings, named by parameter: "workers: must be
-    at least 1, got 0"; `StudyError` for a study directory that measures something else)
+    Raises `search.errors.SettingsError` (bad settings, named by parameter: "workers: must be
+    at least 1, got 0"; a ValueError), other `search.errors.SearchError`s (`StudyError` for a
+    study directory that measures something else)
     and `encoderkit.errors.DataError` (unusable data, also a ValueError), before anything is
     written; `search.errors.Interrupted` on Ctrl-C, carrying the result so far."""
     faults.check_environment()
@@ -171,10 +172,10 @@ def _dataset(data, y, target, data_dir):
         data, y = data
     if isinstance(data, (str, os.PathLike)):
         if y is not None:
-            raise SearchError(f"y: a dataset name or file ({os.fspath(data)}) brings its own labels; "
+            raise SettingsError(f"y: a dataset name or file ({os.fspath(data)}) brings its own labels; "
                               "name its label column with target=")
         if target is not None and not is_file_name(data):  # a built-in's labels are fixed
-            raise SearchError(f"target={target!r}: {os.fspath(data)} brings its own labels; target names a "
+            raise SettingsError(f"target={target!r}: {os.fspath(data)} brings its own labels; target names a "
                               "column of a .csv or .npy file or an array of a .npz file")
         dataset = load_dataset(data, target, data_dir)
         # A file by its absolute path: resume, export and report then work from any folder.

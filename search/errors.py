@@ -6,6 +6,12 @@ class SearchError(Exception):
     """Root of every error the engine raises on purpose about user input."""
 
 
+class SettingsError(SearchError, ValueError):
+    """A setting (an argument, flag or environment variable) has a value the engine cannot
+    take; the message names the setting and the value. A ValueError, as scikit-learn raises
+    for an estimator's invalid parameters."""
+
+
 class SpaceError(SearchError, ValueError):
     """A search space file is malformed; the message names the file, key path and value."""
 

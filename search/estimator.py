@@ -81,10 +81,10 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
         from search.storage import has_password
 
         if has_password(self.storage):
-            from search.errors import SearchError
+            from search.errors import SettingsError
 
-            raise SearchError("storage: give its password through $SEARCH_STORAGE_PASSWORD, not in the URL "
-                              "(an estimator's parameters are printed by repr and kept by pickle)")
+            raise SettingsError("storage: give its password through $SEARCH_STORAGE_PASSWORD, not in the URL "
+                                "(an estimator's parameters are printed by repr and kept by pickle)")
         # sklearn's own checks and messages for what no search can take (NaN, complex,
         # empty, 1-D); the data then goes to the study as the user gave it (columns kept).
         # DataFrames keep dtype None: the study names a non-numeric column itself.
@@ -100,7 +100,7 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
         self.best_estimator_ = result.best_estimator
         self.cv_results_ = cv_results(result.trials)
         self.best_index_ = next(i for i, t in enumerate(result.trials) if t.number == result.best_trial)
-        self.best_params_ = dict(result.trials[self.best_index_].params)
+        self.best_params_ = _params(result.trials[self.best_index_])
         self.best_score_ = result.best_cv
         self.test_score_ = result.test
         self.n_features_out_ = self.best_estimator_.n_features_out_
@@ -143,22 +143,27 @@ def cv_results(trials) -> dict:
     where a trial did not sample NAME), `mean_test_score` and `std_test_score` (the CV probe
     score on the search part; NaN unless complete), `rank_test_score`, `mean_fit_time`,
     `state`, `number`."""
-    names = sorted({name for trial in trials for name in trial.params})
+    params = [_params(t) for t in trials]
+    names = sorted({name for trial_params in params for name in trial_params})
     mean = np.array([np.nan if t.score is None else t.score for t in trials], dtype=float)
     results = {
         "number": np.array([t.number for t in trials], dtype=int),
         "state": np.array([t.state for t in trials], dtype=object),
-        "params": [dict(t.params) for t in trials],
+        "params": params,
         "mean_test_score": mean,
         "std_test_score": np.array([np.nan if t.score_std is None else t.score_std for t in trials], dtype=float),
         "rank_test_score": _ranks(mean),
         "mean_fit_time": np.array([np.nan if t.seconds is None else t.seconds for t in trials], dtype=float),
     }
     for name in names:
-        values = [t.params.get(name) for t in trials]
-        results[f"param_{name}"] = np.ma.MaskedArray(np.array(values, dtype=object),
-                                                     mask=[name not in t.params for t in trials])
+        values = [p.get(name) for p in params]
+        results[f"param_{name}"] = np.ma.MaskedArray(np.array(values, dtype=object), mask=[name not in p for p in params])
     return results
+
+
+def _params(trial) -> dict:
+    """A trial's sampled values, with its family also where the space has one (not sampled)."""
+    return {"family": trial.family, **trial.params}
 
 
 def _ranks(scores) -> np.ndarray:

@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 
-from search.errors import SearchError
+from search.errors import SettingsError
 
 VARIABLE = "SEARCH_CRASH_AT"
 POINTS = ("epoch", "trial_written", "export_staged")
@@ -39,7 +39,7 @@ def parse(value: str) -> tuple[str, int, bool]:
         parts = parts[:-1]
     point, count = parts[0], parts[1] if len(parts) > 1 else "1"
     if point not in POINTS or len(parts) > 2 or not count.isdigit() or int(count) < 1:
-        raise SearchError(f"{VARIABLE}={value!r}: expected POINT[:N][:self] with POINT one of "
+        raise SettingsError(f"{VARIABLE}={value!r}: expected POINT[:N][:self] with POINT one of "
                           f"{', '.join(POINTS)} and N a positive count (a test hook; unset it)")
     return point, int(count), only_self
 
@@ -61,7 +61,7 @@ def check_environment():
         except ValueError:
             valid = False
         if not valid:
-            raise SearchError(f"{MIN_SAVING_ENV}={saving!r}: must be a number of seconds, 0 or more")
+            raise SettingsError(f"{MIN_SAVING_ENV}={saving!r}: must be a number of seconds, 0 or more")
     from search.storage import heartbeat_seconds
 
     heartbeat_seconds()  # raises on a malformed SEARCH_HEARTBEAT_SECONDS

@@ -8,7 +8,7 @@ import importlib.util
 import os
 from pathlib import Path
 
-from search.errors import SearchError
+from search.errors import SearchError, SettingsError
 
 # What each optional component needs importable, and how to get it.
 PACKAGES = {
@@ -37,7 +37,7 @@ def check_writable_study_dir(directory) -> Path:
     """A study directory that can be created or written: not a plain file, and writable
     (itself if it exists, else the nearest existing parent)."""
     if not isinstance(directory, (str, os.PathLike)):
-        raise SearchError(f"study_dir: expected a folder path, got {directory!r}")
+        raise SettingsError(f"study_dir: expected a folder path, got {directory!r}")
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise SearchError(f"{directory}: is a file, not a study directory")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from numbers import Integral
 from typing import ClassVar
 
-from search.errors import SearchError
+from search.errors import SettingsError
 
 # Optuna trials run in a child process replaced every this many trials unless told otherwise:
 # TensorFlow keeps what it traced for every fit, so a long-lived process grows ~6 MiB per
@@ -52,20 +52,20 @@ class StudySpec(_Settings):
         _set(self, "seed", _integer("seed", self.seed))
         # NumPy and scikit-learn take seeds below 2**32; trials and workers add their numbers to this one
         if not 0 <= self.seed < 2**31:
-            raise SearchError(f"seed: must be between 0 and 2**31 - 1, got {self.seed}")
+            raise SettingsError(f"seed: must be between 0 and 2**31 - 1, got {self.seed}")
         try:
             size = float(self.test_size)
         except (TypeError, ValueError):
-            raise SearchError(f"test_size: must be a fraction between 0 and 1, got {self.test_size!r}") from None
+            raise SettingsError(f"test_size: must be a fraction between 0 and 1, got {self.test_size!r}") from None
         if not 0 < size < 1:
-            raise SearchError(f"test_size: must be a fraction strictly between 0 and 1, got {self.test_size!r}")
+            raise SettingsError(f"test_size: must be a fraction strictly between 0 and 1, got {self.test_size!r}")
         _set(self, "test_size", size)
         if self.subsample is not None:
             if _integer("subsample", self.subsample) < 1:
-                raise SearchError(f"subsample: must be a positive number of rows, got {self.subsample}")
+                raise SettingsError(f"subsample: must be a positive number of rows, got {self.subsample}")
             _set(self, "subsample", int(self.subsample))
         if self.metric is not None and self.metric not in METRICS:
-            raise SearchError(f"metric: unknown metric {self.metric!r} (known: {', '.join(METRICS)})")
+            raise SettingsError(f"metric: unknown metric {self.metric!r} (known: {', '.join(METRICS)})")
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,11 @@ class Budget(_Settings):
 
     def __post_init__(self):
         if _integer("trials", self.trials) < 1:
-            raise SearchError(f"trials: must be at least 1, got {self.trials}")
+            raise SettingsError(f"trials: must be at least 1, got {self.trials}")
         if _integer("max_failures", self.max_failures) < 1:
-            raise SearchError(f"max_failures: must be at least 1, got {self.max_failures}")
+            raise SettingsError(f"max_failures: must be at least 1, got {self.max_failures}")
         if self.timeout is not None and not _number("timeout", self.timeout) > 0:
-            raise SearchError(f"timeout: must be positive seconds, got {self.timeout}")
+            raise SettingsError(f"timeout: must be positive seconds, got {self.timeout}")
         _set(self, "trials", int(self.trials))
         _set(self, "max_failures", int(self.max_failures))
         _set(self, "timeout", None if self.timeout is None else float(self.timeout))
@@ -100,7 +100,7 @@ class BackendOptions(_Settings):
 
     def __post_init__(self):
         if _integer("workers", self.workers) < 1:
-            raise SearchError(f"workers: must be at least 1, got {self.workers}")
+            raise SettingsError(f"workers: must be at least 1, got {self.workers}")
         _set(self, "workers", int(self.workers))
 
     @classmethod
@@ -110,7 +110,7 @@ class BackendOptions(_Settings):
             if key == "fresh_process" and value == 0:
                 continue  # "every trial in the worker itself" is what the other backends do anyway
             if key not in own and value != OPTION_DEFAULTS.get(key):
-                raise SearchError(f"{key}: not an option of backend {backend}")
+                raise SettingsError(f"{key}: not an option of backend {backend}")
         return cls(**{k: v for k, v in given.items() if k in own})
 
     def process_env(self) -> dict:
@@ -144,7 +144,7 @@ class OptunaOptions(BackendOptions):
         if isinstance(every, bool):  # a switch, as the bare --fresh-process flag: on means every trial
             every = int(every)
         if _integer("fresh_process", every) < 0:
-            raise SearchError(f"fresh_process: must be a number of trials per process, got {self.fresh_process}")
+            raise SettingsError(f"fresh_process: must be a number of trials per process, got {self.fresh_process}")
         _set(self, "fresh_process", int(every))
 
     @classmethod
@@ -171,10 +171,10 @@ class RayOptions(BackendOptions):
     def __post_init__(self):
         super().__post_init__()
         if not _number("cpus_per_trial", self.cpus_per_trial) > 0:
-            raise SearchError(f"cpus_per_trial: must be positive, got {self.cpus_per_trial}")
+            raise SettingsError(f"cpus_per_trial: must be positive, got {self.cpus_per_trial}")
         gpus = _number("gpus_per_trial", self.gpus_per_trial)
         if gpus < 0 or (gpus > 1 and not gpus.is_integer()):
-            raise SearchError(f"gpus_per_trial: a fraction of one GPU or a whole number, got {self.gpus_per_trial}")
+            raise SettingsError(f"gpus_per_trial: a fraction of one GPU or a whole number, got {self.gpus_per_trial}")
         _set(self, "cpus_per_trial", float(self.cpus_per_trial))
         _set(self, "gpus_per_trial", gpus)
 
@@ -191,9 +191,9 @@ class KerasTunerOptions(BackendOptions):
     def __post_init__(self):
         super().__post_init__()
         if self.algorithm not in self.ALGORITHMS:
-            raise SearchError(f"algorithm: unknown algorithm {self.algorithm!r} (known: {', '.join(self.ALGORITHMS)})")
+            raise SettingsError(f"algorithm: unknown algorithm {self.algorithm!r} (known: {', '.join(self.ALGORITHMS)})")
         if self.workers != 1:
-            raise SearchError(
+            raise SettingsError(
                 f"workers: the kerastuner backend runs one trial at a time, got {self.workers} "
                 "(its distributed mode needs a chief and gRPC workers; use --backend optuna or ray)"
             )
@@ -211,14 +211,14 @@ def option_keys() -> set:
 def _integer(name, value) -> int:
     """A whole number as given (2, 2.0, "2"); 2.5 or True is refused, not rounded."""
     if isinstance(value, bool):
-        raise SearchError(f"{name}: must be a whole number, got {value!r}")
+        raise SettingsError(f"{name}: must be a whole number, got {value!r}")
     try:
         number = int(value)
         whole = isinstance(value, (str, Integral)) or float(value).is_integer()
     except (TypeError, ValueError, OverflowError):
-        raise SearchError(f"{name}: must be a whole number, got {value!r}") from None
+        raise SettingsError(f"{name}: must be a whole number, got {value!r}") from None
     if not whole:
-        raise SearchError(f"{name}: must be a whole number, got {value!r}")
+        raise SettingsError(f"{name}: must be a whole number, got {value!r}")
     return number
 
 
@@ -226,9 +226,9 @@ def _number(name, value) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise SearchError(f"{name}: must be a number, got {value!r}") from None
+        raise SettingsError(f"{name}: must be a number, got {value!r}") from None
     if number != number or number in (float("inf"), float("-inf")):
-        raise SearchError(f"{name}: must be a finite number, got {value!r}")
+        raise SettingsError(f"{name}: must be a finite number, got {value!r}")
     return number
 
 

@@ -20,7 +20,7 @@ import socket
 import sqlite3
 import warnings
 
-from search.errors import SearchError, StudyError
+from search.errors import SettingsError, StudyError
 
 STUDY_NAME = "search"  # in a study's own SQLite file; in a shared storage, the study's name
 PASSWORD_ENV = "SEARCH_STORAGE_PASSWORD"
@@ -43,7 +43,7 @@ def heartbeat_seconds() -> int:
     if not value:
         return HEARTBEAT_SECONDS
     if not value.isdigit() or int(value) < 1:
-        raise SearchError(f"{HEARTBEAT_ENV}={value!r}: must be a whole number of seconds, 1 or more")
+        raise SettingsError(f"{HEARTBEAT_ENV}={value!r}: must be a whole number of seconds, 1 or more")
     return int(value)
 
 
@@ -53,10 +53,10 @@ def public_url(url: str) -> str:
     if url.startswith(JOURNAL):
         path = url[len(JOURNAL):]
         if not path:
-            raise SearchError(f"storage: {url!r} names no file (journal:PATH)")
+            raise SettingsError(f"storage: {url!r} names no file (journal:PATH)")
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
-            raise SearchError(f"storage: {url}: folder {folder} does not exist")
+            raise SettingsError(f"storage: {url}: folder {folder} does not exist")
         return JOURNAL + os.path.abspath(path)
     from sqlalchemy.engine import URL, make_url
     from sqlalchemy.exc import ArgumentError
@@ -64,7 +64,7 @@ def public_url(url: str) -> str:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise SearchError(f"storage: not a database URL (postgresql://USER@HOST/DB, sqlite:///PATH) "
+        raise SettingsError(f"storage: not a database URL (postgresql://USER@HOST/DB, sqlite:///PATH) "
                           f"nor journal:PATH, got {_masked(url)!r}") from None
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")

@@ -22,10 +22,10 @@ BACKENDS = {
 
 
 def get_backend(name: str):
-    from search.errors import SearchError
+    from search.errors import SearchError, SettingsError
 
     if name not in BACKENDS:
-        raise SearchError(f"backend: unknown backend {name!r} (known: {', '.join(BACKENDS)})")
+        raise SettingsError(f"backend: unknown backend {name!r} (known: {', '.join(BACKENDS)})")
     try:
         return importlib.import_module(BACKENDS[name])
     except ImportError as exc:  # an optional tuner that is not installed

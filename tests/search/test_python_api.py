@@ -163,7 +163,7 @@ def test_a_study_of_arrays_keeps_them_for_the_command_line_and_refuses_other_arr
 def test_bad_in_memory_data_is_refused_in_one_line_before_anything_is_written(tmp_path, monkeypatch, call, message):
     X, y = _digits()
     monkeypatch.chdir(tmp_path)  # the default study directory would go here
-    with pytest.raises((DataError, SearchError)) as caught:
+    with pytest.raises(ValueError) as caught:  # DataError or SettingsError: scikit-learn's convention
         call(X, y)
     assert message in str(caught.value) and "\n" not in str(caught.value)
     assert not (tmp_path / "studies").exists()
@@ -250,6 +250,18 @@ def test_a_run_leaves_the_notebooks_gpu_environment_as_it_found_it(tmp_path, mon
                    fresh_process=0, export=False)
         assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
         assert not set(SHARING_ENV) & set(os.environ)
+
+
+def test_cv_results_name_each_trials_family_also_where_the_space_has_one():
+    """A one-family space samples no `family`; `best_params_["family"]` must still work."""
+    from search.estimator import cv_results
+    from search.results import TrialRecord
+
+    trials = [TrialRecord(0, "complete", 0.9, 0.01, "dense", "dense code 4", {"code_size": 4}, 1.0),
+              TrialRecord(1, "fail", None, None, "dense", "dense code 6", {"code_size": 6}, 0.5)]
+    results = cv_results(trials)
+    assert results["params"] == [{"family": "dense", "code_size": 4}, {"family": "dense", "code_size": 6}]
+    assert list(results["param_family"]) == ["dense", "dense"] and list(results["rank_test_score"]) == [1, 2]
 
 
 def test_encoder_search_refuses_a_password_in_its_storage_url():
