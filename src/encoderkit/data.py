@@ -410,6 +410,7 @@ def from_memory(X, y=None, target: str | None = None) -> Dataset:
     (their names travel with the export) with labels in `y` or in its column `target`."""
     import pandas as pd
 
+    notes = ()
     if isinstance(X, pd.DataFrame):
         where, name = "X (DataFrame)", "dataframe"
         if y is None:
@@ -420,6 +421,9 @@ def from_memory(X, y=None, target: str | None = None) -> Dataset:
             y, X = X[target], X.drop(columns=[target])
         elif target is not None:
             raise DataError(f"target={target!r}: give labels either as y or as a column named by target=, not both")
+        elif "target" in X.columns:  # most likely the labels again, which would leak into the codes
+            notes = ("X (DataFrame): its column 'target' is taken as a feature, since y gives the labels; "
+                     "drop it if it holds them",)
         names = tuple(map(str, X.columns))
         if len(set(names)) != len(names):
             raise DataError(f"{where}: column names repeat ({', '.join(n for n in names if names.count(n) > 1)})")
@@ -449,7 +453,7 @@ def from_memory(X, y=None, target: str | None = None) -> Dataset:
     if labels.ndim != 1:
         raise DataError(f"y: must be one label per row, got shape {labels.shape}")
     dataset = Dataset(name, features, labels, kind_of(shape), shape, names,
-                      target_name=str(target_name))
+                      target_name=str(target_name), notes=notes)
     dataset = _checked(dataset, where)
     _check_finite(dataset, where)
     return dataset

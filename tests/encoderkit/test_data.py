@@ -294,6 +294,10 @@ def test_an_npz_may_name_its_columns_and_in_memory_data_round_trips_through_one(
     frame = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [0.5, 0.1, 0.2, 0.3]})
     dataset = from_memory(frame, pd.Series(["x", "y", "x", "y"], name="label"))
     assert dataset.feature_names == ("a", "b") and dataset.target_name == "label" and dataset.y.dtype.kind == "U"
+    assert dataset.notes == ()
+    # A column named as the default label column, beside labels given as y: kept, with a note.
+    leaky = from_memory(frame.assign(target=[0, 1, 0, 1]), pd.Series([0, 1, 0, 1]))
+    assert leaky.feature_names == ("a", "b", "target") and "column 'target' is taken as a feature" in leaky.notes[0]
     save_npz(tmp_path / "d.npz", dataset)
     loaded = load_dataset(tmp_path / "d.npz")  # a PathLike
     assert loaded.feature_names == ("a", "b") and content_hash(loaded) == content_hash(dataset)
