@@ -196,14 +196,24 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
 
     def reconstruct(self, X):
         """X passed through the whole autoencoder and back into X's units: what the code
-        keeps of each sample (the report's input/reconstruction grid)."""
+        keeps of each sample (the report's input/reconstruction grid). Rows of the fitted
+        features, flat; for a DataFrame, a DataFrame with the fitted columns and X's index, so
+        `X - reconstruct(X)` lines up by name whatever X's column order."""
         check_is_fitted(self)
+        given = X
         X = validate_data(self, self._as_fitted(X), dtype=[np.float64, np.float32], reset=False)
         Xs = self.scaler_.transform(X).astype("float32")
         rebuilt = encode_in_chunks(self.autoencoder_, Xs)
         if isinstance(self.scaler_, SeriesStandardScaler):  # per-row statistics: borrowed from X
-            return self.scaler_.restore(rebuilt, X)
-        return self.scaler_.inverse_transform(rebuilt)
+            rebuilt = self.scaler_.restore(rebuilt, X)
+        else:
+            rebuilt = self.scaler_.inverse_transform(rebuilt)
+        names = getattr(self, "feature_names_in_", None)
+        if hasattr(given, "columns") and names is not None:
+            import pandas as pd
+
+            return pd.DataFrame(rebuilt, columns=list(names), index=given.index)
+        return rebuilt
 
     def _as_fitted(self, X):
         """X as the user has it, in the layout `fit` saw: a DataFrame's columns picked by name

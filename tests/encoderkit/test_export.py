@@ -44,6 +44,12 @@ def test_the_safe_rebuild_loses_nothing_for_each_family_and_scaling(small_digits
     loaded = load_encoder(save_export(tmp_path / "export", fitted, {"trial": 0}))
     np.testing.assert_allclose(loaded.transform(frame), fitted.transform(frame), rtol=1e-6)
     np.testing.assert_allclose(loaded.reconstruct(frame), fitted.reconstruct(frame), rtol=1e-5, atol=1e-6)
+    # A frame's reconstruction is a frame of the fitted columns: it lines up by name with X.
+    shuffled = frame.iloc[::-1, ::-1]
+    rebuilt = loaded.reconstruct(shuffled)
+    assert list(rebuilt.columns) == list(frame.columns) and list(rebuilt.index) == list(shuffled.index)
+    np.testing.assert_allclose((shuffled - rebuilt)[frame.columns], frame.iloc[::-1] - loaded.reconstruct(frame.iloc[::-1]),
+                               rtol=1e-5, atol=1e-5)
     assert list(loaded.get_feature_names_out()) == list(fitted.get_feature_names_out())
     assert list(loaded.feature_names_in_) == list(frame.columns)
     assert loaded.history_ == fitted.history_ and loaded.get_params() == fitted.get_params()
