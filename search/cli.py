@@ -127,6 +127,9 @@ def main(argv=None) -> int:
     except (SearchError, EncoderkitError) as exc:
         print(f"error: {as_flags(str(exc), args)}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would raise again
+        return 0
     except KeyboardInterrupt as exc:
         result = getattr(exc, "result", None)  # search.errors.Interrupted carries the leaderboard
         if result is not None:
@@ -242,6 +245,10 @@ def cmd_export(args):
 def cmd_replay(args):
     from search import refit
 
+    from search.errors import SettingsError
+
+    if not args.tolerance >= 0:  # NaN too: no difference would ever match it
+        raise SettingsError(f"tolerance: must be a number of points, 0 or more, got {args.tolerance}")
     _quiet_libraries()
     found = refit.replay(args.study_dir, args.trial)
     points = 100 * abs(found["replayed"] - found["stored"])

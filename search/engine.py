@@ -34,7 +34,7 @@ from search.refit import refit_and_export
 from search.results import StudyResult, result_of
 from search.settings import OPTION_DEFAULTS, BackendOptions, Budget, StudySpec, option_keys
 from search.space import load_space
-from search.storage import publish, recover, study_names
+from search.storage import check_database, publish, recover, study_names
 from search.study import check_same_study, create_or_check, open_study
 
 
@@ -144,6 +144,8 @@ def run(
     }
     check_free(study_dir)
     existing = check_same_study(study_dir, settings, problem, loaded)  # refused before the lock is touched
+    if existing:
+        check_database(existing)
     if settings.get("storage"):  # a shared storage names each study; the name must be free
         settings["study_name"] = existing.study_name if existing else _free_study_name(settings["storage"], study_dir)
     created = _make_directory(study_dir)
@@ -213,6 +215,7 @@ def resume(study_dir, *, progress=True, verbose=True, export=True) -> StudyResul
     `StudyResult`; raises as `run` does."""
     faults.check_environment()
     study = open_study(study_dir)
+    check_database(study)
     check_writable_study_dir(study.directory)
     check_free(study.directory)
     check_installed("backend", study.manifest["backend"])

@@ -111,7 +111,7 @@ def replay(study_dir, trial: int) -> dict:
 
     import_keras_quietly()
     study = open_study(study_dir)
-    chosen = pick_trial(load(study), trial, study.directory)
+    chosen = pick_trial(load_readonly(study), trial, study.directory)  # reads only: works on an archived study
     candidate = replayed_candidate(study.space(), chosen, study.directory)
     # The same checkpoint callbacks run as in the search; nothing is pruned.
     outcome = evaluate(study.problem(), candidate, int(chosen.user_attrs["seed"]), report=lambda step, value: None)

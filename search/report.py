@@ -179,8 +179,10 @@ def _search_sample(problem, size):
 def _codes_2d(plt, encoder, problem):
     from sklearn.decomposition import PCA
 
+    from search.refit import named
+
     X, y = _search_sample(problem, MAX_POINTS)
-    codes = encoder.transform(X)
+    codes = encoder.transform(named(problem, X))  # by column name, as the encoder was fit (no warning)
     points = codes if codes.shape[1] == 2 else PCA(n_components=2, random_state=0).fit_transform(codes)
     fig, ax = plt.subplots(figsize=(7, 6))
     labels = np.unique(y)
@@ -194,8 +196,10 @@ def _codes_2d(plt, encoder, problem):
 
 
 def _reconstructions(plt, encoder, problem):
+    from search.refit import named
+
     X, _ = _search_sample(problem, GRID)
-    rebuilt = encoder.reconstruct(X)
+    rebuilt = np.asarray(encoder.reconstruct(named(problem, X)))
     shape = problem.dataset.shape
     fig, axes = plt.subplots(2, len(X), figsize=(1.3 * len(X), 3))
     for col in range(len(X)):

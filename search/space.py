@@ -155,11 +155,13 @@ class _Parser:
         self.scale = scale
 
     def fail(self, path, message):
-        raise SpaceError(f"{self.source}: {path}: {message}")
+        raise SpaceError(f"{self.source}: {path}: {message}" if path else f"{self.source}: {message}")
 
     def mapping(self, value, path, allowed):
         if not isinstance(value, dict):
-            self.fail(path, f"expected a mapping, got {value!r}")
+            shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."  # not a whole CSV file
+            self.fail(path, f"expected a mapping{'' if path else ' of keys (families, training, ...)'}, "
+                            f"got {type(value).__name__} {shown}")
         for key in value:
             if key not in allowed:
                 hint = difflib.get_close_matches(str(key), list(allowed), n=1)

@@ -202,11 +202,9 @@ def load_readonly(study):
             return optuna.load_study(study_name=study.study_name, storage=storage(study))
         except KeyError:
             raise StudyError(f"storage {study.storage_url}: holds no study named {study.study_name!r}") from None
+    check_database(study)
     path = study.directory / "study.db"
     if not path.is_file():
-        if (study.directory / "export.json").is_file():  # trials ran and were exported: the file went missing
-            raise StudyError(f"{path}: missing, though export.json holds the study's winner (restore study.db "
-                             "from a copy; the trials are stored only there)")
         return optuna.create_study(study_name=STUDY_NAME, direction="maximize")  # nothing ran yet
     folder = tempfile.mkdtemp(prefix="search-report-")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
@@ -220,6 +218,17 @@ def load_readonly(study):
         return optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{snapshot}")
     except KeyError:
         raise StudyError(f"{path}: holds no study named {STUDY_NAME!r}") from None
+
+
+def check_database(study):
+    """Refuses a study whose trials ran and were exported (export.json) but whose study.db
+    went missing or empty: resuming would start over and score the test part again."""
+    path = study.directory / "study.db"
+    if study.manifest.get("storage") or not (study.directory / "export.json").is_file():
+        return
+    if not path.is_file() or path.stat().st_size == 0:
+        raise StudyError(f"{path}: {'missing' if not path.is_file() else 'empty'}, though export.json holds the "
+                         "study's winner (restore study.db from a copy; the trials are stored only there)")
 
 
 def finished_count(optuna_study) -> int:

@@ -138,7 +138,15 @@ def open_study(directory) -> Study:
     if not isinstance(manifest, dict) or manifest.get("manifest_version") != MANIFEST_VERSION:
         version = manifest.get("manifest_version") if isinstance(manifest, dict) else None
         raise StudyError(f"{path}: manifest_version {version!r} is not supported")
+    missing = [key for key in REQUIRED_KEYS if key not in manifest]
+    if missing:  # hand-edited or cut short: say so, rather than fail later on the first key read
+        raise StudyError(f"{path}: corrupted manifest (no {', '.join(map(repr, missing))})")
     return Study(directory, manifest)
+
+
+# What every command reads from a study's manifest (every run writes them).
+REQUIRED_KEYS = ("data", "target", "seed", "test_size", "metric", "probe", "folds", "split_hash", "space_digest",
+                 "backend", "data_kind")
 
 
 def check_same_study(directory, settings: dict, problem, space) -> Study | None:

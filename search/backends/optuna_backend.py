@@ -148,7 +148,9 @@ def wait_for_running(optuna_study, deadline):
             return
         interrupts.check()
         time.sleep(1.0)
-        optuna.storages.fail_stale_trials(optuna_study)  # a no-op where the storage has no heartbeat
+        with warnings.catch_warnings():  # experimental in Optuna: a warning each run, not the user's concern
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(optuna_study)  # a no-op where the storage has no heartbeat
 
 
 def run(study, problem, space, progress=None):

@@ -538,6 +538,13 @@ def check_labels(y, path, target):
     if len(missing):
         raise DataError(f"{path}: target {target!r} has no label in {len(missing)} row(s) (first: data row {int(missing[0]) + 1}); "
                         "drop or fill them")
+    numbers = np.asarray(y)
+    if numbers.dtype.kind == "f":  # 0.5, 1.5, ...: a regression target, which no classifier probe takes
+        fractional = np.flatnonzero(numbers != np.round(numbers))
+        if len(fractional):
+            row = int(fractional[0])
+            raise DataError(f"{path}: target {target!r} holds non-integer numbers ({numbers[row]} in data row {row + 1}): "
+                            "the probe is a classifier and needs class labels, not a continuous target")
 
 
 def _check_finite(dataset: Dataset, path: Path):

@@ -58,6 +58,10 @@ RUN_CASES = [
     ("space-out-of-range", ["--space", _space("families: {dense: {dropout: 2.0}}\n")], "families.dense.dropout: 2.0 out of range"),
     ("space-no-family-fits", ["--space", _space("families: {seq2seq: {}}\n"), "--data", _csv(_numeric()), "--target", "label"], "no family fits tabular data"),
     ("data-missing-file", ["--data", lambda tmp: tmp / "missing.csv"], "missing.csv: no such file"),
+    ("data-continuous-target", ["--data", _csv(_numeric(label=np.arange(40) % 2 + 0.5)), "--target", "label"],
+     "data.csv: target 'label' holds non-integer numbers (0.5 in data row 1): the probe is a classifier"),
+    ("space-a-csv-file", ["--space", _space("a,b,label\n" + "1,2,0\n" * 500)],
+     "space.yaml: expected a mapping of keys (families, training, ...), got str 'a,b,label 1,2,0"),
     ("data-empty-file", ["--data", lambda tmp: _write(tmp / "empty.csv", "")], "empty.csv: file is empty"),
     ("data-unknown-name", ["--data", "digitz"], "digitz"),
     ("data-bad-option", ["--data", "insurance:n=lots"], "insurance:n=lots: option 'n=lots' must look like name=INTEGER"),
@@ -175,6 +179,10 @@ def stored_study(tmp_path_factory):
         (no_db / name).write_bytes((study / name).read_bytes())
     (study.parent / "binary").mkdir()
     (study.parent / "binary" / "manifest.json").write_bytes(bytes(range(256)))
+    keyless = study.parent / "keyless"  # a hand-edited manifest that lost a key
+    keyless.mkdir()
+    manifest = json.loads((study / "manifest.json").read_text())
+    (keyless / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "data"}))
     return study
 
 
@@ -209,6 +217,14 @@ STUDY_CASES = [
     ("study-report-database-missing", lambda s: ["report", s.parent / "no-db"],
      "no-db/study.db: missing, though export.json holds the study's winner"),
     ("study-report-binary-manifest", lambda s: ["report", s.parent / "binary"], "binary/manifest.json: corrupted manifest"),
+    ("study-resume-database-missing", lambda s: ["resume", s.parent / "no-db", "--no-progress"],
+     "no-db/study.db: missing, though export.json holds the study's winner"),
+    ("study-run-database-missing", lambda s: ["run", "--space", TINY_SPACE, "--study-dir", s.parent / "no-db", "--no-progress"],
+     "no-db/study.db: missing, though export.json holds the study's winner"),
+    ("study-resume-manifest-missing-a-key", lambda s: ["resume", s.parent / "keyless", "--no-progress"],
+     "keyless/manifest.json: corrupted manifest (no 'data')"),
+    ("study-replay-negative-tolerance", lambda s: ["replay", s, "--trial", "0", "--tolerance", "-1"],
+     "--tolerance: must be a number of points, 0 or more, got -1.0"),
     ("study-join-missing-sqlite-file", lambda s: ["join", f"sqlite:///{s.parent / 'nope.db'}", "--study", "x"],
      "nope.db does not exist (no study to join)"),
     ("study-join-missing-journal", lambda s: ["join", f"journal:{s.parent / 'nope.journal'}", "--study", "x"],
@@ -299,6 +315,8 @@ def test_a_read_only_study_reports_and_refuses_the_rest_with_one_line(stored_stu
         assert report.stdout.startswith("Leaderboard") and "Held-out test" in report.stdout
         html = search("report", study, "--html", "-o", tmp_path / "report.html")
         assert html.returncode == 0 and (tmp_path / "report.html").stat().st_size > 1000, html.stderr[-2000:]
+        replayed = search("replay", study, "--trial", "0")  # re-scoring reads the trials only
+        assert replayed.returncode == 0 and "matches" in replayed.stdout, replayed.stderr[-2000:]
         for args in (["report", study, "--html"], ["export", study], ["resume", study, "--no-progress"],
                      ["run", "--space", TINY_SPACE, "--study-dir", study, "--no-progress"]):
             _assert_one_line_error(search(*args), "read-only" if args[-1] != "--html" else "no write permission")
