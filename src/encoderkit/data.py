@@ -286,7 +286,7 @@ def _csv(path: Path, target: str | None) -> Dataset:
 
     delimiter = _sniff_delimiter(path)
     try:
-        frame = pd.read_csv(path, sep=delimiter)
+        frame = pd.read_csv(path, sep=delimiter, skipinitialspace=True)  # "a, b, target": names without the spaces
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot be read as CSV with {DELIMITERS[delimiter]}s between values "
                         f"({_first_line(exc)})") from None
@@ -361,6 +361,8 @@ def _npz(path: Path, target: str | None) -> Dataset:
     names, notes = _feature_names(archive, path, X)
     if X.ndim < 2:
         raise DataError(f"{path}: {features!r} must have one row per sample, got shape {X.shape}")
+    if y.ndim > 1 and y.shape[1:] != (1,) * (y.ndim - 1):  # np.ravel would make one label per cell
+        raise DataError(f"{path}: label array {target!r} must hold one label per row, got shape {y.shape}")
     shape = tuple(X.shape[1:])
     X = _numeric(X.reshape(len(X), -1), path, features)
     return _checked(Dataset(path.stem, X, np.ravel(y), kind_of(shape), shape, names, target_name=target,

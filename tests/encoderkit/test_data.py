@@ -270,6 +270,15 @@ def test_a_csv_with_commas_semicolons_or_tabs_reads_alike(tmp_path, sep):
     assert dataset.feature_names == ("a", "b") and dataset.X.shape == (10, 2) and not dataset.notes
 
 
+@pytest.mark.parametrize("sep", [",", ";"])
+def test_spaces_after_the_delimiters_are_not_part_of_names_or_values(tmp_path, sep):
+    rows = [f"a{sep} b{sep} label"] + [f"{i}.5{sep} 1{sep} {i % 2}" for i in range(10)]
+    (tmp_path / "data.csv").write_text("\n".join(rows) + "\n")
+    dataset = load_dataset(str(tmp_path / "data.csv"), "label")
+    assert dataset.feature_names == ("a", "b") and dataset.X[3].tolist() == [3.5, 1.0]
+    assert dataset.y.tolist() == [0, 1] * 5
+
+
 def test_a_saved_dataframe_index_column_is_dropped_with_a_note(tmp_path):
     import pandas as pd
 

@@ -58,6 +58,8 @@ RUN_CASES = [
     ("space-out-of-range", ["--space", _space("families: {dense: {dropout: 2.0}}\n")], "families.dense.dropout: 2.0 out of range"),
     ("space-no-family-fits", ["--space", _space("families: {seq2seq: {}}\n"), "--data", _csv(_numeric()), "--target", "label"], "no family fits tabular data"),
     ("data-missing-file", ["--data", lambda tmp: tmp / "missing.csv"], "missing.csv: no such file"),
+    ("data-npz-labels-in-columns", ["--data", _npz(X=np.ones((60, 3)), y=np.zeros((60, 2)))],
+     "data.npz: label array 'y' must hold one label per row, got shape (60, 2)"),
     ("data-continuous-target", ["--data", _csv(_numeric(label=np.arange(40) % 2 + 0.5)), "--target", "label"],
      "data.csv: target 'label' holds non-integer numbers (0.5 in data row 1): the probe is a classifier"),
     ("space-a-csv-file", ["--space", _space("a,b,label\n" + "1,2,0\n" * 500)],
