@@ -244,7 +244,6 @@ def cmd_export(args):
 
 def cmd_replay(args):
     from search import refit
-
     from search.errors import SettingsError
 
     if not args.tolerance >= 0:  # NaN too: no difference would ever match it

@@ -33,7 +33,7 @@ def resolve_gpus(value) -> list[str]:
     missing = [i for i in ids if i not in available]
     if missing:  # a worker on a device that is not there would silently run on the CPU
         raise SettingsError(f"gpus: no GPU {','.join(missing)} on this machine "
-                          f"(it has: {','.join(available) or 'none'})")
+                            f"(it has: {','.join(available) or 'none'})")
     return ids
 
 

@@ -175,10 +175,10 @@ def _dataset(data, y, target, data_dir):
     if isinstance(data, (str, os.PathLike)):
         if y is not None:
             raise SettingsError(f"y: a dataset name or file ({os.fspath(data)}) brings its own labels; "
-                              "name its label column with target=")
+                                "name its label column with target=")
         if target is not None and not is_file_name(data):  # a built-in's labels are fixed
             raise SettingsError(f"target={target!r}: {os.fspath(data)} brings its own labels; target names a "
-                              "column of a .csv or .npy file or an array of a .npz file")
+                                "column of a .csv or .npy file or an array of a .npz file")
         dataset = load_dataset(data, target, data_dir)
         # A file by its absolute path: resume, export and report then work from any folder.
         return dataset, os.path.abspath(data) if is_file_name(data) else os.fspath(data)

@@ -40,7 +40,7 @@ def parse(value: str) -> tuple[str, int, bool]:
     point, count = parts[0], parts[1] if len(parts) > 1 else "1"
     if point not in POINTS or len(parts) > 2 or not count.isdigit() or int(count) < 1:
         raise SettingsError(f"{VARIABLE}={value!r}: expected POINT[:N][:self] with POINT one of "
-                          f"{', '.join(POINTS)} and N a positive count (a test hook; unset it)")
+                            f"{', '.join(POINTS)} and N a positive count (a test hook; unset it)")
     return point, int(count), only_self
 
 

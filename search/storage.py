@@ -65,7 +65,7 @@ def public_url(url: str) -> str:
         parsed = make_url(url)
     except ArgumentError:
         raise SettingsError(f"storage: not a database URL (postgresql://USER@HOST/DB, sqlite:///PATH) "
-                          f"nor journal:PATH, got {_masked(url)!r}") from None
+                            f"nor journal:PATH, got {_masked(url)!r}") from None
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     public = URL.create(parsed.drivername, parsed.username, None, parsed.host, parsed.port, parsed.database,
