@@ -10,7 +10,6 @@ import os
 import sys
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 EXIT_MISMATCH = 1
 KERAS_BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -131,13 +130,15 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would raise again
         return 0
     except KeyboardInterrupt as exc:
+        from search import interrupts
+
         result = getattr(exc, "result", None)  # search.errors.Interrupted carries the leaderboard
         if result is not None:
             print(result.leaderboard)
             print(f"interrupted; continue with: python -m search resume {result.study_dir}", file=sys.stderr)
         else:
             print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return interrupts.exit_status()  # 130 after Ctrl-C, 143 after SIGTERM
 
 
 def as_flags(message: str, args) -> str:

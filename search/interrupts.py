@@ -2,7 +2,12 @@
 including weakref callbacks and `__del__` methods that swallow it, so a plain Ctrl-C can be
 lost inside TensorFlow. Instead the first SIGINT only sets a flag, and the search raises
 KeyboardInterrupt at safe points it controls: after each training batch, after the probe and
-between trials. A second Ctrl-C interrupts at once, as usual."""
+between trials. A second Ctrl-C interrupts at once, as usual.
+
+SIGTERM is taken the same way: it is how `ray job stop`, `docker stop`, Slurm's time limit and
+systemd ask a job to end, and they wait a few seconds before SIGKILL. Without a handler the
+search died mid-write with its trial left RUNNING; with it, the trial is recorded as
+interrupted and the command exits 128 + the signal's number, as a shell would report it."""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ import signal
 import threading
 
 _requested = threading.Event()
+_received: list[int] = []  # the signal that asked for the stop
+_HANDLED = (signal.SIGINT, signal.SIGTERM)
 
 
 def requested() -> bool:
@@ -23,9 +30,25 @@ def check():
         raise KeyboardInterrupt
 
 
+def received() -> int:
+    """The signal that asked for the stop (SIGINT where none was received: a KeyboardInterrupt)."""
+    return _received[0] if _received else signal.SIGINT
+
+
+def cause() -> str:
+    """What asked for the stop, in the words a trial's fail reason uses."""
+    return "SIGTERM" if received() == signal.SIGTERM else "Ctrl-C"
+
+
+def exit_status() -> int:
+    """The shell's status for a process ended by the signal received (130 for Ctrl-C)."""
+    return 128 + int(received())
+
+
 def _handler(signum, frame):
     if _requested.is_set():
         signal.default_int_handler(signum, frame)
+    _received[:] = [signum]
     _requested.set()
 
 
@@ -36,11 +59,15 @@ def graceful():
         yield
         return
     _requested.clear()
-    previous = signal.signal(signal.SIGINT, _handler)
+    _received.clear()  # kept after the block: the command line's exit status reads it
+    # a SIGTERM that the caller ignores (SIG_IGN) stays ignored
+    handled = [s for s in _HANDLED if s == signal.SIGINT or signal.getsignal(s) is not signal.SIG_IGN]
+    previous = {s: signal.signal(s, _handler) for s in handled}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         _requested.clear()  # handled: a notebook's next call in this process starts afresh
 
 

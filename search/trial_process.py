@@ -186,7 +186,8 @@ def _child_main(conn, worker_pid, crash_hook=None, threads=None):
     from encoderkit.quiet import import_keras_quietly
     from search import faults
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides, and kills this process
+    for signum in (signal.SIGINT, signal.SIGTERM):  # the parent decides, and kills this process
+        signal.signal(signum, signal.SIG_IGN)
     os.setpgrp()  # a group of its own: killing it takes the probe's worker processes along
     die_with_parent()
     if os.getppid() != worker_pid:  # the worker died before the signal was armed

@@ -14,7 +14,7 @@ import contextlib
 import io
 import time
 
-from search.backends.records import INTERRUPTED, TrialLifecycle, recorded_ids, record_trial, replay_params
+from search.backends.records import TrialLifecycle, interrupted, record_trial, recorded_ids, replay_params
 from search.errors import FailedTrial, SearchError
 from search.objective import evaluate
 from search.settings import KerasTunerOptions
@@ -57,7 +57,7 @@ def run(study, problem, space, progress=None):
             try:
                 outcome = evaluate(problem, candidate, life.seed(number), report=None)
             except (FailedTrial, KeyboardInterrupt) as exc:
-                failure = str(exc) if isinstance(exc, FailedTrial) else INTERRUPTED
+                failure = str(exc) if isinstance(exc, FailedTrial) else interrupted()
                 record(trial, params, started, life.end(failure=failure), attrs)
                 if isinstance(exc, KeyboardInterrupt):
                     raise

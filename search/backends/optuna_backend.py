@@ -5,7 +5,6 @@ GPU (round-robin over `--gpus`) when there are GPUs."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 
 from search import interrupts
 from search import devices
-from search.backends.records import INTERRUPTED, TrialLifecycle
+from search.backends.records import TrialLifecycle, interrupted
 from search.errors import FailedTrial, FatalSearchError, PruneTrial
 from search import faults
 from search.faults import crash_point
@@ -68,7 +67,7 @@ def make_objective(space, life, run_trial):
         except PruneTrial as exc:
             raise optuna.TrialPruned(str(exc)) from None
         except (FailedTrial, KeyboardInterrupt) as exc:
-            _set_attrs(trial, life.end(failure=str(exc) if isinstance(exc, FailedTrial) else INTERRUPTED)[2])
+            _set_attrs(trial, life.end(failure=str(exc) if isinstance(exc, FailedTrial) else interrupted())[2])
             if life.fatal:
                 raise life.fatal_error() from None
             raise
@@ -172,9 +171,9 @@ def run(study, problem, space, progress=None):
         callbacks = [progress] if progress else []
         optimize(study, problem, space, worker=0, callbacks=callbacks, until_count=True)
     except KeyboardInterrupt:
-        for proc, _ in procs:  # a terminal sends Ctrl-C to all; a `kill -INT` only to us
+        for proc, _ in procs:  # a terminal sends Ctrl-C to all; a `kill -INT` or `-TERM` only to us
             if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(interrupts.received())
         raise
     finally:
         for proc, log in procs:

@@ -20,7 +20,7 @@ import ray
 from ray import tune
 
 from search import interrupts
-from search.backends.records import INTERRUPTED, TrialLifecycle, recorded_ids, record_trial, trial_attrs
+from search.backends.records import TrialLifecycle, interrupted, record_trial, recorded_ids, trial_attrs
 from search.errors import FailedTrial
 from search.faults import crash_point
 from search.objective import CHECKPOINTS, evaluate
@@ -219,7 +219,7 @@ class _Session:
         if result.get(FINAL):
             state, value, ended = self.life.end(json.loads(result["outcome"]))
         elif error is not None or "fail_reason" in result or interrupts.requested():
-            reason = result.get("fail_reason") or (error and f"ray: {error}") or INTERRUPTED
+            reason = result.get("fail_reason") or (error and f"ray: {error}") or interrupted()
             state, value, ended = self.life.end(failure=reason)
         else:  # ASHA stopped it at a rung: it ends now (its last report has no end time)
             state, value, ended = self.life.end()

@@ -12,11 +12,18 @@ from __future__ import annotations
 
 import time
 
+from search import interrupts
 from search.settings import Budget
 from search.storage import finished_count, worker_identity
 from search.suggest import FixedSuggest, RecordingSuggest, sample
 
-INTERRUPTED = "interrupted (Ctrl-C)"  # the reason of a trial cut short by Ctrl-C
+def interrupted() -> str:
+    """The fail reason of a trial cut short by Ctrl-C or SIGTERM."""
+    return f"interrupted ({interrupts.cause()})"
+
+
+def _is_interruption(reason: str) -> bool:
+    return reason in ("interrupted (Ctrl-C)", "interrupted (SIGTERM)")
 
 
 class TrialLifecycle:
@@ -38,10 +45,10 @@ class TrialLifecycle:
 
     def end(self, outcome: dict | None = None, *, failure: str | None = None) -> tuple[str, float | None, dict]:
         """(state, value, attributes to add) for a trial that ended with `outcome`
-        (COMPLETE), with `failure` (FAIL and its reason; Ctrl-C does not count against
+        (COMPLETE), with `failure` (FAIL and its reason; Ctrl-C or SIGTERM does not count against
         `--max-failures`) or with neither (PRUNED)."""
         if failure is not None:
-            if failure != INTERRUPTED:
+            if not _is_interruption(failure):
                 self.failures_in_a_row, self.last_failure = self.failures_in_a_row + 1, failure
             return "FAIL", None, {"fail_reason": failure}
         if outcome is None:

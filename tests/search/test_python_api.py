@@ -18,7 +18,6 @@ from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import search
-from encoderkit.errors import DataError
 from search import EncoderSearch
 from search.errors import SearchError, StudyError
 from search.results import result_of

@@ -251,11 +251,24 @@ with interrupts.graceful():
         pass
 assert signal.getsignal(signal.SIGINT) is before  # the handler found is put back
 assert not interrupts.requested()  # handled: the next search or replay in a notebook starts afresh
+assert interrupts.cause() == "Ctrl-C" and interrupts.exit_status() == 130
+
+before_term = signal.getsignal(signal.SIGTERM)
+with interrupts.graceful():  # SIGTERM (ray job stop, docker stop, Slurm) asks for the same stop
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.05)
+    assert interrupts.requested() and interrupts.cause() == "SIGTERM"
+assert signal.getsignal(signal.SIGTERM) is before_term
+assert interrupts.exit_status() == 143  # what a shell reports for a process ended by SIGTERM
+
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # `nohup`-like callers that ignore it keep it ignored
+with interrupts.graceful():
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
 print("ok")
 """
 
 
-def test_a_first_ctrl_c_asks_for_a_stop_at_a_safe_point_and_a_second_stops_at_once():
+def test_a_first_ctrl_c_or_sigterm_asks_for_a_stop_at_a_safe_point_and_a_second_stops_at_once():
     result = subprocess.run([sys.executable, "-c", _CTRL_C], capture_output=True, text=True, cwd=ROOT, timeout=60,
                             env={**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"})
     assert result.returncode == 0 and result.stdout == "ok\n", result.stderr[-2000:]

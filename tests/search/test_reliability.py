@@ -100,7 +100,9 @@ probe: {model: logistic_regression, cv: 3}
 """
 
 
-def test_ctrl_c_marks_the_trial_prints_the_leaderboard_and_exits_130(tmp_path):
+@pytest.mark.parametrize("signum, cause", [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
+def test_ctrl_c_or_sigterm_marks_the_trial_prints_the_leaderboard_and_exits_128_plus_the_signal(tmp_path, signum, cause):
+    """SIGTERM is how `ray job stop`, `docker stop` and Slurm end a job: the same as Ctrl-C."""
     study = tmp_path / "study"
     space = tmp_path / "long.yaml"
     space.write_text(LONG_TRIALS)
@@ -114,14 +116,14 @@ def test_ctrl_c_marks_the_trial_prints_the_leaderboard_and_exits_130(tmp_path):
         assert proc.poll() is None and time.time() < deadline, proc.communicate()
         time.sleep(0.2)
     time.sleep(2)  # into its training (a trial lasts far longer)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr[-2000:]
+    assert proc.returncode == 128 + signum, stderr[-2000:]
     assert "Leaderboard" in stdout and "Traceback" not in stderr
     assert f"python -m search resume {study}" in stderr
     states = trials_by_state(study)
     assert list(states.values()) == [("FAIL", None)], "the one trial, cut short"
-    assert user_attr(study, "fail_reason") == {0: "interrupted (Ctrl-C)"}
+    assert user_attr(study, "fail_reason") == {0: f"interrupted ({cause})"}
 
 
 def test_a_trial_whose_worker_died_before_signing_it_is_failed_and_the_count_is_reached(tmp_path):
