@@ -290,6 +290,7 @@ def _csv(path: Path, target: str | None) -> Dataset:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot be read as CSV with {DELIMITERS[delimiter]}s between values "
                         f"({_first_line(exc)})") from None
+    _refuse_repeated_names(path, delimiter)
     notes = ()
     if len(frame.columns) and str(frame.columns[0]).startswith("Unnamed: 0"):
         # pandas' to_csv writes the index as a nameless first column; it is no feature
@@ -302,12 +303,24 @@ def _csv(path: Path, target: str | None) -> Dataset:
             f"{', '.join(map(str, frame.columns[:20]))})"
         )
     y = frame.pop(target).to_numpy()
-    X = _numeric_frame(frame, path, "row {} has", first_row=2)  # row 1 is the header
+    X = _numeric_frame(frame, path)
     return _checked(Dataset(path.stem, X, y, "tabular", (X.shape[1],), tuple(map(str, frame.columns)),
                             target_name=target, notes=notes), path)
 
 
-def _numeric_frame(frame, where, row_words, first_row=0) -> np.ndarray:
+def _refuse_repeated_names(path: Path, delimiter: str):
+    """pandas renames a repeated column ('a', 'a.1'), which would make a feature of a name the
+    file does not hold, or a second 'target' a feature; the header is read as written instead."""
+    import pandas as pd
+
+    header = pd.read_csv(path, sep=delimiter, skipinitialspace=True, header=None, nrows=1, dtype=str).iloc[0]
+    names = [str(name) for name in header if not pd.isna(name)]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise DataError(f"{path}: column names repeat in its header ({', '.join(map(repr, repeated))})")
+
+
+def _numeric_frame(frame, where) -> np.ndarray:
     """A DataFrame's values as float64, or `DataError` naming the first non-numeric cell."""
     import pandas as pd
 
@@ -321,7 +334,7 @@ def _numeric_frame(frame, where, row_words, first_row=0) -> np.ndarray:
         if bad.any():
             row = int(np.argmax(bad.to_numpy()))
             raise DataError(f"{where}: column {column!r} is not numeric "
-                            f"({row_words.format(row + first_row)} {frame[column].iloc[row]!r})")
+                            f"({_row(where, row)} has {frame[column].iloc[row]!r})")
         columns.append(values.to_numpy(dtype=np.float64, na_value=np.nan))
     return np.column_stack(columns) if columns else np.empty((len(frame), 0))
 
@@ -429,7 +442,7 @@ def from_memory(X, y=None, target: str | None = None) -> Dataset:
         names = tuple(map(str, X.columns))
         if len(set(names)) != len(names):
             raise DataError(f"{where}: column names repeat ({', '.join(n for n in names if names.count(n) > 1)})")
-        features, shape = _numeric_frame(X, where, "row {} has"), (len(names),)
+        features, shape = _numeric_frame(X, where), (len(names),)
         if not all(isinstance(c, str) for c in X.columns):
             names = None  # as scikit-learn: only string column names are feature names
     else:
@@ -538,14 +551,14 @@ def check_labels(y, path, target):
     blank = np.fromiter((isinstance(v, str) and v == "" for v in values.ravel()), bool, values.size)
     missing = np.flatnonzero(pd.isna(values).ravel() | blank)  # elementwise == "" fails on pd.NA
     if len(missing):
-        raise DataError(f"{path}: target {target!r} has no label in {len(missing)} row(s) (first: data row {int(missing[0]) + 1}); "
+        raise DataError(f"{path}: target {target!r} has no label in {len(missing)} row(s) (first: {_row(path, int(missing[0]))}); "
                         "drop or fill them")
     numbers = np.asarray(y)
     if numbers.dtype.kind == "f":  # 0.5, 1.5, ...: a regression target, which no classifier probe takes
         fractional = np.flatnonzero(numbers != np.round(numbers))
         if len(fractional):
             row = int(fractional[0])
-            raise DataError(f"{path}: target {target!r} holds non-integer numbers ({numbers[row]} in data row {row + 1}): "
+            raise DataError(f"{path}: target {target!r} holds non-integer numbers ({numbers[row]} in {_row(path, row)}): "
                             "the probe is a classifier and needs class labels, not a continuous target")
 
 
@@ -554,7 +567,13 @@ def _check_finite(dataset: Dataset, path: Path):
     if bad.any():
         row, col = map(int, np.argwhere(bad)[0])
         name = dataset.feature_names[col] if dataset.feature_names else f"column {col}"
-        raise DataError(f"{path}: {name!r} has {dataset.X[row, col]} in row {row} (NaN/inf not allowed)")
+        raise DataError(f"{path}: {name!r} has {dataset.X[row, col]} in {_row(path, row)} (NaN/inf not allowed)")
+
+
+def _row(where, index: int) -> str:
+    """How errors name a data row: in a CSV file its line as an editor shows it (the header is
+    line 1); in arrays, DataFrames and NumPy files its position, as X[i] and X.iloc[i] take it."""
+    return f"line {index + 2}" if Path(str(where)).suffix.lower() == ".csv" else f"row {index}"
 
 
 def _first_line(exc) -> str:

@@ -143,11 +143,11 @@ def test_a_study_of_arrays_keeps_them_for_the_command_line_and_refuses_other_arr
     (lambda X, y: search.run(pd.DataFrame(X).assign(t=y)), "X (DataFrame): no labels: pass y, or target="),
     (lambda X, y: search.run(pd.DataFrame({"a": ["x"] * 300, "b": 1.0}), y), "column 'a' is not numeric (row 0 has 'x')"),
     (lambda X, y: search.run(np.where(np.arange(300)[:, None] == 5, np.nan, X), y), "has nan in row 5"),
-    (lambda X, y: search.run(X, np.where(np.arange(300) == 7, None, y)), "has no label in 1 row(s) (first: data row 8)"),
+    (lambda X, y: search.run(X, np.where(np.arange(300) == 7, None, y)), "has no label in 1 row(s) (first: row 7)"),
     (lambda X, y: search.run(X, pd.Series(y.astype(str)).astype("string").mask(np.arange(300) == 7)),
-     "has no label in 1 row(s) (first: data row 8)"),  # pd.NA
+     "has no label in 1 row(s) (first: row 7)"),  # pd.NA
     (lambda X, y: EncoderSearch().fit(X, pd.Series(y % 2 == 0, dtype="boolean").mask(np.arange(300) == 7)),
-     "y: target 'y' has no label in 1 row(s) (first: data row 8)"),
+     "y: target 'y' has no label in 1 row(s) (first: row 7)"),
     (lambda X, y: search.run(scipy.sparse.csr_matrix(X), y), "X: a sparse matrix (csr_matrix); autoencoders take dense"),
     (lambda X, y: search.run(X, target="digit"), "target='digit': names a DataFrame column; X is an array"),
     (lambda X, y: search.run(X[:, 0], y), "X: must have one row per sample (2-D, 3-D or 4-D), got shape (300,)"),
