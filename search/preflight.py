@@ -27,6 +27,16 @@ def check_installed(what: str, name: str):
         raise SearchError(f"{what} {name}: needs the Python package {module!r}, which is not installed ({how})")
 
 
+def check_local_workers(backend: str, workers: int):
+    """The optuna backend starts `workers` processes on this machine, each loading its Keras
+    backend and holding a core: more than the machine has only makes every trial slower (and
+    `--workers 1000` would exhaust its memory). Ray places its workers across a cluster."""
+    cores = os.cpu_count() or 1
+    if backend == "optuna" and workers > cores:
+        raise SettingsError(f"workers: {workers} worker processes on this machine's {cores} cores; at most {cores} "
+                            "(more machines: `python -m search join` on a shared --storage, or --backend ray)")
+
+
 def keras_backend_to_use(requested=None) -> str:
     """The Keras backend a command will run: the one asked for, else $KERAS_BACKEND, else
     TensorFlow (Keras' own default)."""

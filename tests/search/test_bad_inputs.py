@@ -3,6 +3,7 @@ exception type) and one line naming what is wrong; no traceback; nothing stored 
 
 import hashlib
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -102,6 +103,8 @@ RUN_CASES = [
      "--keras-backend torch: needs the Python package 'torch', which is not installed (pip install torch)"),
     ("cli-ray-cpus-per-trial-zero", ["--backend", "ray", "--cpus-per-trial", "0"], "--cpus-per-trial: must be positive, got 0"),
     ("cli-kerastuner-unknown-algorithm", ["--backend", "kerastuner", "--algorithm", "grid"], "--algorithm: unknown algorithm 'grid'"),
+    ("cli-workers-above-cores", ["--workers", (os.cpu_count() or 1) + 1],
+     f"--workers: {(os.cpu_count() or 1) + 1} worker processes on this machine's {os.cpu_count() or 1} cores"),
     ("cli-kerastuner-two-workers", ["--backend", "kerastuner", "--workers", "2"], "--workers: the kerastuner backend runs one trial at a time"),
     ("cli-address-on-optuna", ["--address", "auto"], "--address: not an option of backend optuna"),
     ("data-missing-label", ["--data", _csv(_numeric(label=[0, 1, None, 1] * 10)), "--target", "label"],
