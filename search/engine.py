@@ -30,7 +30,7 @@ from search.lock import check_free, study_lock
 from search.preflight import check_installed, check_local_workers, check_writable_study_dir, keras_backend_to_use
 from search.problem import make_problem
 from search.quiet import import_keras_quietly
-from search.refit import refit_and_export
+from search.refit import current_export, refit_and_export
 from search.results import StudyResult, result_of
 from search.settings import OPTION_DEFAULTS, BackendOptions, Budget, StudySpec, option_keys
 from search.space import load_space
@@ -274,7 +274,14 @@ def _search_and_export_with(backend, options, study, problem, space, progress, e
         thaw_heap()
         if bar:
             bar.close()
-    exported = refit_and_export(study, problem, space) if export else None
+    exported = current_export(study) if export else None
+    if exported is not None:
+        notes = (*notes, f"trial {exported['trial']} is still the best and already exported: "
+                         "its export is kept (the test part is not scored again)")
+        if verbose:
+            print(f"note: {notes[-1]}")
+    elif export:
+        exported = refit_and_export(study, problem, space)
     return result_of(study, exported, notes)
 
 

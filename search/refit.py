@@ -41,6 +41,22 @@ def export_best(study_dir, trial=None, out=None) -> dict:
         return refit_and_export(study, trial=trial, out=destination)
 
 
+def current_export(study) -> dict | None:
+    """The study's export manifest when its export already holds the best completed trial, so
+    that a repeat `run` or `resume` which found nothing better keeps it: refitting would score
+    the test part again for the same numbers. None when there is none or it is stale."""
+    import json
+
+    try:
+        recorded = json.loads((study.directory / "export.json").read_text())
+        exported = json.loads((study.export_dir / "manifest.json").read_text())
+        best = pick_trial(load(study), None, study.directory)
+    except (OSError, ValueError, StudyError):
+        return None  # no export yet, a damaged one, or no completed trial: refit as usual
+    same = (recorded.get("trial"), recorded.get("cv_score"), recorded.get("split_hash"), exported.get("trial"))
+    return recorded if same == (best.number, best.value, study.manifest["split_hash"], best.number) else None
+
+
 def export_destination(study, trial=None, out=None) -> Path:
     if out is not None:
         if trial is not None and Path(out).resolve() == study.export_dir.resolve():

@@ -186,6 +186,24 @@ def test_exporting_another_trial_leaves_the_study_export_alone_and_is_listed_as_
     assert f"trial {other}  accuracy" in report.stdout and "only the first was blind" in report.stdout
 
 
+@CLI_TINY_STUDY
+def test_a_repeat_run_that_finds_nothing_better_keeps_the_export_and_does_not_score_the_test_part_again(tiny_study, tmp_path):
+    import shutil
+
+    study = shutil.copytree(tiny_study[0], tmp_path / "study")
+    uses = json.loads((study / "test_uses.json").read_text())
+    before = {p.name: p.read_bytes() for p in (study / "export").iterdir()}
+    done = sum(state == "COMPLETE" for state, *_ in trial_rows(study).values())
+    result = run_cli("run", "--space", TINY_SPACE, "--trials", done, "--study-dir", study, "--no-progress")
+    assert result.returncode == 0, result.stderr[-2000:]
+    best = json.loads((study / "export.json").read_text())["trial"]
+    assert f"note: trial {best} is still the best and already exported: its export is kept" in result.stdout
+    assert json.loads((study / "test_uses.json").read_text()) == uses  # no second look at the test part
+    assert {p.name: p.read_bytes() for p in (study / "export").iterdir()} == before
+    assert "used once" in result.stdout or len(uses) > 1  # the leaderboard still reads the kept export
+    assert f"export: {study / 'export'}" in result.stdout
+
+
 # A trial that trains for seconds (no early stop): under the default rule (2 s of training
 # left, what users get; no test switch), it takes intermediate scores. (Whether a tiny trial
 # takes some depends on how loaded the machine is, as the README says.)
