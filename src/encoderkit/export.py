@@ -136,6 +136,9 @@ def remove_leftovers(directory) -> list[Path]:
 
 def read_manifest(directory) -> dict:
     path = Path(directory) / MANIFEST
+    if Path(directory).is_file():
+        raise ExportError(f"{directory}: a file; load_encoder takes the export's folder"
+                          f"{f' ({Path(directory).parent})' if Path(directory).name == MANIFEST else ''}")
     if not path.is_file():
         raise ExportError(f"{directory}: not an export (no manifest.json)")
     try:
@@ -143,7 +146,7 @@ def read_manifest(directory) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ExportError(f"{path}: corrupted manifest ({exc})") from None
     version = manifest.get("format_version") if isinstance(manifest, dict) else None
-    if version not in READABLE_FORMATS:
+    if isinstance(version, bool) or version not in READABLE_FORMATS:  # True == 1 in Python
         raise ExportError(
             f"{path}: format_version {version!r} is not supported (this encoderkit reads {READABLE_FORMATS[-1]})"
         )
@@ -178,6 +181,9 @@ def _check_files(directory: Path, manifest: dict):
     listed = manifest.get("files")
     if listed is not None and not (isinstance(listed, dict) and all(isinstance(v, str) for v in listed.values())):
         raise ExportError(f"{directory / MANIFEST}: 'files' must map file names to hashes")
+    if listed is None and manifest["format_version"] >= 2:
+        raise ExportError(f"{directory / MANIFEST}: lists no files, though format {manifest['format_version']} "
+                          "records each file's hash; corrupted or edited")
     if listed is None:  # format 1 recorded no hashes
         missing = [n for n in ("encoder.joblib",) if not (directory / n).is_file()]
         if missing:
@@ -191,9 +197,16 @@ def _check_files(directory: Path, manifest: dict):
             raise ExportError(f"{directory}: export is incomplete (no {name})")
         if _sha256(path) != digest:
             raise ExportError(f"{path}: does not match the hash in the manifest (changed or damaged since export)")
-    extra = sorted(p.name for p in directory.iterdir() if p.name != MANIFEST and p.name not in listed)
+    extra = sorted(p.name for p in directory.iterdir()
+                   if p.name != MANIFEST and p.name not in listed and not _is_os_clutter(p.name))
     if extra:
         raise ExportError(f"{directory}: holds a file the manifest does not list ({extra[0]}); refused")
+
+
+def _is_os_clutter(name: str) -> bool:
+    """Files a desktop adds to a folder it shows or unpacks (Finder, Explorer, macOS' zip):
+    never read, so an export that gained them on its way to its recipient still loads."""
+    return name in (".DS_Store", "Thumbs.db", "desktop.ini", "__MACOSX") or name.startswith("._")
 
 
 def _unpickle(path: Path):
@@ -238,11 +251,37 @@ def _rebuild(directory: Path, manifest: dict):
                 setattr(transformer, name, value)
         transformer.encoder_ = keras.saving.load_model(directory / "encoder.keras", compile=False, safe_mode=True)
         transformer.autoencoder_ = keras.saving.load_model(directory / "autoencoder.keras", compile=False, safe_mode=True)
+        transformer._validate_params()  # a parameter edited into what the class refuses
     except ExportError:
         raise
     except Exception as exc:  # a damaged part of any kind
         raise ExportError(f"{directory}: cannot be rebuilt ({type(exc).__name__}: {_first_line(exc)})") from None
+    _check_consistent(directory / MANIFEST, transformer)
     return transformer
+
+
+def _check_consistent(path: Path, transformer):
+    """The manifest's numbers agree with the models they describe. The hashes catch a damaged
+    file, not an edited manifest, and a mismatch would otherwise surface only at transform,
+    as a shape error far from its cause."""
+    n_inputs = int(np.prod(transformer.encoder_.inputs[0].shape[1:]))
+    n_codes = transformer._n_codes()
+    shape = transformer.input_shape or getattr(transformer, "sample_shape_", None)
+    names = getattr(transformer, "feature_names_in_", None)
+    width = n_codes + (n_inputs if transformer.include_input else 0)
+    checks = [
+        ("params.code_size", transformer.code_size, n_codes, "codes the encoder gives"),
+        ("state.n_features_in_", getattr(transformer, "n_features_in_", None), n_inputs, "inputs the encoder takes"),
+        ("state.n_features_out_", getattr(transformer, "n_features_out_", None), width, "columns transform gives"),
+        ("params.input_shape or state.sample_shape_", int(np.prod(shape)) if shape else n_inputs, n_inputs,
+         "values per sample the encoder takes"),
+        ("state.feature_names_in_", n_inputs if names is None else len(names), n_inputs, "inputs (as names)"),
+        ("scaler", getattr(transformer.scaler_, "n_features_in_", n_inputs), n_inputs, "inputs the encoder takes"),
+    ]
+    for key, value, expected, meaning in checks:
+        if isinstance(value, bool) or value != expected:
+            raise ExportError(f"{path}: transformer {key} gives {value!r}, but the models have {expected} "
+                              f"{meaning}; the manifest was edited or mixed with another export's files")
 
 
 def _transformer_record(transformer) -> dict:

@@ -126,7 +126,19 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None, callbacks=None):
         """Trains the autoencoder on X; y is ignored. `callbacks` are extra Keras callbacks
-        (the search uses one to score the code at checkpoints while training)."""
+        (the search uses one to score the code at checkpoints while training). A fit that is
+        refused or fails leaves a fitted encoder as it was: scikit-learn's `validate_data`
+        records the new input's width and names before our own checks could refuse it."""
+        fitted = {name: value for name, value in vars(self).items() if _is_fitted_attribute(name)}
+        try:
+            return self._fit(X, callbacks)
+        except BaseException:
+            for name in [name for name in vars(self) if _is_fitted_attribute(name)]:
+                delattr(self, name)
+            vars(self).update(fitted)
+            raise
+
+    def _fit(self, X, callbacks):
         from encoderkit.quiet import import_keras_quietly
 
         keras = import_keras_quietly()
@@ -143,7 +155,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         keras.utils.set_random_seed(seed)
 
         self.scaler_ = SCALINGS[self.scaling](len(X), seed, shape).fit(X)
-        Xs = self.scaler_.transform(X).astype("float32")
+        Xs = self._scaled(X)
         train, valid = _split_validation(Xs, self.validation_fraction, rng)
         prepared = time.perf_counter()
 
@@ -188,11 +200,27 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         """Returns the codes of X (with the inputs first if `include_input`)."""
         check_is_fitted(self)
         X = validate_data(self, self._as_fitted(X), dtype=[np.float64, np.float32], reset=False)
-        Xs = self.scaler_.transform(X).astype("float32")
-        codes = encode_in_chunks(self.encoder_, Xs)
-        if self.include_input:
+        codes = encode_in_chunks(self.encoder_, self._scaled(X))
+        if self._fitted_with_inputs():  # as fitted: `set_params(include_input=...)` waits for the next fit
             codes = np.hstack([np.asarray(X, dtype=np.float64), codes])
         return codes
+
+    def _scaled(self, X):
+        """X in the units the autoencoder was trained in, as float32. A value beyond float32's
+        range would become an infinite input and NaN codes, with only NumPy's warning."""
+        with np.errstate(over="ignore"):
+            Xs = self.scaler_.transform(X).astype("float32")
+        if not np.isfinite(Xs).all():
+            row, column = map(int, np.argwhere(~np.isfinite(Xs))[0])
+            raise ValueError(f"X: row {row}, feature {column} ({float(np.asarray(X)[row, column]):g}) is beyond the "
+                             "float32 range the encoder computes in, once scaled")
+        return Xs
+
+    def _n_codes(self) -> int:
+        return int(self.encoder_.outputs[0].shape[-1])
+
+    def _fitted_with_inputs(self) -> bool:
+        return self.n_features_out_ != self._n_codes()
 
     def reconstruct(self, X):
         """X passed through the whole autoencoder and back into X's units: what the code
@@ -202,8 +230,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         given = X
         X = validate_data(self, self._as_fitted(X), dtype=[np.float64, np.float32], reset=False)
-        Xs = self.scaler_.transform(X).astype("float32")
-        rebuilt = encode_in_chunks(self.autoencoder_, Xs)
+        rebuilt = encode_in_chunks(self.autoencoder_, self._scaled(X))
         if isinstance(self.scaler_, SeriesStandardScaler):  # per-row statistics: borrowed from X
             rebuilt = self.scaler_.restore(rebuilt, X)
         else:
@@ -253,8 +280,8 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self)
-        codes = [f"code{i}" for i in range(int(self.code_size))]
-        if not self.include_input:
+        codes = [f"code{i}" for i in range(self._n_codes())]  # as fitted, like transform
+        if not self._fitted_with_inputs():
             _check_feature_names_in(self, input_features, generate_names=False)
             return np.asarray(codes, dtype=object)
         inputs = _check_feature_names_in(self, input_features)
@@ -338,3 +365,8 @@ def _split_validation(X, fraction, rng):
         return X, None
     order = rng.permutation(len(X))
     return X[order[n_valid:]], X[order[:n_valid]]
+
+
+def _is_fitted_attribute(name: str) -> bool:
+    """scikit-learn's convention: what fit learns ends with an underscore (`scaler_`)."""
+    return name.endswith("_") and not name.startswith("__")

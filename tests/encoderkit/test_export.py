@@ -152,6 +152,17 @@ def test_replacing_an_export_leaves_no_staging_directories(exported, small_digit
         (lambda d: _edit_manifest(d, packages=["keras"]), "must map package names to versions"),
         (lambda d: _edit_manifest(d, format_version=99), "format_version 99"),
         (lambda d: _edit_manifest(d, packages={"keras": "2.15.0"}), "keras 2.15.0"),
+        (lambda d: _edit_manifest(d, files=None), "lists no files, though format 2 records each file's hash"),
+        (lambda d: _edit_manifest(d, format_version=True), "format_version True is not supported"),
+        # An edited manifest whose files still match their hashes: refused at load, not at transform.
+        (lambda d: _edit_transformer(d, "params", code_size=99), "params.code_size gives 99, but the models have 4 codes"),
+        (lambda d: _edit_transformer(d, "params", code_size="eight"), "InvalidParameterError: The 'code_size'"),
+        (lambda d: _edit_transformer(d, "params", family="bogus"), "InvalidParameterError: The 'family'"),
+        (lambda d: _edit_transformer(d, "params", include_input=True), "state.n_features_out_ gives 4, but the models have 68"),
+        (lambda d: _edit_transformer(d, "state", n_features_out_=3), "state.n_features_out_ gives 3"),
+        (lambda d: _edit_transformer(d, "state", n_features_in_="64"), "state.n_features_in_ gives '64'"),
+        (lambda d: _edit_transformer(d, "state", feature_names_in_=["a", "b"]), "state.feature_names_in_ gives 2"),
+        (lambda d: _edit_transformer(d, "params", input_shape=[7, 7]), "input_shape or state.sample_shape_ gives 49"),
     ],
 )
 def test_damaged_or_incompatible_exports_raise_export_error(exported, damage, message):
@@ -159,6 +170,20 @@ def test_damaged_or_incompatible_exports_raise_export_error(exported, damage, me
     damage(directory)
     with pytest.raises(ExportError, match=message):
         load_encoder(directory)
+
+
+def _edit_transformer(directory, part, **changes):
+    record = json.loads((directory / "manifest.json").read_text())["transformer"]
+    _edit_manifest(directory, transformer={**record, part: {**record[part], **changes}})
+
+
+def test_folders_a_desktop_adds_do_not_block_loading_and_a_manifest_path_names_its_folder(exported):
+    directory, transformer, X = exported
+    for clutter in (".DS_Store", "._encoder.keras", "Thumbs.db"):  # Finder, macOS' zip, Explorer
+        (directory / clutter).write_bytes(b"\0\1")
+    np.testing.assert_array_equal(load_encoder(directory).transform(X[:5]), transformer.transform(X[:5]))
+    with pytest.raises(ExportError, match=rf"manifest.json: a file; load_encoder takes the export's folder \({directory}\)"):
+        load_encoder(directory / "manifest.json")
 
 
 def _edit_manifest(directory, **changes):

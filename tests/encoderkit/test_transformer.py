@@ -1,3 +1,5 @@
+import os
+
 import joblib
 import numpy as np
 import pytest
@@ -140,8 +142,44 @@ def test_bare_joblib_load_in_a_fresh_process_rebuilds_custom_layers(family, para
     fitted = AutoencoderTransformer(family=family, code_size=3, family_params=params, epochs=1,
                                     random_state=0).fit(X)
     code = "import sys; assert 'encoderkit' not in sys.modules;" + reload_check(fitted, X[:7], tmp_path)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as in a user's shell
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr == "", "TensorFlow's start-up lines on a bare joblib.load"
+
+
+def test_a_refused_fit_leaves_a_fitted_encoder_as_it_was(small_digits):
+    """scikit-learn's validate_data records the new width before input_shape can refuse it."""
+    import pandas as pd
+
+    X, y = small_digits
+    frame = pd.DataFrame(X, columns=[f"px{i}" for i in range(64)])
+    transformer = tiny(input_shape=(64,)).fit(frame)
+    codes = transformer.transform(frame)
+    with pytest.raises(ValueError, match=r"input_shape=\(64,\) holds 64 values but X has 65 features"):
+        transformer.fit(frame.assign(label=y))  # the target column left in by mistake
+    assert list(transformer.feature_names_in_) == list(frame.columns) and transformer.n_features_in_ == 64
+    np.testing.assert_array_equal(transformer.transform(frame), codes)
+
+
+def test_settings_changed_after_fit_wait_for_the_next_fit(small_digits):
+    X, _ = small_digits
+    transformer = tiny().fit(X)
+    codes, names = transformer.transform(X), transformer.get_feature_names_out()
+    transformer.set_params(code_size=2, include_input=True)
+    np.testing.assert_array_equal(transformer.transform(X), codes)
+    assert list(transformer.get_feature_names_out()) == list(names) and len(names) == transformer.n_features_out_
+    assert transformer.set_output(transform="pandas").transform(X).shape == codes.shape
+    assert transformer.set_output(transform="default").fit(X).transform(X).shape == (len(X), 2 + 64)
+
+
+def test_values_beyond_float32_are_refused_not_turned_into_nan_codes(small_digits):
+    X, _ = small_digits
+    transformer = tiny().fit(X)
+    huge = X[:3].copy()
+    huge[1, 5] = 1e300
+    with pytest.raises(ValueError, match=r"row 1, feature 5 \(1e\+300\) is beyond the float32 range"):
+        transformer.transform(huge)
 
 
 def test_samples_of_the_fitted_shape_and_flat_rows_give_identical_codes(rng):

@@ -1,8 +1,10 @@
 """Small custom layers shared by the families, written with keras.ops/keras.random only so
 they run under every Keras backend."""
 
-import keras
-from keras import ops
+from encoderkit.quiet import import_keras_quietly
+
+keras = import_keras_quietly()  # a bare `joblib.load` of an encoder imports Keras from here first
+from keras import ops  # noqa: E402
 
 
 @keras.saving.register_keras_serializable(package="encoderkit")
