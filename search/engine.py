@@ -147,6 +147,7 @@ def run(
     existing = check_same_study(study_dir, settings, problem, loaded)  # refused before the lock is touched
     if existing:
         check_database(existing)
+        existing.check_records()
     if settings.get("storage"):  # a shared storage names each study; the name must be free
         settings["study_name"] = existing.study_name if existing else _free_study_name(settings["storage"], study_dir)
     created = _make_directory(study_dir)
@@ -217,6 +218,7 @@ def resume(study_dir, *, progress=True, verbose=True, export=True) -> StudyResul
     faults.check_environment()
     study = open_study(study_dir)
     check_database(study)
+    study.check_records()
     check_writable_study_dir(study.directory)
     check_free(study.directory)
     check_installed("backend", study.manifest["backend"])

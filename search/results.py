@@ -103,8 +103,8 @@ def result_of(study, exported=None, notes=(), optuna_study=None, top=10) -> Stud
     """The study's result as it stands; `exported` is the export manifest if one was just made."""
     optuna_study = optuna_study or load(study)
     rows = trial_rows(optuna_study)
-    if exported is None and (study.directory / "export.json").is_file():
-        exported = json.loads((study.directory / "export.json").read_text())
+    if exported is None:
+        exported = study.read_json("export.json")
     baselines = study.baselines()
     board = format_leaderboard(rows, baselines, study.manifest["metric"], exported, top=top,
                                test_uses=study.test_uses())

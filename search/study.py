@@ -99,8 +99,25 @@ class Study:
                                    target_name=self.manifest.get("target_name") or "y")
 
     def baselines(self) -> dict:
-        path = self.directory / "baselines.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
+        return self.read_json("baselines.json", default={})
+
+    def check_records(self):
+        """Its JSON records read back: a damaged one refuses a command before it takes the lock."""
+        self.baselines(), self.read_json("export.json"), self.test_uses()
+
+    def read_json(self, name: str, default=None):
+        """One of the study's JSON records (a mapping), `default` where there is none yet; a
+        damaged or hand-edited one is a one-line `StudyError` naming the file."""
+        path = self.directory / name
+        if not path.is_file():
+            return default
+        try:
+            value = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise StudyError(f"{path}: corrupted ({exc})") from None
+        if not isinstance(value, dict):
+            raise StudyError(f"{path}: corrupted (not a mapping)")
+        return value
 
     def test_uses(self) -> list:
         """Every time the test part was scored: when, which trial, where it went, the score."""
@@ -141,12 +158,20 @@ def open_study(directory) -> Study:
     missing = [key for key in REQUIRED_KEYS if key not in manifest]
     if missing:  # hand-edited or cut short: say so, rather than fail later on the first key read
         raise StudyError(f"{path}: corrupted manifest (no {', '.join(map(repr, missing))})")
+    for key, types in REQUIRED_KEYS.items():
+        value = manifest[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise StudyError(f"{path}: corrupted manifest ({key}={value!r} is not "
+                             f"{' or '.join(t.__name__.replace('NoneType', 'null') for t in types)})")
     return Study(directory, manifest)
 
 
-# What every command reads from a study's manifest (every run writes them).
-REQUIRED_KEYS = ("data", "target", "seed", "test_size", "metric", "probe", "folds", "split_hash", "space_digest",
-                 "backend", "data_kind")
+# What every command reads from a study's manifest (every run writes them), and its JSON types.
+REQUIRED_KEYS = {
+    "data": (str,), "target": (str, type(None)), "seed": (int,), "test_size": (int, float), "metric": (str,),
+    "probe": (str,), "folds": (int,), "split_hash": (str,), "space_digest": (str,), "backend": (str,),
+    "data_kind": (str,),
+}
 
 
 def check_same_study(directory, settings: dict, problem, space) -> Study | None:
@@ -173,6 +198,10 @@ def check_same_study(directory, settings: dict, problem, space) -> Study | None:
                 f"{directory}: study was made with {key}={study.manifest.get(key)!r}, "
                 f"not {identity[key]!r}; use another study directory"
             )
+    if problem.split_hash() != study.manifest["split_hash"]:  # the same file name, other contents
+        raise StudyError(f"{directory}: its data {study.manifest['data']} changed since the study began "
+                         f"(split hash {problem.split_hash()}, study: {study.manifest['split_hash']}); "
+                         "restore it or use another study directory")
     return study
 
 

@@ -4,6 +4,7 @@ exception type) and one line naming what is wrong; no traceback; nothing stored 
 import hashlib
 import json
 import os
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -191,6 +192,11 @@ def stored_study(tmp_path_factory):
     keyless.mkdir()
     manifest = json.loads((study / "manifest.json").read_text())
     (keyless / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "data"}))
+    # Hand-edited or damaged records of a whole study: each a one-line error, not a traceback.
+    for name, record, text in [("bad-baselines", "baselines.json", "[1"), ("bad-export", "export.json", "{"),
+                               ("bad-seed", "manifest.json", json.dumps({**manifest, "seed": "x"}))]:
+        shutil.copytree(study, study.parent / name)
+        (study.parent / name / record).write_text(text)
     return study
 
 
@@ -231,6 +237,14 @@ STUDY_CASES = [
      "no-db/study.db: missing, though export.json holds the study's winner"),
     ("study-resume-manifest-missing-a-key", lambda s: ["resume", s.parent / "keyless", "--no-progress"],
      "keyless/manifest.json: corrupted manifest (no 'data')"),
+    ("study-report-damaged-baselines", lambda s: ["report", s.parent / "bad-baselines"],
+     "bad-baselines/baselines.json: corrupted (Expecting"),
+    ("study-resume-damaged-baselines", lambda s: ["resume", s.parent / "bad-baselines", "--no-progress"],
+     "bad-baselines/baselines.json: corrupted (Expecting"),
+    ("study-report-damaged-export-record", lambda s: ["report", s.parent / "bad-export"],
+     "bad-export/export.json: corrupted (Expecting"),
+    ("study-resume-seed-not-a-number", lambda s: ["resume", s.parent / "bad-seed", "--no-progress"],
+     "bad-seed/manifest.json: corrupted manifest (seed='x' is not int)"),
     ("study-replay-negative-tolerance", lambda s: ["replay", s, "--trial", "0", "--tolerance", "-1"],
      "--tolerance: must be a number of points, 0 or more, got -1.0"),
     ("study-join-missing-sqlite-file", lambda s: ["join", f"sqlite:///{s.parent / 'nope.db'}", "--study", "x"],
@@ -398,3 +412,20 @@ def test_transform_with_the_wrong_number_of_features_is_a_clear_value_error(expo
 
 
 
+
+
+def test_a_run_on_a_data_file_changed_in_place_is_refused_and_changes_nothing(tmp_path):
+    """Same path, other rows: continuing would score new trials on another split (old search
+    rows in the test part) and leave a study no later command accepts."""
+    frame = _numeric(n=80)
+    csv = tmp_path / "data.csv"
+    frame.to_csv(csv, index=False)
+    study = tmp_path / "study"
+    args = ("run", "--space", TINY_SPACE, "--data", csv, "--target", "label", "--study-dir", study, "--no-progress")
+    first = run_cli(*args, "--trials", "1")
+    assert first.returncode == 0, first.stderr[-2000:]
+    frame.sample(frac=1, random_state=0).iloc[:60].to_csv(csv, index=False)  # shuffled and cut
+    before = _fingerprint(study)
+    _assert_one_line_error(run_cli(*args, "--trials", "2", timeout=120),
+                           f"{study}: its data {csv} changed since the study began (split hash ")
+    assert _fingerprint(study) == before
