@@ -116,13 +116,15 @@ def main(argv=None) -> int:
     if getattr(args, "keras_backend", None):  # before anything imports Keras; workers inherit it
         os.environ["KERAS_BACKEND"] = args.keras_backend
     from encoderkit.errors import EncoderkitError
+    from search import interrupts
     from search.errors import SearchError
 
     try:
         from search.faults import check_environment
 
         check_environment()
-        return COMMANDS[args.command](args) or 0
+        with interrupts.sigterm_like_ctrl_c():
+            return COMMANDS[args.command](args) or 0
     except (SearchError, EncoderkitError) as exc:
         print(f"error: {as_flags(str(exc), args)}", file=sys.stderr)
         return EXIT_USAGE
@@ -130,8 +132,6 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would raise again
         return 0
     except KeyboardInterrupt as exc:
-        from search import interrupts
-
         result = getattr(exc, "result", None)  # search.errors.Interrupted carries the leaderboard
         if result is not None:
             print(result.leaderboard)

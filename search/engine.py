@@ -263,28 +263,33 @@ def _search_and_export_with(backend, options, study, problem, space, progress, e
     remove_leftovers(study.export_dir)  # half-written exports of a killed run
     for note in notes if verbose else ():
         print(f"note: {note}")
-    if not study.baselines():
-        study.write_json("baselines.json", score_baselines(problem))
+    try:  # Ctrl-C or SIGTERM in any stage (a scheduler's time limit may land in the refit): what is stored so far
+        if not study.baselines():
+            study.write_json("baselines.json", score_baselines(problem))
+        _search(backend, study, problem, space, progress)
+        exported = current_export(study) if export else None
+        if exported is not None:
+            notes = (*notes, f"trial {exported['trial']} is still the best and already exported: "
+                             "its export is kept (the test part is not scored again)")
+            if verbose:
+                print(f"note: {notes[-1]}")
+        elif export:
+            exported = refit_and_export(study, problem, space)
+    except KeyboardInterrupt:
+        raise Interrupted(result_of(study, notes=notes)) from None
+    return result_of(study, exported, notes)
+
+
+def _search(backend, study, problem, space, progress):
     bar = ProgressBar(Budget.from_manifest(study.manifest).trials) if progress else None
     try:
         backend.run(study, problem, space, progress=bar)
-    except KeyboardInterrupt:
-        raise Interrupted(result_of(study, notes=notes)) from None
     finally:
         from search.objective import thaw_heap
 
         thaw_heap()
         if bar:
             bar.close()
-    exported = current_export(study) if export else None
-    if exported is not None:
-        notes = (*notes, f"trial {exported['trial']} is still the best and already exported: "
-                         "its export is kept (the test part is not scored again)")
-        if verbose:
-            print(f"note: {notes[-1]}")
-    elif export:
-        exported = refit_and_export(study, problem, space)
-    return result_of(study, exported, notes)
 
 
 def use_keras_backend(name):

@@ -45,6 +45,27 @@ def exit_status() -> int:
     return 128 + int(received())
 
 
+@contextlib.contextmanager
+def sigterm_like_ctrl_c():
+    """For a whole command: outside the search's `graceful` blocks (baseline scores, refit,
+    export), SIGTERM raises KeyboardInterrupt at once, as Ctrl-C does, so the command still
+    prints what it has and exits 143 instead of vanishing without a word."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or previous is signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_now)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_now(signum, frame):
+    _received[:] = [signum]
+    raise KeyboardInterrupt
+
+
 def _handler(signum, frame):
     if _requested.is_set():
         signal.default_int_handler(signum, frame)

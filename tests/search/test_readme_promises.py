@@ -274,6 +274,32 @@ def test_a_first_ctrl_c_or_sigterm_asks_for_a_stop_at_a_safe_point_and_a_second_
     assert result.returncode == 0 and result.stdout == "ok\n", result.stderr[-2000:]
 
 
+# A command stage outside the search loop (baseline scores, the refit, `export`): SIGTERM there
+# (a scheduler's time limit) ends the command at once, saying so, with 143.
+_SIGTERM_OUTSIDE_THE_SEARCH = """
+import os, signal, sys, time
+from search import cli
+
+def refit_like(args):
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)
+    raise SystemExit("SIGTERM did not stop the command")
+
+cli.COMMANDS["spaces"] = refit_like
+before = signal.getsignal(signal.SIGTERM)
+status = cli.main(["spaces"])
+assert signal.getsignal(signal.SIGTERM) is before  # a caller's own handler is put back
+sys.exit(status)
+"""
+
+
+def test_sigterm_outside_the_search_loop_ends_the_command_at_once_saying_so():
+    result = subprocess.run([sys.executable, "-c", _SIGTERM_OUTSIDE_THE_SEARCH], capture_output=True, text=True,
+                            cwd=ROOT, timeout=60, env={**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"})
+    assert result.returncode == 143, result.stderr[-2000:]
+    assert result.stderr == "interrupted\n"
+
+
 def test_gpus_auto_none_and_ids_memory_growth_and_thread_caps(monkeypatch):
     """`--gpus auto` takes every GPU the machine has, round-robin over the workers with memory
     growth on; `--gpus none` pins nothing; threads are capped at cores / workers."""
