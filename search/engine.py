@@ -27,7 +27,7 @@ from search import compile_cache, devices, faults
 from search.backends import get_backend
 from search.errors import Interrupted, SettingsError, StudyError
 from search.lock import check_free, study_lock
-from search.preflight import check_installed, check_local_workers, check_writable_study_dir, keras_backend_to_use
+from search.preflight import check_installed, check_machine, check_writable_study_dir, keras_backend_to_use
 from search.problem import make_problem
 from search.quiet import import_keras_quietly
 from search.refit import current_export, refit_and_export
@@ -114,7 +114,7 @@ def run(
         backend, workers=workers, gpus=gpus, fresh_process=fresh_process, storage=storage, address=address,
         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, algorithm=algorithm,
     )
-    check_local_workers(backend, options.workers)
+    check_machine(backend, options)
     spec = StudySpec(data="?", target=target, seed=seed, test_size=test_size, metric=metric, subsample=subsample)
     check_installed("keras_backend", keras_backend_to_use())  # before a manifest records it
     loaded = load_space(space, scale)

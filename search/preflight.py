@@ -27,14 +27,29 @@ def check_installed(what: str, name: str):
         raise SearchError(f"{what} {name}: needs the Python package {module!r}, which is not installed ({how})")
 
 
-def check_local_workers(backend: str, workers: int):
-    """The optuna backend starts `workers` processes on this machine, each loading its Keras
-    backend and holding a core: more than the machine has only makes every trial slower (and
-    `--workers 1000` would exhaust its memory). Ray places its workers across a cluster."""
+def check_machine(backend: str, options):
+    """What a search asks of this machine, before anything is written.
+
+    The optuna backend starts `workers` processes here, each loading its Keras backend and
+    holding a core: more than the machine has only makes every trial slower (and
+    `--workers 1000` would exhaust its memory). Ray started here (no --address) would wait for
+    ever, silently, for a trial's --cpus-per-trial or --gpus-per-trial that it never gets; on a
+    cluster, Ray places trials across its nodes (an autoscaler may add them), so it decides."""
+    from search import devices
+
     cores = os.cpu_count() or 1
-    if backend == "optuna" and workers > cores:
-        raise SettingsError(f"workers: {workers} worker processes on this machine's {cores} cores; at most {cores} "
-                            "(more machines: `python -m search join` on a shared --storage, or --backend ray)")
+    if backend == "optuna" and options.workers > cores:
+        raise SettingsError(f"workers: {options.workers} worker processes on this machine's {cores} cores; "
+                            f"at most {cores} (more machines: `python -m search join` on a shared --storage, "
+                            "or --backend ray)")
+    if backend == "ray" and options.address is None:
+        if options.cpus_per_trial > cores:
+            raise SettingsError(f"cpus_per_trial: {options.cpus_per_trial:g} CPUs per trial, but Ray started here "
+                                f"has this machine's {cores}; no trial could start")
+        gpus = len(devices.detect_gpus())
+        if options.gpus_per_trial > gpus:
+            raise SettingsError(f"gpus_per_trial: {options.gpus_per_trial:g} GPUs per trial, but this machine has "
+                                f"{gpus}; no trial could start (--address joins a cluster that has them)")
 
 
 def keras_backend_to_use(requested=None) -> str:
