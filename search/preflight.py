@@ -34,7 +34,7 @@ def check_machine(backend: str, options):
     holding a core: more than the machine has only makes every trial slower (and
     `--workers 1000` would exhaust its memory). Ray started here (no --address) would wait for
     ever, silently, for a trial's --cpus-per-trial or --gpus-per-trial that it never gets; on a
-    cluster, Ray places trials across its nodes (an autoscaler may add them), so it decides."""
+    cluster, or in a Ray the caller started, Ray places the trials (an autoscaler may add nodes)."""
     from search import devices
 
     cores = os.cpu_count() or 1
@@ -42,7 +42,7 @@ def check_machine(backend: str, options):
         raise SettingsError(f"workers: {options.workers} worker processes on this machine's {cores} cores; "
                             f"at most {cores} (more machines: `python -m search join` on a shared --storage, "
                             "or --backend ray)")
-    if backend == "ray" and options.address is None:
+    if backend == "ray" and options.address is None and not _ray_running_here():
         if options.cpus_per_trial > cores:
             raise SettingsError(f"cpus_per_trial: {options.cpus_per_trial:g} CPUs per trial, but Ray started here "
                                 f"has this machine's {cores}; no trial could start")
@@ -50,6 +50,14 @@ def check_machine(backend: str, options):
         if options.gpus_per_trial > gpus:
             raise SettingsError(f"gpus_per_trial: {options.gpus_per_trial:g} GPUs per trial, but this machine has "
                                 f"{gpus}; no trial could start (--address joins a cluster that has them)")
+
+
+def _ray_running_here() -> bool:
+    """A caller who started Ray itself (`ray.init(num_gpus=...)`) declared its own resources."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
 
 
 def keras_backend_to_use(requested=None) -> str:

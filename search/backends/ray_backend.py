@@ -203,6 +203,7 @@ class _Session:
         self.optuna_study = load(study)
         self.life = TrialLifecycle(study, progress)
         self.recorded = recorded_ids(self.optuna_study, TRIAL_ID)
+        self.started: set = set()  # Ray trial ids that began running in this session
         self.intermediate: dict = {}
 
     def remaining(self) -> int:
@@ -249,6 +250,21 @@ class _Recorder(tune.Callback):
         session = _SESSIONS.get(self.key)
         if session is not None:
             session.record(trial, trial.last_result, error=_first_line(trial))
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        session = _SESSIONS.get(self.key)
+        if session is not None:
+            session.started.add(trial.trial_id)
+
+    def on_experiment_end(self, trials, **info):
+        """Ctrl-C or SIGTERM: Tune stops the running trials without completing them, so each
+        one that began is stored here as interrupted, as the other backends store theirs."""
+        session = _SESSIONS.get(self.key)
+        if session is None or not interrupts.requested():
+            return
+        for trial in trials:
+            if trial.trial_id in session.started and trial.trial_id not in session.recorded:
+                session.record(trial, trial.last_result)
 
 
 class _StopWhenDone(tune.Stopper):

@@ -126,6 +126,30 @@ def test_ctrl_c_or_sigterm_marks_the_trial_prints_the_leaderboard_and_exits_128_
     assert user_attr(study, "fail_reason") == {0: f"interrupted ({cause})"}
 
 
+@pytest.mark.xdist_group("ray")
+def test_sigterm_to_a_ray_search_stores_the_running_trial_as_interrupted(tmp_path):
+    """Tune stops a running trial without completing it: the backend stores it, as the others do."""
+    study = tmp_path / "study"
+    space = tmp_path / "long.yaml"
+    space.write_text(LONG_TRIALS)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "search", "run", "--backend", "ray", "--space", str(space), "--trials", "3",
+         "--study-dir", str(study), "--no-progress"],
+        cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 300
+    while not list((study / "ray").glob("exp-1/*/")):  # Tune made the trial's directory: it is starting
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.5)
+    time.sleep(15)  # its actor imported Keras and is training (a trial lasts far longer)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 143, stderr[-2000:]
+    assert "Leaderboard" in stdout and f"python -m search resume {study}" in stderr
+    assert list(trials_by_state(study).values()) == [("FAIL", None)], "the running trial, stored"
+    assert user_attr(study, "fail_reason") == {0: "interrupted (SIGTERM)"}
+
+
 def test_a_trial_whose_worker_died_before_signing_it_is_failed_and_the_count_is_reached(tmp_path):
     """kill -9 between Optuna's `ask` and the worker storing its pid leaves a RUNNING trial with
     no owner. A local study's workers all hold its lock, so the next command on the study (which
