@@ -68,6 +68,8 @@ def make_objective(space, life, run_trial):
             raise optuna.TrialPruned(str(exc)) from None
         except (FailedTrial, KeyboardInterrupt) as exc:
             _set_attrs(trial, life.end(failure=str(exc) if isinstance(exc, FailedTrial) else interrupted())[2])
+            if isinstance(exc, KeyboardInterrupt):  # cut short, not judged: `resume` runs its config first
+                trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             if life.fatal:
                 raise life.fatal_error() from None
             raise

@@ -122,8 +122,9 @@ def test_ctrl_c_or_sigterm_marks_the_trial_prints_the_leaderboard_and_exits_128_
     assert "Leaderboard" in stdout and "Traceback" not in stderr
     assert f"python -m search resume {study}" in stderr
     states = trials_by_state(study)
-    assert list(states.values()) == [("FAIL", None)], "the one trial, cut short"
+    assert list(states.values()) == [("FAIL", None), ("WAITING", None)], "the one trial, cut short, and its config queued"
     assert user_attr(study, "fail_reason") == {0: f"interrupted ({cause})"}
+    assert user_attr(study, "retry_of") == {1: 0}  # `resume` runs the config that was cut short first
 
 
 @pytest.mark.xdist_group("ray")
