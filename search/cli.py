@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     resume = commands.add_parser("resume", help="continue a stopped study to its requested trial count")
     resume.add_argument("study_dir")
+    resume.add_argument("--data", help="the study's data file where it is now, if it moved (same contents)")
     resume.add_argument("--no-progress", action="store_true")
 
     report = commands.add_parser("report", help="print the leaderboard of a study, or write an HTML report")
@@ -207,7 +208,7 @@ def cmd_resume(args):
     from search import engine
 
     _quiet_libraries()
-    _print_result(engine.resume(args.study_dir, progress=not args.no_progress))
+    _print_result(engine.resume(args.study_dir, data=args.data, progress=not args.no_progress))
 
 
 def cmd_report(args):

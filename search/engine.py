@@ -161,6 +161,7 @@ def run(
         for key in option_keys():  # another backend's options would be stale
             study.manifest.pop(key, None)
         study.manifest.update({k: settings[k] for k in BUDGET_KEYS if k in settings})
+        study.manifest["data"] = settings["data"]  # where a moved data file is now (its contents were checked)
         study.write_json("manifest.json", study.manifest)
         if study.manifest.get("storage"):  # what workers joining from other machines need
             publish(study, (study.directory / "space.yaml").read_text())
@@ -211,12 +212,15 @@ def _make_directory(directory: Path) -> bool:
 BUDGET_KEYS = ("trials", "timeout", "max_failures", "backend", "data_dir", *sorted(option_keys()))
 
 
-def resume(study_dir, *, progress=True, verbose=True, export=True) -> StudyResult:
+def resume(study_dir, *, data=None, progress=True, verbose=True, export=True) -> StudyResult:
     """Continues a stopped or crashed study to its requested number of trials (its data,
-    space and settings as stored in the study) and exports its best trial. Returns a
-    `StudyResult`; raises as `run` does."""
+    space and settings as stored in the study) and exports its best trial. `data`: where the
+    study's data file is now, if it moved (its contents must be the same: the split hash is
+    checked). Returns a `StudyResult`; raises as `run` does."""
     faults.check_environment()
     study = open_study(study_dir)
+    if data is not None:
+        study.move_data(data)  # checked with the split hash below, written under the lock
     check_database(study)
     study.check_records()
     check_writable_study_dir(study.directory)
@@ -225,6 +229,7 @@ def resume(study_dir, *, progress=True, verbose=True, export=True) -> StudyResul
     check_installed(f"{study.directory}: Keras backend", study.manifest.get("keras_backend") or "tensorflow")
     problem, space = study.problem(), study.space()  # a changed space or data refuses before the lock
     with study_lock(study.directory, "resume"):
+        study.write_json("manifest.json", study.manifest)  # a moved data file's new path, for later commands
         return _search_and_export(study, problem, space, progress, export, (), verbose)
 
 

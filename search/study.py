@@ -22,9 +22,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from encoderkit.data import IN_MEMORY, content_hash, load_dataset, save_npz
+from encoderkit.data import IN_MEMORY, content_hash, is_file_name, load_dataset, save_npz
 from encoderkit.export import package_versions
-from search.errors import StudyError
+from search.errors import SettingsError, StudyError
 from search.lock import LOCK_NAME
 from search.storage import STUDY_NAME
 from search.problem import make_problem
@@ -82,8 +82,18 @@ class Study:
             )
         return problem
 
+    def move_data(self, path):
+        """The study's data file is now at `path` (the split hash then checks its contents)."""
+        if self.manifest["data"].startswith(IN_MEMORY) or not is_file_name(self.manifest["data"]):
+            raise SettingsError(f"data={os.fspath(path)!r}: the study's data is {self.manifest['data']!r}, "
+                                "not a file that could have moved")
+        self.manifest["data"] = os.path.abspath(os.fspath(path))  # as `run` stores file paths
+
     def dataset(self):
         data = self.manifest["data"]
+        if is_file_name(data) and not data.startswith(IN_MEMORY) and not Path(data).is_file():
+            raise StudyError(f"{data}: no such file (the study's data); if it moved, give its new path: "
+                             f"python -m search resume {self.directory} --data NEWPATH")
         if not data.startswith(IN_MEMORY):
             return load_dataset(data, self.manifest["target"], self.manifest.get("data_dir"))
         path = self.directory / DATA_FILE
@@ -193,6 +203,9 @@ def check_same_study(directory, settings: dict, problem, space) -> Study | None:
                              f"these arrays: {identity['data']}); use another study directory")
         if key == "data" and os.path.abspath(study.manifest["data"]) == identity["data"]:
             continue  # a study made before files were stored by absolute path, run from the same folder
+        if key == "data" and is_file_name(study.manifest["data"]) and is_file_name(identity["data"]) \
+                and problem.split_hash() == study.manifest["split_hash"]:
+            continue  # the same file, moved: its contents and split are the study's
         if study.manifest.get(key) != identity[key]:
             raise StudyError(
                 f"{directory}: study was made with {key}={study.manifest.get(key)!r}, "

@@ -433,3 +433,31 @@ def test_a_run_on_a_data_file_changed_in_place_is_refused_and_changes_nothing(tm
     _assert_one_line_error(run_cli(*args, "--trials", "2", timeout=120),
                            f"{study}: its data {csv} changed since the study began (split hash ")
     assert _fingerprint(study) == before
+
+
+def test_a_study_whose_data_file_moved_continues_from_its_new_path_and_other_contents_are_refused(tmp_path):
+    frame = _numeric(n=80)
+    first_home = tmp_path / "data.csv"
+    frame.to_csv(first_home, index=False)
+    study = tmp_path / "study"
+    first = run_cli("run", "--space", TINY_SPACE, "--data", first_home, "--target", "label", "--trials", "1",
+                    "--study-dir", study, "--no-progress")
+    assert first.returncode == 0, first.stderr[-2000:]
+    moved = tmp_path / "archive" / "data.csv"
+    moved.parent.mkdir()
+    first_home.rename(moved)
+    before = _fingerprint(study)
+    _assert_one_line_error(run_cli("resume", study, "--no-progress"),
+                           f"{first_home}: no such file (the study's data); if it moved, give its new path: "
+                           f"python -m search resume {study} --data NEWPATH")
+    other = tmp_path / "other.csv"
+    frame.iloc[:60].to_csv(other, index=False)
+    _assert_one_line_error(run_cli("resume", study, "--data", other, "--no-progress"), "changed since the study began")
+    assert _fingerprint(study) == before
+    resumed = run_cli("resume", study, "--data", moved, "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((study / "manifest.json").read_text())["data"] == str(moved)  # later commands find it
+    more = run_cli("run", "--space", TINY_SPACE, "--data", moved, "--target", "label", "--trials", "2",
+                   "--study-dir", study, "--no-progress")  # `run` on the moved file continues the study too
+    assert more.returncode == 0, more.stderr[-2000:]
+    assert "2 trials" in more.stdout
