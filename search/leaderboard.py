@@ -123,11 +123,14 @@ def format_leaderboard(rows: list[Row], baselines: dict, metric: str, export: di
         for name, b in baselines.items()
     ]
     shown = sorted(done[:top] + baseline_rows, key=lambda r: -r.cv_mean)
-    counts = {state: sum(r.state == state for r in rows) for state in ("complete", "pruned", "fail", "running")}
+    counts = {state: sum(r.state == state for r in rows) for state in ("complete", "pruned", "fail", "running", "waiting")}
     width = max([14, *(len(r.name) for r in shown)])  # "baseline minirocket" keeps the columns aligned
+    # A report during a run counts the trials running now; an interrupted one's config waits in the queue.
+    pending = "".join(f", {counts[state]} {word}" for state, word in (("running", "running"), ("waiting", "queued"))
+                      if counts[state])
     lines = [
         f"Leaderboard ({metric}, {len(rows)} trials: {counts['complete']} complete, "
-        f"{counts['pruned']} pruned, {counts['fail']} failed)",
+        f"{counts['pruned']} pruned, {counts['fail']} failed{pending})",
         f"{'rank':>4}  {'name':<{width}} {'family':<10} {'CV ' + metric:>18}  {'sec':>6}  config",
     ]
     for rank, row in enumerate(shown, 1):

@@ -125,6 +125,7 @@ def test_ctrl_c_or_sigterm_marks_the_trial_prints_the_leaderboard_and_exits_128_
     assert list(states.values()) == [("FAIL", None), ("WAITING", None)], "the one trial, cut short, and its config queued"
     assert user_attr(study, "fail_reason") == {0: f"interrupted ({cause})"}
     assert user_attr(study, "retry_of") == {1: 0}  # `resume` runs the config that was cut short first
+    assert "0 complete, 0 pruned, 1 failed, 1 queued)" in stdout
 
 
 @pytest.mark.xdist_group("ray")
