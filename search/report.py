@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -114,14 +115,22 @@ def _importances(optuna_study, complete) -> str:
     if len(complete) < 2:
         return "<p>Not enough completed trials for parameter importances.</p>"
     try:
-        importances = optuna.importance.get_param_importances(optuna_study)
+        # Optuna's default evaluator since 5.0, named so the table's header says what it is.
+        # Its warning per parameter with a value seen in one trial goes into the page, not stderr.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            importances = optuna.importance.get_param_importances(
+                optuna_study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
     except (RuntimeError, ValueError) as exc:  # e.g. no parameter common to all trials
         return f"<p>Parameter importances unavailable: {html.escape(str(exc))}</p>"
     if not importances:
         return "<p>No parameter is shared by all completed trials.</p>"
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.3f}</td></tr>" for k, v in importances.items())
     chart = _figure(_importance_bars, importances)
-    return f"{chart}<table><tr><th>parameter</th><th>importance (fANOVA)</th></tr>{rows}</table>"
+    rough = sum("less than 2 trials" in str(w.message) for w in caught)
+    caveat = (f"<p>{rough} parameter(s) have values seen in fewer than 2 completed trials: their importance "
+              "is rough until the study has more.</p>") if rough else ""
+    return f"{chart}<table><tr><th>parameter</th><th>importance (PED-ANOVA)</th></tr>{rows}</table>{caveat}"
 
 
 def _importance_bars(plt, importances):
