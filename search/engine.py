@@ -148,6 +148,10 @@ def run(
     if existing:
         check_database(existing)
         existing.check_records()
+        kept = existing.manifest.get("keras_backend") or "tensorflow"
+        if keras_backend_to_use() != kept:  # its trials and export stay comparable
+            notes.append(f"the study runs Keras backend {kept}, as it began; {keras_backend_to_use()} "
+                         "(--keras-backend or KERAS_BACKEND) is not used for it")
     if settings.get("storage"):  # a shared storage names each study; the name must be free
         settings["study_name"] = existing.study_name if existing else _free_study_name(settings["storage"], study_dir)
     created = _make_directory(study_dir)

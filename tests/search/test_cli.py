@@ -194,8 +194,13 @@ def test_a_repeat_run_that_finds_nothing_better_keeps_the_export_and_does_not_sc
     uses = json.loads((study / "test_uses.json").read_text())
     before = {p.name: p.read_bytes() for p in (study / "export").iterdir()}
     done = sum(state == "COMPLETE" for state, *_ in trial_rows(study).values())
-    result = run_cli("run", "--space", TINY_SPACE, "--trials", done, "--study-dir", study, "--no-progress")
+    kept = json.loads((study / "manifest.json").read_text())["keras_backend"]
+    other = "jax" if kept == "tensorflow" else "tensorflow"
+    result = run_cli("run", "--space", TINY_SPACE, "--trials", done, "--study-dir", study, "--no-progress",
+                     "--keras-backend", other)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert (f"note: the study runs Keras backend {kept}, as it began; {other} (--keras-backend or KERAS_BACKEND) "
+            "is not used for it") in result.stdout
     best = json.loads((study / "export.json").read_text())["trial"]
     assert f"note: trial {best} is still the best and already exported: its export is kept" in result.stdout
     assert json.loads((study / "test_uses.json").read_text()) == uses  # no second look at the test part
