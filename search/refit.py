@@ -54,6 +54,9 @@ def current_export(study) -> dict | None:
     except (OSError, ValueError, StudyError):
         return None  # no export yet, a damaged one, or no completed trial: refit as usual
     same = (recorded.get("trial"), recorded.get("cv_score"), recorded.get("split_hash"), exported.get("trial"))
+    backend = study.manifest.get("keras_backend")  # an export made under another backend is made again
+    if backend and exported.get("keras_backend") not in (None, backend):
+        return None
     return recorded if same == (best.number, best.value, study.manifest["split_hash"], best.number) else None
 
 
