@@ -17,7 +17,6 @@ import threading
 
 _requested = threading.Event()
 _received: list[int] = []  # the signal that asked for the stop
-_HANDLED = (signal.SIGINT, signal.SIGTERM)
 
 
 def requested() -> bool:
@@ -35,9 +34,12 @@ def received() -> int:
     return _received[0] if _received else signal.SIGINT
 
 
+CAUSES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}  # in the words a trial's fail reason uses
+
+
 def cause() -> str:
-    """What asked for the stop, in the words a trial's fail reason uses."""
-    return "SIGTERM" if received() == signal.SIGTERM else "Ctrl-C"
+    """What asked for the stop."""
+    return CAUSES[received()]
 
 
 def exit_status() -> int:
@@ -82,7 +84,7 @@ def graceful():
     _requested.clear()
     _received.clear()  # kept after the block: the command line's exit status reads it
     # a SIGTERM that the caller ignores (SIG_IGN) stays ignored
-    handled = [s for s in _HANDLED if s == signal.SIGINT or signal.getsignal(s) is not signal.SIG_IGN]
+    handled = [s for s in CAUSES if s == signal.SIGINT or signal.getsignal(s) is not signal.SIG_IGN]
     previous = {s: signal.signal(s, _handler) for s in handled}
     try:
         yield

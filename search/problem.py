@@ -66,6 +66,12 @@ class Problem:
         return self.dataset.X[self.test_rows], self.dataset.y[self.test_rows]
 
     def split_hash(self) -> str:
+        return self._split_hash
+
+    @functools.cached_property
+    def _split_hash(self) -> str:
+        # Hashes all of X (seconds on Fashion-MNIST); a run on an existing study compares it
+        # several times (study identity, a moved file, the manifest), so it is computed once.
         digest = hashlib.sha256()
         for rows in (self.search_rows, self.test_rows):
             digest.update(np.ascontiguousarray(rows, dtype=np.int64).tobytes())

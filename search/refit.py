@@ -48,7 +48,7 @@ def current_export(study) -> dict | None:
     import json
 
     try:
-        recorded = json.loads((study.directory / "export.json").read_text())
+        recorded = study.read_json("export.json", default={})
         exported = json.loads((study.export_dir / "manifest.json").read_text())
         best = pick_trial(load(study), None, study.directory)
     except (OSError, ValueError, StudyError):

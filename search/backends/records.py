@@ -23,7 +23,7 @@ def interrupted() -> str:
 
 
 def _is_interruption(reason: str) -> bool:
-    return reason in ("interrupted (Ctrl-C)", "interrupted (SIGTERM)")
+    return reason in {f"interrupted ({cause})" for cause in interrupts.CAUSES.values()}
 
 
 class TrialLifecycle:
