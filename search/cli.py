@@ -140,6 +140,11 @@ def main(argv=None) -> int:
         else:
             print("interrupted", file=sys.stderr)
         return interrupts.exit_status()  # 130 after Ctrl-C, 143 after SIGTERM
+    except Exception as exc:
+        if not interrupts.is_interrupt(exc):  # a library's own error after a second Ctrl-C is that Ctrl-C
+            raise
+        print("interrupted", file=sys.stderr)
+        return interrupts.exit_status()
 
 
 def as_flags(message: str, args) -> str:

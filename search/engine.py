@@ -23,7 +23,7 @@ import optuna  # noqa: F401  (here, not first inside `run`: optuna keeps the tra
 from encoderkit.baselines import baseline_notes, baselines_for
 from encoderkit.data import load_dataset
 from encoderkit.probe import cv_score
-from search import compile_cache, devices, faults
+from search import compile_cache, devices, faults, interrupts
 from search.backends import get_backend
 from search.errors import Interrupted, SettingsError, StudyError
 from search.lock import check_free, study_lock
@@ -284,7 +284,9 @@ def _search_and_export_with(backend, options, study, problem, space, progress, e
                 print(f"note: {notes[-1]}")
         elif export:
             exported = refit_and_export(study, problem, space)
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        if not interrupts.is_interrupt(exc):
+            raise
         raise Interrupted(result_of(study, notes=notes)) from None
     return result_of(study, exported, notes)
 

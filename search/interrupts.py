@@ -29,6 +29,19 @@ def check():
         raise KeyboardInterrupt
 
 
+def is_interrupt(exc: BaseException) -> bool:
+    """Whether `exc` is a KeyboardInterrupt or was raised while one was being handled. A second
+    Ctrl-C can land inside a library's cleanup; Optuna's trial loop then fails with its own
+    UnboundLocalError, chained to the KeyboardInterrupt, which must end the search as one."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def received() -> int:
     """The signal that asked for the stop (SIGINT where none was received: a KeyboardInterrupt)."""
     return _received[0] if _received else signal.SIGINT

@@ -264,22 +264,34 @@ def recover(study) -> list[str]:
             # A local study's workers all hold its lock, which this command now holds: nobody
             # runs this trial; its worker died between asking for it and storing who it is.
             why, pid = "its worker died before it was recorded", "unknown"
-        elif attrs.get("worker_host") != host or _alive(int(pid)):
-            continue  # another host's worker: the heartbeat decides; a live one: leave it
+        elif attrs.get("worker_host") != host:
+            continue  # another host's worker: the heartbeat decides
+        elif int(pid) == os.getpid():
+            # This process runs no trial yet: an earlier call in it (a notebook's) was stopped
+            # while Optuna stored the trial's state, e.g. by a second Ctrl-C.
+            why = "interrupted while its result was being stored"
+        elif _alive(int(pid)):
+            continue  # a live worker: leave it
         else:
             why = f"worker {pid} died during the trial"
+        ended = "fail_reason" in attrs  # it failed or was cut short; only its state was not stored
         # Optuna has no public way to set an attribute on another process's trial (a Trial
         # needs its private id); the state goes through the public `tell`.
-        optuna_study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", why)
+        if not ended:
+            optuna_study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", why)
         try:
             optuna_study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
             continue  # another process got there first
+        if ended:  # its own reason stands; an interrupted one queued its config itself
+            notes.append(f"trial {trial.number} ended ({attrs['fail_reason']}) before its state was stored: marked failed")
+            continue
         if not trial.params:  # it died before sampling: nothing to run again
             notes.append(f"trial {trial.number} was left running by worker {pid} before it had a config: marked failed")
             continue
         optuna_study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-        notes.append(f"trial {trial.number} was left running by worker {pid}: marked failed, its config queued again")
+        who = "an earlier call in this process" if why.startswith("interrupted") else f"worker {pid}"
+        notes.append(f"trial {trial.number} was left running by {who}: marked failed, its config queued again")
     return notes
 
 

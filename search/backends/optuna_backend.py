@@ -172,7 +172,9 @@ def run(study, problem, space, progress=None):
     try:
         callbacks = [progress] if progress else []
         optimize(study, problem, space, worker=0, callbacks=callbacks, until_count=True)
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        if not interrupts.is_interrupt(exc):
+            raise
         for proc, _ in procs:  # a terminal sends Ctrl-C to all; a `kill -INT` or `-TERM` only to us
             if proc.poll() is None:
                 proc.send_signal(interrupts.received())

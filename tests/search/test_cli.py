@@ -272,3 +272,28 @@ def test_a_study_of_a_file_named_relatively_works_from_any_folder(tmp_path):
                     "--study-dir", "study", "--no-progress", cwd=tmp_path)
     assert older.returncode == 0, older.stderr[-2000:]
     assert finished_trials(study) == 3
+
+
+@pytest.mark.parametrize("interrupted", [True, False])
+def test_an_error_raised_while_a_ctrl_c_was_handled_ends_as_interrupted_and_others_stay_errors(
+        monkeypatch, capsys, interrupted):
+    """A second Ctrl-C inside a library's cleanup (Optuna's) surfaces as that library's own
+    error, chained to the KeyboardInterrupt: one line and 130, not a traceback. An error with
+    no Ctrl-C behind it is a bug and keeps its traceback."""
+    from search import cli
+
+    def command(args):
+        try:
+            if interrupted:
+                raise KeyboardInterrupt
+            raise ValueError("no interrupt here")
+        finally:
+            raise UnboundLocalError("cannot access local variable 'updated_state'")
+
+    monkeypatch.setitem(cli.COMMANDS, "spaces", command)
+    if interrupted:
+        assert cli.main(["spaces"]) == 130
+        assert capsys.readouterr().err == "interrupted\n"
+    else:
+        with pytest.raises(UnboundLocalError):
+            cli.main(["spaces"])

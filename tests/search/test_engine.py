@@ -110,3 +110,29 @@ def test_the_export_takes_the_data_as_the_user_has_it(tmp_path, rng):
                         progress=False)
     encoder = load_encoder(result.export_dir)
     np.testing.assert_array_equal(encoder.transform(X[:7]), encoder.transform(X[:7].reshape(7, -1)))
+
+
+def test_a_second_ctrl_c_inside_optunas_bookkeeping_still_ends_the_run_as_interrupted(tmp_path, monkeypatch, rng):
+    """A second Ctrl-C that lands while Optuna records a trial makes Optuna fail with its own
+    UnboundLocalError (chained to the KeyboardInterrupt); it must end the run as an interrupt,
+    with the result so far, not as a traceback."""
+    import optuna.study._optimize as optimize
+    from search.errors import Interrupted
+
+    def interrupted_tell(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    y = rng.integers(0, 2, 160)
+    np.savez(tmp_path / "tab.npz", X=rng.normal(size=(160, 6)) + y[:, None], y=y)
+    monkeypatch.setattr(optimize, "_tell_with_warning", interrupted_tell)
+    with pytest.raises(Interrupted) as raised:
+        search.run(tmp_path / "tab.npz", space=str(TINY_SPACE), trials=2, study_dir=tmp_path / "study", progress=False)
+    assert isinstance(raised.value.__context__, UnboundLocalError)  # what Optuna raised: the case this is about
+    assert raised.value.result.study_dir == tmp_path / "study" and "1 running" in raised.value.result.leaderboard
+    monkeypatch.undo()
+    # The next call in this process fails the trial at once (its worker is this live process:
+    # no waiting for Optuna's heartbeat to go stale) and runs its config again.
+    again = search.run(tmp_path / "tab.npz", space=str(TINY_SPACE), trials=2, study_dir=tmp_path / "study", progress=False)
+    assert "trial 0 was left running by an earlier call in this process" in " ".join(again.notes)
+    assert "trial 0 " in again.leaderboard and "failed: interrupted while its result was being stored" in again.leaderboard
+    assert "2 complete" in again.leaderboard
