@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -162,13 +163,23 @@ def test_a_trial_whose_worker_died_before_signing_it_is_failed_and_the_count_is_
     study = tmp_path / "study"
     first = run_cli("run", "--space", TINY_SPACE, "--trials", 1, "--study-dir", study, "--no-progress")
     assert first.returncode == 0, first.stderr[-2000:]
-    optuna.load_study(study_name="search", storage=f"sqlite:///{study / 'study.db'}").ask()  # then "killed"
+    stored = optuna.load_study(study_name="search", storage=f"sqlite:///{study / 'study.db'}")
+    stored.ask()  # then "killed"
+    # A trial that failed on its own and whose worker was killed before Optuna stored its state
+    # keeps its reason and is not run again (an interrupted one queued its config itself).
+    ended = stored.ask({"lr": optuna.distributions.FloatDistribution(1e-3, 1e-2)})
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    for key, value in {"worker_pid": int(dead.stdout), "worker_host": socket.gethostname(),
+                       "fail_reason": "NaN loss at epoch 2"}.items():
+        ended.set_user_attr(key, value)
     again = run_cli("run", "--space", TINY_SPACE, "--trials", 2, "--study-dir", study, "--no-progress", timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "trial 1 was left running by worker unknown before it had a config: marked failed" in again.stdout + again.stderr
+    assert "trial 2 ended (NaN loss at epoch 2) before its state was stored: marked failed" in again.stdout
     states = trials_by_state(study)
-    assert states[1] == ("FAIL", None) and [s for s, _ in states.values()].count("COMPLETE") == 2
+    assert states[1] == states[2] == ("FAIL", None) and [s for s, _ in states.values()].count("COMPLETE") == 2
     assert user_attr(study, "fail_reason")[1] == "its worker died before it was recorded"
+    assert user_attr(study, "fail_reason")[2] == "NaN loss at epoch 2" and 2 not in user_attr(study, "retry_of").values()
 
 
 def _safe_states(study):
