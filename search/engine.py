@@ -27,7 +27,7 @@ from search import compile_cache, devices, faults, interrupts
 from search.backends import get_backend
 from search.errors import Interrupted, SettingsError, StudyError
 from search.lock import check_free, study_lock
-from search.preflight import check_installed, check_machine, check_writable_study_dir, keras_backend_to_use
+from search.preflight import check_installed, check_machine, check_writable_study_dir, keras_backend_to_use, use_keras_backend
 from search.problem import make_problem
 from search.quiet import import_keras_quietly
 from search.refit import current_export, refit_and_export
@@ -301,21 +301,6 @@ def _search(backend, study, problem, space, progress):
         thaw_heap()
         if bar:
             bar.close()
-
-
-def use_keras_backend(name):
-    """A study keeps the Keras backend it began with (resume included); workers inherit it."""
-    import sys
-
-    if not name:
-        return
-    if "keras" in sys.modules:
-        active = sys.modules["keras"].backend.backend()
-        if active != name:
-            raise StudyError(f"study uses Keras backend {name!r} but this process already runs {active!r}; "
-                             f"set KERAS_BACKEND={name}")
-        return
-    os.environ["KERAS_BACKEND"] = name
 
 
 def score_baselines(problem) -> dict:

@@ -19,7 +19,7 @@ from pathlib import Path
 from encoderkit.data import IN_MEMORY
 from search.errors import StudyError
 from search.lock import study_lock
-from search.preflight import check_installed, check_writable_study_dir
+from search.preflight import check_installed, check_writable_study_dir, use_keras_backend
 from search.storage import JOURNAL, fetch_metadata, finished_count, load, public_url
 from search.study import DATA_FILE, Study, open_study
 
@@ -61,7 +61,7 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
             if created:  # a refused join leaves nothing behind
                 shutil.rmtree(local, ignore_errors=True)
             raise
-        engine.use_keras_backend(manifest.get("keras_backend"))
+        use_keras_backend(manifest.get("keras_backend"))
         from search.quiet import import_keras_quietly
 
         import_keras_quietly()

@@ -8,7 +8,7 @@ import importlib.util
 import os
 from pathlib import Path
 
-from search.errors import SearchError, SettingsError
+from search.errors import SearchError, SettingsError, StudyError
 
 # What each optional component needs importable, and how to get it.
 PACKAGES = {
@@ -64,6 +64,29 @@ def keras_backend_to_use(requested=None) -> str:
     """The Keras backend a command will run: the one asked for, else $KERAS_BACKEND, else
     TensorFlow (Keras' own default)."""
     return requested or os.environ.get("KERAS_BACKEND") or "tensorflow"
+
+
+def use_keras_backend(name):
+    """A study keeps the Keras backend it began with, in every command that fits or loads its
+    models (run, resume, export, replay, join); workers inherit it. Before Keras is imported."""
+    import sys
+
+    if not name:
+        return
+    if "keras" in sys.modules:
+        active = sys.modules["keras"].backend.backend()
+        if active != name:
+            raise StudyError(f"study uses Keras backend {name!r} but this process already runs {active!r}; "
+                             f"set KERAS_BACKEND={name}")
+        return
+    os.environ["KERAS_BACKEND"] = name
+
+
+def use_study_keras_backend(study):
+    """`use_keras_backend` for a study's own backend, refused in one line where it is not installed."""
+    name = study.manifest.get("keras_backend") or "tensorflow"
+    check_installed(f"{study.directory}: Keras backend", name)
+    use_keras_backend(name)
 
 
 def check_writable_study_dir(directory) -> Path:

@@ -18,7 +18,7 @@ from search import compile_cache
 from search.errors import StudyError
 from search.faults import crash_point
 from search.lock import check_free, study_lock
-from search.preflight import check_writable_study_dir
+from search.preflight import check_writable_study_dir, use_study_keras_backend
 from search.quiet import import_keras_quietly
 from search.storage import load, load_readonly
 from search.study import open_study
@@ -32,6 +32,7 @@ def export_best(study_dir, trial=None, out=None) -> dict:
     which must not exist yet or be an export directory (replaced as a whole). Every use of
     the test part is recorded in the study (`test_uses`). Returns the export manifest."""
     study = open_study(study_dir)
+    use_study_keras_backend(study)  # an export made under another backend would differ from the search's models
     check_writable_study_dir(study.directory)
     check_free(study.directory)
     destination = export_destination(study, trial, out)
@@ -128,8 +129,9 @@ def replay(study_dir, trial: int) -> dict:
     CV folds) and returns the stored and replayed CV scores."""
     from search.objective import evaluate
 
-    import_keras_quietly()
     study = open_study(study_dir)
+    use_study_keras_backend(study)  # another backend's numbers differ in more than the last digits
+    import_keras_quietly()
     chosen = pick_trial(load_readonly(study), trial, study.directory)  # reads only: works on an archived study
     candidate = replayed_candidate(study.space(), chosen, study.directory)
     # The same checkpoint callbacks run as in the search; nothing is pruned.

@@ -163,7 +163,7 @@ def _add_stale_trial_of_another_host(study, donor):
 
 @on_the_table_study
 def test_resume_fails_another_hosts_silent_trial_runs_its_config_again_and_keeps_the_keras_backend(
-        table_study, tmp_path):
+        table_study, tmp_path, capsys):
     """`resume`: a trial left RUNNING on another host is failed once its heartbeat is older
     than 60 s and its config runs again. The same resume keeps the study's Keras backend
     (JAX here, while the environment says TensorFlow) for its trial and its export."""
@@ -194,6 +194,19 @@ def test_resume_fails_another_hosts_silent_trial_runs_its_config_again_and_keeps
     assert set(by_stage) == {"prepare", "build", "fit", "checkpoints", "encode", "probe"}
     assert abs(sum(by_stage.values()) - retry.user_attrs["seconds"]["compile"]) < 0.01
     assert json.loads((study / "export" / "manifest.json").read_text())["keras_backend"] == "jax"
+    # `export` and `replay` fit the study's models too: in a process that already runs another
+    # backend they refuse in one line (they exported and replayed under it, silently)
+    import keras
+
+    assert keras.backend.backend() == "tensorflow"
+    for command in ("export", "replay"):
+        status, out, err = cli_main(capsys, command, study, "--trial", donor.number)
+        assert status == 2 and err == ("error: study uses Keras backend 'jax' but this process already runs "
+                                       "'tensorflow'; set KERAS_BACKEND=jax\n"), (command, err)
+    assert not (study / f"export-trial-{donor.number}").exists()
+    exported = run_cli("export", study, "--trial", donor.number, env={"KERAS_BACKEND": "tensorflow"}, timeout=300)
+    assert exported.returncode == 0, exported.stderr[-3000:]  # a command of its own takes the study's
+    assert json.loads((study / f"export-trial-{donor.number}" / "manifest.json").read_text())["keras_backend"] == "jax"
 
 
 def test_the_median_pruner_prunes_a_trial_behind_the_median_and_stores_it_pruned(tmp_path, monkeypatch):
