@@ -148,6 +148,8 @@ def run(
     if existing:
         check_database(existing)
         existing.check_records()
+        if hasattr(backend_module, "check_continues"):  # e.g. keras-tuner's saved oracle
+            backend_module.check_continues(existing.directory, options)
         kept = existing.manifest.get("keras_backend") or "tensorflow"
         if keras_backend_to_use() != kept:  # its trials and export stay comparable
             notes.append(f"the study runs Keras backend {kept}, as it began; {keras_backend_to_use()} "

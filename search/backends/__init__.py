@@ -7,6 +7,9 @@
         `records.TrialLifecycle` (seed, start attributes, how it ends, --max-failures,
         --timeout, progress), writing them to the study's Optuna storage so the
         leaderboard, report and export read one schema
+    check_continues(directory, options) -> None (optional)
+        refuses (StudyError) options that cannot continue the backend's own saved state in
+        an existing study, before a re-run writes anything
 
 A backend passes the shipped suite, `search.testing.backend_conformance`.
 

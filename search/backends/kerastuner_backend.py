@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import time
+from pathlib import Path
 
-from search.backends.records import TrialLifecycle, interrupted, record_trial, recorded_ids, replay_params
-from search.errors import FailedTrial, SearchError
+from search.backends.records import (TrialLifecycle, interrupted, interrupted_ids, record_trial, recorded_ids,
+                                    replay_params)
+from search.errors import FailedTrial, SearchError, StudyError
 from search.objective import evaluate
 from search.settings import KerasTunerOptions
 from search.storage import load
@@ -37,6 +40,7 @@ def run(study, problem, space, progress=None):
     algorithm = Options.from_manifest(manifest).algorithm
     life = TrialLifecycle(study, progress)
     recorded = recorded_ids(optuna_study, TRIAL_ID)
+    cut_short = interrupted_ids(optuna_study, TRIAL_ID)  # keras-tuner runs these again first
     remaining = life.remaining(optuna_study)
     if remaining <= 0:
         return
@@ -54,6 +58,8 @@ def run(study, problem, space, progress=None):
             candidate, params = _candidate(space, trial.hyperparameters, algorithm)
             number = len(optuna_study.get_trials(deepcopy=False))  # the number it is stored under
             attrs = {**life.start(candidate, number), TRIAL_ID: trial.trial_id}
+            if trial.trial_id in cut_short:
+                attrs["retry_of"] = cut_short.pop(trial.trial_id)
             try:
                 outcome = evaluate(problem, candidate, life.seed(number), report=None)
             except (FailedTrial, KeyboardInterrupt) as exc:
@@ -97,9 +103,30 @@ def run(study, problem, space, progress=None):
         interrupts.check()  # a Ctrl-C keras-tuner swallowed (its trials end as interrupted)
 
 
+def check_continues(directory, options):
+    """A study's keras-tuner search goes on with the algorithm it began with: keras-tuner
+    reloads its oracle from DIR/kerastuner/, and another one's state failed to load there
+    (a traceback in every later run and resume). Refused before anything is written."""
+    stored = stored_algorithm(directory)
+    if stored is not None and stored != options.algorithm:
+        raise StudyError(f"{Path(directory) / PROJECT}: holds a keras-tuner {stored} search, which algorithm "
+                         f"{options.algorithm} cannot continue; use algorithm {stored}, or another study directory")
+
+
+def stored_algorithm(directory) -> str | None:
+    """The algorithm of the keras-tuner search saved in a study, from its oracle's state."""
+    try:
+        state = json.loads((Path(directory) / PROJECT / "oracle.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return "hyperband" if "brackets" in state else "bayesian" if "num_initial_points" in state else "random"
+
+
 def _oracle(kt, algorithm, objective, max_trials, seed, space):
     # Failures are counted by the trial lifecycle (--max-failures), not keras-tuner's.
-    common = {"objective": objective, "seed": seed, "max_retries_per_trial": 0, "max_consecutive_failed_trials": 10**9}
+    # keras-tuner takes seed 0 (our default) as "no seed" and draws one at random: hence + 1.
+    common = {"objective": objective, "seed": seed + 1, "max_retries_per_trial": 0,
+              "max_consecutive_failed_trials": 10**9}
     if algorithm == "random":
         return kt.oracles.RandomSearchOracle(max_trials=max_trials, **common)
     if algorithm == "bayesian":

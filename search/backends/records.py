@@ -17,9 +17,12 @@ from search.settings import Budget
 from search.storage import finished_count, worker_identity
 from search.suggest import FixedSuggest, RecordingSuggest, sample
 
+INTERRUPTED = "interrupted ("
+
+
 def interrupted() -> str:
     """The fail reason of a trial cut short by Ctrl-C or SIGTERM."""
-    return f"interrupted ({interrupts.cause()})"
+    return f"{INTERRUPTED}{interrupts.cause()})"
 
 
 def _is_interruption(reason: str) -> bool:
@@ -124,6 +127,15 @@ def record_trial(optuna_study, space, params: dict, *, state: str, value=None, a
     optuna_study.add_trial(trial)
 
 
+def interrupted_ids(optuna_study, key: str) -> dict:
+    """{foreign trial id: stored number} of the trials stored as interrupted (see recorded_ids)."""
+    return {t.user_attrs[key]: t.number for t in optuna_study.get_trials(deepcopy=False)
+            if key in t.user_attrs and str(t.user_attrs.get("fail_reason", "")).startswith(INTERRUPTED)}
+
+
 def recorded_ids(optuna_study, key: str) -> set:
-    """Values of attribute `key` over the stored trials: which foreign trials are already in."""
-    return {t.user_attrs[key] for t in optuna_study.get_trials(deepcopy=False) if key in t.user_attrs}
+    """Values of attribute `key` over the stored trials: which foreign trials are already in.
+    A trial stored as interrupted is not: its tuner runs it again on resume (keras-tuner's
+    unfinished trials), and that run's result is stored as a trial of its own."""
+    return {t.user_attrs[key] for t in optuna_study.get_trials(deepcopy=False)
+            if key in t.user_attrs and not str(t.user_attrs.get("fail_reason", "")).startswith(INTERRUPTED)}

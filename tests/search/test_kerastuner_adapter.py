@@ -41,3 +41,61 @@ def test_conditional_scopes_come_from_the_parameter_names(tmp_path):
     candidate = sample(space, KerasTunerSuggest(hp))
     assert candidate["family"] == "dense" and len(candidate["family_params"]["layers"]) == 1
     assert hp.is_active("dense.layer_0.units") and not hp.is_active("dense.layer_1.units")
+
+
+def test_the_default_seed_0_seeds_keras_tuners_oracle(tmp_path):
+    """keras-tuner takes seed 0 as "none" and draws one at random: two searches with --seed 0
+    (the default) sampled different trials."""
+    from search.backends.kerastuner_backend import _oracle
+
+    path = tmp_path / "space.yaml"
+    path.write_text(SPACE)
+    space = load_space(str(path))
+    objective = kt.Objective("score", direction="max")
+    seeds = {_oracle(kt, algorithm, objective, 3, seed, space).seed
+             for algorithm in ("random", "bayesian") for seed in (0, 0)}
+    assert seeds == {1}
+    assert _oracle(kt, "random", objective, 3, 7, space).seed == 8
+
+
+def test_a_saved_keras_tuner_search_continues_only_with_its_own_algorithm(tmp_path):
+    """keras-tuner reloads its oracle from DIR/kerastuner/: another algorithm's oracle failed
+    to load it (a traceback in every later run). The algorithm is read from the saved state."""
+    import json
+
+    from search.backends.kerastuner_backend import _oracle, check_continues, stored_algorithm
+    from search.errors import StudyError
+    from search.settings import KerasTunerOptions
+
+    path = tmp_path / "space.yaml"
+    path.write_text(SPACE.replace("epochs: 2", "epochs: {int: [1, 4]}"))
+    space = load_space(str(path))
+    objective = kt.Objective("score", direction="max")
+    assert stored_algorithm(tmp_path) is None  # no keras-tuner search yet: any algorithm
+    (tmp_path / "kerastuner").mkdir()
+    for algorithm in ("random", "bayesian", "hyperband"):
+        state = _oracle(kt, algorithm, objective, 3, 0, space).get_state()
+        (tmp_path / "kerastuner" / "oracle.json").write_text(json.dumps(state))
+        assert stored_algorithm(tmp_path) == algorithm
+        check_continues(tmp_path, KerasTunerOptions(algorithm=algorithm))
+        other = "random" if algorithm != "random" else "bayesian"
+        with pytest.raises(StudyError, match=f"holds a keras-tuner {algorithm} search, which algorithm {other} "
+                                             f"cannot continue; use algorithm {algorithm}"):
+            check_continues(tmp_path, KerasTunerOptions(algorithm=other))
+
+
+def test_a_trial_stored_as_interrupted_is_stored_again_when_its_tuner_runs_it_again():
+    """keras-tuner runs a trial cut short by Ctrl-C again on resume, under the same id: its
+    result was dropped as "already recorded" (the stores disagreed, the retrained trial lost)."""
+    import optuna
+
+    from search.backends.records import interrupted_ids, recorded_ids
+
+    study = optuna.create_study(direction="maximize")
+    for trial_id, state, reason in (("0", "COMPLETE", None), ("1", "FAIL", "NaN loss at epoch 1"),
+                                    ("2", "FAIL", "interrupted (Ctrl-C)"), ("3", "FAIL", "interrupted (SIGTERM)")):
+        attrs = {"kerastuner_trial_id": trial_id, **({"fail_reason": reason} if reason else {})}
+        study.add_trial(optuna.trial.create_trial(state=getattr(optuna.trial.TrialState, state), user_attrs=attrs,
+                                                  value=0.5 if state == "COMPLETE" else None))
+    assert recorded_ids(study, "kerastuner_trial_id") == {"0", "1"}
+    assert interrupted_ids(study, "kerastuner_trial_id") == {"2": 2, "3": 3}
