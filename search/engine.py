@@ -21,13 +21,14 @@ import optuna  # noqa: F401  (here, not first inside `run`: optuna keeps the tra
 # optional imports, which would pin the caller's frames, and their arrays, for good)
 
 from encoderkit.baselines import baseline_notes, baselines_for
-from encoderkit.data import load_dataset
+from encoderkit.data import IN_MEMORY, load_dataset
 from encoderkit.probe import cv_score
 from search import compile_cache, devices, faults, interrupts
 from search.backends import get_backend
 from search.errors import Interrupted, SettingsError, StudyError
 from search.lock import check_free, study_lock
-from search.preflight import check_installed, check_machine, check_writable_study_dir, keras_backend_to_use, use_keras_backend
+from search.preflight import (check_installed, check_machine, check_writable_study_dir, connect_ray,
+                              keras_backend_to_use, use_keras_backend)
 from search.problem import make_problem
 from search.quiet import import_keras_quietly
 from search.refit import current_export, refit_and_export
@@ -167,7 +168,8 @@ def run(
         for key in option_keys():  # another backend's options would be stale
             study.manifest.pop(key, None)
         study.manifest.update({k: settings[k] for k in BUDGET_KEYS if k in settings})
-        study.manifest["data"] = settings["data"]  # where a moved data file is now (its contents were checked)
+        if not study.manifest["data"].startswith(IN_MEMORY):  # arrays stay arrays, whatever file had their copy
+            study.manifest["data"] = settings["data"]  # where a moved data file is now (its contents were checked)
         study.write_json("manifest.json", study.manifest)
         if study.manifest.get("storage"):  # what workers joining from other machines need
             publish(study, (study.directory / "space.yaml").read_text())
@@ -234,6 +236,10 @@ def resume(study_dir, *, data=None, progress=True, verbose=True, export=True) ->
     check_installed("backend", study.manifest["backend"])
     check_installed(f"{study.directory}: Keras backend", study.manifest.get("keras_backend") or "tensorflow")
     problem, space = study.problem(), study.space()  # a changed space or data refuses before the lock
+    address = study.manifest.get("address") if study.manifest["backend"] == "ray" else None
+    if address:
+        connect_ray(address, again=f"another cluster: python -m search run --backend ray --address HOST:PORT "
+                                   f"--study-dir {study.directory} (with the study's other settings)")
     with study_lock(study.directory, "resume"):
         study.write_json("manifest.json", study.manifest)  # a moved data file's new path, for later commands
         return _search_and_export(study, problem, space, progress, export, (), verbose)

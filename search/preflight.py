@@ -42,6 +42,8 @@ def check_machine(backend: str, options):
         raise SettingsError(f"workers: {options.workers} worker processes on this machine's {cores} cores; "
                             f"at most {cores} (more machines: `python -m search join` on a shared --storage, "
                             "or --backend ray)")
+    if backend == "ray" and options.address is not None:
+        connect_ray(options.address)
     if backend == "ray" and options.address is None and not _ray_running_here():
         if options.cpus_per_trial > cores:
             raise SettingsError(f"cpus_per_trial: {options.cpus_per_trial:g} CPUs per trial, but Ray started here "
@@ -50,6 +52,46 @@ def check_machine(backend: str, options):
         if options.gpus_per_trial > gpus:
             raise SettingsError(f"gpus_per_trial: {options.gpus_per_trial:g} GPUs per trial, but this machine has "
                                 f"{gpus}; no trial could start (--address joins a cluster that has them)")
+
+
+def connect_ray(address: str, again: str = ""):
+    """Joins the Ray cluster at `address` now, before a study is made or changed: a bad
+    address was a traceback (or, where nothing answered, a hang of minutes) after the
+    baselines were scored and a study written. `again`: how to continue with another address.
+    The search then runs in this connection (ray_backend.start_ray keeps it)."""
+    import socket
+
+    import ray
+
+    from search.backends.ray_backend import start_ray
+
+    if ray.is_initialized():
+        return
+    fix = f"; {again}" if again else ""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        target = address[len("ray://"):] if address.startswith("ray://") else canonicalize_bootstrap_address(address)
+    except (ImportError, AttributeError):  # Ray's private helper moved: ray.init reports what is wrong
+        target = None
+    except ValueError:
+        raise SettingsError(f"address: expected HOST:PORT, ray://HOST:PORT or auto, got {address!r}") from None
+    except ConnectionError:  # auto, with no cluster started on this machine
+        raise SearchError(f"address {address}: no Ray cluster runs on this machine (start one with "
+                          f"`ray start --head`, or give its HOST:PORT){fix}") from None
+    if target:  # Ray would retry a silent address for minutes
+        host, _, port = target.rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+        except (OSError, ValueError) as exc:
+            raise SearchError(f"address {address}: no Ray cluster answers at {target} "
+                              f"({getattr(exc, 'strerror', None) or exc}){fix}") from None
+    try:
+        start_ray(address)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        raise SearchError(f"address {address}: cannot connect to Ray ({lines[0] if lines else type(exc).__name__})"
+                          f"{fix}") from None
 
 
 def _ray_running_here() -> bool:
@@ -89,12 +131,19 @@ def use_study_keras_backend(study):
     use_keras_backend(name)
 
 
+# Where `ray job submit --working-dir` unpacks a job's files (its entrypoint's cwd).
+RAY_JOB_COPY = "/runtime_resources/working_dir_files/"
+
+
 def check_writable_study_dir(directory) -> Path:
     """A study directory that can be created or written: not a plain file, and writable
     (itself if it exists, else the nearest existing parent)."""
     if not isinstance(directory, (str, os.PathLike)):
         raise SettingsError(f"study_dir: expected a folder path, got {directory!r}")
     directory = Path(directory)
+    if not directory.is_absolute() and RAY_JOB_COPY in Path.cwd().as_posix():
+        raise SettingsError(f"study_dir: {os.fspath(directory)!r} is relative, and this Ray job runs in Ray's temporary "
+                            f"copy of its working directory ({Path.cwd()}), which Ray deletes: give an absolute path")
     if directory.exists() and not directory.is_dir():
         raise SearchError(f"{directory}: is a file, not a study directory")
     existing = next(p for p in (directory, *directory.absolute().parents) if p.exists())

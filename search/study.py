@@ -198,6 +198,12 @@ def check_same_study(directory, settings: dict, problem, space) -> Study | None:
     study = open_study(directory)
     identity = _identity(settings, problem, space)
     for key in IDENTITY_KEYS:
+        if key == "data" and study.manifest["data"].startswith(IN_MEMORY) and not identity["data"].startswith(IN_MEMORY):
+            if is_file_name(identity["data"]) and problem.split_hash() == study.manifest["split_hash"]:
+                continue  # the same arrays, from a file (the study's own copy, DIR/data.npz)
+            raise StudyError(f"{directory}: its data came from Python arrays, not {identity['data']}; continue "
+                             f"it with --data {directory / DATA_FILE} (their copy) or "
+                             f"`python -m search resume {directory}`")
         if key == "data" and study.manifest["data"] != identity["data"] and identity["data"].startswith(IN_MEMORY):
             raise StudyError(f"{directory}: study was made with other data ({study.manifest['data']}; "
                              f"these arrays: {identity['data']}); use another study directory")

@@ -20,7 +20,7 @@ import ray
 from ray import tune
 
 from search import interrupts
-from search.backends.records import TrialLifecycle, interrupted, record_trial, recorded_ids, trial_attrs
+from search.backends.records import TrialLifecycle, cut_short, interrupted, record_trial, recorded_ids, trial_attrs
 from search.errors import FailedTrial
 from search.faults import crash_point
 from search.objective import CHECKPOINTS, evaluate
@@ -102,10 +102,12 @@ def _new_tuner(study, space, trainable, root, name, session):
         sampler = optuna.samplers.TPESampler(
             seed=int(manifest["seed"]) + offset, multivariate=True, group=True, n_startup_trials=8
         )
+    # A new study's start points, then the configs that Ctrl-C or SIGTERM cut short (Tune
+    # keeps a trial it stopped as terminated: `Tuner.restore` does not run it again).
+    points = [*(space.start_points() if offset == 0 else []), *session.take_cut_short()]
     searcher = _searcher_class()(
         space=_DefineByRun(space, offset), metric=SCORE, mode="max", sampler=sampler,
-        points_to_evaluate=space.start_points() if offset == 0 else None,  # a new study's first trials
-        deadline=session.life.deadline,
+        points_to_evaluate=points or None, deadline=session.life.deadline,
     )
     scheduler = ASHAScheduler(
         time_attr="training_iteration", metric=SCORE, mode="max", max_t=CHECKPOINTS + 1, grace_period=1,
@@ -205,6 +207,14 @@ class _Session:
         self.recorded = recorded_ids(self.optuna_study, TRIAL_ID)
         self.started: set = set()  # Ray trial ids that began running in this session
         self.intermediate: dict = {}
+        self.retries: dict = {}  # a cut-short config (its key) -> the stored trial it runs again
+
+    def take_cut_short(self) -> list[dict]:
+        """The cut-short configs not yet handed to an experiment of this session."""
+        taken = set(self.retries.values())
+        fresh = [(number, params) for number, params in cut_short(self.optuna_study) if number not in taken]
+        self.retries.update({_config_key(params): number for number, params in fresh})
+        return [params for _, params in fresh]
 
     def remaining(self) -> int:
         return self.life.remaining(self.optuna_study)
@@ -217,6 +227,9 @@ class _Session:
             return  # recorded before a crash; Tune re-reported it after a restore
         result = result or {}
         attrs = {**json.loads(result.get("attrs", "{}")), TRIAL_ID: trial.trial_id}
+        retry_of = self.retries.pop(_config_key({k: v for k, v in trial.config.items() if k != "_number"}), None)
+        if retry_of is not None:
+            attrs["retry_of"] = retry_of
         if result.get(FINAL):
             state, value, ended = self.life.end(json.loads(result["outcome"]))
         elif error is not None or "fail_reason" in result or interrupts.requested():
@@ -279,6 +292,10 @@ class _StopWhenDone(tune.Stopper):
     def stop_all(self):
         session = _SESSIONS.get(self.key)
         return session is not None and (session.life.fatal or interrupts.requested())
+
+
+def _config_key(params: dict) -> str:
+    return json.dumps(sorted(params.items()), default=str)
 
 
 def _first_line(trial) -> str:

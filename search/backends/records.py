@@ -127,6 +127,15 @@ def record_trial(optuna_study, space, params: dict, *, state: str, value=None, a
     optuna_study.add_trial(trial)
 
 
+def cut_short(optuna_study) -> list:
+    """(number, params) of the trials stored as interrupted whose config no later trial ran
+    again (`retry_of`): what a resume runs first."""
+    trials = optuna_study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    return [(t.number, dict(t.params)) for t in trials
+            if str(t.user_attrs.get("fail_reason", "")).startswith(INTERRUPTED) and t.params and t.number not in retried]
+
+
 def interrupted_ids(optuna_study, key: str) -> dict:
     """{foreign trial id: stored number} of the trials stored as interrupted (see recorded_ids)."""
     return {t.user_attrs[key]: t.number for t in optuna_study.get_trials(deepcopy=False)

@@ -6,6 +6,7 @@ Ray tests share one xdist group (`make test` runs `--dist loadgroup`): Ray's pro
 machine-wide, so they run one after another on one worker."""
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -54,11 +55,34 @@ def test_ray_resume_restores_the_tune_experiment(tmp_path):
     cut_short = _tune_trials(experiment)
     assert list(experiment.glob("experiment_state-*.json")) and cut_short
     assert len(finished(stored_trials(study))) == 1
+    # A trial that Ctrl-C or SIGTERM cut short: Tune keeps it as terminated, and `Tuner.restore`
+    # would not run it again (its config was lost); the next experiment runs it first.
+    interrupted = _add_interrupted_trial(study, donor=finished(stored_trials(study))[0])
+    manifest = json.loads((study / "manifest.json").read_text())
+    (study / "manifest.json").write_text(json.dumps({**manifest, "trials": 5}))  # room for a new experiment
 
     resumed = run_cli("resume", study, "--no-progress")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert len(finished(stored_trials(study))) >= 4
+    trials = stored_trials(study)
+    assert len(finished(trials)) >= 5
     assert _tune_trials(experiment) > cut_short, "the restored experiment ran its remaining trials"
+    (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == interrupted.number]
+    assert retry.params == interrupted.params and retry.state.name in ("COMPLETE", "PRUNED")
+
+
+def _add_interrupted_trial(study, donor):
+    """A trial stored as interrupted, with a config of its own (the donor's, another learning rate)."""
+    import optuna
+
+    stored = optuna.load_study(study_name="search", storage=f"sqlite:///{study / 'study.db'}")
+    params = dict(donor.params)
+    lr = next(name for name in params if name.endswith("learning_rate"))
+    distribution = donor.distributions[lr]
+    params[lr] = distribution.low + 0.37 * (distribution.high - distribution.low)
+    stored.add_trial(optuna.trial.create_trial(
+        state=optuna.trial.TrialState.FAIL, params=params, distributions=donor.distributions,
+        user_attrs={"fail_reason": "interrupted (SIGTERM)", "ray_trial_id": "cut-short"}))
+    return stored.get_trials(deepcopy=False)[-1]
 
 
 def _tune_trials(experiment) -> set:

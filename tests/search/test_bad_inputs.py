@@ -112,6 +112,10 @@ RUN_CASES = [
      "--gpus-per-trial: 1000 GPUs per trial, but this machine has "),
     ("cli-kerastuner-two-workers", ["--backend", "kerastuner", "--workers", "2"], "--workers: the kerastuner backend runs one trial at a time"),
     ("cli-address-on-optuna", ["--address", "auto"], "--address: not an option of backend optuna"),
+    ("cli-ray-address-malformed", ["--backend", "ray", "--address", "not-an-address"],
+     "--address: expected HOST:PORT, ray://HOST:PORT or auto, got 'not-an-address'"),
+    ("cli-ray-address-nothing-answers", ["--backend", "ray", "--address", "127.0.0.1:1"],  # Ray retried for minutes
+     "--address 127.0.0.1:1: no Ray cluster answers at "),
     ("data-missing-label", ["--data", _csv(_numeric(label=[0, 1, None, 1] * 10)), "--target", "label"],
      "target 'label' has no label in 10 row(s) (first: line 4); drop or fill them"),
     ("data-two-missing-labels", ["--data", _csv(_numeric(label=[0, 1] * 19 + [None, None])), "--target", "label"],
@@ -461,3 +465,20 @@ def test_a_study_whose_data_file_moved_continues_from_its_new_path_and_other_con
                    "--study-dir", study, "--no-progress")  # `run` on the moved file continues the study too
     assert more.returncode == 0, more.stderr[-2000:]
     assert "2 trials" in more.stdout
+
+
+def test_a_relative_study_dir_inside_a_ray_jobs_temporary_working_dir_is_refused(tmp_path, monkeypatch):
+    """`ray job submit --working-dir .` runs the entrypoint in Ray's temporary copy of that
+    folder: a relative --study-dir put the study there (exit 0), and Ray deletes it."""
+    from search.errors import SettingsError
+    from search.preflight import check_writable_study_dir
+
+    job_copy = tmp_path / "session_1" / "runtime_resources" / "working_dir_files" / "_ray_pkg_0123"
+    job_copy.mkdir(parents=True)
+    monkeypatch.chdir(job_copy)
+    with pytest.raises(SettingsError, match="study_dir: 'runs/j1' is relative, and this Ray job runs in Ray's "
+                                            "temporary copy of its working directory"):
+        check_writable_study_dir("runs/j1")
+    assert check_writable_study_dir(tmp_path / "runs" / "j1") == tmp_path / "runs" / "j1"  # absolute: fine
+    monkeypatch.chdir(tmp_path)
+    assert check_writable_study_dir("runs/j1").name == "j1"  # relative elsewhere: fine

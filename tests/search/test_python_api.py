@@ -118,6 +118,16 @@ def test_a_study_of_arrays_keeps_them_for_the_command_line_and_refuses_other_arr
     assert again["test"] == result.test  # the same rows, split and seed
     done = run_cli("replay", study, "--trial", str(result.best_trial))
     assert done.returncode == 0 and "matches" in done.stdout, done.stdout + done.stderr
+    # More trials from the command line: the arrays' copy is the study's data (any other data
+    # is refused with that fix; it was "study was made with data='memory:..', not 'digits'").
+    more = ("run", "--space", TINY_SPACE, "--trials", "2", "--study-dir", study, "--no-progress")
+    done = run_cli(*more)
+    assert done.returncode == 2 and done.stderr == (
+        f"error: {study}: its data came from Python arrays, not digits; continue it with --data {study / 'data.npz'} "
+        f"(their copy) or `python -m search resume {study}`\n"), done.stderr
+    done = run_cli(*more, "--data", study / "data.npz")
+    assert done.returncode == 0 and "2 trials: 2 complete" in done.stdout, done.stdout + done.stderr
+    assert json.loads((study / "manifest.json").read_text())["data"] == manifest["data"]  # still the arrays
 
     # Other arrays in the same study directory are refused, whatever their shape.
     before = sorted(p.name for p in study.iterdir())
