@@ -93,6 +93,8 @@ def describe(candidate: dict) -> str:
         f"stack={stack}",
         *(f"{k}={_short(v)}" for k, v in sorted(extra.items()) if k != "code_activation"),
         "+input" if candidate.get("include_input") else "",
+        # the scaling when it is not the default (min-max), as the series space searches it
+        f"scale={candidate['scaling']}" if candidate.get("scaling", "minmax") != "minmax" else "",
         f"ep={candidate['training']['epochs']} bs={candidate['training']['batch_size']} "
         f"lr={candidate['training']['learning_rate']:.1e} {candidate['training']['optimizer']}",
     ]
@@ -100,9 +102,11 @@ def describe(candidate: dict) -> str:
 
 
 def _layer(layer: dict) -> str:
-    """'64relu' for a dense or recurrent layer, '32k3relu/p' for a pooled conv layer."""
+    """'64relu' for a dense or recurrent layer, '32k3relu/p' for a pooled conv layer
+    ('32k3d2relu/p' dilated by 2)."""
     if "filters" in layer:
-        return f"{layer['filters']}k{layer['kernel_size']}{layer['activation'][:4]}{'/p' if layer['pool'] else ''}"
+        dilated = f"d{layer['dilation']}" if int(layer.get("dilation", 1)) > 1 else ""
+        return f"{layer['filters']}k{layer['kernel_size']}{dilated}{layer['activation'][:4]}{'/p' if layer['pool'] else ''}"
     return f"{layer['units']}{layer['activation'][:4]}"
 
 
@@ -129,7 +133,7 @@ def format_leaderboard(rows: list[Row], baselines: dict, metric: str, export: di
     pending = "".join(f", {counts[state]} {word}" for state, word in (("running", "running"), ("waiting", "queued"))
                       if counts[state])
     lines = [
-        f"Leaderboard ({metric}, {len(rows)} trials: {counts['complete']} complete, "
+        f"Leaderboard ({metric}, {len(rows)} trial{'' if len(rows) == 1 else 's'}: {counts['complete']} complete, "
         f"{counts['pruned']} pruned, {counts['fail']} failed{pending})",
         f"{'rank':>4}  {'name':<{width}} {'family':<10} {'CV ' + metric:>18}  {'sec':>6}  config",
     ]

@@ -372,8 +372,9 @@ def _npz(path: Path, target: str | None) -> Dataset:
         raise DataError(f"{path}: no {missing} (arrays: {', '.join(archive.files)})")
     X, y = (_npz_array(archive, path, key) for key in (features, target))
     names, notes = _feature_names(archive, path, X)
-    if X.ndim < 2:
-        raise DataError(f"{path}: {features!r} must have one row per sample, got shape {X.shape}")
+    if not 2 <= X.ndim <= 4:
+        raise DataError(f"{path}: {features!r} must have one row per sample (2-D tables, 3-D sequences (n, T, F) "
+                        f"or 4-D images (n, H, W, C)), got shape {X.shape}")
     if y.ndim > 1 and y.shape[1:] != (1,) * (y.ndim - 1):  # np.ravel would make one label per cell
         raise DataError(f"{path}: label array {target!r} must hold one label per row, got shape {y.shape}")
     shape = tuple(X.shape[1:])
@@ -459,8 +460,9 @@ def from_memory(X, y=None, target: str | None = None) -> Dataset:
             array = np.asarray(X)
         except ValueError as exc:  # rows of different lengths
             raise DataError(f"X: cannot be read as one array ({_first_line(exc)})") from None
-        if array.ndim < 2:
-            raise DataError(f"X: must have one row per sample (2-D, 3-D or 4-D), got shape {array.shape}")
+        if not 2 <= array.ndim <= 4:  # a 5-D array was searched as a table of its flattened values
+            raise DataError(f"X: must have one row per sample (2-D tables, 3-D sequences (n, T, F) or 4-D images "
+                            f"(n, H, W, C)), got shape {array.shape}")
         shape = tuple(array.shape[1:])
         features = _numeric(array.reshape(len(array), -1), where, "values")  # float64, as from files
     target_name = (getattr(y, "name", None) if target is None else target) or "y"
@@ -566,8 +568,13 @@ def _check_finite(dataset: Dataset, path: Path):
     bad = ~np.isfinite(dataset.X)
     if bad.any():
         row, col = map(int, np.argwhere(bad)[0])
+        value = dataset.X[row, col]
+        if len(dataset.shape) > 1:  # a sequence's or image's flat column, named where X[i] has it
+            at = ", ".join(map(str, np.unravel_index(col, dataset.shape)))
+            hint = "; pad or resample series of unequal length to one length" if dataset.kind == "sequence" else ""
+            raise DataError(f"{path}: X[{row}, {at}] is {value} (NaN/inf not allowed{hint})")
         name = dataset.feature_names[col] if dataset.feature_names else f"column {col}"
-        raise DataError(f"{path}: {name!r} has {dataset.X[row, col]} in {_row(path, row)} (NaN/inf not allowed)")
+        raise DataError(f"{path}: {name!r} has {value} in {_row(path, row)} (NaN/inf not allowed)")
 
 
 def _row(where, index: int) -> str:

@@ -253,6 +253,11 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
                 raise ValueError(f"X lacks column(s) {', '.join(map(repr, missing[:5]))}"
                                  f"{' and more' if len(missing) > 5 else ''}, which the encoder was fit on")
             return X[list(names)]
+        if isinstance(X, (list, tuple)):  # nested lists of samples: the array they spell (ragged: sklearn says so)
+            try:
+                X = np.asarray(X) if np.ndim(X) > 2 else X
+            except ValueError:
+                pass
         if _dims(X) <= 2:
             return X
         shape = tuple(X.shape[1:])
@@ -260,7 +265,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         if shape != expected:
             raise ValueError(f"X has samples of shape {shape}, but the encoder takes samples of shape "
                              f"{expected} (or flat rows of {int(np.prod(expected))} values)")
-        return np.reshape(X, (len(X), -1))
+        return _flat(X)
 
     def __getstate__(self):
         state = super().__getstate__()
@@ -313,7 +318,8 @@ def _dims(X) -> int:
 
 def _flat(X):
     """Rows of N-D samples flattened row-major (the model reshapes them back)."""
-    return np.reshape(X, (len(X), -1)) if _dims(X) > 2 else X
+    # (not -1: no rows would leave it undefined; scikit-learn's validation then names the empty X)
+    return np.reshape(X, (len(X), int(np.prod(X.shape[1:])))) if _dims(X) > 2 else X
 
 
 def encode_in_chunks(encoder, X, chunk=4096):

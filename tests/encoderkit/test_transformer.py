@@ -190,6 +190,11 @@ def test_samples_of_the_fitted_shape_and_flat_rows_give_identical_codes(rng):
     np.testing.assert_array_equal(fitted.transform(X[:10]), fitted.transform(X[:10].reshape(10, -1)))
     with pytest.raises(ValueError, match=r"X has samples of shape \(3, 6\), but the encoder takes samples of shape \(6, 3\)"):
         fitted.transform(X[:10].reshape(10, 3, 6))
+    # nested lists of samples are the array they spell (they were refused as "dim 3"); no
+    # samples is scikit-learn's clear error (it was NumPy's "cannot reshape array of size 0")
+    np.testing.assert_array_equal(fitted.transform(X[:10].tolist()), fitted.transform(X[:10]))
+    with pytest.raises(ValueError, match=r"Found array with 0 sample\(s\) \(shape=\(0, 18\)\)"):
+        fitted.transform(X[:0])
 
 
 def test_a_dataframe_is_matched_by_column_name(rng):

@@ -124,6 +124,9 @@ RUN_CASES = [
      "target 'label' has no label in"),
     ("data-npz-nan-label", ["--data", _npz(X=np.ones((40, 3)), y=np.r_[np.arange(39) % 2, np.nan])], "target 'y' has no label in 1 row(s)"),
     ("data-npz-no-features", ["--data", _npz(Z=np.ones((40, 3)), y=np.arange(40) % 2)], "no features array 'X'"),
+    ("data-npz-five-dimensions", ["--data", _npz(X=np.ones((40, 2, 2, 2, 2)), y=np.arange(40) % 2)],
+     "data.npz: 'X' must have one row per sample (2-D tables, 3-D sequences (n, T, F) or 4-D images (n, H, W, C)), "
+     "got shape (40, 2, 2, 2, 2)"),
     ("data-npy-one-column", ["--data", lambda tmp: (np.save(tmp / "d.npy", np.ones((40, 1))), tmp / "d.npy")[1]],
      "expected a 2-D array with a label column"),
     ("data-npy-bad-target-index", ["--data", lambda tmp: (np.save(tmp / "d.npy", np.ones((40, 3))), tmp / "d.npy")[1],

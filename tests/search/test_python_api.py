@@ -153,6 +153,9 @@ def test_a_study_of_arrays_keeps_them_for_the_command_line_and_refuses_other_arr
     (lambda X, y: search.run(pd.DataFrame(X).assign(t=y)), "X (DataFrame): no labels: pass y, or target="),
     (lambda X, y: search.run(pd.DataFrame({"a": ["x"] * 300, "b": 1.0}), y), "column 'a' is not numeric (row 0 has 'x')"),
     (lambda X, y: search.run(np.where(np.arange(300)[:, None] == 5, np.nan, X), y), "has nan in row 5"),
+    (lambda X, y: search.run(np.where(np.arange(19200).reshape(300, 16, 4) == 5 * 64 + 2 * 4 + 1, np.nan,
+                                      X.reshape(300, 16, 4)), y),  # a sequence: its step and channel, not "column 9"
+     "X: X[5, 2, 1] is nan (NaN/inf not allowed; pad or resample series of unequal length to one length)"),
     (lambda X, y: search.run(X, np.where(np.arange(300) == 7, None, y)), "has no label in 1 row(s) (first: row 7)"),
     (lambda X, y: search.run(X, pd.Series(y.astype(str)).astype("string").mask(np.arange(300) == 7)),
      "has no label in 1 row(s) (first: row 7)"),  # pd.NA
@@ -160,7 +163,11 @@ def test_a_study_of_arrays_keeps_them_for_the_command_line_and_refuses_other_arr
      "y: target 'y' has no label in 1 row(s) (first: row 7)"),
     (lambda X, y: search.run(scipy.sparse.csr_matrix(X), y), "X: a sparse matrix (csr_matrix); autoencoders take dense"),
     (lambda X, y: search.run(X, target="digit"), "target='digit': names a DataFrame column; X is an array"),
-    (lambda X, y: search.run(X[:, 0], y), "X: must have one row per sample (2-D, 3-D or 4-D), got shape (300,)"),
+    (lambda X, y: search.run(X[:, 0], y), "X: must have one row per sample (2-D tables, 3-D sequences (n, T, F) or "
+                                          "4-D images (n, H, W, C)), got shape (300,)"),
+    (lambda X, y: search.run(X.reshape(300, 4, 4, 2, 2), y), "X: must have one row per sample (2-D tables, 3-D "
+                                                            "sequences (n, T, F) or 4-D images (n, H, W, C)), got "
+                                                            "shape (300, 4, 4, 2, 2)"),  # searched as a table
     (lambda X, y: search.run(X, y, workers=0), "workers: must be at least 1, got 0"),
     (lambda X, y: search.run(X, y, trials=2.5), "trials: must be a whole number, got 2.5"),
     (lambda X, y: search.run(X, y, seed=-1), "seed: must be between 0 and 2**31 - 1, got -1"),
