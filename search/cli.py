@@ -81,29 +81,32 @@ def build_parser() -> argparse.ArgumentParser:
     join.add_argument("--study-dir", default=None, help="this worker's local directory (default: studies/NAME-join-HOST)")
     join.add_argument("--no-progress", action="store_true")
 
-    resume = commands.add_parser("resume", help="continue a stopped study to its requested trial count")
-    resume.add_argument("study_dir")
+    resume = commands.add_parser("resume", help="continue a stopped study to its requested trial count",
+                                 description="Continues a study to the trial count it was given. For more "
+                                             "trials, run `run --trials N --study-dir DIR` with its settings.")
+    resume.add_argument("study_dir", help="the study directory")
     resume.add_argument("--data", help="the study's data file where it is now, if it moved (same contents)")
     resume.add_argument("--no-progress", action="store_true")
 
     report = commands.add_parser("report", help="print the leaderboard of a study, or write an HTML report")
-    report.add_argument("study_dir")
-    report.add_argument("--top", type=int, default=10)
+    report.add_argument("study_dir", help="the study directory (read only)")
+    report.add_argument("--top", type=int, default=10, help="trials shown in the leaderboard (default: 10)")
     report.add_argument("--html", action="store_true", help="write one self-contained HTML file with plots")
     report.add_argument("-o", "--out", default=None, help="HTML file (default: STUDY/report.html)")
 
     export = commands.add_parser("export", help="refit and export the best (or a given) trial")
-    export.add_argument("study_dir")
-    export.add_argument("--trial", type=int, default=None)
+    export.add_argument("study_dir", help="the study directory")
+    export.add_argument("--trial", type=int, default=None,
+                        help="a completed trial's number (default: the best; another goes to STUDY/export-trial-N)")
     export.add_argument("-o", "--out", default=None, help="export directory (default: STUDY/export)")
 
     replay = commands.add_parser("replay", help="re-score a completed trial and compare with its stored score")
-    replay.add_argument("study_dir")
-    replay.add_argument("--trial", type=int, required=True)
+    replay.add_argument("study_dir", help="the study directory (read only)")
+    replay.add_argument("--trial", type=int, required=True, help="the completed trial's number")
     replay.add_argument("--tolerance", type=float, default=0.5, help="allowed difference in points (default: 0.5)")
 
     spaces = commands.add_parser("spaces", help="list the shipped spaces, or validate a space file")
-    spaces.add_argument("path", nargs="?")
+    spaces.add_argument("path", nargs="?", help="a space file to validate")
 
     worker = commands.add_parser("_worker")  # internal: one extra worker process of a study
     worker.add_argument("study_dir")

@@ -115,7 +115,7 @@ def run(
         backend, workers=workers, gpus=gpus, fresh_process=fresh_process, storage=storage, address=address,
         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, algorithm=algorithm,
     )
-    check_machine(backend, options)
+    machine_notes = check_machine(backend, options)
     spec = StudySpec(data="?", target=target, seed=seed, test_size=test_size, metric=metric, subsample=subsample)
     check_installed("keras_backend", keras_backend_to_use())  # before a manifest records it
     loaded = load_space(space, scale)
@@ -123,7 +123,7 @@ def run(
     spec = dataclasses.replace(spec, data=data_name)
     loaded.check_kind(dataset.kind)
     restricted, notes = loaded.for_kind(dataset.kind)
-    notes = [*dataset.notes, *notes, *baseline_notes(dataset)]
+    notes = [*machine_notes, *dataset.notes, *notes, *baseline_notes(dataset)]
     if restricted.start and not options.takes_start_points:
         notes.append(f"the {backend} backend does not take the space's start points (optuna and ray do): skipped")
     problem = make_problem(
@@ -151,6 +151,8 @@ def run(
         existing.check_records()
         if hasattr(backend_module, "check_continues"):  # e.g. keras-tuner's saved oracle
             backend_module.check_continues(existing.directory, options)
+        if existing.manifest["backend"] != backend:  # allowed (one storage, one schema), but said
+            notes.append(_backend_switch_note(existing, backend))
         kept = existing.manifest.get("keras_backend") or "tensorflow"
         if keras_backend_to_use() != kept:  # its trials and export stay comparable
             notes.append(f"the study runs Keras backend {kept}, as it began; {keras_backend_to_use()} "
@@ -174,6 +176,17 @@ def run(
         if study.manifest.get("storage"):  # what workers joining from other machines need
             publish(study, (study.directory / "space.yaml").read_text())
         return _search_and_export(study, problem, restricted, progress, export, notes, verbose)
+
+
+def _backend_switch_note(study, backend) -> str:
+    """Said when a study goes on with another backend; configs that the optuna backend queued
+    to run again (a trial cut short) wait for an optuna run."""
+    from search.storage import load
+
+    before = study.manifest["backend"]
+    queued = sum(t.state.name == "WAITING" for t in load(study).get_trials(deepcopy=False))
+    waiting = f"; its {queued} queued config(s) run only with --backend optuna" if queued and backend != "optuna" else ""
+    return f"the study ran with backend {before}; this run uses {backend}{waiting}"
 
 
 def _dataset(data, y, target, data_dir):

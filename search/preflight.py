@@ -27,14 +27,16 @@ def check_installed(what: str, name: str):
         raise SearchError(f"{what} {name}: needs the Python package {module!r}, which is not installed ({how})")
 
 
-def check_machine(backend: str, options):
-    """What a search asks of this machine, before anything is written.
+def check_machine(backend: str, options) -> list[str]:
+    """What a search asks of this machine, before anything is written; notes for the user.
 
     The optuna backend starts `workers` processes here, each loading its Keras backend and
     holding a core: more than the machine has only makes every trial slower (and
     `--workers 1000` would exhaust its memory). Ray started here (no --address) would wait for
     ever, silently, for a trial's --cpus-per-trial or --gpus-per-trial that it never gets; on a
-    cluster, or in a Ray the caller started, Ray places the trials (an autoscaler may add nodes)."""
+    cluster, or in a Ray the caller started, Ray places the trials (an autoscaler may add nodes):
+    a cluster is joined here, so a bad address ends the command now, and a trial no node of it
+    can take is noted."""
     from search import devices
 
     cores = os.cpu_count() or 1
@@ -43,7 +45,11 @@ def check_machine(backend: str, options):
                             f"at most {cores} (more machines: `python -m search join` on a shared --storage, "
                             "or --backend ray)")
     if backend == "ray" and options.address is not None:
+        import ray
+
         connect_ray(options.address)
+        alive = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+        return unplaceable(alive, options)
     if backend == "ray" and options.address is None and not _ray_running_here():
         if options.cpus_per_trial > cores:
             raise SettingsError(f"cpus_per_trial: {options.cpus_per_trial:g} CPUs per trial, but Ray started here "
@@ -52,6 +58,20 @@ def check_machine(backend: str, options):
         if options.gpus_per_trial > gpus:
             raise SettingsError(f"gpus_per_trial: {options.gpus_per_trial:g} GPUs per trial, but this machine has "
                                 f"{gpus}; no trial could start (--address joins a cluster that has them)")
+    return []
+
+
+def unplaceable(nodes: list[dict], options) -> list[str]:
+    """A note when no node of a cluster (each node's resources, as `ray.nodes()` gives them)
+    has what one trial asks for: Ray waits for such a node without a word (its warning is in
+    its own logs), and an autoscaler may add one, so it is said, not refused."""
+    notes = []
+    for resource, asked in (("CPU", options.cpus_per_trial), ("GPU", options.gpus_per_trial)):
+        most = max((node.get(resource, 0) for node in nodes), default=0)
+        if asked > most:
+            notes.append(f"no node of the Ray cluster at {options.address} has the {asked:g} {resource}s a trial "
+                         f"asks for (the most on one node: {most:g}); trials wait until such a node joins")
+    return notes
 
 
 def connect_ray(address: str, again: str = ""):

@@ -92,7 +92,8 @@ class Space:
         """The space restricted to families that accept `kind`, and a note per dropped one
         (start points of a dropped family go with it)."""
         keep = [f for f in self.families if kind in FAMILIES[f.name].data_kinds]
-        notes = [f"family {f.name!r} dropped: it does not take {kind} data" for f in self.families if f not in keep]
+        notes = [f"family {f.name!r} dropped: it does not take {kind} data{_as_sequences(f.name, kind)}"
+                 for f in self.families if f not in keep]
         if not keep:
             raise SpaceError(f"{self.source}: families: no family fits {kind} data ({', '.join(self.family_names)})")
         names = {f.name for f in keep}
@@ -440,3 +441,10 @@ class _StartChecker:
         return self._given(name, options[0], lambda v: any(v == o and type(v) is type(o) for o in options),
                            f"choice{list(options)}")
 
+
+def _as_sequences(family: str, kind: str) -> str:
+    """A hint where series given as rows (n, T) lose the sequence families."""
+    if kind == "tabular" and "sequence" in FAMILIES[family].data_kinds:
+        return (" (time series: give X as an (n, T, F) array, from Python or a .npz file; X[:, :, None] for one"
+                " channel)")
+    return ""

@@ -274,12 +274,23 @@ def create_or_check(directory, settings: dict, space_path: str, problem, space) 
         "workers": settings["workers"],
         "data_dir": settings["data_dir"],
         "scale": settings["scale"],
-        "packages": package_versions(),
+        "packages": {**package_versions(), **_tuner_version(settings["backend"])},
         "keras_backend": keras_backend_name(),
     }
     study = Study(directory, manifest)
     study.write_json("manifest.json", manifest)
     return study
+
+
+def _tuner_version(backend: str) -> dict:
+    """The version of the tuner that runs a ray or kerastuner study (optuna's is always listed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    name = {"ray": "ray", "kerastuner": "keras-tuner"}.get(backend)
+    try:
+        return {name: version(name)} if name else {}
+    except PackageNotFoundError:
+        return {}
 
 
 def keras_backend_name() -> str:

@@ -485,3 +485,19 @@ def test_a_relative_study_dir_inside_a_ray_jobs_temporary_working_dir_is_refused
     assert check_writable_study_dir(tmp_path / "runs" / "j1") == tmp_path / "runs" / "j1"  # absolute: fine
     monkeypatch.chdir(tmp_path)
     assert check_writable_study_dir("runs/j1").name == "j1"  # relative elsewhere: fine
+
+
+def test_a_trial_no_node_of_the_cluster_can_take_is_noted():
+    """Ray waits for a node with a trial's resources without a word (its warning goes to its
+    own logs); a cluster may grow, so the search says so instead of refusing."""
+    from search.preflight import unplaceable
+    from search.settings import RayOptions
+
+    nodes = [{"CPU": 2.0, "memory": 1e9}, {"CPU": 1.0}]  # two CPU-only nodes
+    asking = RayOptions(address="auto", cpus_per_trial=4, gpus_per_trial=0.5)
+    assert unplaceable(nodes, asking) == [
+        "no node of the Ray cluster at auto has the 4 CPUs a trial asks for (the most on one node: 2); trials wait "
+        "until such a node joins",
+        "no node of the Ray cluster at auto has the 0.5 GPUs a trial asks for (the most on one node: 0); trials wait "
+        "until such a node joins"]
+    assert unplaceable(nodes, RayOptions(address="auto", cpus_per_trial=2)) == []

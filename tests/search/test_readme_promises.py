@@ -3,6 +3,7 @@ names goes away. Several share one study made by the command line (`table_study`
 commands that need no new interpreter (`report`, `replay`, `export`, a refused `resume`) run
 in this one, through `search.cli.main`, to keep the suite's time down."""
 
+import importlib.metadata
 import json
 import os
 import re
@@ -395,6 +396,9 @@ def test_kerastuner_hyperband_allocates_clamped_epochs_runs_whole_brackets_and_r
 
 
 def _report_and_replay(study, capsys, count):
+    backend = json.loads((study / "manifest.json").read_text())["backend"]
+    tuner = {"ray": "ray", "kerastuner": "keras-tuner"}[backend]  # the tuner's version is recorded with the rest
+    assert json.loads((study / "manifest.json").read_text())["packages"][tuner] == importlib.metadata.version(tuner)
     status, out, err = cli_main(capsys, "report", study)
     assert status == 0, err[-2000:]
     assert out.startswith(f"Leaderboard (accuracy, {count} trials") and "Held-out test" in out

@@ -357,6 +357,13 @@ def test_for_kind_keeps_every_family_that_takes_the_kind():
         assert space.for_kind(kind)[0].family_names == space.family_names
 
 
+def test_series_given_as_rows_lose_the_sequence_families_with_a_hint_to_reshape():
+    kept, notes = load_space("series").for_kind("tabular")
+    assert "conv1d" not in kept.family_names
+    assert notes == ["family 'conv1d' dropped: it does not take tabular data (time series: give X as an (n, T, F) "
+                     "array, from Python or a .npz file; X[:, :, None] for one channel)"]
+
+
 def test_for_kind_with_no_fitting_family_raises():
     space = load_space("default")
     with pytest.raises(SpaceError) as info:
