@@ -30,15 +30,16 @@ def check():
 
 
 def is_interrupt(exc: BaseException) -> bool:
-    """Whether `exc` is a KeyboardInterrupt or was raised while one was being handled. A second
-    Ctrl-C can land inside a library's cleanup; Optuna's trial loop then fails with its own
-    UnboundLocalError, chained to the KeyboardInterrupt, which must end the search as one."""
+    """Whether `exc` is a KeyboardInterrupt or was raised while one was being handled (the
+    chain a traceback shows: `raise ... from None` translates on purpose and ends it). A
+    second Ctrl-C can land inside a library's cleanup; Optuna's trial loop then fails with its
+    own UnboundLocalError, chained to the KeyboardInterrupt, which must end the search as one."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, KeyboardInterrupt):
             return True
         seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
     return False
 
 

@@ -17,15 +17,13 @@ from search.settings import Budget
 from search.storage import finished_count, worker_identity
 from search.suggest import FixedSuggest, RecordingSuggest, sample
 
-INTERRUPTED = "interrupted ("
-
-
 def interrupted() -> str:
     """The fail reason of a trial cut short by Ctrl-C or SIGTERM."""
-    return f"{INTERRUPTED}{interrupts.cause()})"
+    return f"interrupted ({interrupts.cause()})"
 
 
-def _is_interruption(reason: str) -> bool:
+def is_interruption(reason) -> bool:
+    """Whether a stored fail reason is `interrupted()`'s."""
     return reason in {f"interrupted ({cause})" for cause in interrupts.CAUSES.values()}
 
 
@@ -51,7 +49,7 @@ class TrialLifecycle:
         (COMPLETE), with `failure` (FAIL and its reason; Ctrl-C or SIGTERM does not count against
         `--max-failures`) or with neither (PRUNED)."""
         if failure is not None:
-            if not _is_interruption(failure):
+            if not is_interruption(failure):
                 self.failures_in_a_row, self.last_failure = self.failures_in_a_row + 1, failure
             return "FAIL", None, {"fail_reason": failure}
         if outcome is None:
@@ -133,13 +131,13 @@ def cut_short(optuna_study) -> list:
     trials = optuna_study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get("retry_of") for t in trials}
     return [(t.number, dict(t.params)) for t in trials
-            if str(t.user_attrs.get("fail_reason", "")).startswith(INTERRUPTED) and t.params and t.number not in retried]
+            if is_interruption(t.user_attrs.get("fail_reason")) and t.params and t.number not in retried]
 
 
 def interrupted_ids(optuna_study, key: str) -> dict:
     """{foreign trial id: stored number} of the trials stored as interrupted (see recorded_ids)."""
     return {t.user_attrs[key]: t.number for t in optuna_study.get_trials(deepcopy=False)
-            if key in t.user_attrs and str(t.user_attrs.get("fail_reason", "")).startswith(INTERRUPTED)}
+            if key in t.user_attrs and is_interruption(t.user_attrs.get("fail_reason"))}
 
 
 def recorded_ids(optuna_study, key: str) -> set:
@@ -147,4 +145,4 @@ def recorded_ids(optuna_study, key: str) -> set:
     A trial stored as interrupted is not: its tuner runs it again on resume (keras-tuner's
     unfinished trials), and that run's result is stored as a trial of its own."""
     return {t.user_attrs[key] for t in optuna_study.get_trials(deepcopy=False)
-            if key in t.user_attrs and not str(t.user_attrs.get("fail_reason", "")).startswith(INTERRUPTED)}
+            if key in t.user_attrs and not is_interruption(t.user_attrs.get("fail_reason"))}

@@ -274,24 +274,29 @@ def test_a_study_of_a_file_named_relatively_works_from_any_folder(tmp_path):
     assert finished_trials(study) == 3
 
 
-@pytest.mark.parametrize("interrupted", [True, False])
+@pytest.mark.parametrize("case", ["after-ctrl-c", "no-ctrl-c", "translated-on-purpose"])
 def test_an_error_raised_while_a_ctrl_c_was_handled_ends_as_interrupted_and_others_stay_errors(
-        monkeypatch, capsys, interrupted):
+        monkeypatch, capsys, case):
     """A second Ctrl-C inside a library's cleanup (Optuna's) surfaces as that library's own
     error, chained to the KeyboardInterrupt: one line and 130, not a traceback. An error with
-    no Ctrl-C behind it is a bug and keeps its traceback."""
+    no Ctrl-C behind it, or one raised `from None` in its place, keeps its traceback."""
     from search import cli
 
     def command(args):
         try:
-            if interrupted:
-                raise KeyboardInterrupt
-            raise ValueError("no interrupt here")
+            if case == "no-ctrl-c":
+                raise ValueError("no interrupt here")
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            if case == "translated-on-purpose":
+                raise UnboundLocalError("chosen") from None
+            raise
         finally:
-            raise UnboundLocalError("cannot access local variable 'updated_state'")
+            if case != "translated-on-purpose":
+                raise UnboundLocalError("cannot access local variable 'updated_state'")
 
     monkeypatch.setitem(cli.COMMANDS, "spaces", command)
-    if interrupted:
+    if case == "after-ctrl-c":
         assert cli.main(["spaces"]) == 130
         assert capsys.readouterr().err == "interrupted\n"
     else:
