@@ -20,7 +20,8 @@ import ray
 from ray import tune
 
 from search import interrupts
-from search.backends.records import TrialLifecycle, cut_short, interrupted, record_trial, recorded_ids, trial_attrs
+from search.backends.records import (TrialLifecycle, cut_short, interrupted, interrupted_ids, record_trial, recorded_ids,
+                                    trial_attrs)
 from search.errors import FailedTrial
 from search.faults import crash_point
 from search.objective import CHECKPOINTS, evaluate
@@ -208,6 +209,9 @@ class _Session:
         self.started: set = set()  # Ray trial ids that began running in this session
         self.intermediate: dict = {}
         self.retries: dict = {}  # a cut-short config (its key) -> the stored trial it runs again
+        # Ray trials stored as interrupted that `Tuner.restore` may run again (those Tune had
+        # not yet marked stopped when the driver was killed): their run records `retry_of`
+        self.cut_short_ids = interrupted_ids(self.optuna_study, TRIAL_ID)
 
     def take_cut_short(self) -> list[dict]:
         """The cut-short configs not yet handed to an experiment of this session."""
@@ -227,7 +231,9 @@ class _Session:
             return  # recorded before a crash; Tune re-reported it after a restore
         result = result or {}
         attrs = {**json.loads(result.get("attrs", "{}")), TRIAL_ID: trial.trial_id}
-        retry_of = self.retries.pop(_config_key({k: v for k, v in trial.config.items() if k != "_number"}), None)
+        retry_of = self.cut_short_ids.pop(trial.trial_id, None)
+        if retry_of is None:
+            retry_of = self.retries.pop(_config_key({k: v for k, v in trial.config.items() if k != "_number"}), None)
         if retry_of is not None:
             attrs["retry_of"] = retry_of
         if result.get(FINAL):
@@ -269,15 +275,20 @@ class _Recorder(tune.Callback):
         if session is not None:
             session.started.add(trial.trial_id)
 
-    def on_experiment_end(self, trials, **info):
+    def on_step_end(self, iteration, trials, **info):
         """Ctrl-C or SIGTERM: Tune stops the running trials without completing them, so each
-        one that began is stored here as interrupted, as the other backends store theirs."""
+        one that began is stored as interrupted, as the other backends store theirs. At the
+        end of the loop's step that saw the stop, not at the experiment's end: Tune's teardown
+        waits for each trial's next report, longer than `ray job stop` waits before SIGKILL."""
         session = _SESSIONS.get(self.key)
         if session is None or not interrupts.requested():
             return
         for trial in trials:
             if trial.trial_id in session.started and trial.trial_id not in session.recorded:
                 session.record(trial, trial.last_result)
+
+    def on_experiment_end(self, trials, **info):
+        self.on_step_end(None, trials)  # a stop after the last step
 
 
 class _StopWhenDone(tune.Stopper):
