@@ -129,18 +129,19 @@ def format_leaderboard(rows: list[Row], baselines: dict, metric: str, export: di
     shown = sorted(done[:top] + baseline_rows, key=lambda r: -r.cv_mean)
     counts = {state: sum(r.state == state for r in rows) for state in ("complete", "pruned", "fail", "running", "waiting")}
     width = max([14, *(len(r.name) for r in shown)])  # "baseline minirocket" keeps the columns aligned
+    scores = max(18, len("CV " + metric))  # "CV balanced_accuracy" too
     # A report during a run counts the trials running now; an interrupted one's config waits in the queue.
     pending = "".join(f", {counts[state]} {word}" for state, word in (("running", "running"), ("waiting", "queued"))
                       if counts[state])
     lines = [
         f"Leaderboard ({metric}, {len(rows)} trial{'' if len(rows) == 1 else 's'}: {counts['complete']} complete, "
         f"{counts['pruned']} pruned, {counts['fail']} failed{pending})",
-        f"{'rank':>4}  {'name':<{width}} {'family':<10} {'CV ' + metric:>18}  {'sec':>6}  config",
+        f"{'rank':>4}  {'name':<{width}} {'family':<10} {'CV ' + metric:>{scores}}  {'sec':>6}  config",
     ]
     for rank, row in enumerate(shown, 1):
         secs = f"{row.seconds:6.1f}" if row.seconds else "      "
         score = f"{row.cv_mean:.4f} ± {row.cv_std:.4f}"
-        lines.append(f"{rank:>4}  {row.name:<{width}} {row.family:<10} {score:>18}  {secs}  {row.detail}")
+        lines.append(f"{rank:>4}  {row.name:<{width}} {row.family:<10} {score:>{scores}}  {secs}  {row.detail}")
     failed = [r for r in rows if r.state == "fail"]
     for row in failed[:5]:
         lines.append(f"      {row.name:<{width}} failed: {row.note}")

@@ -22,3 +22,9 @@ def test_the_header_counts_one_trial_in_the_singular():
     rows = [Row("trial 0", "dense", "code=4", 0.9, 0.01, "complete", 1.0)]
     assert format_leaderboard(rows, {}, "accuracy", None).startswith(
         "Leaderboard (accuracy, 1 trial: 1 complete, 0 pruned, 0 failed)")
+
+
+def test_columns_stay_aligned_under_a_long_metric_name():
+    rows = [Row("trial 0", "dense", "code=4", 0.9, 0.01, "complete", 1.0)]
+    header, first = format_leaderboard(rows, {}, "balanced_accuracy", None).splitlines()[1:3]
+    assert header.index("sec") == first.index("1.0") + len("1.0") - len("sec")  # right-aligned over the seconds
