@@ -224,11 +224,13 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
 
     def reconstruct(self, X):
         """X passed through the whole autoencoder and back into X's units: what the code
-        keeps of each sample (the report's input/reconstruction grid). Rows of the fitted
-        features, flat; for a DataFrame, a DataFrame with the fitted columns and X's index, so
-        `X - reconstruct(X)` lines up by name whatever X's column order."""
+        keeps of each sample (the report's input/reconstruction grid). In X's layout, so that
+        `X - reconstruct(X)` works: flat rows for rows, (m, T, F) samples for samples of that
+        shape, and for a DataFrame a DataFrame with the fitted columns and X's index (lined up
+        by name whatever X's column order)."""
         check_is_fitted(self)
         given = X
+        samples = tuple(X.shape) if _dims(X) > 2 else None  # an array of samples: rebuilt as such
         X = validate_data(self, self._as_fitted(X), dtype=[np.float64, np.float32], reset=False)
         rebuilt = encode_in_chunks(self.autoencoder_, self._scaled(X))
         if isinstance(self.scaler_, SeriesStandardScaler):  # per-row statistics: borrowed from X
@@ -240,7 +242,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
             import pandas as pd
 
             return pd.DataFrame(rebuilt, columns=list(names), index=given.index)
-        return rebuilt
+        return rebuilt if samples is None else rebuilt.reshape(samples)
 
     def _as_fitted(self, X):
         """X as the user has it, in the layout `fit` saw: a DataFrame's columns picked by name

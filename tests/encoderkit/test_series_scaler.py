@@ -52,6 +52,7 @@ def test_the_transformer_scales_per_series_and_its_export_does_the_same(tmp_path
     assert isinstance(model.scaler_, SeriesStandardScaler) and model.scaler_.channels == 2
     # Levels and amplitudes are gone: a series shifted and stretched gets the same code.
     np.testing.assert_allclose(model.transform(3 * X + 100), model.transform(X), atol=1e-4)
-    assert model.reconstruct(X).shape == (40, 32)
+    assert model.reconstruct(X).shape == (40, 16, 2) and (X - model.reconstruct(X)).shape == X.shape  # X's layout
+    np.testing.assert_array_equal(model.reconstruct(X.reshape(40, 32)), model.reconstruct(X).reshape(40, 32))
     loaded = load_encoder(save_export(tmp_path / "export", model, {}))
     np.testing.assert_allclose(loaded.transform(X), model.transform(X), atol=1e-6)
