@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--space", default="default", help="a shipped space name or a YAML file (default: default)")
     run.add_argument("--scale", type=float, default=1.0, help="shrink epochs, units and filters by this factor (0, 1]")
     run.add_argument("--trials", type=int, default=Budget.trials, help="finished trials to reach (default: %(default)s)")
-    run.add_argument("--timeout", type=float, default=Budget.timeout, help="stop starting trials after SECONDS")
+    run.add_argument("--timeout", type=float, default=Budget.timeout,
+                     help="stop starting trials SECONDS after the search begins (after the baselines are scored; "
+                          "running trials finish)")
     run.add_argument("--backend", default="optuna", help="optuna (default), ray or kerastuner")
     run.add_argument("--workers", type=int, default=BackendOptions.workers, help="trials at once: processes (optuna) or concurrent trials (ray) (default: %(default)s)")
     run.add_argument("--gpus", default=OPTION_DEFAULTS["gpus"], help="optuna workers' GPUs, round-robin: auto, none or ids like 0,1 (default: %(default)s)")
