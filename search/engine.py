@@ -354,8 +354,8 @@ class ProgressBar:
         self.bar.n = min(finished_count(optuna_study), self.bar.total)
         values = [t.value for t in optuna_study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
         if values:
-            self.bar.set_postfix(best=f"{np.max(values):.4f}")
-        self.bar.refresh()
+            self.bar.set_postfix(best=f"{np.max(values):.4f}", refresh=False)
+        self.bar.refresh()  # one write per finished trial: a job log gets one line each, not two
 
     def close(self):
         self.bar.close()

@@ -152,3 +152,23 @@ def test_going_on_with_another_backend_is_said_with_the_configs_left_queued(tmp_
         "--backend optuna")
     assert _backend_switch_note(Study(tmp_path, {"backend": "ray"}), "optuna") == (
         "the study ran with backend ray; this run uses optuna")
+
+
+def test_the_progress_bar_writes_once_per_finished_trial(capsys):
+    """In a job log (no TTY) every write is a line: two writes per trial doubled the log."""
+    import optuna
+
+    from search.engine import ProgressBar
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    bar = ProgressBar(total=3)
+    capsys.readouterr()
+    for value in (0.5, 0.7):
+        study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=value))
+        bar(study, study.trials[-1])
+    written = capsys.readouterr().err
+    bar.close()
+    updates = [part for part in written.split("\r") if part.strip()]
+    assert len(updates) == 2, updates
+    assert "2/3" in updates[-1] and "best=0.7000" in updates[-1]
