@@ -74,6 +74,11 @@ def check_destination(directory):
                           "nothing written (choose a new path)")
     if not os.access(directory.parent, os.W_OK | os.X_OK):
         raise ExportError(f"{directory}: cannot be replaced ({directory.parent} is not writable)")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        # Renaming it away would work, deleting its files would not: a read-only export is
+        # someone's way of keeping it, and replacing it left a hidden .old copy behind.
+        raise ExportError(f"{directory}: is read-only; nothing written (make it writable to replace it, "
+                          "or choose a new path)")
 
 
 def save_export(directory, transformer, manifest: dict, before_publish=None) -> Path:

@@ -359,6 +359,28 @@ def test_a_read_only_study_reports_and_refuses_the_rest_with_one_line(stored_stu
             path.chmod(path.stat().st_mode | 0o200)
 
 
+@BAD_INPUTS_STORED_STUDY
+def test_an_export_over_a_read_only_export_is_refused_and_leaves_nothing_beside_it(stored_study, tmp_path):
+    """A read-only export is someone keeping it: replacing it renamed it away, could not delete
+    its files and left a hidden .out.old-PID copy beside the new one."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    kept = shutil.copytree(stored_study / "export", tmp_path / "out")
+    kept.chmod(0o555)
+    before = _fingerprint(tmp_path)
+    try:
+        command = _as_unprivileged(sys.executable, "-m", "search", "export", str(stored_study), "-o", str(kept))
+        result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+        _assert_one_line_error(result, "read-only; nothing written")
+    finally:
+        kept.chmod(0o755)
+    assert _fingerprint(tmp_path) == before and [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory):
     from sklearn.datasets import load_digits
