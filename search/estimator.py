@@ -104,6 +104,8 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
         self.best_score_ = result.best_cv
         self.test_score_ = result.test
         self.n_features_out_ = self.best_estimator_.n_features_out_
+        # As the encoder counts them: T * F for (n, T, F) sequences (validate_data said T).
+        self.n_features_in_ = self.best_estimator_.n_features_in_
         return self
 
     def transform(self, X):

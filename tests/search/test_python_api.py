@@ -60,6 +60,8 @@ def test_in_a_fresh_process_run_and_encoder_search_take_arrays_dataframes_and_se
             fit_y = frame["label"] if name == "frame" else args[1]
             searcher = EncoderSearch(space, trials=1, fresh_process=0).fit(data, fit_y)
             assert searcher.transform(data).shape[0] == len(data), name
+            assert searcher.n_features_in_ == result.best_estimator.n_features_in_ == (30 if name == "sequence"
+                                                                                      else data.shape[1]), name
             encoders[name] = result.best_estimator
             print(name, "ok", codes.shape, result.test["score"])
         encoder = encoders["sequence"]
