@@ -88,18 +88,27 @@ def connect_ray(address: str, again: str = ""):
     if ray.is_initialized():
         return
     fix = f"; {again}" if again else ""
+    dialled, source = address, "address"
+    if address == "auto" and "://" in os.environ.get("RAY_ADDRESS", ""):
+        # ray.init("auto") takes a Ray Client address (ray://HOST:PORT) from there too
+        dialled, source = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
     try:
         from ray._private.services import canonicalize_bootstrap_address
 
-        target = address[len("ray://"):] if address.startswith("ray://") else canonicalize_bootstrap_address(address)
+        if dialled == "ray://":
+            raise ValueError(dialled)
+        if "://" in dialled:  # ray://: Ray Client's port; another scheme: ray.init says what is wrong
+            target = dialled[len("ray://"):] if dialled.startswith("ray://") else None
+        else:
+            target = canonicalize_bootstrap_address(dialled)
     except (ImportError, AttributeError):  # Ray's private helper moved: ray.init reports what is wrong
         target = None
     except ValueError:
-        raise SettingsError(f"address: expected HOST:PORT, ray://HOST:PORT or auto, got {address!r}") from None
+        raise SettingsError(f"{source}: expected HOST:PORT, ray://HOST:PORT or auto, got {dialled!r}") from None
     except ConnectionError:  # auto, with no cluster started on this machine
         raise SearchError(f"address {address}: no Ray cluster runs on this machine (start one with "
                           f"`ray start --head`, or give its HOST:PORT){fix}") from None
-    if target:  # Ray would retry a silent address for minutes
+    if target and ":" in target:  # Ray would retry a silent address for minutes
         host, _, port = target.rpartition(":")
         try:
             socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
@@ -163,7 +172,8 @@ def check_writable_study_dir(directory) -> Path:
     directory = Path(directory)
     if not directory.is_absolute() and RAY_JOB_COPY in Path.cwd().as_posix():
         raise SettingsError(f"study_dir: {os.fspath(directory)!r} is relative, and this Ray job runs in Ray's temporary "
-                            f"copy of its working directory ({Path.cwd()}), which Ray deletes: give an absolute path")
+                            f"copy of its working directory ({Path.cwd()}), which Ray deletes: give an absolute path "
+                            "(the default, studies/NAME-TIME, is relative too)")
     if directory.exists() and not directory.is_dir():
         raise SearchError(f"{directory}: is a file, not a study directory")
     existing = next(p for p in (directory, *directory.absolute().parents) if p.exists())

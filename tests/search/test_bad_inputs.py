@@ -509,6 +509,20 @@ def test_a_relative_study_dir_inside_a_ray_jobs_temporary_working_dir_is_refused
     assert check_writable_study_dir("runs/j1").name == "j1"  # relative elsewhere: fine
 
 
+def test_auto_takes_a_ray_client_address_from_ray_address(monkeypatch):
+    """ray.init("auto") connects through Ray Client where RAY_ADDRESS is ray://HOST:PORT; the
+    address check took that for a malformed --address auto."""
+    from search.errors import SearchError
+    from search.preflight import connect_ray
+
+    monkeypatch.setenv("RAY_ADDRESS", "ray://127.0.0.1:1")
+    with pytest.raises(SearchError, match=r"^address auto: no Ray cluster answers at 127.0.0.1:1 "):
+        connect_ray("auto")
+    monkeypatch.setenv("RAY_ADDRESS", "ray://")
+    with pytest.raises(SearchError, match=r"^RAY_ADDRESS: expected HOST:PORT, ray://HOST:PORT or auto, got 'ray://'"):
+        connect_ray("auto")
+
+
 def test_a_trial_no_node_of_the_cluster_can_take_is_noted():
     """Ray waits for a node with a trial's resources without a word (its warning goes to its
     own logs); a cluster may grow, so the search says so instead of refusing."""
