@@ -22,6 +22,7 @@ import optuna  # noqa: F401  (here, not first inside `run`: optuna keeps the tra
 
 from encoderkit.baselines import baseline_notes, baselines_for
 from encoderkit.data import IN_MEMORY, load_dataset
+from encoderkit.export import check_destination
 from encoderkit.probe import cv_score
 from search import compile_cache, devices, faults, interrupts
 from search.backends import get_backend
@@ -149,6 +150,8 @@ def run(
     if existing:
         check_database(existing)
         existing.check_records()
+        if export:  # a read-only export: refused now, not after the search and a look at the test part
+            check_destination(existing.export_dir)
         if hasattr(backend_module, "check_continues"):  # e.g. keras-tuner's saved oracle
             backend_module.check_continues(existing.directory, options)
         if existing.manifest["backend"] != backend:  # allowed (one storage, one schema), but said
@@ -245,6 +248,8 @@ def resume(study_dir, *, data=None, progress=True, verbose=True, export=True) ->
     check_database(study)
     study.check_records()
     check_writable_study_dir(study.directory)
+    if export:  # as in run
+        check_destination(study.export_dir)
     check_free(study.directory)
     check_installed("backend", study.manifest["backend"])
     check_installed(f"{study.directory}: Keras backend", study.manifest.get("keras_backend") or "tensorflow")

@@ -74,6 +74,8 @@ def refit_and_export(study, problem=None, space=None, trial=None, out=None) -> d
     from encoderkit.export import save_export
     from encoderkit.transformer import AutoencoderTransformer
 
+    destination = Path(out) if out else study.export_dir
+    check_destination(destination)  # before the refit and the look at the test part
     import_keras_quietly()
     compile_cache.enable()
     problem = problem or study.problem()
@@ -114,7 +116,6 @@ def refit_and_export(study, problem=None, space=None, trial=None, out=None) -> d
         "seed": seed,
         "study": str(study.directory.resolve()),
     }
-    destination = Path(out) if out else study.export_dir
     # Recorded as soon as it is made: the look at the test part counts even if writing fails.
     study.record_test_use(trial=chosen.number, metric=problem.metric, test=test, destination=destination,
                           best=chosen.number == pick_trial(optuna_study, None, study.directory).number)

@@ -379,6 +379,19 @@ def test_an_export_over_a_read_only_export_is_refused_and_leaves_nothing_beside_
     finally:
         kept.chmod(0o755)
     assert _fingerprint(tmp_path) == before and [p.name for p in tmp_path.iterdir()] == ["out"]
+    # A study's own read-only export: more trials are refused before the search, not after
+    # a refit that has looked at the test part.
+    study = shutil.copytree(stored_study, tmp_path / "study")
+    (study / "export").chmod(0o555)
+    before = _fingerprint(study)
+    try:
+        command = _as_unprivileged(sys.executable, "-m", "search", "run", "--space", str(TINY_SPACE), "--trials", "2",
+                                   "--study-dir", str(study), "--no-progress")
+        result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+        _assert_one_line_error(result, f"{study / 'export'}: is read-only; nothing written")
+    finally:
+        (study / "export").chmod(0o755)
+    assert _fingerprint(study) == before and not any(p.name.startswith(".export") for p in study.iterdir())
 
 
 @pytest.fixture(scope="module")
