@@ -252,6 +252,8 @@ def recover(study) -> list[str]:
     one note per recovered trial."""
     import optuna
 
+    from search.backends.records import is_interruption
+
     check_integrity(study)
     optuna_study = load(study)
     host, notes = socket.gethostname(), []
@@ -263,17 +265,18 @@ def recover(study) -> list[str]:
                 continue  # another machine's worker may be between Optuna's `ask` and signing it
             # A local study's workers all hold its lock, which this command now holds: nobody
             # runs this trial; its worker died between asking for it and storing who it is.
-            why, pid = "its worker died before it was recorded", "unknown"
+            why, who = "its worker died before it was recorded", "worker unknown"
         elif attrs.get("worker_host") != host:
             continue  # another host's worker: the heartbeat decides
         elif int(pid) == os.getpid():
             # This process runs no trial yet: an earlier call in it (a notebook's) was stopped
             # while Optuna stored the trial's state, e.g. by a second Ctrl-C.
-            why = "interrupted while its result was being stored"
+            why = "its result was lost while it was being stored (the call was stopped)"
+            who = "an earlier call in this process"
         elif _alive(int(pid)):
             continue  # a live worker: leave it
         else:
-            why = f"worker {pid} died during the trial"
+            why, who = f"worker {pid} died during the trial", f"worker {pid}"
         ended = "fail_reason" in attrs  # it failed or was cut short; only its state was not stored
         # Optuna has no public way to set an attribute on another process's trial (a Trial
         # needs its private id); the state goes through the public `tell`.
@@ -283,16 +286,24 @@ def recover(study) -> list[str]:
             optuna_study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
             continue  # another process got there first
-        if ended:  # its own reason stands; an interrupted one queued its config itself
-            notes.append(f"trial {trial.number} ended ({attrs['fail_reason']}) before its state was stored: marked failed")
+        if ended:  # its own reason stands
+            note = f"trial {trial.number} ended ({attrs['fail_reason']}) before its state was stored: marked failed"
+            # An interrupted one queues its config itself, unless a second stop came in between.
+            if is_interruption(attrs["fail_reason"]) and not _retried(optuna_study, trial.number) and trial.params:
+                optuna_study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+                note += ", its config queued again"
+            notes.append(note)
             continue
         if not trial.params:  # it died before sampling: nothing to run again
-            notes.append(f"trial {trial.number} was left running by worker {pid} before it had a config: marked failed")
+            notes.append(f"trial {trial.number} was left running by {who} before it had a config: marked failed")
             continue
         optuna_study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-        who = "an earlier call in this process" if why.startswith("interrupted") else f"worker {pid}"
         notes.append(f"trial {trial.number} was left running by {who}: marked failed, its config queued again")
     return notes
+
+
+def _retried(optuna_study, number) -> bool:
+    return any(t.user_attrs.get("retry_of") == number for t in optuna_study.get_trials(deepcopy=False))
 
 
 def check_integrity(study):

@@ -134,7 +134,7 @@ def test_a_second_ctrl_c_inside_optunas_bookkeeping_still_ends_the_run_as_interr
     # no waiting for Optuna's heartbeat to go stale) and runs its config again.
     again = search.run(tmp_path / "tab.npz", space=str(TINY_SPACE), trials=2, study_dir=tmp_path / "study", progress=False)
     assert "trial 0 was left running by an earlier call in this process" in " ".join(again.notes)
-    assert "trial 0 " in again.leaderboard and "failed: interrupted while its result was being stored" in again.leaderboard
+    assert "trial 0 " in again.leaderboard and "failed: its result was lost while it was being stored" in again.leaderboard
     assert "2 complete" in again.leaderboard
 
 

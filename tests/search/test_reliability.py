@@ -172,14 +172,22 @@ def test_a_trial_whose_worker_died_before_signing_it_is_failed_and_the_count_is_
     for key, value in {"worker_pid": int(dead.stdout), "worker_host": socket.gethostname(),
                        "fail_reason": "NaN loss at epoch 2"}.items():
         ended.set_user_attr(key, value)
+    # One cut short whose worker was stopped again before it queued its config: queued now.
+    cut = stored.ask(stored.trials[0].distributions)
+    for key, value in {"worker_pid": int(dead.stdout), "worker_host": socket.gethostname(),
+                       "fail_reason": "interrupted (Ctrl-C)"}.items():
+        cut.set_user_attr(key, value)
     again = run_cli("run", "--space", TINY_SPACE, "--trials", 2, "--study-dir", study, "--no-progress", timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "trial 1 was left running by worker unknown before it had a config: marked failed" in again.stdout + again.stderr
-    assert "trial 2 ended (NaN loss at epoch 2) before its state was stored: marked failed" in again.stdout
+    assert "trial 2 ended (NaN loss at epoch 2) before its state was stored: marked failed\n" in again.stdout
+    assert ("trial 3 ended (interrupted (Ctrl-C)) before its state was stored: marked failed, its config queued "
+            "again") in again.stdout
     states = trials_by_state(study)
-    assert states[1] == states[2] == ("FAIL", None) and [s for s, _ in states.values()].count("COMPLETE") == 2
+    assert states[1] == states[2] == states[3] == ("FAIL", None) and [s for s, _ in states.values()].count("COMPLETE") == 2
     assert user_attr(study, "fail_reason")[1] == "its worker died before it was recorded"
     assert user_attr(study, "fail_reason")[2] == "NaN loss at epoch 2" and 2 not in user_attr(study, "retry_of").values()
+    assert user_attr(study, "retry_of") == {4: 3} and states[4][0] == "COMPLETE"  # the cut-short config ran first
 
 
 def _safe_states(study):
