@@ -229,7 +229,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         shape, and for a DataFrame a DataFrame with the fitted columns and X's index (lined up
         by name whatever X's column order)."""
         check_is_fitted(self)
-        given = X
+        given = X = _nested_samples_as_array(X)
         samples = tuple(X.shape) if _dims(X) > 2 else None  # an array of samples: rebuilt as such
         X = validate_data(self, self._as_fitted(X), dtype=[np.float64, np.float32], reset=False)
         rebuilt = encode_in_chunks(self.autoencoder_, self._scaled(X))
@@ -255,11 +255,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
                 raise ValueError(f"X lacks column(s) {', '.join(map(repr, missing[:5]))}"
                                  f"{' and more' if len(missing) > 5 else ''}, which the encoder was fit on")
             return X[list(names)]
-        if isinstance(X, (list, tuple)):  # nested lists of samples: the array they spell (ragged: sklearn says so)
-            try:
-                X = np.asarray(X) if np.ndim(X) > 2 else X
-            except ValueError:
-                pass
+        X = _nested_samples_as_array(X)
         if _dims(X) <= 2:
             return X
         shape = tuple(X.shape[1:])
@@ -309,6 +305,17 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         return {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}[
             self.optimizer
         ](lr)
+
+
+def _nested_samples_as_array(X):
+    """Nested lists of N-D samples as the array they spell; rows and ragged lists as given
+    (sklearn's validation judges them)."""
+    if isinstance(X, (list, tuple)):
+        try:
+            return np.asarray(X) if np.ndim(X) > 2 else X
+        except ValueError:
+            pass
+    return X
 
 
 def _dims(X) -> int:

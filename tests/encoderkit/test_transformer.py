@@ -193,6 +193,7 @@ def test_samples_of_the_fitted_shape_and_flat_rows_give_identical_codes(rng):
     # nested lists of samples are the array they spell (they were refused as "dim 3"); no
     # samples is scikit-learn's clear error (it was NumPy's "cannot reshape array of size 0")
     np.testing.assert_array_equal(fitted.transform(X[:10].tolist()), fitted.transform(X[:10]))
+    np.testing.assert_array_equal(fitted.reconstruct(X[:10].tolist()), fitted.reconstruct(X[:10]))  # (10, 6, 3)
     with pytest.raises(ValueError, match=r"Found array with 0 sample\(s\) \(shape=\(0, 18\)\)"):
         fitted.transform(X[:0])
 
