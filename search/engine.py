@@ -37,7 +37,7 @@ from search.results import StudyResult, result_of
 from search.settings import OPTION_DEFAULTS, BackendOptions, Budget, StudySpec, option_keys
 from search.space import load_space
 from search.storage import check_database, publish, recover, study_names
-from search.study import check_same_study, create_or_check, open_study
+from search.study import check_same_study, create_or_check, open_study, tuner_version
 
 
 def run(
@@ -173,6 +173,8 @@ def run(
         for key in option_keys():  # another backend's options would be stale
             study.manifest.pop(key, None)
         study.manifest.update({k: settings[k] for k in BUDGET_KEYS if k in settings})
+        for name, version in tuner_version(backend).items():  # a study gone on with ray or keras-tuner
+            study.manifest.setdefault("packages", {}).setdefault(name, version)
         if not study.manifest["data"].startswith(IN_MEMORY):  # arrays stay arrays, whatever file had their copy
             study.manifest["data"] = settings["data"]  # where a moved data file is now (its contents were checked)
         study.write_json("manifest.json", study.manifest)

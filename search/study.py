@@ -274,7 +274,7 @@ def create_or_check(directory, settings: dict, space_path: str, problem, space) 
         "workers": settings["workers"],
         "data_dir": settings["data_dir"],
         "scale": settings["scale"],
-        "packages": {**package_versions(), **_tuner_version(settings["backend"])},
+        "packages": {**package_versions(), **tuner_version(settings["backend"])},
         "keras_backend": keras_backend_name(),
     }
     study = Study(directory, manifest)
@@ -282,7 +282,7 @@ def create_or_check(directory, settings: dict, space_path: str, problem, space) 
     return study
 
 
-def _tuner_version(backend: str) -> dict:
+def tuner_version(backend: str) -> dict:
     """The version of the tuner that runs a ray or kerastuner study (optuna's is always listed)."""
     from importlib.metadata import PackageNotFoundError, version
 

@@ -154,6 +154,19 @@ def test_going_on_with_another_backend_is_said_with_the_configs_left_queued(tmp_
         "the study ran with backend ray; this run uses optuna")
 
 
+def test_a_study_gone_on_with_keras_tuner_says_so_and_records_its_version(tmp_path, rng):
+    import importlib.metadata
+
+    y = rng.integers(0, 2, 160)
+    np.savez(tmp_path / "tab.npz", X=rng.normal(size=(160, 6)) + y[:, None], y=y)
+    common = dict(space=str(TINY_SPACE), study_dir=tmp_path / "study", progress=False, fresh_process=0)
+    search.run(tmp_path / "tab.npz", trials=1, **common)
+    more = search.run(tmp_path / "tab.npz", trials=2, backend="kerastuner", **common)
+    assert "the study ran with backend optuna; this run uses kerastuner" in more.notes
+    packages = json.loads((tmp_path / "study" / "manifest.json").read_text())["packages"]
+    assert packages["keras-tuner"] == importlib.metadata.version("keras-tuner") and packages["optuna"]
+
+
 def test_the_progress_bar_writes_once_per_finished_trial(capsys):
     """In a job log (no TTY) every write is a line: two writes per trial doubled the log."""
     import optuna
