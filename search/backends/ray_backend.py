@@ -53,7 +53,8 @@ def run(study, problem, space, progress=None):
     root = (study.directory / EXPERIMENTS).resolve()
     trainable = tune.with_resources(
         tune.with_parameters(_trial, problem=problem, space=space, base_seed=int(manifest["seed"]),
-                             cores=max(1, int(options.cpus_per_trial))),
+                             cores=max(1, int(options.cpus_per_trial)),
+                             keras_backend=manifest.get("keras_backend") or "tensorflow"),
         {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial},
     )
     try:
@@ -178,11 +179,15 @@ class _DefineByRun:
         return {"_number": self.offset + optuna_trial.number}
 
 
-def _trial(config, problem=None, space=None, base_seed=0, cores=1):
+def _trial(config, problem=None, space=None, base_seed=0, cores=1, keras_backend="tensorflow"):
     """One Ray trial (runs in a Ray worker): rebuild the candidate from the sampled values,
     evaluate it, and report intermediate and final probe scores to Tune."""
     from search import devices
+    from search.preflight import use_keras_backend
 
+    # The study's backend, set here: a cluster node's workers have that node's environment, not
+    # the driver's (a `ray job` run with --keras-backend jax trained its trials on TensorFlow).
+    use_keras_backend(keras_backend)
     started = time.time()
     devices.limit_threads(cores)  # the actor's first trial starts TensorFlow: size its pools
     candidate = sample(space, FixedSuggest(config))

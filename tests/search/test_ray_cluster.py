@@ -4,6 +4,7 @@
 Ray 2.60 uses token authentication for clusters: the head, the job client and the job all
 see the same RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (a fresh random token per test)."""
 
+import json
 import os
 import secrets
 import subprocess
@@ -39,7 +40,7 @@ def test_ray_job_submit_runs_a_search_on_a_cluster(tmp_path):
     submit = [str(RAY), "job", "submit", "--address", f"http://127.0.0.1:{dashboard}", "--",
               sys.executable, "-m", "search", "run", "--backend", "ray", "--address", "auto",
               "--space", str(TINY_SPACE), "--trials", "2", "--gpus-per-trial", "0.5",
-              "--study-dir", str(study), "--no-progress"]
+              "--study-dir", str(study), "--no-progress", "--keras-backend", "jax"]
     try:
         for _ in range(30):  # the head's job agent comes up a few seconds after `ray start`
             job = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
@@ -51,6 +52,13 @@ def test_ray_job_submit_runs_a_search_on_a_cluster(tmp_path):
         assert "Leaderboard" in job.stdout
         assert (study / "export" / "encoder.joblib").is_file()
         assert (study / "export" / "manifest.json").is_file()
+        # The trials ran the study's Keras backend, which the cluster's workers were not started
+        # with: under JAX each trial records where its compile seconds fell.
+        import optuna
+
+        trials = optuna.load_study(study_name="search", storage=f"sqlite:///{study / 'study.db'}").trials
+        assert trials and all("compile_by_stage" in t.user_attrs for t in trials if t.state.name == "COMPLETE")
+        assert json.loads((study / "export" / "manifest.json").read_text())["keras_backend"] == "jax"
     finally:
         # Only this cluster's processes: `ray stop --force` would kill every Ray on the machine,
         # those of tests running beside this one too.
