@@ -49,7 +49,7 @@ def heartbeat_seconds() -> int:
 
 def public_url(url: str) -> str:
     """A storage URL as the manifest and messages show it: checked, without its password
-    (remembered for this process). `postgresql://` means psycopg 3, which encoderkit installs."""
+    (remembered for this process). `postgresql://` means psycopg 3 (the `postgres` extra, in `make setup`)."""
     if url.startswith(JOURNAL):
         path = url[len(JOURNAL):]
         if not path:
