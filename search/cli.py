@@ -11,10 +11,9 @@ import sys
 
 EXIT_USAGE = 2
 EXIT_MISMATCH = 1
-KERAS_BACKENDS = ("tensorflow", "jax", "torch")
 
 from search.settings import (  # noqa: E402  (light: the defaults live there)
-    DEFAULT_TRIALS_PER_PROCESS, OPTION_DEFAULTS, BackendOptions, Budget, StudySpec,
+    DEFAULT_TRIALS_PER_PROCESS, KERAS_BACKENDS, OPTION_DEFAULTS, BackendOptions, Budget, StudySpec,
 )
 
 

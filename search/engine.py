@@ -28,8 +28,8 @@ from search import compile_cache, devices, faults, interrupts
 from search.backends import get_backend
 from search.errors import Interrupted, SettingsError, StudyError
 from search.lock import check_free, study_lock
-from search.preflight import (check_installed, check_machine, check_writable_study_dir, connect_ray,
-                              keras_backend_to_use, use_keras_backend)
+from search.preflight import (check_installed, check_machine, check_writable_study_dir, choose_keras_backend,
+                              connect_ray, keras_backend_to_use, use_keras_backend)
 from search.problem import make_problem
 from search.quiet import import_keras_quietly
 from search.refit import current_export, refit_and_export
@@ -65,6 +65,7 @@ def run(
     test_size=StudySpec.test_size,
     subsample=StudySpec.subsample,
     study_dir=None,
+    keras_backend=None,
     progress=True,
     verbose=True,
     export=True,
@@ -97,6 +98,9 @@ def run(
             workers on other machines join), "ray"
             (address, cpus_per_trial, gpus_per_trial; workers: concurrent trials) or
             "kerastuner" (algorithm: random, bayesian or hyperband).
+        keras_backend: "tensorflow", "jax" or "torch" for a new study (None: $KERAS_BACKEND,
+            else TensorFlow); set before Keras is first imported in this process. A study
+            keeps the backend it began with.
     Output
         study_dir: the study directory (default studies/NAME-TIME); a directory holding the
             same study is continued. progress: a progress bar; verbose: print notes;
@@ -110,6 +114,7 @@ def run(
     and `encoderkit.errors.DataError` (unusable data, also a ValueError), before anything is
     written; `search.errors.Interrupted` on Ctrl-C, carrying the result so far."""
     faults.check_environment()
+    choose_keras_backend(keras_backend)
     budget = Budget(trials=trials, timeout=timeout, max_failures=max_failures)
     backend_module = get_backend(backend)  # unknown backends and their settings fail before any work
     options = backend_module.Options.for_backend(
@@ -155,7 +160,7 @@ def run(
         if hasattr(backend_module, "check_continues"):  # e.g. keras-tuner's saved oracle
             backend_module.check_continues(existing.directory, options)
         if existing.manifest["backend"] != backend:  # allowed (one storage, one schema), but said
-            notes.append(_backend_switch_note(existing, backend))
+            notes.append(backend_switch_note(existing, backend))
         kept = existing.manifest.get("keras_backend") or "tensorflow"
         if keras_backend_to_use() != kept:  # its trials and export stay comparable
             notes.append(f"the study runs Keras backend {kept}, as it began; {keras_backend_to_use()} "
@@ -183,7 +188,7 @@ def run(
         return _search_and_export(study, problem, restricted, progress, export, notes, verbose)
 
 
-def _backend_switch_note(study, backend) -> str:
+def backend_switch_note(study, backend) -> str:
     """Said when a study goes on with another backend; configs that the optuna backend queued
     to run again (a trial cut short) wait for an optuna run."""
     from search.storage import load

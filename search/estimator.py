@@ -39,7 +39,7 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
     or a YAML file), `trials`, `timeout` (seconds), `backend` (optuna, ray, kerastuner),
     `workers`, `metric` (None: the space's), `seed`, `test_size`, `subsample`, `scale`,
     `study_dir` (None: a temporary directory), `fresh_process`, `storage`, `max_failures`, `gpus`,
-    `address`, `cpus_per_trial`, `gpus_per_trial`, `algorithm`; `verbose` (0: silent,
+    `address`, `cpus_per_trial`, `gpus_per_trial`, `algorithm`, `keras_backend`; `verbose` (0: silent,
     1: notes and a progress bar).
 
     Attributes after `fit`: `best_estimator_` (a fitted `AutoencoderTransformer`),
@@ -55,7 +55,7 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
                  max_failures=Budget.max_failures,
                  gpus=OPTION_DEFAULTS["gpus"], address=OPTION_DEFAULTS["address"],
                  cpus_per_trial=OPTION_DEFAULTS["cpus_per_trial"], gpus_per_trial=OPTION_DEFAULTS["gpus_per_trial"],
-                 algorithm=OPTION_DEFAULTS["algorithm"], verbose=0):
+                 algorithm=OPTION_DEFAULTS["algorithm"], keras_backend=None, verbose=0):
         self.space = space
         self.trials = trials
         self.timeout = timeout
@@ -75,6 +75,7 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
         self.cpus_per_trial = cpus_per_trial
         self.gpus_per_trial = gpus_per_trial
         self.algorithm = algorithm
+        self.keras_backend = keras_backend
         self.verbose = verbose
 
     def fit(self, X, y):

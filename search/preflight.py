@@ -137,6 +137,27 @@ def keras_backend_to_use(requested=None) -> str:
     return requested or os.environ.get("KERAS_BACKEND") or "tensorflow"
 
 
+def choose_keras_backend(name):
+    """`keras_backend=` of `search.run` and `EncoderSearch`, the command line's --keras-backend:
+    this process runs Keras on `name` (None: as it would anyway). Set before Keras is first
+    imported; a process that already runs another one is refused (Keras cannot switch)."""
+    import sys
+
+    from search.settings import KERAS_BACKENDS
+
+    if name is None:
+        return
+    if name not in KERAS_BACKENDS:
+        raise SettingsError(f"keras_backend: expected one of {', '.join(KERAS_BACKENDS)}, got {name!r}")
+    check_installed("keras_backend", name)
+    keras = sys.modules.get("keras")
+    if keras is not None and keras.backend.backend() != name:
+        raise SettingsError(f"keras_backend: {name!r}, but this process already runs Keras on "
+                            f"{keras.backend.backend()!r}; set KERAS_BACKEND={name} before Keras is first imported "
+                            "(in a notebook: restart the kernel)")
+    os.environ["KERAS_BACKEND"] = name
+
+
 def use_keras_backend(name):
     """A study keeps the Keras backend it began with, in every command that fits or loads its
     models (run, resume, export, replay, join); workers inherit it. Before Keras is imported."""

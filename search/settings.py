@@ -15,6 +15,8 @@ from typing import ClassVar
 
 from search.errors import SettingsError
 
+KERAS_BACKENDS = ("tensorflow", "jax", "torch")  # what --keras-backend and keras_backend= take
+
 # Optuna trials run in a child process replaced every this many trials unless told otherwise:
 # TensorFlow keeps what it traced for every fit, so a long-lived process grows ~6 MiB per
 # trial (tensorflow#61791); a child per 25 trials bounds that for the price of one TensorFlow

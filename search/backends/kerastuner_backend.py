@@ -45,7 +45,7 @@ def run(study, problem, space, progress=None):
     if remaining <= 0:
         return
     objective = kt.Objective("score", direction="max")
-    oracle = _oracle(kt, algorithm, objective, len(recorded) + remaining, life.base_seed, space)
+    oracle = make_oracle(kt, algorithm, objective, len(recorded) + remaining, life.base_seed, space)
 
     class ProbeTuner(kt.Tuner):
         """keras-tuner's loop with our objective: fit, encode, probe CV score."""
@@ -122,7 +122,7 @@ def stored_algorithm(directory) -> str | None:
     return "hyperband" if "brackets" in state else "bayesian" if "num_initial_points" in state else "random"
 
 
-def _oracle(kt, algorithm, objective, max_trials, seed, space):
+def make_oracle(kt, algorithm, objective, max_trials, seed, space):
     # Failures are counted by the trial lifecycle (--max-failures), not keras-tuner's.
     # keras-tuner takes seed 0 (our default) as "no seed" and draws one at random: hence + 1.
     common = {"objective": objective, "seed": seed + 1, "max_retries_per_trial": 0,

@@ -141,16 +141,16 @@ def test_a_second_ctrl_c_inside_optunas_bookkeeping_still_ends_the_run_as_interr
 def test_going_on_with_another_backend_is_said_with_the_configs_left_queued(tmp_path):
     """A study may go on with another backend (one storage, one schema); it was silent, and
     a config the optuna backend queued to run again waited unseen."""
-    from search.engine import _backend_switch_note
+    from search.engine import backend_switch_note
     from search.storage import load
     from search.study import Study
 
     study = Study(tmp_path, {"backend": "optuna"})
     load(study).enqueue_trial({"code_size": 4}, user_attrs={"retry_of": 0})
-    assert _backend_switch_note(study, "kerastuner") == (
+    assert backend_switch_note(study, "kerastuner") == (
         "the study ran with backend optuna; this run uses kerastuner; its 1 queued config(s) run only with "
         "--backend optuna")
-    assert _backend_switch_note(Study(tmp_path, {"backend": "ray"}), "optuna") == (
+    assert backend_switch_note(Study(tmp_path, {"backend": "ray"}), "optuna") == (
         "the study ran with backend ray; this run uses optuna")
 
 

@@ -46,16 +46,16 @@ def test_conditional_scopes_come_from_the_parameter_names(tmp_path):
 def test_the_default_seed_0_seeds_keras_tuners_oracle(tmp_path):
     """keras-tuner takes seed 0 as "none" and draws one at random: two searches with --seed 0
     (the default) sampled different trials."""
-    from search.backends.kerastuner_backend import _oracle
+    from search.backends.kerastuner_backend import make_oracle
 
     path = tmp_path / "space.yaml"
     path.write_text(SPACE)
     space = load_space(str(path))
     objective = kt.Objective("score", direction="max")
-    seeds = {_oracle(kt, algorithm, objective, 3, seed, space).seed
+    seeds = {make_oracle(kt, algorithm, objective, 3, seed, space).seed
              for algorithm in ("random", "bayesian") for seed in (0, 0)}
     assert seeds == {1}
-    assert _oracle(kt, "random", objective, 3, 7, space).seed == 8
+    assert make_oracle(kt, "random", objective, 3, 7, space).seed == 8
 
 
 def test_a_saved_keras_tuner_search_continues_only_with_its_own_algorithm(tmp_path):
@@ -63,7 +63,7 @@ def test_a_saved_keras_tuner_search_continues_only_with_its_own_algorithm(tmp_pa
     to load it (a traceback in every later run). The algorithm is read from the saved state."""
     import json
 
-    from search.backends.kerastuner_backend import _oracle, check_continues, stored_algorithm
+    from search.backends.kerastuner_backend import check_continues, make_oracle, stored_algorithm
     from search.errors import StudyError
     from search.settings import KerasTunerOptions
 
@@ -74,7 +74,7 @@ def test_a_saved_keras_tuner_search_continues_only_with_its_own_algorithm(tmp_pa
     assert stored_algorithm(tmp_path) is None  # no keras-tuner search yet: any algorithm
     (tmp_path / "kerastuner").mkdir()
     for algorithm in ("random", "bayesian", "hyperband"):
-        state = _oracle(kt, algorithm, objective, 3, 0, space).get_state()
+        state = make_oracle(kt, algorithm, objective, 3, 0, space).get_state()
         (tmp_path / "kerastuner" / "oracle.json").write_text(json.dumps(state))
         assert stored_algorithm(tmp_path) == algorithm
         check_continues(tmp_path, KerasTunerOptions(algorithm=algorithm))

@@ -187,6 +187,47 @@ def test_bad_in_memory_data_is_refused_in_one_line_before_anything_is_written(tm
     assert not (tmp_path / "studies").exists()
 
 
+def test_keras_backend_is_refused_where_keras_runs_another_or_it_is_unknown(tmp_path, monkeypatch):
+    import keras
+
+    X, y = _digits()
+    monkeypatch.chdir(tmp_path)
+    other = "jax" if keras.backend.backend() != "jax" else "tensorflow"
+    for asked, message in ((other, f"keras_backend: '{other}', but this process already runs Keras on "
+                                   f"'{keras.backend.backend()}'; set KERAS_BACKEND={other} before Keras is first "
+                                   "imported (in a notebook: restart the kernel)"),
+                           ("theano", "keras_backend: expected one of tensorflow, jax, torch, got 'theano'")):
+        with pytest.raises(ValueError) as caught:
+            search.run(X, y, keras_backend=asked)
+        assert str(caught.value) == message
+    assert os.environ["KERAS_BACKEND"] == keras.backend.backend() and not (tmp_path / "studies").exists()
+
+
+def test_keras_backend_from_python_runs_the_study_on_it(tmp_path):
+    """The command line's --keras-backend, for a notebook that has not imported Keras yet."""
+    script = textwrap.dedent(f"""
+        import json, os, sys
+        import numpy as np, search
+        from search import EncoderSearch
+
+        rng = np.random.default_rng(0)
+        y = rng.integers(0, 2, 160)
+        X = rng.normal(size=(160, 6)) + y[:, None]
+        result = search.run(X, y, space={str(TINY_SPACE)!r}, trials=1, fresh_process=0, progress=False,
+                            study_dir="study", keras_backend="jax")
+        searcher = EncoderSearch({str(TINY_SPACE)!r}, trials=1, fresh_process=0, keras_backend="jax").fit(X, y)
+        print(json.dumps([json.load(open("study/manifest.json"))["keras_backend"],
+                          json.load(open("study/export/manifest.json"))["keras_backend"],
+                          sys.modules["keras"].backend.backend(), searcher.transform(X).shape[0]]))
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    env.pop("KERAS_BACKEND", None)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == ["jax", "jax", "jax", 160]
+
+
 def test_the_result_is_an_object_with_its_trials_a_frame_and_the_fitted_export(tmp_path):
     X, y = _digits()
     # A tuple, holding a DataFrame whose columns are not strings (no feature names, as in sklearn)
