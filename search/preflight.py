@@ -44,6 +44,11 @@ def check_machine(backend: str, options) -> list[str]:
         raise SettingsError(f"workers: {options.workers} worker processes on this machine's {cores} cores; "
                             f"at most {cores} (more machines: `python -m search join` on a shared --storage, "
                             "or --backend ray)")
+    if backend == "ray" and _ray_running_here():
+        import ray
+
+        if ray.util.client.ray.is_connected():  # the caller's own ray.init("ray://...")
+            raise SettingsError(f"address: this process is connected to Ray through Ray Client, {RAY_CLIENT_UNUSABLE}")
     if backend == "ray" and options.address is not None:
         import ray
 
@@ -74,6 +79,14 @@ def unplaceable(nodes: list[dict], options) -> list[str]:
     return notes
 
 
+# Under Ray Client, Tune runs the experiment on the head node, whose callbacks cannot reach this
+# process's study: no trial was ever stored, and the search began new experiments for ever
+# (measured with a local head and --address ray://127.0.0.1:PORT).
+RAY_CLIENT_UNUSABLE = ("which the ray backend cannot use (Tune would run the search on the head node, away from "
+                       "this study's storage); run it on the cluster: ray job submit --address http://HEAD:8265 -- "
+                       "python -m search run --backend ray --address auto --study-dir /shared/DIR")
+
+
 def connect_ray(address: str, again: str = ""):
     """Joins the Ray cluster at `address` now, before a study is made or changed: a bad
     address was a traceback (or, where nothing answered, a hang of minutes) after the
@@ -81,34 +94,31 @@ def connect_ray(address: str, again: str = ""):
     The search then runs in this connection (ray_backend.start_ray keeps it)."""
     import socket
 
+    fix = f"; {again}" if again else ""
+    dialled, source = address, "address"
+    if address == "auto" and "://" in os.environ.get("RAY_ADDRESS", ""):  # ray.init("auto") takes it from there
+        dialled, source = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
+    if dialled.startswith("ray://"):
+        raise SettingsError(f"{source}: {dialled} is a Ray Client address, {RAY_CLIENT_UNUSABLE}")
     import ray
 
     from search.backends.ray_backend import start_ray
 
     if ray.is_initialized():
         return
-    fix = f"; {again}" if again else ""
-    dialled, source = address, "address"
-    if address == "auto" and "://" in os.environ.get("RAY_ADDRESS", ""):
-        # ray.init("auto") takes a Ray Client address (ray://HOST:PORT) from there too
-        dialled, source = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
     try:
         from ray._private.services import canonicalize_bootstrap_address
 
-        if dialled == "ray://":
-            raise ValueError(dialled)
-        if "://" in dialled:  # ray://: Ray Client's port; another scheme: ray.init says what is wrong
-            target = dialled[len("ray://"):] if dialled.startswith("ray://") else None
-        else:
-            target = canonicalize_bootstrap_address(dialled)
+        # another scheme (http:// is the Jobs API's): ray.init says what is wrong
+        target = None if "://" in dialled else canonicalize_bootstrap_address(dialled)
     except (ImportError, AttributeError):  # Ray's private helper moved: ray.init reports what is wrong
         target = None
     except ValueError:
-        raise SettingsError(f"{source}: expected HOST:PORT, ray://HOST:PORT or auto, got {dialled!r}") from None
+        raise SettingsError(f"{source}: expected HOST:PORT or auto, got {dialled!r}") from None
     except ConnectionError:  # auto, with no cluster started on this machine
         raise SearchError(f"address {address}: no Ray cluster runs on this machine (start one with "
                           f"`ray start --head`, or give its HOST:PORT){fix}") from None
-    if target and ":" in target:  # Ray would retry a silent address for minutes
+    if target:  # Ray would retry a silent address for minutes
         host, _, port = target.rpartition(":")
         try:
             socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()

@@ -113,7 +113,9 @@ RUN_CASES = [
     ("cli-kerastuner-two-workers", ["--backend", "kerastuner", "--workers", "2"], "--workers: the kerastuner backend runs one trial at a time"),
     ("cli-address-on-optuna", ["--address", "auto"], "--address: not an option of backend optuna"),
     ("cli-ray-address-malformed", ["--backend", "ray", "--address", "not-an-address"],
-     "--address: expected HOST:PORT, ray://HOST:PORT or auto, got 'not-an-address'"),
+     "--address: expected HOST:PORT or auto, got 'not-an-address'"),
+    ("cli-ray-client-address", ["--backend", "ray", "--address", "ray://127.0.0.1:10001"],  # no trial stored, for ever
+     "--address: ray://127.0.0.1:10001 is a Ray Client address, which the ray backend cannot use"),
     ("cli-ray-address-nothing-answers", ["--backend", "ray", "--address", "127.0.0.1:1"],  # Ray retried for minutes
      "--address 127.0.0.1:1: no Ray cluster answers at "),
     ("data-missing-label", ["--data", _csv(_numeric(label=[0, 1, None, 1] * 10)), "--target", "label"],
@@ -522,17 +524,15 @@ def test_a_relative_study_dir_inside_a_ray_jobs_temporary_working_dir_is_refused
     assert check_writable_study_dir("runs/j1").name == "j1"  # relative elsewhere: fine
 
 
-def test_auto_takes_a_ray_client_address_from_ray_address(monkeypatch):
-    """ray.init("auto") connects through Ray Client where RAY_ADDRESS is ray://HOST:PORT; the
-    address check took that for a malformed --address auto."""
-    from search.errors import SearchError
+def test_auto_refuses_a_ray_client_address_from_ray_address(monkeypatch):
+    """ray.init("auto") connects through Ray Client where RAY_ADDRESS is ray://HOST:PORT; under
+    Ray Client no trial was ever stored and the search began new experiments for ever."""
+    from search.errors import SettingsError
     from search.preflight import connect_ray
 
     monkeypatch.setenv("RAY_ADDRESS", "ray://127.0.0.1:1")
-    with pytest.raises(SearchError, match=r"^address auto: no Ray cluster answers at 127.0.0.1:1 "):
-        connect_ray("auto")
-    monkeypatch.setenv("RAY_ADDRESS", "ray://")
-    with pytest.raises(SearchError, match=r"^RAY_ADDRESS: expected HOST:PORT, ray://HOST:PORT or auto, got 'ray://'"):
+    with pytest.raises(SettingsError, match=r"^RAY_ADDRESS: ray://127.0.0.1:1 is a Ray Client address, which the "
+                                            r"ray backend cannot use .*; run it on the cluster: ray job submit "):
         connect_ray("auto")
 
 
