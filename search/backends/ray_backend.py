@@ -22,7 +22,7 @@ from ray import tune
 from search import interrupts
 from search.backends.records import (TrialLifecycle, cut_short, interrupted, interrupted_ids, record_trial, recorded_ids,
                                     trial_attrs)
-from search.errors import FailedTrial
+from search.errors import FailedTrial, SearchError
 from search.faults import crash_point
 from search.objective import CHECKPOINTS, evaluate
 from search.settings import RayOptions
@@ -64,7 +64,13 @@ def run(study, problem, space, progress=None):
                 tune.Tuner.restore(str(earlier[-1]), trainable, resume_unfinished=True, resume_errored=True).fit()
             while session.should_continue():
                 name = f"exp-{len(_experiments(root)) + 1}"
+                stored = len(session.recorded)
                 _new_tuner(study, space, trainable, root, name, session).fit()
+                if len(session.recorded) == stored and session.should_continue():
+                    # Every experiment stores at least one trial; one that stored none would be
+                    # followed by another for ever (as under Ray Client, seen before it was refused).
+                    raise SearchError(f"Ray ran experiment {root / name} and none of its trials reached the "
+                                      "study; stopped (Ray's logs are in its session directory)")
             interrupts.check()
     finally:
         _SESSIONS.pop(key, None)

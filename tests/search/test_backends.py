@@ -131,6 +131,29 @@ def test_ray_shares_one_fake_gpu_between_two_trials_at_half_a_gpu_each(tmp_path)
     assert _overlapping(trials, trials, distinct=True), "no two trials shared the GPU at the same time"
 
 
+@pytest.mark.xdist_group("ray")
+def test_a_ray_experiment_that_stores_no_trial_stops_the_search_instead_of_starting_another(tmp_path):
+    """Under Ray Client (now refused) no trial reached the study, and the search began new
+    experiments for ever; any such experiment ends the search with one line."""
+    code = f"""
+import ray
+ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+from search import engine
+from search.backends import ray_backend
+
+class Silent:  # an experiment whose trials never report back
+    def fit(self):
+        return None
+
+ray_backend._new_tuner = lambda *args: Silent()
+engine.run("digits", space={str(TINY_SPACE)!r}, trials=2, backend="ray", study_dir={str(tmp_path / "study")!r},
+           progress=False, export=False)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 1 and "SearchError: Ray ran experiment " in result.stderr, result.stderr[-3000:]
+    assert "exp-1 and none of its trials reached the study; stopped" in result.stderr
+
+
 def test_a_trial_ray_stopped_at_a_rung_is_stored_with_its_real_start_and_end(monkeypatch):
     """ASHA's last report is an intermediate one, with no end time: the stored pruned trial
     still spans from its real start to when it was stopped, not a zero-length instant (which
