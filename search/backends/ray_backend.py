@@ -185,7 +185,7 @@ class _DefineByRun:
         return {"_number": self.offset + optuna_trial.number}
 
 
-def _trial(config, problem=None, space=None, base_seed=0, cores=1, keras_backend="tensorflow"):
+def _trial(config, problem=None, space=None, base_seed=0, cores=1, keras_backend=None):
     """One Ray trial (runs in a Ray worker): rebuild the candidate from the sampled values,
     evaluate it, and report intermediate and final probe scores to Tune."""
     from search import devices

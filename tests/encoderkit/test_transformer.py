@@ -12,15 +12,23 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from encoderkit import AutoencoderTransformer
 
 
-# Codes are float32 from batched matrix products: a different row order can change the last bit
-# (measured in CI under load: 3 of 60 values off by 2.98e-08), beyond this check's rtol of 1e-7.
-# Non-strict: it passes on most runs.
-FLOAT32_ORDER = {"check_methods_sample_order_invariance": "float32 codes may differ in the last bit with row order"}
+def at_float32_precision(check, monkeypatch):
+    """Codes are float32 from batched matrix products: another row order can change the last bit
+    (measured in CI under load: 3 of 60 values off by 2.98e-08), beyond the rtol of 1e-7 that
+    check_methods_sample_order_invariance uses; it passes on most runs, so it cannot be an
+    expected failure either (xfail_strict). That check compares at float32's precision instead;
+    rows out of order would still differ by far more."""
+    import sklearn.utils.estimator_checks as checks
+
+    if getattr(check, "func", check).__name__ == "check_methods_sample_order_invariance":
+        exact = checks.assert_allclose_dense_sparse
+        monkeypatch.setattr(checks, "assert_allclose_dense_sparse",
+                            lambda x, y, **kwargs: exact(x, y, **{**kwargs, "rtol": 1e-5, "atol": 1e-6}))
 
 
-@parametrize_with_checks([AutoencoderTransformer(code_size=3, epochs=2, random_state=0)],
-                         expected_failed_checks=lambda estimator: FLOAT32_ORDER)
-def test_sklearn_contract(estimator, check):
+@parametrize_with_checks([AutoencoderTransformer(code_size=3, epochs=2, random_state=0)])
+def test_sklearn_contract(estimator, check, monkeypatch):
+    at_float32_precision(check, monkeypatch)
     check(estimator)
 
 

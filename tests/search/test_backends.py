@@ -177,6 +177,7 @@ def test_a_trial_ray_stopped_at_a_rung_is_stored_with_its_real_start_and_end(mon
     session.life = TrialLifecycle.__new__(TrialLifecycle)
     session.life.max_failures, session.life.failures_in_a_row, session.life.progress = 10, 0, None
     session.recorded, session.intermediate = set(), {"t1": {1: 0.5}}
+    session.retries, session.cut_short_ids = {}, {}  # nothing was cut short before
     # The worker side: a trial that reports one intermediate score and is then stopped.
     reports = []
     monkeypatch.setattr(ray_backend.tune, "report", reports.append)

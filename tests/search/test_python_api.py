@@ -23,7 +23,7 @@ from search.errors import SearchError, StudyError
 from search.results import result_of
 from search.study import open_study
 from tests.conftest import ROOT, TINY_SPACE, run_cli
-from tests.encoderkit.test_transformer import FLOAT32_ORDER
+from tests.encoderkit.test_transformer import at_float32_precision
 
 
 def _digits(n=300):
@@ -335,7 +335,6 @@ def _expected_failed(estimator):
             "its 10 rows hold classes of fewer than 4 rows: too few for a held-out test part and "
             "3 CV folds, which the search refuses with its own message"
         ),
-        **FLOAT32_ORDER,
     }
 
 
@@ -343,6 +342,7 @@ def _expected_failed(estimator):
                          expected_failed_checks=_expected_failed)
 def test_sklearn_contract(estimator, check, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    at_float32_precision(check, monkeypatch)
     check(estimator)
 
 
