@@ -252,7 +252,7 @@ def recover(study) -> list[str]:
     one note per recovered trial."""
     import optuna
 
-    from search.backends.records import is_interruption
+    from search.backends.records import cut_short
 
     check_integrity(study)
     optuna_study = load(study)
@@ -289,7 +289,7 @@ def recover(study) -> list[str]:
         if ended:  # its own reason stands
             note = f"trial {trial.number} ended ({attrs['fail_reason']}) before its state was stored: marked failed"
             # An interrupted one queues its config itself, unless a second stop came in between.
-            if is_interruption(attrs["fail_reason"]) and not _retried(optuna_study, trial.number) and trial.params:
+            if trial.number in dict(cut_short(optuna_study)):
                 optuna_study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
                 note += ", its config queued again"
             notes.append(note)
@@ -300,10 +300,6 @@ def recover(study) -> list[str]:
         optuna_study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
         notes.append(f"trial {trial.number} was left running by {who}: marked failed, its config queued again")
     return notes
-
-
-def _retried(optuna_study, number) -> bool:
-    return any(t.user_attrs.get("retry_of") == number for t in optuna_study.get_trials(deepcopy=False))
 
 
 def check_integrity(study):

@@ -274,7 +274,7 @@ def create_or_check(directory, settings: dict, space_path: str, problem, space) 
         "workers": settings["workers"],
         "data_dir": settings["data_dir"],
         "scale": settings["scale"],
-        "packages": {**package_versions(), **tuner_version(settings["backend"])},
+        "packages": package_versions(),  # with the tuner's version, added by engine.run on every run
         "keras_backend": keras_backend_name(),
     }
     study = Study(directory, manifest)

@@ -17,6 +17,8 @@ import numpy as np
 from encoderkit.errors import DataError
 
 KINDS = ("tabular", "image", "sequence")
+# The layouts X may take, as errors name them
+ROWS_OF_SAMPLES = "one row per sample (2-D tables, 3-D sequences (n, T, F) or 4-D images (n, H, W, C))"
 BUILTIN = {"digits": (), "fashion-mnist": ("n", "seed"), "insurance": ("n", "seed")}  # name -> options
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
 
@@ -373,8 +375,7 @@ def _npz(path: Path, target: str | None) -> Dataset:
     X, y = (_npz_array(archive, path, key) for key in (features, target))
     names, notes = _feature_names(archive, path, X)
     if not 2 <= X.ndim <= 4:
-        raise DataError(f"{path}: {features!r} must have one row per sample (2-D tables, 3-D sequences (n, T, F) "
-                        f"or 4-D images (n, H, W, C)), got shape {X.shape}")
+        raise DataError(f"{path}: {features!r} must have {ROWS_OF_SAMPLES}, got shape {X.shape}")
     if y.ndim > 1 and y.shape[1:] != (1,) * (y.ndim - 1):  # np.ravel would make one label per cell
         raise DataError(f"{path}: label array {target!r} must hold one label per row, got shape {y.shape}")
     shape = tuple(X.shape[1:])
@@ -461,8 +462,7 @@ def from_memory(X, y=None, target: str | None = None) -> Dataset:
         except ValueError as exc:  # rows of different lengths
             raise DataError(f"X: cannot be read as one array ({_first_line(exc)})") from None
         if not 2 <= array.ndim <= 4:  # a 5-D array was searched as a table of its flattened values
-            raise DataError(f"X: must have one row per sample (2-D tables, 3-D sequences (n, T, F) or 4-D images "
-                            f"(n, H, W, C)), got shape {array.shape}")
+            raise DataError(f"X: must have {ROWS_OF_SAMPLES}, got shape {array.shape}")
         shape = tuple(array.shape[1:])
         features = _numeric(array.reshape(len(array), -1), where, "values")  # float64, as from files
     target_name = (getattr(y, "name", None) if target is None else target) or "y"
