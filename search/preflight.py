@@ -151,8 +151,6 @@ def choose_keras_backend(name):
     """`keras_backend=` of `search.run` and `EncoderSearch`, the command line's --keras-backend:
     this process runs Keras on `name` (None: as it would anyway). Set before Keras is first
     imported; a process that already runs another one is refused (Keras cannot switch)."""
-    import sys
-
     from search.settings import KERAS_BACKENDS
 
     if name is None:
@@ -160,27 +158,27 @@ def choose_keras_backend(name):
     if name not in KERAS_BACKENDS:
         raise SettingsError(f"keras_backend: expected one of {', '.join(KERAS_BACKENDS)}, got {name!r}")
     check_installed("keras_backend", name)
-    keras = sys.modules.get("keras")
-    if keras is not None and keras.backend.backend() != name:
-        raise SettingsError(f"keras_backend: {name!r}, but this process already runs Keras on "
-                            f"{keras.backend.backend()!r}; set KERAS_BACKEND={name} before Keras is first imported "
-                            "(in a notebook: restart the kernel)")
-    os.environ["KERAS_BACKEND"] = name
+    _run_keras_on(name, lambda active: SettingsError(
+        f"keras_backend: {name!r}, but this process already runs Keras on {active!r}; set KERAS_BACKEND={name} "
+        "before Keras is first imported (in a notebook: restart the kernel)"))
 
 
 def use_keras_backend(name):
     """A study keeps the Keras backend it began with, in every command that fits or loads its
     models (run, resume, export, replay, join); workers inherit it. Before Keras is imported."""
+    if name:
+        _run_keras_on(name, lambda active: StudyError(
+            f"study uses Keras backend {name!r} but this process already runs {active!r}; set KERAS_BACKEND={name}"))
+
+
+def _run_keras_on(name, refusal):
+    """Keras in this process, and the workers it starts, run on `name`: set before Keras is
+    imported; where it already runs another backend, raise `refusal(active)` (Keras cannot switch)."""
     import sys
 
-    if not name:
-        return
-    if "keras" in sys.modules:
-        active = sys.modules["keras"].backend.backend()
-        if active != name:
-            raise StudyError(f"study uses Keras backend {name!r} but this process already runs {active!r}; "
-                             f"set KERAS_BACKEND={name}")
-        return
+    keras = sys.modules.get("keras")
+    if keras is not None and keras.backend.backend() != name:
+        raise refusal(keras.backend.backend())
     os.environ["KERAS_BACKEND"] = name
 
 
