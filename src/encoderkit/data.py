@@ -379,7 +379,7 @@ def _npz(path: Path, target: str | None) -> Dataset:
     if y.ndim > 1 and y.shape[1:] != (1,) * (y.ndim - 1):  # np.ravel would make one label per cell
         raise DataError(f"{path}: label array {target!r} must hold one label per row, got shape {y.shape}")
     shape = tuple(X.shape[1:])
-    X = _numeric(X.reshape(len(X), -1), path, features)
+    X = _numeric(_as_rows(X), path, features)
     return _checked(Dataset(path.stem, X, np.ravel(y), kind_of(shape), shape, names, target_name=target,
                             notes=notes), path)
 
@@ -464,7 +464,7 @@ def from_memory(X, y=None, target: str | None = None) -> Dataset:
         if not 2 <= array.ndim <= 4:  # a 5-D array was searched as a table of its flattened values
             raise DataError(f"X: must have {ROWS_OF_SAMPLES}, got shape {array.shape}")
         shape = tuple(array.shape[1:])
-        features = _numeric(array.reshape(len(array), -1), where, "values")  # float64, as from files
+        features = _numeric(_as_rows(array), where, "values")  # float64, as from files
     target_name = (getattr(y, "name", None) if target is None else target) or "y"
     labels = _labels(y)
     if labels.ndim != 1:
@@ -524,6 +524,11 @@ def _load_numpy(path):
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError) as exc:
         raise DataError(f"{path}: cannot be read as NumPy data ({_first_line(exc)})") from None
+
+
+def _as_rows(array):
+    """One row of features per sample; also for no samples, which `reshape(0, -1)` cannot take."""
+    return array.reshape(len(array), int(np.prod(array.shape[1:])))
 
 
 def _numeric(array, path, what):

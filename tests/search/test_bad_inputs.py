@@ -125,6 +125,7 @@ RUN_CASES = [
     ("data-empty-string-label", ["--data", _csv(_numeric(label=["a", "b", "", "b"] * 10)), "--target", "label"],
      "target 'label' has no label in"),
     ("data-npz-nan-label", ["--data", _npz(X=np.ones((40, 3)), y=np.r_[np.arange(39) % 2, np.nan])], "target 'y' has no label in 1 row(s)"),
+    ("data-npz-no-rows", ["--data", _npz(X=np.empty((0, 5)), y=np.empty(0))], "data.npz: no rows or no feature columns"),
     ("data-npz-no-features", ["--data", _npz(Z=np.ones((40, 3)), y=np.arange(40) % 2)], "no features array 'X'"),
     ("data-npz-five-dimensions", ["--data", _npz(X=np.ones((40, 2, 2, 2, 2)), y=np.arange(40) % 2)],
      "data.npz: 'X' must have one row per sample (2-D tables, 3-D sequences (n, T, F) or 4-D images (n, H, W, C)), "
