@@ -144,18 +144,31 @@ def read_manifest(directory) -> dict:
     if Path(directory).is_file():
         raise ExportError(f"{directory}: a file; load_encoder takes the export's folder"
                           f"{f' ({Path(directory).parent})' if Path(directory).name == MANIFEST else ''}")
+    if not Path(directory).is_dir():
+        raise ExportError(f"{directory}: no such folder")
     if not path.is_file():
-        raise ExportError(f"{directory}: not an export (no manifest.json)")
+        raise ExportError(f"{directory}: not an export (no manifest.json){_exports_inside(directory)}")
     try:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ExportError(f"{path}: corrupted manifest ({exc})") from None
+    if isinstance(manifest, dict) and "format_version" not in manifest and _exports_inside(directory):
+        # another tool's manifest, such as a search study's: its export is a folder inside
+        raise ExportError(f"{directory}: not an export{_exports_inside(directory)}")
     version = manifest.get("format_version") if isinstance(manifest, dict) else None
     if isinstance(version, bool) or version not in READABLE_FORMATS:  # True == 1 in Python
         raise ExportError(
             f"{path}: format_version {version!r} is not supported (this encoderkit reads {READABLE_FORMATS[-1]})"
         )
     return manifest
+
+
+def _exports_inside(directory) -> str:
+    """Where a folder holds exports one level down (a study's export/): '; its export: PATH'."""
+    found = sorted(str(p.parent) for p in Path(directory).glob(f"*/{MANIFEST}") if _is_export_manifest(p))
+    if not found:
+        return ""
+    return f"; {'the export inside' if len(found) == 1 else 'exports inside'}: {', '.join(found[:3])}"
 
 
 def load_encoder(directory, *, allow_pickle: bool = False):
@@ -169,7 +182,7 @@ def load_encoder(directory, *, allow_pickle: bool = False):
     from encoderkit.quiet import import_keras_quietly
 
     import_keras_quietly()
-    directory = Path(directory)
+    directory = Path(directory).expanduser()
     manifest = read_manifest(directory)
     _check_versions(directory, manifest.get("packages", {}))
     _check_files(directory, manifest)

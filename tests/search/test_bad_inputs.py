@@ -438,7 +438,7 @@ EXPORT_CASES = [
     ("export-future-format", _future_format, "format_version 99 is not supported"),
     ("export-corrupted-model", _corrupt_model, "encoder.joblib: does not match the hash in the manifest"),
     ("export-incompatible-keras", _other_keras, "exported with keras 2.15.0"),
-    ("export-missing", lambda d: __import__("shutil").rmtree(d), "not an export"),
+    ("export-missing", lambda d: __import__("shutil").rmtree(d), "copy: no such folder"),
 ]
 
 
@@ -451,6 +451,24 @@ def test_a_damaged_export_raises_export_error_with_one_line(export_dir, tmp_path
     with pytest.raises(ExportError) as raised:
         load_encoder(copy)
     assert expected in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_load_encoder_on_the_folder_around_an_export_names_the_export_inside(export_dir, tmp_path, monkeypatch):
+    """A study directory (result.study_dir) is an easy mistake for its export/: its manifest is
+    the study's, which read as an unsupported format version."""
+    from encoderkit import ExportError, load_encoder
+
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "manifest.json").write_text('{"manifest_version": 1, "seed": 0}')
+    __import__("shutil").copytree(export_dir, study / "export")
+    for folder, expected in ((study, f"{study}: not an export; the export inside: {study / 'export'}"),
+                             (tmp_path, f"{tmp_path}: not an export (no manifest.json)")):
+        with pytest.raises(ExportError) as raised:
+            load_encoder(folder)
+        assert str(raised.value) == expected
+    monkeypatch.setenv("HOME", str(study))
+    assert load_encoder("~/export").n_features_in_ == 64  # as a shell would expand it
 
 
 def test_transform_with_the_wrong_number_of_features_is_a_clear_value_error(export_dir):
