@@ -447,6 +447,10 @@ def from_memory(X, y=None, target: str | None = None) -> Dataset:
         features, shape = _numeric_frame(X, where), (len(names),)
         if not all(isinstance(c, str) for c in X.columns):
             names = None  # as scikit-learn: only string column names are feature names
+            first = next(c for c in X.columns if not isinstance(c, str))
+            notes = (*notes, f"{where}: its column names are not all strings ({first} is {type(first).__name__}), "
+                             "so, as in scikit-learn, the export takes columns by position, not by name; to keep "
+                             "the names: X.columns = X.columns.astype(str)")
     else:
         where, name, names = "X", "arrays", None
         if isinstance(X, (dict, set)) or np.isscalar(X):

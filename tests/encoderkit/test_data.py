@@ -307,6 +307,11 @@ def test_an_npz_may_name_its_columns_and_in_memory_data_round_trips_through_one(
     # A column named as the default label column, beside labels given as y: kept, with a note.
     leaky = from_memory(frame.assign(target=[0, 1, 0, 1]), pd.Series([0, 1, 0, 1]))
     assert leaky.feature_names == ("a", "b", "target") and "column 'target' is taken as a feature" in leaky.notes[0]
+    # Column names that are not strings (pd.DataFrame(X)'s 0, 1, ...): taken by position, as in scikit-learn, and said
+    numbered = from_memory(frame.set_axis([0, 1], axis=1), [0, 1, 0, 1])
+    assert numbered.feature_names is None and numbered.notes == (
+        "X (DataFrame): its column names are not all strings (0 is int), so, as in scikit-learn, the export takes "
+        "columns by position, not by name; to keep the names: X.columns = X.columns.astype(str)",)
     save_npz(tmp_path / "d.npz", dataset)
     loaded = load_dataset(tmp_path / "d.npz")  # a PathLike
     assert loaded.feature_names == ("a", "b") and content_hash(loaded) == content_hash(dataset)
