@@ -10,24 +10,43 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
+
+
+@contextmanager
+def stderr_silenced():
+    """File descriptor 2 goes to /dev/null for the block (C++ logging bypasses sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def import_keras_quietly():
     if "keras" in sys.modules:
         return sys.modules["keras"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import keras
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    with stderr_silenced():
+        import keras
     import logging
 
     tf_logger = logging.getLogger("tensorflow")
     if tf_logger.level == logging.NOTSET:  # unless the user configured it: no retracing warnings
         tf_logger.setLevel(logging.ERROR)
     return keras
+
+
+def set_random_seed_quietly(seed: int):
+    """`keras.utils.set_random_seed`, which seeds TensorFlow wherever it is installed: under
+    the JAX or torch backend that is TensorFlow's first import, with its start-up lines."""
+    keras = import_keras_quietly()
+    if "tensorflow" in sys.modules:
+        keras.utils.set_random_seed(seed)
+        return
+    with stderr_silenced():
+        keras.utils.set_random_seed(seed)

@@ -24,10 +24,12 @@ class SoftmaxProbe(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         import keras
 
+        from encoderkit.quiet import set_random_seed_quietly
+
         X, y = validate_data(self, X, y, dtype=np.float32)
         self.classes_ = unique_labels(y)
         target = np.searchsorted(self.classes_, y)
-        keras.utils.set_random_seed(int(self.random_state))
+        set_random_seed_quietly(int(self.random_state))
         self.model_ = keras.Sequential([
             keras.Input((X.shape[1],)),
             keras.layers.Dense(len(self.classes_), activation="softmax",

@@ -139,7 +139,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
             raise
 
     def _fit(self, X, callbacks):
-        from encoderkit.quiet import import_keras_quietly
+        from encoderkit.quiet import import_keras_quietly, set_random_seed_quietly
 
         keras = import_keras_quietly()
 
@@ -152,7 +152,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         params = get_family(self.family).resolve(self.family_params)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(0, 2**31 - 1))
-        keras.utils.set_random_seed(seed)
+        set_random_seed_quietly(seed)
 
         self.scaler_ = SCALINGS[self.scaling](len(X), seed, shape).fit(X)
         Xs = self._scaled(X)

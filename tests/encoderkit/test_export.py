@@ -101,19 +101,24 @@ def test_save_export_refuses_to_replace_anything_but_an_export(small_digits, tmp
     assert after == before and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def test_loading_fitting_and_transforming_print_nothing(exported):
-    """No absl/oneDNN start-up lines or retracing warnings from the library."""
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_loading_fitting_and_transforming_print_nothing(exported, backend):
+    """No absl/oneDNN start-up lines or retracing warnings from the library; under JAX, seeding
+    imports TensorFlow (keras.utils.set_random_seed seeds it wherever it is installed)."""
     import os
 
+    pytest.importorskip(backend)
     code = f"""
 from sklearn.datasets import load_digits
 from encoderkit import AutoencoderTransformer, load_encoder
-X, _ = load_digits(return_X_y=True)
+from encoderkit.softmax_probe import SoftmaxProbe
+X, y = load_digits(return_X_y=True)
 load_encoder({str(exported[0])!r}).transform(X[:10])
 for seed in range(7):
     AutoencoderTransformer(code_size=2, epochs=1, random_state=seed).fit(X[:100]).transform(X[:5])
+SoftmaxProbe(steps=5).fit(X[:100], y[:100]).predict(X[:5])
 """
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env = {**{k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}, "KERAS_BACKEND": backend}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stderr == "" and result.stdout == ""
