@@ -171,10 +171,13 @@ def named(problem, X):
 
 
 def pick_trial(optuna_study, number, directory):
-    complete = [t for t in optuna_study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    trials = optuna_study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
     if number is None:
         if not complete:
-            raise StudyError(f"{directory}: no completed trial to export")
+            failed = [t.user_attrs["fail_reason"] for t in trials if t.user_attrs.get("fail_reason")]
+            why = f" ({len(failed)} failed; the last: {failed[-1]})" if failed else ""
+            raise StudyError(f"{directory}: no completed trial to export{why}")
         return max(complete, key=lambda t: t.value)
     match = [t for t in complete if t.number == int(number)]
     if not match:

@@ -141,7 +141,8 @@ class KerasTunerSuggest:
             self.depths[name] = options
         with self._scopes(name):
             if len({type(o) for o in options}) == 1 and isinstance(options[0], (bool, int, float, str)):
-                return self.hp.Choice(name, options)
+                value = self.hp.Choice(name, options)  # keeps booleans as ints (bool is an int to its check)
+                return bool(value) if isinstance(options[0], bool) else value
             labels = [repr(o) for o in options]  # keras-tuner wants one scalar type per choice
             return options[labels.index(self.hp.Choice(name, labels))]
 

@@ -32,6 +32,19 @@ EPOCHS = "training.epochs"
 Options = KerasTunerOptions
 
 
+@contextlib.contextmanager
+def _no_failed_trial_tracebacks():
+    """keras-tuner prints each failed trial's traceback (its config.DEBUG, on by default, and
+    not public); the search has stored the reason in one line already."""
+    from keras_tuner.src import config
+
+    saved, config.DEBUG = config.DEBUG, False
+    try:
+        yield
+    finally:
+        config.DEBUG = saved
+
+
 def run(study, problem, space, progress=None):
     import keras_tuner as kt
 
@@ -93,7 +106,7 @@ def run(study, problem, space, progress=None):
     tuner.oracle.update_space(KerasTunerSuggest.declare(kt.HyperParameters(), space))
     from search import interrupts
 
-    with interrupts.graceful():
+    with interrupts.graceful(), _no_failed_trial_tracebacks():
         try:
             tuner.search(verbose=0)
         except kt.errors.FatalError:

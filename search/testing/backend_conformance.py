@@ -31,6 +31,7 @@ import yaml
 TINY_SPACE = {
     "name": "conformance",
     "code_size": {"int": [2, 8]},
+    "include_input": {"choice": [False, True]},  # a boolean choice (keras-tuner made ints of one)
     "training": {"epochs": {"int": [2, 3]}, "batch_size": 64,
                  "learning_rate": {"float": [1.0e-3, 1.0e-2], "log": True}},
     "families": {
@@ -101,6 +102,7 @@ def check_backend(backend: str, directory, extra_args=(), env=None):
     run = ("run", "--backend", backend, *extra_args, "--space", space_file, "--study-dir", study, "--no-progress")
     first = run_search(*run, "--trials", 3, env=env)
     assert first.returncode == 0, first.stderr[-3000:]
+    assert "Traceback" not in first.stderr, first.stderr[-3000:]  # a failed trial is stored with its reason
     trials = stored_trials(study)
     # The space's start point is the first trial, or the backend says it skips it.
     if takes_start_points:

@@ -99,3 +99,22 @@ def test_a_trial_stored_as_interrupted_is_stored_again_when_its_tuner_runs_it_ag
                                                   value=0.5 if state == "COMPLETE" else None))
     assert recorded_ids(study, "kerastuner_trial_id") == {"0", "1"}
     assert interrupted_ids(study, "kerastuner_trial_id") == {"2": 2, "3": 3}
+
+
+@pytest.mark.parametrize("name", ["default", "image", "sequence"])
+def test_what_keras_tuner_samples_passes_the_transformers_parameter_check(name):
+    """keras-tuner's Choice turns [false, true] into [0, 1]: every trial of the default space
+    (include_input: {choice: [false, true]}) failed scikit-learn's parameter check."""
+    from encoderkit import AutoencoderTransformer
+    from search.suggest import transformer_params
+
+    space = load_space(name)
+    declared = KerasTunerSuggest.declare(kt.HyperParameters(), space)
+    seen = set()
+    for seed in range(8):
+        hp = kt.HyperParameters()
+        hp.values.update({p.name: p.random_sample(seed) for p in declared.space})
+        candidate = sample(space, KerasTunerSuggest(hp))
+        AutoencoderTransformer(**transformer_params(candidate, 0, (8, 8, 1)))._validate_params()
+        seen.add(candidate["include_input"])
+    assert seen <= {False, True} and all(type(v) is bool for v in seen)

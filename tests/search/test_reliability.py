@@ -230,6 +230,20 @@ def test_many_failures_in_a_row_abort_with_a_clear_message(tmp_path):
     assert lines == [lines[0]] and "3 trials failed in a row (--max-failures 3); last: TrainingError: loss became NaN" in lines[0]
 
 
+def test_a_search_whose_every_trial_failed_says_why_in_its_one_line(tmp_path):
+    """keras-tuner ends at its trial count, failed trials included (optuna goes on to --max-failures)."""
+    pytest.importorskip("keras_tuner")
+    space = tmp_path / "nan.yaml"
+    space.write_text(NAN_SPACE % "1.0e+12")
+    result = run_cli("run", "--space", space, "--trials", "2", "--study-dir", tmp_path / "study", "--no-progress",
+                     "--backend", "kerastuner")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    # (one trial: keras-tuner's oracle finds no second config in this space of fixed values)
+    assert result.stderr.startswith(f"error: {tmp_path / 'study'}: no completed trial to export (1 failed; the last: "
+                                    "TrainingError: loss became NaN"), result.stderr
+    assert result.stderr.count("\n") == 1
+
+
 def test_same_seed_same_configs_fresh_processes_and_replay_within_half_a_point(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     for study, extra in ((a, ()), (b, ("--fresh-process", "2"))):  # trials 0-1 in one child, 2 in another
