@@ -25,6 +25,14 @@ class _OneLineErrors(argparse.ArgumentParser):
         self.exit(2, f"error: {message.removeprefix('argument ')} (see {self.prog} --help)\n")
 
 
+def _path(text: str) -> str:
+    """A path argument: '~' expanded (a shell leaves it in --flag=~/x); an empty one (an unset
+    shell variable) is refused rather than taken as the current or a default directory."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path (an unset shell variable?)")
+    return os.path.expanduser(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineErrors(
         prog="python -m search",
@@ -34,13 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="start (or continue) a search")
     run.add_argument(
-        "--data", default=StudySpec.data,
+        "--data", default=StudySpec.data, type=_path,
         help="digits, fashion-mnist, insurance[:n=N,seed=S], ucr:NAME (a UCR/UEA dataset bundled with aeon), "
              "or a .csv/.npy/.npz file (default: %(default)s)",
     )
-    run.add_argument("--data-dir", default=None, help="where fashion-mnist's IDX files are (default: Debian's path)")
+    run.add_argument("--data-dir", default=None, type=_path, help="where fashion-mnist's IDX files are (default: Debian's path)")
     run.add_argument("--target", default=None, help="label column (CSV name, NPY index, NPZ key)")
-    run.add_argument("--space", default="default", help="a shipped space name or a YAML file (default: default)")
+    run.add_argument("--space", default="default", type=_path, help="a shipped space name or a YAML file (default: default)")
     run.add_argument("--scale", type=float, default=1.0, help="shrink epochs, units and filters by this factor (0, 1]")
     run.add_argument("--trials", type=int, default=Budget.trials, help="finished trials to reach (default: %(default)s)")
     run.add_argument("--timeout", type=float, default=Budget.timeout,
@@ -70,44 +78,44 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--subsample", type=int, default=None,
                      help="trials train and score on this many rows of the search part (stratified); "
                           "the export refits the winner on all of it (default: all rows)")
-    run.add_argument("--study-dir", default=None, help="study directory (default: studies/DATA-TIME)")
+    run.add_argument("--study-dir", default=None, type=_path, help="study directory (default: studies/DATA-TIME)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     join = commands.add_parser("join", help="add a worker on this machine to a study in a shared storage")
     join.add_argument("storage", metavar="URL", help="the study's storage (as given to run --storage)")
     join.add_argument("--study", required=True, help="the study's name in the storage (its study directory's name)")
-    join.add_argument("--data", default=None,
+    join.add_argument("--data", default=None, type=_path,
                       help="this machine's copy of the study's data file (in-memory data: its data.npz); "
                            "default: the path the study recorded")
-    join.add_argument("--study-dir", default=None, help="this worker's local directory (default: studies/NAME-join-HOST)")
+    join.add_argument("--study-dir", default=None, type=_path, help="this worker's local directory (default: studies/NAME-join-HOST)")
     join.add_argument("--no-progress", action="store_true")
 
     resume = commands.add_parser("resume", help="continue a stopped study to its requested trial count",
                                  description="Continues a study to the trial count it was given. For more "
                                              "trials, run `run --trials N --study-dir DIR` with its settings.")
-    resume.add_argument("study_dir", help="the study directory")
-    resume.add_argument("--data", help="the study's data file where it is now, if it moved (same contents)")
+    resume.add_argument("study_dir", type=_path, help="the study directory")
+    resume.add_argument("--data", type=_path, help="the study's data file where it is now, if it moved (same contents)")
     resume.add_argument("--no-progress", action="store_true")
 
     report = commands.add_parser("report", help="print the leaderboard of a study, or write an HTML report")
-    report.add_argument("study_dir", help="the study directory (read only)")
+    report.add_argument("study_dir", type=_path, help="the study directory (read only)")
     report.add_argument("--top", type=int, default=10, help="trials shown in the leaderboard (default: 10)")
     report.add_argument("--html", action="store_true", help="write one self-contained HTML file with plots")
-    report.add_argument("-o", "--out", default=None, help="HTML file (default: STUDY/report.html)")
+    report.add_argument("-o", "--out", default=None, type=_path, help="HTML file (default: STUDY/report.html)")
 
     export = commands.add_parser("export", help="refit and export the best (or a given) trial")
-    export.add_argument("study_dir", help="the study directory")
+    export.add_argument("study_dir", type=_path, help="the study directory")
     export.add_argument("--trial", type=int, default=None,
                         help="a completed trial's number (default: the best; another goes to STUDY/export-trial-N)")
-    export.add_argument("-o", "--out", default=None, help="export directory (default: STUDY/export)")
+    export.add_argument("-o", "--out", default=None, type=_path, help="export directory (default: STUDY/export)")
 
     replay = commands.add_parser("replay", help="re-score a completed trial and compare with its stored score")
-    replay.add_argument("study_dir", help="the study directory (read only)")
+    replay.add_argument("study_dir", type=_path, help="the study directory (read only)")
     replay.add_argument("--trial", type=int, required=True, help="the completed trial's number")
     replay.add_argument("--tolerance", type=float, default=0.5, help="allowed difference in points (default: 0.5)")
 
     spaces = commands.add_parser("spaces", help="list the shipped spaces, or validate a space file")
-    spaces.add_argument("path", nargs="?", help="a space file to validate")
+    spaces.add_argument("path", nargs="?", type=_path, help="a space file to validate")
 
     worker = commands.add_parser("_worker")  # internal: one extra worker process of a study
     worker.add_argument("study_dir")

@@ -143,7 +143,8 @@ def run(
         subsample=spec.subsample,
     )
     notes.extend(problem.notes)
-    study_dir = check_writable_study_dir(study_dir or f"studies/{dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    study_dir = check_writable_study_dir(
+        f"studies/{dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}" if study_dir is None else study_dir)
     # What the manifest records: the spec (the subsample the problem kept), the budget, the
     # backend and its options, and where a built-in dataset's files are.
     settings = {

@@ -198,7 +198,9 @@ def check_writable_study_dir(directory) -> Path:
     (itself if it exists, else the nearest existing parent)."""
     if not isinstance(directory, (str, os.PathLike)):
         raise SettingsError(f"study_dir: expected a folder path, got {directory!r}")
-    directory = Path(directory)
+    if not os.fspath(directory).strip():
+        raise SettingsError("study_dir: an empty path; give a folder, or none for studies/NAME-TIME")
+    directory = Path(directory).expanduser()
     if not directory.is_absolute() and RAY_JOB_COPY in Path.cwd().as_posix():
         raise SettingsError(f"study_dir: {os.fspath(directory)!r} is relative, and this Ray job runs in Ray's temporary "
                             f"copy of its working directory ({Path.cwd()}), which Ray deletes: give an absolute path "

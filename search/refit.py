@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from encoderkit.baselines import baselines_for
-from encoderkit.export import check_destination
+from encoderkit.export import check_destination, remove_leftovers
 from encoderkit.probe import REFERENCE, test_score
 from search import compile_cache
 from search.errors import StudyError
@@ -21,7 +21,7 @@ from search.lock import check_free, study_lock
 from search.preflight import check_writable_study_dir, use_study_keras_backend
 from search.quiet import import_keras_quietly
 from search.storage import load, load_readonly
-from search.study import open_study
+from search.study import open_study, study_around
 from search.suggest import FixedSuggest, sample, transformer_params
 
 
@@ -39,6 +39,8 @@ def export_best(study_dir, trial=None, out=None) -> dict:
     check_destination(destination)  # before minutes of refitting
     pick_trial(load_readonly(study), trial, study.directory)  # a bad --trial touches nothing
     with study_lock(study.directory, "export"):
+        if out is None:  # the study's own export folders: the lock says no other command writes them
+            remove_leftovers(destination)  # a killed export's staging copy
         return refit_and_export(study, trial=trial, out=destination)
 
 
@@ -54,20 +56,33 @@ def current_export(study) -> dict | None:
         best = pick_trial(load(study), None, study.directory)
     except (OSError, ValueError, StudyError):
         return None  # no export yet, a damaged one, or no completed trial: refit as usual
-    same = (recorded.get("trial"), recorded.get("cv_score"), recorded.get("split_hash"), exported.get("trial"))
     backend = study.manifest.get("keras_backend")  # an export made under another backend is made again
     if backend and exported.get("keras_backend") not in (None, backend):
         return None
-    return recorded if same == (best.number, best.value, study.manifest["split_hash"], best.number) else None
+    # export.json and the export itself both hold the best trial (an export copied in from
+    # another study has its own trial, score or split)
+    best_now = (best.number, best.value, study.manifest["split_hash"])
+    keys = ("trial", "cv_score", "split_hash")
+    same = tuple(recorded.get(k) for k in keys) == best_now == tuple(exported.get(k) for k in keys)
+    return recorded if same else None
 
 
 def export_destination(study, trial=None, out=None) -> Path:
-    if out is not None:
-        if trial is not None and Path(out).resolve() == study.export_dir.resolve():
-            raise StudyError(f"{out}: holds the study's best trial; write trial {trial} elsewhere "
-                             f"(default: {study.directory / f'export-trial-{int(trial)}'})")
-        return Path(out)
-    return study.export_dir if trial is None else study.directory / f"export-trial-{int(trial)}"
+    default = study.export_dir if trial is None else study.directory / f"export-trial-{int(trial)}"
+    if out is None:
+        return default
+    out = Path(out).expanduser()
+    if trial is not None and out.resolve() == study.export_dir.resolve():
+        raise StudyError(f"{out}: holds the study's best trial; write trial {trial} elsewhere (default: {default})")
+    # A study's folder is its commands' to manage: a foreign export in another study's
+    # export/ became that study's "winner", one in logs/ or inside an export broke them.
+    owner = study_around(out)
+    if owner == study.directory.resolve() and out.resolve() != default.resolve():
+        raise StudyError(f"{out}: in the study directory, whose files its commands manage; "
+                         f"leave -o out for {default}, or choose a path outside it")
+    if owner is not None and owner != study.directory.resolve():
+        raise StudyError(f"{out}: inside another study's directory ({owner}); choose a path outside it")
+    return out
 
 
 def refit_and_export(study, problem=None, space=None, trial=None, out=None) -> dict:

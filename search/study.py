@@ -143,8 +143,17 @@ class Study:
     def record_test_use(self, *, trial: int, metric: str, test: dict, destination, best: bool):
         use = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "trial": int(trial), "best": bool(best),
                "metric": metric, "score": test["score"], "low": test["low"], "high": test["high"],
-               "export": str(destination)}
+               "export": self._where(destination)}
         atomic_write(self.directory / TEST_USES, json.dumps([*self.test_uses(), use], indent=2))
+
+    def _where(self, path) -> str:
+        """A path as everyone who reads the study can follow it: relative to the study inside it
+        (it moves with the study), else absolute (not relative to whoever ran the command)."""
+        path = Path(path).absolute()
+        try:
+            return str(path.relative_to(self.directory.absolute()))
+        except ValueError:
+            return str(path)
 
     def write_json(self, name: str, value: dict):
         atomic_write(self.directory / name, json.dumps(value, indent=2, default=str))
@@ -174,6 +183,18 @@ def open_study(directory) -> Study:
             raise StudyError(f"{path}: corrupted manifest ({key}={value!r} is not "
                              f"{' or '.join(t.__name__.replace('NoneType', 'null') for t in types)})")
     return Study(directory, manifest)
+
+
+def study_around(path) -> Path | None:
+    """The study directory that holds `path` (or is it), resolved; None where there is none."""
+    for folder in (Path(path).resolve(), *Path(path).resolve().parents):
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(manifest, dict) and "manifest_version" in manifest:
+            return folder
+    return None
 
 
 # What every command reads from a study's manifest (every run writes them), and its JSON types.

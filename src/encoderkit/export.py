@@ -56,10 +56,14 @@ def check_destination(directory):
     """An export may go to a path that does not exist, an empty directory, or an existing
     export directory (replaced as a whole); anything else would lose the user's files."""
     directory = Path(directory)
+    inside = next((p for p in directory.absolute().parents if _is_export_manifest(p / MANIFEST)), None)
+    if inside is not None:  # its hash check would refuse the export it is in
+        raise ExportError(f"{directory}: inside the export {inside}; choose a path outside it")
     if not directory.exists():
         parent = next(p for p in directory.absolute().parents if p.exists())
         if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
             raise ExportError(f"{directory}: cannot be created ({parent} is not a writable directory)")
+        _check_can_stage_in(directory, parent)
         return
     if not directory.is_dir():
         raise ExportError(f"{directory}: is a file; an export is written only to a new path or over an export directory")
@@ -74,11 +78,21 @@ def check_destination(directory):
                           "nothing written (choose a new path)")
     if not os.access(directory.parent, os.W_OK | os.X_OK):
         raise ExportError(f"{directory}: cannot be replaced ({directory.parent} is not writable)")
+    _check_can_stage_in(directory, directory.absolute().parent)
     if not os.access(directory, os.W_OK | os.X_OK):
         # Renaming it away would work, deleting its files would not: a read-only export is
         # someone's way of keeping it, and replacing it left a hidden .old copy behind.
         raise ExportError(f"{directory}: is read-only; nothing written (make it writable to replace it, "
                           "or choose a new path)")
+
+
+def _check_can_stage_in(directory, folder):
+    """Permissions do not tell everything (/proc, a full or read-only file system): the export
+    is staged beside its destination, so make and remove a folder there, before any refit."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=f".{directory.name}.check-", dir=folder))
+    except OSError as exc:
+        raise ExportError(f"{directory}: cannot be written ({exc.strerror or exc} in {folder})") from None
 
 
 def save_export(directory, transformer, manifest: dict, before_publish=None) -> Path:

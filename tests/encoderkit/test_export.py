@@ -84,6 +84,13 @@ def test_an_export_directory_follows_the_umask(exported):
     assert stat.S_IMODE(exported[0].stat().st_mode) == 0o777 & ~mask
 
 
+def test_an_export_is_not_written_inside_another(exported):
+    from encoderkit.export import check_destination
+
+    with pytest.raises(ExportError, match=f"{exported[0] / 'sub'}: inside the export {exported[0]}; choose a path"):
+        check_destination(exported[0] / "sub")  # the outer export's hash check would refuse it
+
+
 @pytest.mark.parametrize("prepare, message", [
     (lambda d: d.write_text("mine"), "is a file"),
     (lambda d: (d.mkdir(), (d / "notes.txt").write_text("mine")), "not an export directory"),

@@ -228,7 +228,19 @@ STUDY_CASES = [
     ("study-resume-not-a-study", lambda s: ["resume", s / "logs"], "not a study directory"),
     ("study-other-test-size", lambda s: ["run", "--space", TINY_SPACE, "--test-size", "0.3", "--study-dir", s, "--no-progress"],
      "study was made with test_size=0.25, not 0.3"),
-    ("study-export-over-the-study", lambda s: ["export", s, "-o", s], "exists and is not an export directory"),
+    ("study-export-over-the-study", lambda s: ["export", s, "-o", s], "in the study directory, whose files its commands manage"),
+    # A study's folders are its commands' (worker logs came to sit in an export made into logs/;
+    # an export copied into another study's export/ became that study's winner)
+    ("study-export-into-its-logs", lambda s: ["export", s, "-o", s / "logs"],
+     f"logs: in the study directory, whose files its commands manage; leave -o out for "),
+    ("study-export-trial-under-another-trials-name", lambda s: ["export", s, "--trial", "0", "-o", s / "export-trial-1"],
+     "leave -o out for "),
+    ("study-export-into-another-study", lambda s: ["export", s, "-o", s.parent / "keyless" / "export"],
+     "export: inside another study's directory ("),
+    ("study-export-where-nothing-can-be-written", lambda s: ["export", s, "-o", "/proc/encoder"],
+     "/proc/encoder: cannot be written ("),  # was a traceback, after the test part had been scored
+    ("study-export-empty-out", lambda s: ["export", s, "-o", ""], "-o/--out: an empty path (an unset shell variable?)"),
+    ("study-report-empty-path", lambda s: ["report", ""], "study_dir: an empty path"),
     ("study-export-over-a-file", lambda s: ["export", s, "-o", s.parent / "mine.txt"], "is a file"),
     ("study-export-over-a-folder", lambda s: ["export", s, "-o", s.parent / "mine"], "exists and is not an export directory"),
     ("study-export-trial-over-the-best", lambda s: ["export", s, "--trial", "0", "-o", s / "export"], "holds the study's best trial"),

@@ -60,6 +60,17 @@ def finished_trials(study):
 
 
 @CLI_TINY_STUDY
+def test_path_arguments_expand_a_tilde_that_the_shell_left(monkeypatch):
+    """`--study-dir=~/x` reaches the program as typed (bash expands ~ only at a word's start)."""
+    from search.cli import build_parser
+
+    monkeypatch.setenv("HOME", "/home/someone")
+    parse = build_parser().parse_args
+    assert parse(["run", "--study-dir=~/runs/a", "--data=~/d.csv", "--space=~/s.yaml"]).study_dir == "/home/someone/runs/a"
+    assert parse(["run", "--data=~/d.csv"]).data == "/home/someone/d.csv" and parse(["run"]).data == "digits"
+    assert parse(["export", "~/runs/a", "-o=~/enc"]).out == "/home/someone/enc"
+
+
 def test_run_prints_the_leaderboard_with_baselines_and_exports(tiny_study):
     study, stdout = tiny_study
     assert "Leaderboard (accuracy, 3 trials" in stdout
@@ -180,7 +191,11 @@ def test_exporting_another_trial_leaves_the_study_export_alone_and_is_listed_as_
     uses = json.loads((study / "test_uses.json").read_text())
     assert uses[0]["best"] and [u for u in uses if u["best"]][-1]["trial"] == best
     assert (uses[-1]["trial"], uses[-1]["best"]) == (other, False)
-    assert uses[-1]["export"] == str(study / f"export-trial-{other}")
+    assert uses[-1]["export"] == f"export-trial-{other}"  # in the study: relative to it, so it moves with it
+    elsewhere = run_cli("export", "study", "--trial", other, "-o", "mine", cwd=tmp_path)
+    assert elsewhere.returncode == 0, elsewhere.stderr[-2000:]
+    uses = json.loads((study / "test_uses.json").read_text())  # outside it: absolute, not the caller's relative path
+    assert uses[-1]["export"] == str(tmp_path / "mine")
     report = run_cli("report", study)
     assert f"used {len(uses)} times, listed below): winner trial {best} " in report.stdout
     assert f"trial {other}  accuracy" in report.stdout and "only the first was blind" in report.stdout
@@ -207,6 +222,24 @@ def test_a_repeat_run_that_finds_nothing_better_keeps_the_export_and_does_not_sc
     assert {p.name: p.read_bytes() for p in (study / "export").iterdir()} == before
     assert "used once" in result.stdout or len(uses) > 1  # the leaderboard still reads the kept export
     assert f"export: {study / 'export'}" in result.stdout
+
+
+@CLI_TINY_STUDY
+def test_an_export_that_is_not_the_studys_own_winner_is_made_again(tiny_study, tmp_path):
+    """export.json names the winner, but export/ holds another study's encoder (copied in by
+    hand): a repeat run kept it as the study's winner."""
+    import shutil
+
+    study = shutil.copytree(tiny_study[0], tmp_path / "study")
+    uses = json.loads((study / "test_uses.json").read_text())
+    manifest = json.loads((study / "export" / "manifest.json").read_text())
+    (study / "export" / "manifest.json").write_text(json.dumps({**manifest, "cv_score": 0.123, "study": "/elsewhere"}))
+    done = sum(state == "COMPLETE" for state, *_ in trial_rows(study).values())
+    result = run_cli("run", "--space", TINY_SPACE, "--trials", done, "--study-dir", study, "--no-progress")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "already exported" not in result.stdout
+    assert len(json.loads((study / "test_uses.json").read_text())) == len(uses) + 1
+    assert json.loads((study / "export" / "manifest.json").read_text())["cv_score"] == manifest["cv_score"]
 
 
 # A trial that trains for seconds (no early stop): under the default rule (2 s of training

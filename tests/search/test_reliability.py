@@ -90,6 +90,18 @@ def test_sigkill_at_any_point_then_resume_reaches_the_count_with_nothing_lost(tm
         assert "note: trial" in resumed.stdout
 
 
+def test_an_export_killed_while_staged_leaves_nothing_after_the_next_export(tmp_path):
+    study = tmp_path / "study"
+    made = run_cli("run", "--space", TINY_SPACE, "--trials", 1, "--study-dir", study, "--no-progress")
+    assert made.returncode == 0, made.stderr[-2000:]
+    crashed = run_until_killed(tmp_path, "export", study, "--trial", 0, env={"SEARCH_CRASH_AT": "export_staged"})
+    assert crashed.returncode == -signal.SIGKILL, (tmp_path / "stderr").read_text()[-2000:]
+    assert list(study.glob(".export-trial-0.tmp-*"))  # the killed export's staging copy
+    again = run_cli("export", study, "--trial", 0)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert not list(study.glob(".export-trial-0.*")) and (study / "export-trial-0" / "manifest.json").is_file()
+
+
 # Trials that last many seconds by design (no early stop), so a trial seen running is still
 # running when the signal arrives, however loaded the machine.
 LONG_TRIALS = """
