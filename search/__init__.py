@@ -26,3 +26,7 @@ def __getattr__(name):
 
         return getattr(importlib.import_module(_MODULES[name]), name)
     raise AttributeError(f"module 'search' has no attribute {name!r}")
+
+
+def __dir__():  # a notebook's `search.<Tab>` lists the lazy names too
+    return sorted({*globals(), *__all__})

@@ -309,7 +309,11 @@ def _search_and_export_with(backend, options, study, problem, space, progress, e
     try:  # Ctrl-C or SIGTERM in any stage (a scheduler's time limit may land in the refit): what is stored so far
         if not study.baselines():
             study.write_json("baselines.json", score_baselines(problem))
-        _search(backend, study, problem, space, progress)
+        short = _search(backend, study, problem, space, progress)
+        if short:
+            notes = (*notes, short)
+            if verbose:
+                print(f"note: {short}")
         exported = current_export(study) if export else None
         if exported is not None:
             notes = (*notes, f"trial {exported['trial']} is still the best and already exported: "
@@ -325,8 +329,14 @@ def _search_and_export_with(backend, options, study, problem, space, progress, e
     return result_of(study, exported, notes)
 
 
-def _search(backend, study, problem, space, progress):
-    bar = ProgressBar(Budget.from_manifest(study.manifest).trials) if progress else None
+def _search(backend, study, problem, space, progress) -> str | None:
+    """Runs the backend to the trial count; a note where the timeout ended it short of it."""
+    from search.storage import finished_count, load
+
+    budget = Budget.from_manifest(study.manifest)
+    done = finished_count(load(study))
+    bar = ProgressBar(budget.trials, done) if progress and done < budget.trials else None  # none at 0 to go
+    started = time.time()
     try:
         backend.run(study, problem, space, progress=bar)
     finally:
@@ -335,6 +345,11 @@ def _search(backend, study, problem, space, progress):
         thaw_heap()
         if bar:
             bar.close()
+    done = finished_count(load(study))
+    if budget.timeout and done < budget.trials and time.time() - started >= budget.timeout:
+        return (f"the timeout ({budget.timeout:g} s) ended the search at {done} of {budget.trials} finished trials; "
+                f"resume continues it (python -m search resume {study.directory})")
+    return None
 
 
 def score_baselines(problem) -> dict:
@@ -356,10 +371,10 @@ class ProgressBar:
     """An Optuna callback driving a tqdm bar with finished trials and the best score so far,
     read from the shared storage so it counts the trials of every worker."""
 
-    def __init__(self, total):
+    def __init__(self, total, done=0):
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, desc="trials", unit="trial", dynamic_ncols=True)
+        self.bar = tqdm(total=total, initial=done, desc="trials", unit="trial", dynamic_ncols=True)
 
     def __call__(self, optuna_study, trial):
         from search.storage import finished_count

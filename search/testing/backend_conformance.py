@@ -155,6 +155,9 @@ def check_timeout_stops_early(backend: str, directory, env=None):
                         "--trials", 200, "--timeout", 8, "--study-dir", study, "--no-progress", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert 1 <= len(stored_trials(study)) < 20
+    # and says so: the leaderboard alone showed fewer trials than asked for, and no reason
+    done = len(finished(stored_trials(study)))
+    assert f"note: the timeout (8 s) ended the search at {done} of 200 finished trials; resume continues it" in result.stdout
 
 
 def _check_export_loads_alone(export_dir):

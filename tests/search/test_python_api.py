@@ -33,6 +33,10 @@ def _digits(n=300):
     return X[:n], y[:n]
 
 
+def test_a_notebook_completes_the_packages_public_names():
+    assert set(search.__all__) <= set(dir(search))  # imported lazily: dir() listed none of them
+
+
 def test_in_a_fresh_process_run_and_encoder_search_take_arrays_dataframes_and_sequences(tmp_path):
     """The acceptance check as a user would meet it: a new interpreter, the default trial
     process, digits arrays, a DataFrame with named columns and a 3-D sequence array."""
