@@ -54,6 +54,11 @@ class StudyResult:
     def __str__(self) -> str:
         return self.leaderboard
 
+    def _repr_pretty_(self, printer, cycle):
+        """A notebook cell that ends in `result` shows the leaderboard (IPython's hook), not
+        the dataclass's fields with the leaderboard as one escaped string."""
+        printer.text(self.leaderboard)
+
     @functools.cached_property
     def best_estimator(self):
         """The exported encoder (an `AutoencoderTransformer` fitted on the search part), loaded

@@ -241,6 +241,9 @@ def test_the_result_is_an_object_with_its_trials_a_frame_and_the_fitted_export(t
     result = search.run((pd.DataFrame(X), y), space=str(TINY_SPACE), trials=np.int64(2), scale=np.float32(1.0),
                         study_dir=tmp_path / "s", progress=False, fresh_process=0)
     assert str(result) == result.leaderboard and result.leaderboard.startswith("Leaderboard (accuracy, 2 trials")
+    shown = []  # what IPython prints for a cell ending in `result` (its pretty-printer protocol)
+    result._repr_pretty_(__import__("types").SimpleNamespace(text=shown.append), False)
+    assert shown == [result.leaderboard]
     assert [t.number for t in result.trials] == [0, 1] and {t.state for t in result.trials} == {"complete"}
     best = max(result.trials, key=lambda t: t.score)
     assert best.number == result.best_trial and best.score == result.best_cv
