@@ -127,12 +127,14 @@ def load_space(name_or_path: str, scale: float = 1.0) -> Space:
         raise SpaceError(f"space: expected a shipped space's name or a YAML file path, got {name_or_path!r}")
     shipped = builtin_spaces()
     path = shipped.get(name_or_path, Path(name_or_path))
+    if path.is_dir():
+        raise SpaceError(f"{name_or_path}: a folder, not a space file")
     if not path.is_file():
         raise SpaceError(
             f"{name_or_path}: no such space file (shipped spaces: {', '.join(shipped) or 'none'})"
         )
     try:
-        document = yaml.safe_load(path.read_text())
+        document = yaml.load(path.read_text(), Loader=_unique_keys_loader())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -141,6 +143,26 @@ def load_space(name_or_path: str, scale: float = 1.0) -> Space:
     except UnicodeDecodeError:
         raise SpaceError(f"{path}: not a text file") from None
     return parse_space(document, str(path), scale)
+
+
+def _unique_keys_loader():
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last
+    one silently: `code_size: 16` then `code_size: 32` searched 32 only)."""
+    import yaml
+
+    class UniqueKeysLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if not isinstance(key, (str, int, float, bool)):
+                    continue  # an unhashable key is the parser's to refuse
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeysLoader
 
 
 def parse_space(document, source: str = "<space>", scale: float = 1.0) -> Space:

@@ -49,6 +49,9 @@ def _with_value(value):
 RUN_CASES = [
     ("space-yaml-syntax", ["--space", _space("families: [dense\n")], "space.yaml: invalid YAML"),
     ("space-empty-file", ["--space", _space("")], "space.yaml: the file is empty"),
+    ("space-key-given-twice", ["--space", _space("code_size: 16\ncode_size: 32\nfamilies: {dense: {}}\n")],
+     "space.yaml: invalid YAML at line 2, column 1: key 'code_size' given twice"),  # PyYAML kept the last silently
+    ("space-a-folder", ["--space", lambda tmp: tmp], ": a folder, not a space file"),
     ("space-missing-file", ["--space", lambda tmp: tmp / "nope.yaml"], "nope.yaml"),
     ("space-unknown-family", ["--space", _space("families: {densse: {}}\n")], "families.densse: unknown family (did you mean 'dense'?)"),
     ("space-unknown-key", ["--space", _space("trainig: {epochs: 2}\nfamilies: {dense: {}}\n")], "did you mean 'training'?"),
