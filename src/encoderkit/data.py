@@ -410,10 +410,16 @@ def _feature_names(archive, path, X):
         names = archive["feature_names"]
     except ValueError:  # an object array: reading it would run pickle
         names = None
-    if names is None or names.dtype.kind != "U" or names.ndim != 1 or X.ndim != 2 or len(names) != X.shape[1]:
-        return None, (f"{path.name}: 'feature_names' ignored (used only as a string array with one name per "
-                      "column of a 2-D X; save it with dtype=str)",)
-    return tuple(map(str, names)), ()
+    if names is None or names.dtype.kind != "U" or names.ndim != 1:
+        why = "save it with dtype=str"
+    elif X.ndim != 2:
+        why = f"X is {X.ndim}-D"
+    elif len(names) != X.shape[1]:
+        why = f"{len(names)} names for {X.shape[1]} columns"
+    else:
+        return tuple(map(str, names)), ()
+    return None, (f"{path.name}: 'feature_names' ignored (used only as a string array with one name per "
+                  f"column of a 2-D X; {why})",)
 
 
 # In-memory data: what `search.run(X, y)` and `EncoderSearch.fit` take.
@@ -525,9 +531,13 @@ def save_npz(path, dataset: Dataset):
 
 def _load_numpy(path):
     try:
-        return np.load(path, allow_pickle=False)
+        with open(path, "rb") as file:
+            head = file.read(6)
+        if head == b"\x93NUMPY" or head[:4] == b"PK\x03\x04":  # np.load takes anything else for a pickle
+            return np.load(path, allow_pickle=False)
     except (ValueError, OSError) as exc:
         raise DataError(f"{path}: cannot be read as NumPy data ({_first_line(exc)})") from None
+    raise DataError(f"{path}: not NumPy data (no .npy or .npz header): damaged, or another format")
 
 
 def _as_rows(array):

@@ -135,7 +135,7 @@ BAD_FILES = [
     ("data.npy", _write_npy(np.arange(5.0)), None, ["2-D", "(5,)"]),
     ("data.npy", _write_npy(np.zeros((4, 3))), "7", ["'7'", "3 columns"]),
     ("data.npy", _write_npy(np.zeros((4, 3))), "last", ["'last'"]),
-    ("data.npy", _write_csv("not numpy at all"), None, ["cannot be read as NumPy"]),
+    ("data.npy", _write_csv("not numpy at all"), None, ["data.npy: not NumPy data (no .npy or .npz header)"]),
 ]
 
 
@@ -318,9 +318,13 @@ def test_an_npz_may_name_its_columns_and_in_memory_data_round_trips_through_one(
     # Names it cannot use (too few, or an object array that would need pickle) are ignored with a note.
     np.savez(tmp_path / "few.npz", X=np.ones((4, 2)), y=np.arange(4), feature_names=np.array(["a"]))
     np.savez(tmp_path / "objects.npz", X=np.ones((4, 2)), y=np.arange(4), feature_names=np.array(["a", "b"], dtype=object))
-    for name in ("few.npz", "objects.npz"):
+    for name, why in (("few.npz", "; 1 names for 2 columns)"), ("objects.npz", "; save it with dtype=str)")):
         loaded = load_dataset(tmp_path / name)
         assert loaded.feature_names is None and "'feature_names' ignored" in loaded.notes[0]
+        assert loaded.notes[0].endswith(why)  # the hint named dtype=str for names that were strings
+    (tmp_path / "text.npz").write_text("a,b,label\n1,2,0\n")  # np.load takes it for a pickle, and said allow_pickle
+    with pytest.raises(DataError, match=r"text.npz: not NumPy data \(no .npy or .npz header\): damaged, or another"):
+        load_dataset(tmp_path / "text.npz")
 
 
 def test_in_memory_frames_name_columns_as_scikit_learn_does_and_refuse_what_is_not_numeric():
