@@ -161,6 +161,10 @@ def format_leaderboard(rows: list[Row], baselines: dict, metric: str, export: di
                       for name, b in baselines_test.items() if name in HELD_OUT_BASELINES)
             + _refit_note(export)
         )
+        beaten_by = [name for name, b in baselines_test.items() if name in HELD_OUT_BASELINES and b["score"] > test["high"]]
+        if beaten_by:  # said in words: the leaderboard's point is whether the search beat them
+            lines.append(f"Note: {' and '.join(beaten_by)} features score above the winner's 95% interval on the "
+                         "test part: the search has not beaten them yet (more trials may)")
     if len(test_uses) > 1 or (test_uses and not export):
         lines.append("Uses of the held-out test part (each one is a look at it; only the first was blind):")
         for use in test_uses:

@@ -28,3 +28,13 @@ def test_columns_stay_aligned_under_a_long_metric_name():
     rows = [Row("trial 0", "dense", "code=4", 0.9, 0.01, "complete", 1.0)]
     header, first = format_leaderboard(rows, {}, "balanced_accuracy", None).splitlines()[1:3]
     assert header.index("sec") == first.index("1.0") + len("1.0") - len("sec")  # right-aligned over the seconds
+
+
+def test_a_baseline_above_the_winners_interval_on_the_test_part_is_said_in_words():
+    rows = [Row("trial 0", "dense", "code=4", 0.9, 0.01, "complete", 1.0)]
+    export = {"trial": 0, "n_test_rows": 450, "test": {"score": 0.90, "low": 0.87, "high": 0.93},
+              "baselines_test": {"raw": {"score": 0.96, "low": 0.95, "high": 0.98}}}
+    note = "Note: raw features score above the winner's 95% interval on the test part: the search has not beaten them"
+    assert note in format_leaderboard(rows, {}, "accuracy", export)
+    export["baselines_test"]["raw"]["score"] = 0.92  # within the interval: no claim either way
+    assert "Note:" not in format_leaderboard(rows, {}, "accuracy", export)
