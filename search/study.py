@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -324,10 +325,20 @@ def keras_backend_name() -> str:
 
 
 def atomic_write(path: Path, text: str):
-    """Writes `path` whole or not at all: a write cut short leaves the old file and no staging copy."""
+    """Writes `path` whole or not at all: a write cut short leaves the old file and no staging copy.
+    In a shared folder the file keeps its permissions, and the same text is not written again
+    (a new file would take the writer's umask: a group-writable manifest became 644)."""
+    try:
+        if path.read_text() == text:
+            return
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except (OSError, UnicodeDecodeError):
+        mode = None
     staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         staging.write_text(text)
+        if mode is not None:
+            os.chmod(staging, mode)
         os.replace(staging, path)
     except BaseException:
         staging.unlink(missing_ok=True)

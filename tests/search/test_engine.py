@@ -185,3 +185,25 @@ def test_the_progress_bar_writes_once_per_finished_trial(capsys):
     updates = [part for part in written.split("\r") if part.strip()]
     assert len(updates) == 2, updates
     assert "2/3" in updates[-1] and "best=0.7000" in updates[-1]
+
+
+def test_a_study_file_rewritten_keeps_its_permissions_and_the_same_text_is_not_rewritten(tmp_path):
+    """A group-shared study: a no-op resume replaced manifest.json with a file of the
+    writer's umask (666 became 644), though its text was the same."""
+    import os
+    import stat
+
+    from search.study import atomic_write
+
+    path = tmp_path / "manifest.json"
+    path.write_text("same")
+    os.chmod(path, 0o666)
+    inode, mask = path.stat().st_ino, os.umask(0o022)
+    try:
+        atomic_write(path, "same")
+        assert path.stat().st_ino == inode  # not replaced
+        atomic_write(path, "other")
+    finally:
+        os.umask(mask)
+    assert path.read_text() == "other" and stat.S_IMODE(path.stat().st_mode) == 0o666
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
