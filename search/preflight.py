@@ -193,9 +193,9 @@ def use_study_keras_backend(study):
 RAY_JOB_COPY = "/runtime_resources/working_dir_files/"
 
 
-def check_writable_study_dir(directory) -> Path:
+def check_writable_study_dir(directory, hint="to search or export use another directory") -> Path:
     """A study directory that can be created or written: not a plain file, and writable
-    (itself if it exists, else the nearest existing parent)."""
+    (itself if it exists, else the nearest existing parent); `hint` ends the read-only error."""
     if not isinstance(directory, (str, os.PathLike)):
         raise SettingsError(f"study_dir: expected a folder path, got {directory!r}")
     if not os.fspath(directory).strip():
@@ -212,8 +212,7 @@ def check_writable_study_dir(directory) -> Path:
         raise SearchError(f"{directory}: cannot be created ({existing} is a file)")
     if not os.access(existing, os.W_OK | os.X_OK):
         if existing == directory:
-            raise SearchError(f"{directory}: read-only study directory (no write permission); "
-                              "report works there, to search or export use another directory")
+            raise SearchError(f"{directory}: read-only study directory (no write permission); report works there, {hint}")
         raise SearchError(f"{directory}: cannot be created ({existing} has no write permission)")
     database = directory / "study.db"
     if database.exists() and not os.access(database, os.W_OK):

@@ -33,7 +33,8 @@ def export_best(study_dir, trial=None, out=None) -> dict:
     the test part is recorded in the study (`test_uses`). Returns the export manifest."""
     study = open_study(study_dir)
     use_study_keras_backend(study)  # an export made under another backend would differ from the search's models
-    check_writable_study_dir(study.directory)
+    check_writable_study_dir(study.directory, hint="export records its look at the test part in the study "
+                                                   "(test_uses.json), wherever -o points")
     check_free(study.directory)
     destination = export_destination(study, trial, out)
     check_destination(destination)  # before minutes of refitting

@@ -371,7 +371,10 @@ def test_a_read_only_study_reports_and_refuses_the_rest_with_one_line(stored_stu
         for args in (["report", study, "--html"], ["export", study], ["resume", study, "--no-progress"],
                      ["run", "--space", TINY_SPACE, "--study-dir", study, "--no-progress"]):
             _assert_one_line_error(search(*args), "read-only" if args[-1] != "--html" else "no write permission")
-        assert _fingerprint(study) == before
+        # elsewhere too, and it says why (it said "to search or export use another directory")
+        _assert_one_line_error(search("export", study, "-o", tmp_path / "mine"), "read-only study directory (no write "
+                               "permission); report works there, export records its look at the test part in the study")
+        assert _fingerprint(study) == before and not (tmp_path / "mine").exists()
     finally:
         for path in [study, *study.rglob("*")]:
             path.chmod(path.stat().st_mode | 0o200)
