@@ -281,8 +281,8 @@ def _rebuild(directory: Path, manifest: dict):
                 elif name == "sample_shape_" and value is not None:
                     value = tuple(value)  # JSON gave a list; fitted, it is a tuple
                 setattr(transformer, name, value)
-        transformer.encoder_ = keras.saving.load_model(directory / "encoder.keras", compile=False, safe_mode=True)
-        transformer.autoencoder_ = keras.saving.load_model(directory / "autoencoder.keras", compile=False, safe_mode=True)
+        transformer.encoder_ = _load_keras(directory / "encoder.keras")
+        transformer.autoencoder_ = _load_keras(directory / "autoencoder.keras")
         transformer._validate_params()  # a parameter edited into what the class refuses
     except ExportError:
         raise
@@ -290,6 +290,18 @@ def _rebuild(directory: Path, manifest: dict):
         raise ExportError(f"{directory}: cannot be rebuilt ({type(exc).__name__}: {_first_line(exc)})") from None
     _check_consistent(directory / MANIFEST, transformer)
     return transformer
+
+
+def _load_keras(path: Path):
+    """A `.keras` file in safe mode; Keras says "File not found" of one that is there but is
+    not a zip archive."""
+    import zipfile
+
+    import keras
+
+    if not zipfile.is_zipfile(path):
+        raise ExportError(f"{path}: damaged (not a .keras zip archive)")
+    return keras.saving.load_model(path, compile=False, safe_mode=True)
 
 
 def _check_consistent(path: Path, transformer):

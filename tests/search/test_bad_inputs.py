@@ -451,7 +451,19 @@ def _other_keras(d):
     (d / "manifest.json").write_text(json.dumps({**manifest, "packages": {"keras": "2.15.0"}}))
 
 
+def _truncated_keras_with_its_hash(d):
+    """Damaged in a way the hash cannot catch: the manifest was rewritten with the new hash."""
+    import hashlib
+
+    path = d / "encoder.keras"
+    path.write_bytes(path.read_bytes()[:100])
+    manifest = json.loads((d / "manifest.json").read_text())
+    manifest["files"]["encoder.keras"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (d / "manifest.json").write_text(json.dumps(manifest))
+
+
 EXPORT_CASES = [
+    ("export-keras-file-not-a-zip", _truncated_keras_with_its_hash, "encoder.keras: damaged (not a .keras zip archive)"),
     ("export-corrupted-manifest", _corrupt_manifest, "manifest.json: corrupted manifest"),
     ("export-future-format", _future_format, "format_version 99 is not supported"),
     ("export-corrupted-model", _corrupt_model, "encoder.joblib: does not match the hash in the manifest"),
