@@ -59,7 +59,6 @@ def finished_trials(study):
         return db.execute("select count(*) from trials where state in ('COMPLETE', 'PRUNED')").fetchone()[0]
 
 
-@CLI_TINY_STUDY
 def test_path_arguments_expand_a_tilde_that_the_shell_left(monkeypatch):
     """`--study-dir=~/x` reaches the program as typed (bash expands ~ only at a word's start)."""
     from search.cli import build_parser
@@ -71,6 +70,7 @@ def test_path_arguments_expand_a_tilde_that_the_shell_left(monkeypatch):
     assert parse(["export", "~/runs/a", "-o=~/enc"]).out == "/home/someone/enc"
 
 
+@CLI_TINY_STUDY
 def test_run_prints_the_leaderboard_with_baselines_and_exports(tiny_study):
     study, stdout = tiny_study
     assert "Leaderboard (accuracy, 3 trials" in stdout
