@@ -166,9 +166,9 @@ def read_manifest(directory) -> dict:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ExportError(f"{path}: corrupted manifest ({exc})") from None
-    if isinstance(manifest, dict) and "format_version" not in manifest and _exports_inside(directory):
-        # another tool's manifest, such as a search study's: its export is a folder inside
-        raise ExportError(f"{directory}: not an export{_exports_inside(directory)}")
+    inside = _exports_inside(directory) if isinstance(manifest, dict) and "format_version" not in manifest else ""
+    if inside:  # another tool's manifest, such as a search study's: its export is a folder inside
+        raise ExportError(f"{directory}: not an export{inside}")
     version = manifest.get("format_version") if isinstance(manifest, dict) else None
     if isinstance(version, bool) or version not in READABLE_FORMATS:  # True == 1 in Python
         raise ExportError(
