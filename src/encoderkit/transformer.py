@@ -144,6 +144,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         keras = import_keras_quietly()
 
         started = time.perf_counter()
+        X = _nested_samples_as_array(X)  # lists of (T, F) samples, as transform takes them
         given_shape = tuple(X.shape[1:]) if _dims(X) > 2 else None
         self._validate_params()
         X = validate_data(self, _flat(X), dtype=[np.float64, np.float32])
@@ -294,6 +295,8 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         if self.input_shape is None:
             return tuple(given_shape) if given_shape else (n_features,)
         shape = tuple(int(s) for s in self.input_shape)
+        if given_shape and tuple(given_shape) != shape:  # same count of values, other layout: steps and channels mixed
+            raise ValueError(f"X has samples of shape {tuple(given_shape)}, but input_shape={shape}")
         if int(np.prod(shape)) != n_features:
             raise ValueError(f"input_shape={shape} holds {int(np.prod(shape))} values but X has {n_features} features")
         return shape

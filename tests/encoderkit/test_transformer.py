@@ -206,6 +206,19 @@ def test_samples_of_the_fitted_shape_and_flat_rows_give_identical_codes(rng):
         fitted.transform(X[:0])
 
 
+def test_fit_takes_lists_of_samples_and_refuses_samples_that_contradict_input_shape(rng):
+    """fit read a list of (T, F) samples as "dim 3" (transform took it), and took (4, 3)
+    samples for input_shape=(6, 2) because both hold 12 values: steps and channels mixed."""
+    X = rng.normal(size=(60, 6, 2))
+    params = dict(family="conv1d", code_size=2, epochs=1, random_state=0)
+    from_list = AutoencoderTransformer(**params).fit(X.tolist())
+    assert from_list.sample_shape_ == (6, 2)
+    np.testing.assert_array_equal(from_list.transform(X[:5]), AutoencoderTransformer(**params).fit(X).transform(X[:5]))
+    with pytest.raises(ValueError, match=r"^X has samples of shape \(4, 3\), but input_shape=\(6, 2\)$"):
+        AutoencoderTransformer(**params, input_shape=(6, 2)).fit(X.reshape(60, 4, 3))
+    assert AutoencoderTransformer(**params, input_shape=(6, 2)).fit(X).sample_shape_ == (6, 2)
+
+
 def test_a_dataframe_is_matched_by_column_name(rng):
     import pandas as pd
 
