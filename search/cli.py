@@ -199,16 +199,11 @@ def cmd_run(args):
 
 
 def cmd_join(args):
-    from search.join import join
+    from search.join import join, summary
 
     _quiet_libraries()
     done = join(args.storage, args.study, data=args.data, study_dir=args.study_dir, progress=not args.no_progress)
-    if done["directory"] is None:
-        print(f"study {done['study']} has its {done['target']} trials already; nothing to join")
-    else:
-        print(f"joined study {done['study']}: {done['trials_here']} trial(s) finished here; the study has "
-              f"{done['finished']} of {done['target']}. Its run exports the winner (or: python -m search export "
-              f"{done['directory']})")
+    print(summary(done))
     _warn_password_in_argv(args.storage)
 
 

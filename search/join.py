@@ -14,13 +14,14 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 
-from encoderkit.data import IN_MEMORY
+from encoderkit.data import IN_MEMORY, is_file_name
 from search.errors import StudyError
 from search.lock import study_lock
 from search.preflight import check_installed, check_writable_study_dir, use_keras_backend
-from search.storage import JOURNAL, fetch_metadata, finished_count, load, public_url
+from search.storage import JOURNAL, fetch_metadata, finished_count, load, public_url, recover
 from search.study import DATA_FILE, Study, open_study
 
 
@@ -29,7 +30,7 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
     its requested count (counted across every machine) or its timeout passes. Returns what
     this worker did: trials finished here, the study's count and target."""
     from search import compile_cache, devices, engine
-    from search.backends.optuna_backend import optimize
+    from search.backends.optuna_backend import DEADLINE, optimize
     from search.settings import BackendOptions, Budget
 
     public = public_url(url)
@@ -52,7 +53,8 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
     local.mkdir(parents=True, exist_ok=True)
     with study_lock(local, "join"):
         try:
-            manifest = {**_with_local_data(manifest, local, data, name), "workers": 1}
+            # "joined": this directory's commands leave the export to the study's run (one look at the test part)
+            manifest = {**_with_local_data(manifest, local, data, name, public), "workers": 1, "joined": True}
             (local / "space.yaml").write_text(space_text)
             study = Study(local, manifest)
             study.write_json("manifest.json", manifest)
@@ -67,6 +69,8 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
         import_keras_quietly()
         compile_cache.enable()
         devices.limit_threads(devices.cores_per_worker(BackendOptions.from_manifest(manifest).workers))
+        for note in recover(study):  # this machine's trials left running by a killed join
+            print(f"note: {note}")
         before = _mine(load(study))
         bar = engine.ProgressBar(Budget.from_manifest(manifest).trials) if progress else None
         try:
@@ -76,8 +80,10 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
         finally:
             if bar:
                 bar.close()
+    deadline = optuna_study.user_attrs.get(DEADLINE)
     return {"study": name, "storage": public, "directory": str(local), "trials_here": _mine(optuna_study) - before,
-            "finished": finished_count(optuna_study), "target": Budget.from_manifest(manifest).trials}
+            "finished": finished_count(optuna_study), "target": Budget.from_manifest(manifest).trials,
+            "timed_out": deadline is not None and time.time() >= deadline}
 
 
 def _check_file_exists(public: str):
@@ -102,11 +108,14 @@ def _check_local(local: Path, public: str, name: str):
         if existing.get("storage") != public or existing.get("study_name") != name:
             raise StudyError(f"{local}: holds another study ({existing.get('study_name') or 'a local one'}); "
                              "give another --study-dir")
+        if not existing.get("joined"):  # the run's own directory: its manifest and export are the run's
+            raise StudyError(f"{local}: the study's own run directory, not a join directory; give another "
+                             f"--study-dir (or continue the run there: python -m search resume {local})")
     elif local.exists() and any(local.iterdir()):
         raise StudyError(f"{local}: exists and is not a study directory; give another --study-dir")
 
 
-def _with_local_data(manifest: dict, local: Path, data, name: str) -> dict:
+def _with_local_data(manifest: dict, local: Path, data, name: str, public: str) -> dict:
     """The manifest with this machine's data: a copy of in-memory data's data.npz, or a file
     path of its own; the split hash decides whether it is the study's data."""
     in_memory = manifest["data"].startswith(IN_MEMORY)
@@ -114,11 +123,15 @@ def _with_local_data(manifest: dict, local: Path, data, name: str) -> dict:
         if in_memory:
             raise StudyError(f"study {name!r} searches in-memory data: give this machine's copy of its "
                              f"{DATA_FILE} with --data")
+        if is_file_name(manifest["data"]) and not Path(manifest["data"]).is_file():
+            raise StudyError(f"{manifest['data']}: no such file on this machine (the study's data); give this "
+                             f"machine's copy: python -m search join {public} --study {name} --data PATH")
         return manifest
     if not Path(data).is_file():
         raise StudyError(f"--data {data}: no such file")
     if in_memory:
-        shutil.copyfile(data, local / DATA_FILE)  # Study.dataset checks its content hash
+        if Path(data).resolve() != (local / DATA_FILE).resolve():  # (resume gives the copy already here)
+            shutil.copyfile(data, local / DATA_FILE)  # Study.dataset checks its content hash
         return manifest
     return {**manifest, "data": os.path.abspath(data)}
 
@@ -129,3 +142,25 @@ def _mine(optuna_study) -> int:
     return sum(1 for t in optuna_study.get_trials(deepcopy=False)
                if t.state.name in ("COMPLETE", "PRUNED") and t.user_attrs.get("worker_pid") == pid
                and t.user_attrs.get("worker_host") == host)
+
+
+def rejoin(study, data=None, progress=True) -> tuple[dict, str]:
+    """`resume` on a join directory: joins again (its dead trials failed and run again) and
+    leaves the export to the study's run. Returns `join`'s summary and a line saying it."""
+    manifest = study.manifest
+    if data is None:  # this machine's copy, as the last join recorded it
+        data = study.directory / DATA_FILE if manifest["data"].startswith(IN_MEMORY) else None
+        if data is None and is_file_name(manifest["data"]):
+            data = manifest["data"]
+    done = join(manifest["storage"], manifest["study_name"], data=data, study_dir=study.directory, progress=progress)
+    return done, summary(done)
+
+
+def summary(done: dict) -> str:
+    """What a join did, in a line."""
+    if done["directory"] is None:
+        return f"study {done['study']} has its {done['target']} trials already; nothing to join"
+    timed_out = "; its run's timeout has passed, so no trial starts" if done.get("timed_out") else ""
+    return (f"joined study {done['study']}: {done['trials_here']} trial(s) finished here; the study has "
+            f"{done['finished']} of {done['target']}{timed_out}. Its run exports the winner (if that machine is "
+            f"gone: python -m search export {done['directory']})")

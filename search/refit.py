@@ -134,7 +134,8 @@ def refit_and_export(study, problem=None, space=None, trial=None, out=None) -> d
     }
     # Recorded as soon as it is made: the look at the test part counts even if writing fails.
     study.record_test_use(trial=chosen.number, metric=problem.metric, test=test, destination=destination,
-                          best=chosen.number == pick_trial(optuna_study, None, study.directory).number)
+                          best=chosen.number == pick_trial(optuna_study, None, study.directory).number,
+                          optuna_study=optuna_study)
     save_export(destination, transformer, manifest, before_publish=lambda: crash_point("export_staged"))
     if trial is None and destination.resolve() == study.export_dir.resolve():  # the study's own export
         study.write_json("export.json", manifest)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import stat
 import time
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from search.space import load_space
 
 MANIFEST_VERSION = 1
 TEST_USES = "test_uses.json"
+SHARED_TEST_USE = "test_use:"  # a study user attribute in a shared storage, one per look at the test part
 DATA_FILE = "data.npz"
 # Settings that define what a study measures; a resume or re-run must not change them.
 IDENTITY_KEYS = ("data", "target", "seed", "test_size", "metric", "space_digest", "subsample", "storage")
@@ -130,8 +132,9 @@ class Study:
             raise StudyError(f"{path}: corrupted (not a mapping)")
         return value
 
-    def test_uses(self) -> list:
-        """Every time the test part was scored: when, which trial, where it went, the score."""
+    def test_uses(self, optuna_study=None) -> list:
+        """Every time the test part was scored: when, which trial, where it went, the score.
+        With the study's Optuna storage, where it is shared, other machines' looks too."""
         path = self.directory / TEST_USES
         try:
             uses = json.loads(path.read_text()) if path.is_file() else []
@@ -139,13 +142,24 @@ class Study:
             raise StudyError(f"{path}: corrupted ({exc})") from None
         if not isinstance(uses, list):
             raise StudyError(f"{path}: corrupted (not a list of uses)")
+        if optuna_study is not None and self.manifest.get("storage"):
+            here = {use.get("id") for use in uses if isinstance(use, dict)}
+            uses = sorted([*uses, *(use for key, use in optuna_study.user_attrs.items()
+                                    if key.startswith(SHARED_TEST_USE) and use.get("id") not in here)],
+                          key=lambda use: use["time"])
         return uses
 
-    def record_test_use(self, *, trial: int, metric: str, test: dict, destination, best: bool):
+    def record_test_use(self, *, trial: int, metric: str, test: dict, destination, best: bool, optuna_study=None):
+        host = socket.gethostname()
         use = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "trial": int(trial), "best": bool(best),
                "metric": metric, "score": test["score"], "low": test["low"], "high": test["high"],
-               "export": self._where(destination)}
+               "export": self._where(destination), "id": f"{host}:{os.getpid()}:{time.time_ns()}"}
         atomic_write(self.directory / TEST_USES, json.dumps([*self.test_uses(), use], indent=2))
+        if optuna_study is not None and self.manifest.get("storage"):
+            # A shared storage: every machine's leaderboard counts this look (a joiner's export
+            # was a second look that the run's leaderboard called "used once").
+            optuna_study.set_user_attr(SHARED_TEST_USE + use["id"],
+                                       {**use, "export": f"{host}:{Path(destination).absolute()}"})
 
     def _where(self, path) -> str:
         """A path as everyone who reads the study can follow it: relative to the study inside it

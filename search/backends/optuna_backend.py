@@ -116,7 +116,7 @@ def optimize(study, problem, space, worker=0, callbacks=(), until_count=False):
     optuna_study = load_for_search(study, worker)
     budget, options = Budget.from_manifest(study.manifest), Options.from_manifest(study.manifest)
     target = budget.trials
-    deadline = time.time() + budget.timeout if budget.timeout else None
+    deadline = study_deadline(optuna_study, budget)
     # `fresh_process`: trials run in a child process replaced every that many trials
     with interrupts.graceful(), trial_runner(problem, options.fresh_process) as run_trial:
         while finished_count(optuna_study) < target and (deadline is None or time.time() < deadline):
@@ -134,19 +134,45 @@ def optimize(study, problem, space, worker=0, callbacks=(), until_count=False):
             )
             if not until_count:
                 break
-            wait_for_running(optuna_study, deadline)
+            wait_for_running(optuna_study, study.directory)
     return optuna_study
 
 
-def wait_for_running(optuna_study, deadline):
-    """Waits while other workers' trials run; a trial whose worker stopped beating its
-    heartbeat is failed and its config queued again (Optuna's heartbeat, RDB storages)."""
+DEADLINE = "deadline"  # the study's user attribute: when (epoch seconds) its run's --timeout ends
+
+
+def publish_deadline(study):
+    """The run's --timeout as one deadline for the whole study, in its storage: its other
+    workers and those joining from other machines start no trial after it (each counting
+    the timeout from its own start let a joiner start trials after the run had exported)."""
+    budget = Budget.from_manifest(study.manifest)
+    load(study).set_user_attr(DEADLINE, time.time() + budget.timeout if budget.timeout else None)
+
+
+def study_deadline(optuna_study, budget):
+    """The deadline the study's run published; a worker of a study without one counts from now."""
+    if DEADLINE in optuna_study.user_attrs:
+        return optuna_study.user_attrs[DEADLINE]
+    return time.time() + budget.timeout if budget.timeout else None
+
+
+def wait_for_running(optuna_study, study_dir, say_after=10.0):
+    """Waits while other workers' trials run, past the timeout too (it stops trials from
+    starting, and a late trial could beat the export); a trial whose worker stopped beating
+    its heartbeat is failed and its config queued again (Optuna's heartbeat, RDB storages).
+    A wait longer than `say_after` seconds names what it waits for and how to stop it."""
     import optuna
     from optuna.trial import TrialState
 
-    while optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if deadline is not None and time.time() >= deadline:
-            return
+    started, said = time.monotonic(), False
+    while running := optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not said and time.monotonic() - started >= say_after:
+            said = True
+            names = ", ".join(f"#{t.number} on {t.user_attrs.get('worker_host', '?')} (pid {t.user_attrs.get('worker_pid', '?')})"
+                              for t in running[:5])
+            print(f"waiting for {len(running)} trial(s) running on other workers: {names}{' ...' if len(running) > 5 else ''}; "
+                  f"Ctrl-C stops the wait, and `python -m search export {study_dir}` then exports what finished",
+                  file=sys.stderr, flush=True)
         interrupts.check()
         time.sleep(1.0)
         with warnings.catch_warnings():  # experimental in Optuna: a warning each run, not the user's concern
@@ -157,6 +183,7 @@ def wait_for_running(optuna_study, deadline):
 def run(study, problem, space, progress=None):
     """Starts `workers - 1` extra processes and works as worker 0 in this one."""
     enqueue_start_points(study, space)
+    publish_deadline(study)
     options = Options.from_manifest(study.manifest)
     workers = options.workers
     log_dir = study.directory / "logs"

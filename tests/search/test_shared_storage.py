@@ -217,3 +217,65 @@ def test_a_joined_worker_killed_mid_trial_is_failed_by_its_heartbeat_and_its_tri
     assert "stopped answering" in out  # the leaderboard gives the failed trial its reason
     # the setting took: failed after seconds of silence, not the default minute
     assert (killed.datetime_complete - killed.datetime_start).total_seconds() < 50
+
+
+def test_a_joiner_keeps_the_runs_timeout_and_its_looks_at_the_test_part_count_everywhere(tmp_path):
+    """The run's --timeout is one deadline for the study: a joiner counted it from its own
+    start and went on starting trials after the run had exported. A joiner's export is a
+    look at the test part that the run's leaderboard must count; `resume` of a join
+    directory joins again and leaves the export to the run; the run's own directory is no
+    join directory."""
+    import sys
+
+    import optuna
+
+    from search.storage import open_storage
+    from tests.conftest import ROOT
+
+    storage = f"journal:{tmp_path / 'shared.journal'}"
+    study, joined = tmp_path / "first" / "shared", tmp_path / "second"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    first = subprocess.Popen([sys.executable, "-m", "search", "run", "--space", str(TINY_SPACE), "--trials", "50",
+                              "--timeout", "2", "--storage", storage, "--study-dir", str(study), "--no-progress"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    deadline = None
+    for _ in range(600):  # until the run has published its deadline
+        assert first.poll() is None, first.communicate()
+        try:
+            deadline = optuna.load_study(study_name="shared", storage=open_storage(storage)).user_attrs.get("deadline")
+        except KeyError:
+            pass
+        if deadline:
+            break
+        time.sleep(0.2)
+    assert deadline, "the run never published its deadline"
+    time.sleep(max(0.0, deadline - time.time()) + 0.5)
+    late = run_cli("join", storage, "--study", "shared", "--study-dir", joined, "--no-progress", cwd=tmp_path)
+    assert late.returncode == 0, late.stderr[-2000:]
+    assert "0 trial(s) finished here" in late.stdout and "its run's timeout has passed" in late.stdout, late.stdout
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-3000:]
+    finished = [t for t in _trials(storage, {}) if t.state.name in ("COMPLETE", "PRUNED")]
+    assert finished and all(t.user_attrs["worker_pid"] == first.pid for t in finished)
+
+    own = run_cli("join", storage, "--study", "shared", "--study-dir", study, "--no-progress", cwd=tmp_path)
+    assert own.returncode == 2 and "the study's own run directory, not a join directory" in own.stderr, own.stderr
+    exported = run_cli("export", joined, "-o", tmp_path / "from-join", cwd=tmp_path)  # a second look, elsewhere
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    report = run_cli("report", study, cwd=tmp_path)
+    assert report.returncode == 0 and "used 2 times, listed below" in report.stdout, report.stdout
+    assert f"{tmp_path / 'from-join'}" in report.stdout  # where the other machine's look went
+    resumed = run_cli("resume", joined, "--no-progress", cwd=tmp_path)
+    assert resumed.returncode == 0 and "joined study shared: 0 trial(s) finished here" in resumed.stdout, \
+        resumed.stdout + resumed.stderr
+    assert not (joined / "export").exists() and len(json.loads((joined / "test_uses.json").read_text())) == 1
+
+
+def test_a_joiner_without_the_studys_data_file_is_told_how_to_give_its_copy(tmp_path):
+    from search.errors import StudyError
+    from search.join import _with_local_data
+
+    missing = tmp_path / "gone.csv"
+    with pytest.raises(StudyError, match=(rf"^{missing}: no such file on this machine \(the study's data\); give this "
+                                          r"machine's copy: python -m search join journal:/j --study s --data PATH$")):
+        _with_local_data({"data": str(missing)}, tmp_path, None, "s", "journal:/j")
