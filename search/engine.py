@@ -129,6 +129,8 @@ def run(
     spec = dataclasses.replace(spec, data=data_name)
     loaded.check_kind(dataset.kind)
     restricted, notes = loaded.for_kind(dataset.kind)
+    if hasattr(backend_module, "check_space"):  # e.g. Hyperband's epochs range
+        backend_module.check_space(restricted, options)
     notes = [*machine_notes, *dataset.notes, *notes, *baseline_notes(dataset)]
     if restricted.start and not options.takes_start_points:
         notes.append(f"the {backend} backend does not take the space's start points (optuna and ray do): skipped")
@@ -251,6 +253,13 @@ def resume(study_dir, *, data=None, progress=True, verbose=True, export=True) ->
     checked). Returns a `StudyResult`; raises as `run` does."""
     faults.check_environment()
     study = open_study(study_dir)
+    if study.manifest.get("joined"):  # a worker's directory: join again; the study's run exports
+        from search.join import rejoin
+
+        done, line = rejoin(study, data=data, progress=progress)
+        if verbose:
+            print(f"note: {line}")
+        return result_of(open_study(study_dir), notes=(line,))
     if data is not None:
         study.move_data(data)  # checked with the split hash below, written under the lock
     check_database(study)
@@ -262,6 +271,9 @@ def resume(study_dir, *, data=None, progress=True, verbose=True, export=True) ->
     check_installed("backend", study.manifest["backend"])
     check_installed(f"{study.directory}: Keras backend", study.manifest.get("keras_backend") or "tensorflow")
     problem, space = study.problem(), study.space()  # a changed space or data refuses before the lock
+    backend_module = get_backend(study.manifest["backend"])
+    if hasattr(backend_module, "check_space"):  # a study made before the space was checked up front
+        backend_module.check_space(space, backend_module.Options.from_manifest(study.manifest))
     address = study.manifest.get("address") if study.manifest["backend"] == "ray" else None
     if address:
         connect_ray(address, again=f"another cluster: python -m search run --backend ray --address HOST:PORT "

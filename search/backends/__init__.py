@@ -10,6 +10,8 @@
     check_continues(directory, options) -> None (optional)
         refuses (StudyError) options that cannot continue the backend's own saved state in
         an existing study, before a re-run writes anything
+    check_space(space, options) -> None (optional)
+        refuses (SearchError) a space the backend cannot search, before a run writes anything
 
 A backend passes the shipped suite, `search.testing.backend_conformance`.
 

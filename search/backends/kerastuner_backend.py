@@ -123,7 +123,7 @@ def check_continues(directory, options):
     stored = stored_algorithm(directory)
     if stored is not None and stored != options.algorithm:
         raise StudyError(f"{Path(directory) / PROJECT}: holds a keras-tuner {stored} search, which algorithm "
-                         f"{options.algorithm} cannot continue; use algorithm {stored}, or another study directory")
+                         f"{options.algorithm} cannot continue; use --algorithm {stored}, or another study directory")
 
 
 def stored_algorithm(directory) -> str | None:
@@ -144,10 +144,21 @@ def make_oracle(kt, algorithm, objective, max_trials, seed, space):
         return kt.oracles.RandomSearchOracle(max_trials=max_trials, **common)
     if algorithm == "bayesian":
         return kt.oracles.BayesianOptimizationOracle(max_trials=max_trials, **common)
+    return kt.oracles.HyperbandOracle(max_epochs=_most_epochs(space), **common)
+
+
+def check_space(space, options):
+    """Refuses a space the algorithm cannot search, before a run writes anything (a study
+    made first could never be resumed)."""
+    if options.algorithm == "hyperband":
+        _most_epochs(space)
+
+
+def _most_epochs(space) -> int:
     epochs = dict(space.training).get("epochs")
     if getattr(epochs, "high", None) is None:
         raise SearchError(f"{space.source}: training.epochs must be a range for --algorithm hyperband (it allocates epochs)")
-    return kt.oracles.HyperbandOracle(max_epochs=int(epochs.high), **common)
+    return int(epochs.high)
 
 
 def _candidate(space, hp, algorithm):

@@ -180,7 +180,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
             epochs=int(self.epochs),
             verbose=self.verbose,
             callbacks=[
-                keras.callbacks.TerminateOnNaN(),
+                _stop_on_nan(keras),
                 keras.callbacks.EarlyStopping(
                     monitor=monitor, patience=int(self.patience), restore_best_weights=True
                 ),
@@ -308,6 +308,19 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         return {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}[
             self.optimizer
         ](lr)
+
+
+def _stop_on_nan(keras):
+    """Keras' TerminateOnNaN without the line it prints on stdout: fit prints nothing, and a
+    NaN loss ends as a TrainingError with its epoch."""
+
+    class StopOnNaN(keras.callbacks.Callback):
+        def on_batch_end(self, batch, logs=None):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not np.isfinite(loss):
+                self.model.stop_training = True
+
+    return StopOnNaN()
 
 
 def _nested_samples_as_array(X):

@@ -115,13 +115,14 @@ def test_transform_with_wrong_number_of_features_is_refused(small_digits):
         transformer.transform(X[:, :10])
 
 
-def test_nan_loss_raises_training_error(small_digits):
+def test_nan_loss_raises_training_error_and_prints_nothing(small_digits, capsys):
     from encoderkit import TrainingError
 
     X, _ = small_digits
     with pytest.raises(TrainingError, match="NaN"):
         tiny(learning_rate=1e12, optimizer="sgd", scaling="standard", epochs=5,
              family_params={"layers": [{"units": 16, "activation": "relu"}] * 2}).fit(X * 1e6)
+    assert capsys.readouterr().out == ""  # Keras' TerminateOnNaN printed "Batch 0: Invalid loss, ..."
 
 
 def test_quantile_scaling_trains_on_zero_inflated_columns():

@@ -166,6 +166,10 @@ RUN_CASES = [
      "space.yaml: data_kinds: the space is for sequence data, not image"),
     ("space-start-outside", ["--space", _space("code_size: {int: [4, 8]}\nfamilies: {dense: {}}\nstart: [{code_size: 9}]\n")],
      "space.yaml: start[0].code_size: 9 is outside the space's int[4, 8]"),
+    # refused after the study was made, which then refused every resume
+    ("space-fixed-epochs-for-hyperband", ["--backend", "kerastuner", "--algorithm", "hyperband", "--space",
+                                          _space("training: {epochs: 2}\nfamilies: {dense: {}}\n")],
+     "space.yaml: training.epochs must be a range for --algorithm hyperband (it allocates epochs)"),
 ]
 
 
@@ -506,9 +510,6 @@ def test_transform_with_the_wrong_number_of_features_is_a_clear_value_error(expo
 
     with pytest.raises(ValueError, match="X has 10 features, but AutoencoderTransformer is expecting 64 features"):
         load_encoder(export_dir).transform(np.zeros((3, 10)))
-
-
-
 
 
 def test_a_run_on_a_data_file_changed_in_place_is_refused_and_changes_nothing(tmp_path):
