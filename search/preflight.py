@@ -63,6 +63,9 @@ def check_machine(backend: str, options) -> list[str]:
         if options.gpus_per_trial > gpus:
             raise SettingsError(f"gpus_per_trial: {options.gpus_per_trial:g} GPUs per trial, but this machine has "
                                 f"{gpus}; no trial could start (--address joins a cluster that has them)")
+        if os.environ.get("RAY_ADDRESS"):  # set by `ray job submit` in its entrypoint, and by users for ray.init
+            return [f"RAY_ADDRESS={os.environ['RAY_ADDRESS']} is set, but without --address Ray is started here, "
+                    "in this process; --address auto uses that cluster"]
     return []
 
 
@@ -100,6 +103,9 @@ def connect_ray(address: str, again: str = ""):
         dialled, source = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
     if dialled.startswith("ray://"):
         raise SettingsError(f"{source}: {dialled} is a Ray Client address, {RAY_CLIENT_UNUSABLE}")
+    if dialled.startswith(("http://", "https://")):  # `ray job submit`'s address, not the cluster's
+        raise SettingsError(f"{source}: {dialled} is the dashboard's (Jobs API) address; give the cluster's "
+                            "HOST:PORT (the head's GCS port, 6379 by default) or auto")
     import ray
 
     from search.backends.ray_backend import start_ray
@@ -123,14 +129,39 @@ def connect_ray(address: str, again: str = ""):
         try:
             socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
         except (OSError, ValueError) as exc:
-            raise SearchError(f"address {address}: no Ray cluster answers at {target} "
-                              f"({getattr(exc, 'strerror', None) or exc}){fix}") from None
-    try:
-        start_ray(address)
-    except (ConnectionError, ValueError, RuntimeError) as exc:
-        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-        raise SearchError(f"address {address}: cannot connect to Ray ({lines[0] if lines else type(exc).__name__})"
-                          f"{fix}") from None
+            reason = getattr(exc, "strerror", None) or exc
+            if target != dialled:  # Ray names this host by its IP: both, so the user finds what they typed
+                reason = f"{reason}; Ray dials it as {target}"
+            raise SearchError(f"address {address}: no Ray cluster answers at {dialled} ({reason}){fix}") from None
+    import tempfile
+
+    from encoderkit.quiet import stderr_silenced
+
+    # Ray's C++ client repeats a refused connection on stderr once a second (some 20 lines
+    # for a missing token) before ray.init gives up: kept, and read for the cause.
+    with tempfile.TemporaryFile("w+") as said:
+        try:
+            with stderr_silenced(into=said):
+                start_ray(address)
+            return
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            said.seek(0)
+            if "InvalidAuthToken" in said.read():
+                raise SearchError(f"address {address}: the cluster refused this process's token (RAY_AUTH_TOKEN is "
+                                  "missing or not the cluster's: export RAY_AUTH_MODE=token RAY_AUTH_TOKEN=<the "
+                                  f"head's token>){fix}") from None
+            raise SearchError(f"address {address}: cannot connect to Ray ({_ray_reason(exc)}){fix}") from None
+
+
+def _ray_reason(exc) -> str:
+    """ray.init's error in one line: its first line, with the fix it goes on to list."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    reason = lines[0]
+    if reason.endswith(":") and len(lines) > 1:  # "... To fix this, either:" and the ways on the next lines
+        reason = " ".join([reason, *lines[1:3]])
+    return reason
 
 
 def _ray_running_here() -> bool:

@@ -8,19 +8,21 @@ only switch that works; Python exceptions from the import still propagate."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from contextlib import contextmanager
 
 
 @contextmanager
-def stderr_silenced():
-    """File descriptor 2 goes to /dev/null for the block (C++ logging bypasses sys.stderr)."""
+def stderr_silenced(into=None):
+    """File descriptor 2 goes to /dev/null for the block (C++ logging bypasses sys.stderr),
+    or into the open file `into`, for a caller that reads what was said there."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
+        with open(os.devnull, "w") if into is None else contextlib.nullcontext(into) as sink:
+            os.dup2(sink.fileno(), 2)
             yield
     finally:
         os.dup2(saved, 2)

@@ -120,7 +120,9 @@ RUN_CASES = [
     ("cli-ray-client-address", ["--backend", "ray", "--address", "ray://127.0.0.1:10001"],  # no trial stored, for ever
      "--address: ray://127.0.0.1:10001 is a Ray Client address, which the ray backend cannot use"),
     ("cli-ray-address-nothing-answers", ["--backend", "ray", "--address", "127.0.0.1:1"],  # Ray retried for minutes
-     "--address 127.0.0.1:1: no Ray cluster answers at "),
+     "--address 127.0.0.1:1: no Ray cluster answers at 127.0.0.1:1 (Connection refused"),
+    ("cli-ray-dashboard-address", ["--backend", "ray", "--address", "http://127.0.0.1:8265"],  # Ray's message was cut at "either:"
+     "--address: http://127.0.0.1:8265 is the dashboard's (Jobs API) address; give the cluster's HOST:PORT"),
     ("data-missing-label", ["--data", _csv(_numeric(label=[0, 1, None, 1] * 10)), "--target", "label"],
      "target 'label' has no label in 10 row(s) (first: line 4); drop or fill them"),
     ("data-two-missing-labels", ["--data", _csv(_numeric(label=[0, 1] * 19 + [None, None])), "--target", "label"],
@@ -584,6 +586,20 @@ def test_auto_refuses_a_ray_client_address_from_ray_address(monkeypatch):
     with pytest.raises(SettingsError, match=r"^RAY_ADDRESS: ray://127.0.0.1:1 is a Ray Client address, which the "
                                             r"ray backend cannot use .*; run it on the cluster: ray job submit "):
         connect_ray("auto")
+
+
+def test_ray_address_without_the_flag_is_noted_not_silently_ignored(monkeypatch):
+    """Ray started here (no --address) ignores RAY_ADDRESS, which `ray job submit` sets in its
+    entrypoint: a job without --address auto ran every trial on the head node, without a word."""
+    from search.preflight import check_machine
+    from search.settings import RayOptions
+
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    assert check_machine("ray", RayOptions()) == [
+        "RAY_ADDRESS=10.0.0.5:6379 is set, but without --address Ray is started here, in this process; "
+        "--address auto uses that cluster"]
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert check_machine("ray", RayOptions()) == []
 
 
 def test_a_trial_no_node_of_the_cluster_can_take_is_noted():
