@@ -20,6 +20,14 @@ class StudyError(SearchError):
     """A study directory is missing, inconsistent or belongs to another configuration."""
 
 
+class OtherData(StudyError):
+    """The data given is not the study's (its split or content hash differs): `what` says how."""
+
+    def __init__(self, message: str, what: str):
+        super().__init__(message)
+        self.what = what
+
+
 class FailedTrial(Exception):
     """This trial failed (bad shape, NaN loss, ...): record it as failed and go on."""
 

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from encoderkit.data import IN_MEMORY, is_file_name
-from search.errors import StudyError
+from encoderkit.errors import DataError
+from search.errors import OtherData, StudyError
 from search.lock import study_lock
 from search.preflight import check_installed, check_writable_study_dir, use_keras_backend
 from search.storage import JOURNAL, fetch_metadata, finished_count, load, public_url, recover
@@ -58,7 +59,12 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
             (local / "space.yaml").write_text(space_text)
             study = Study(local, manifest)
             study.write_json("manifest.json", manifest)
-            problem, space = study.problem(), study.space()  # other data is refused here (split hash)
+            try:
+                problem, space = study.problem(), study.space()  # other data is refused here (split hash)
+            except OtherData as exc:  # named as the user gave it (this worker's copy is removed)
+                raise StudyError(f"{data or manifest['data']}: not the data of study {name!r} ({exc.what})") from None
+            except DataError as exc:
+                raise DataError(str(exc).replace(str(local / DATA_FILE), str(data))) from None
         except BaseException:
             if created:  # a refused join leaves nothing behind
                 shutil.rmtree(local, ignore_errors=True)
@@ -128,7 +134,7 @@ def _with_local_data(manifest: dict, local: Path, data, name: str, public: str) 
                              f"machine's copy: python -m search join {public} --study {name} --data PATH")
         return manifest
     if not Path(data).is_file():
-        raise StudyError(f"--data {data}: no such file")
+        raise StudyError(f"--data {data}: {'a folder, not a file' if Path(data).is_dir() else 'no such file'}")
     if in_memory:
         if Path(data).resolve() != (local / DATA_FILE).resolve():  # (resume gives the copy already here)
             shutil.copyfile(data, local / DATA_FILE)  # Study.dataset checks its content hash

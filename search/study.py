@@ -26,7 +26,7 @@ from pathlib import Path
 
 from encoderkit.data import IN_MEMORY, content_hash, is_file_name, load_dataset, save_npz
 from encoderkit.export import package_versions
-from search.errors import SettingsError, StudyError
+from search.errors import OtherData, SettingsError, StudyError
 from search.lock import LOCK_NAME
 from search.storage import STUDY_NAME
 from search.problem import make_problem
@@ -79,10 +79,8 @@ class Study:
             subsample=self.manifest.get("subsample"),
         )
         if problem.split_hash() != self.manifest["split_hash"]:
-            raise StudyError(
-                f"{self.directory}: the data or its split changed since the study began "
-                f"(split hash {problem.split_hash()} != {self.manifest['split_hash']})"
-            )
+            what = f"split hash {problem.split_hash()} != {self.manifest['split_hash']}"
+            raise OtherData(f"{self.directory}: the data or its split changed since the study began ({what})", what)
         return problem
 
     def move_data(self, path):
@@ -106,8 +104,8 @@ class Study:
 
         dataset = load_dataset(path)
         if IN_MEMORY + content_hash(dataset) != data:
-            raise StudyError(f"{path}: changed since the study began (content hash {content_hash(dataset)}, "
-                             f"study: {data.removeprefix(IN_MEMORY)})")
+            what = f"content hash {content_hash(dataset)}, study: {data.removeprefix(IN_MEMORY)}"
+            raise OtherData(f"{path}: changed since the study began ({what})", what)
         return dataclasses.replace(dataset, name=self.manifest["data_name"],
                                    target_name=self.manifest.get("target_name") or "y")
 

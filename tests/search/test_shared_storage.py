@@ -103,8 +103,8 @@ def test_two_processes_share_a_postgresql_study_with_the_exact_count(postgres, t
         np.savez(tmp_path / "other.npz", X=np.random.default_rng(0).random((200, 64)), y=np.arange(200) % 10)
         other = run_cli("join", public, "--study", "shared", "--data", tmp_path / "other.npz", "--study-dir",
                         tmp_path / "third", env=env)
-        assert other.returncode == 2 and "the data or its split changed since the study began" in other.stderr, \
-            other.stdout + other.stderr
+        assert other.returncode == 2 and other.stderr.startswith(
+            f"error: {tmp_path / 'other.npz'}: not the data of study 'shared' (split hash "), other.stdout + other.stderr
         assert len(other.stderr.strip().splitlines()) == 1 and "Traceback" not in other.stderr, other.stderr
         assert not (tmp_path / "third").exists()
 
@@ -258,6 +258,14 @@ def test_a_joiner_keeps_the_runs_timeout_and_its_looks_at_the_test_part_count_ev
     finished = [t for t in _trials(storage, {}) if t.state.name in ("COMPLETE", "PRUNED")]
     assert finished and all(t.user_attrs["worker_pid"] == first.pid for t in finished)
 
+    other = tmp_path / "other.csv"  # this machine's "copy" is other data: named as given, nothing left behind
+    other.write_text("a,b,target\n" + "".join(f"{i},{i % 7},{i % 2}\n" for i in range(60)))
+    for given, expected in ((other, f"error: {other}: not the data of study 'shared' (split hash "),
+                            (tmp_path, f"error: --data {tmp_path}: a folder, not a file")):
+        refused = run_cli("join", storage, "--study", "shared", "--data", given, "--study-dir", tmp_path / "third",
+                          cwd=tmp_path)
+        assert refused.returncode == 2 and refused.stderr.startswith(expected), refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "third").exists()
     own = run_cli("join", storage, "--study", "shared", "--study-dir", study, "--no-progress", cwd=tmp_path)
     assert own.returncode == 2 and "the study's own run directory, not a join directory" in own.stderr, own.stderr
     exported = run_cli("export", joined, "-o", tmp_path / "from-join", cwd=tmp_path)  # a second look, elsewhere
