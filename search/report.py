@@ -105,8 +105,13 @@ def _history(plt, complete, baselines, metric):
         ax.axhline(b["cv_mean"], linestyle="--", color=f"C{i + 2}", label=f"baseline {name}")
     ax.set_xlabel("trial")
     ax.set_ylabel(f"CV {metric}")
-    ax.legend(loc="lower right")
+    _legend_beside(ax)
     return fig
+
+
+def _legend_beside(ax):
+    """The legend right of the plot (saved with bbox_inches="tight"): inside it hid points and bars."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
 
 
 def _importances(optuna_study, complete) -> str:
@@ -172,10 +177,12 @@ def _cost(plt, complete):
     left = np.zeros(len(families))
     for i, stage in enumerate(STAGES):
         widths = np.array([means[f].get(stage, 0.0) for f in families])
+        if not widths.any():  # a stage this study never had (compile under TensorFlow)
+            continue
         ax.barh(families, widths, left=left, color=f"C{i}", label=stage)
         left += widths
     ax.set_xlabel("mean seconds per completed trial")
-    ax.legend(loc="lower right", fontsize=8)
+    _legend_beside(ax)
     return fig
 
 

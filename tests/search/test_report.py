@@ -187,3 +187,26 @@ def test_html_report_opens_in_headless_chromium_with_every_image_decoded(report,
     decoded = re.search(r"<title>decoded (\d+) of (\d+)</title>", dom)
     assert decoded, dom[:500]
     assert int(decoded.group(1)) == int(decoded.group(2)) >= 6
+
+
+def test_plot_legends_sit_beside_the_plot_and_name_only_stages_the_study_had():
+    """Inside the axes the history's legend hid a trial's point and the cost legend its bars,
+    and a TensorFlow study's cost legend listed "compile", a stage it never had."""
+    import types
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from search.report import _cost, _history
+
+    trials = [types.SimpleNamespace(number=n, value=0.5 + n / 100,
+                                    user_attrs={"candidate": {"family": "dense"},
+                                                "seconds": {"fit": 2.0, "probe": 1.0, "compile": 0.0}})
+              for n in range(4)]
+    for fig in (_history(plt, trials, {"raw": {"cv_mean": 0.52}}, "accuracy"), _cost(plt, trials)):
+        legend = fig.axes[0].get_legend()
+        assert legend.get_bbox_to_anchor().x0 > fig.axes[0].get_window_extent().x1  # right of the axes
+    assert [text.get_text() for text in legend.get_texts()] == ["fit", "probe"]
+    plt.close("all")
