@@ -33,6 +33,8 @@ class TrialRecord:
     seconds: float | None
     note: str = ""  # why it failed, or where it was pruned
     stages: dict = field(default_factory=dict)  # seconds per stage
+    host: str | None = None  # the machine that ran it (several join a shared storage)
+    device: str | None = None  # the accelerator or CPU it ran on
 
 
 @dataclass(frozen=True)
@@ -85,11 +87,11 @@ class StudyResult:
         for trial in self.trials:
             row = {"number": trial.number, "state": trial.state, "family": trial.family, "score": trial.score,
                    "score_std": trial.score_std, "seconds": trial.seconds, "config": trial.config,
-                   "note": trial.note}
+                   "note": trial.note, "host": trial.host, "device": trial.device}
             row.update({f"param_{name}": value for name, value in trial.params.items()})
             rows.append(row)
         return pd.DataFrame(rows, columns=None if rows else ["number", "state", "family", "score", "score_std",
-                                                             "seconds", "config", "note"])
+                                                             "seconds", "config", "note", "host", "device"])
 
 
 def trial_records(optuna_study, rows=None) -> tuple:
@@ -100,6 +102,7 @@ def trial_records(optuna_study, rows=None) -> tuple:
             number=trial.number, state=row.state, score=row.cv_mean, score_std=row.cv_std, family=row.family,
             config=row.detail, params=dict(trial.params),
             seconds=row.seconds, note=row.note, stages=dict(row.stages),
+            host=trial.user_attrs.get("worker_host"), device=trial.user_attrs.get("device"),
         ))
     return tuple(records)
 

@@ -251,6 +251,7 @@ def test_the_result_is_an_object_with_its_trials_a_frame_and_the_fitted_export(t
     frame = result.to_frame()
     assert list(frame["number"]) == [0, 1] and frame["score"].max() == result.best_cv
     assert {"state", "family", "config", "seconds", "param_family", "param_code_size"} <= set(frame.columns)
+    assert set(frame["host"]) == {__import__("socket").gethostname()} and frame["device"].notna().all()  # who ran it
     codes = result.best_estimator.transform(X)
     assert codes.shape == (300, result.best_estimator.n_features_out_)
     np.testing.assert_array_equal(result.best_estimator.transform(pd.DataFrame(X)), codes)
