@@ -114,7 +114,9 @@ def _check_local(local: Path, public: str, name: str):
         if existing.get("storage") != public or existing.get("study_name") != name:
             raise StudyError(f"{local}: holds another study ({existing.get('study_name') or 'a local one'}); "
                              "give another --study-dir")
-        if not existing.get("joined"):  # the run's own directory: its manifest and export are the run's
+        # The run's own directory (it scores the baselines first; join directories made before
+        # they were marked "joined" have none): its manifest and export are the run's.
+        if not existing.get("joined") and (local / "baselines.json").exists():
             raise StudyError(f"{local}: the study's own run directory, not a join directory; give another "
                              f"--study-dir (or continue the run there: python -m search resume {local})")
     elif local.exists() and any(local.iterdir()):
