@@ -37,7 +37,7 @@ from search.results import StudyResult, result_of
 from search.settings import OPTION_DEFAULTS, BackendOptions, Budget, StudySpec, option_keys
 from search.space import load_space
 from search.storage import check_database, publish, recover, study_names
-from search.study import check_same_study, create_or_check, open_study, tuner_version
+from search.study import check_same_study, create_or_check, is_join_directory, open_study, tuner_version
 
 
 def run(
@@ -155,6 +155,9 @@ def run(
     }
     check_free(study_dir)
     existing = check_same_study(study_dir, settings, problem, loaded)  # refused before the lock is touched
+    if existing and is_join_directory(existing):  # its run would publish a deadline and export from a worker
+        raise StudyError(f"{existing.directory}: a worker's directory of study {existing.manifest.get('study_name')!r}; "
+                         f"add trials with: python -m search resume {existing.directory} (it joins again)")
     if existing:
         check_database(existing)
         existing.check_records()
@@ -253,7 +256,7 @@ def resume(study_dir, *, data=None, progress=True, verbose=True, export=True) ->
     checked). Returns a `StudyResult`; raises as `run` does."""
     faults.check_environment()
     study = open_study(study_dir)
-    if study.manifest.get("joined"):  # a worker's directory: join again; the study's run exports
+    if is_join_directory(study):  # a worker's directory: join again; the study's run exports
         from search.join import rejoin
 
         done, line = rejoin(study, data=data, progress=progress)

@@ -23,7 +23,7 @@ class StudyError(SearchError):
 class OtherData(StudyError):
     """The data given is not the study's (its split or content hash differs): `what` says how."""
 
-    def __init__(self, message: str, what: str):
+    def __init__(self, message: str, what: str = ""):
         super().__init__(message)
         self.what = what
 

@@ -23,7 +23,7 @@ from search.errors import OtherData, StudyError
 from search.lock import study_lock
 from search.preflight import check_installed, check_writable_study_dir, use_keras_backend
 from search.storage import JOURNAL, fetch_metadata, finished_count, load, public_url, recover
-from search.study import DATA_FILE, Study, open_study
+from search.study import DATA_FILE, Study, is_join_directory, open_study
 
 
 def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> dict:
@@ -110,13 +110,12 @@ def _check_file_exists(public: str):
 def _check_local(local: Path, public: str, name: str):
     """A local directory is this study's join directory, or new."""
     if (local / "manifest.json").is_file():
-        existing = open_study(local).manifest
+        study = open_study(local)
+        existing = study.manifest
         if existing.get("storage") != public or existing.get("study_name") != name:
             raise StudyError(f"{local}: holds another study ({existing.get('study_name') or 'a local one'}); "
                              "give another --study-dir")
-        # The run's own directory (it scores the baselines first; join directories made before
-        # they were marked "joined" have none): its manifest and export are the run's.
-        if not existing.get("joined") and (local / "baselines.json").exists():
+        if not is_join_directory(study):  # the run's own: its manifest and export are the run's
             raise StudyError(f"{local}: the study's own run directory, not a join directory; give another "
                              f"--study-dir (or continue the run there: python -m search resume {local})")
     elif local.exists() and any(local.iterdir()):

@@ -63,9 +63,10 @@ def check_machine(backend: str, options) -> list[str]:
         if options.gpus_per_trial > gpus:
             raise SettingsError(f"gpus_per_trial: {options.gpus_per_trial:g} GPUs per trial, but this machine has "
                                 f"{gpus}; no trial could start (--address joins a cluster that has them)")
-        if os.environ.get("RAY_ADDRESS"):  # set by `ray job submit` in its entrypoint, and by users for ray.init
-            return [f"RAY_ADDRESS={os.environ['RAY_ADDRESS']} is set, but without --address Ray is started here, "
-                    "in this process; --address auto uses that cluster"]
+        given = os.environ.get("RAY_ADDRESS")  # set by `ray job submit` in its entrypoint, and by users for ray.init
+        if given:
+            use = "; --address auto uses that cluster" if "://" not in given else ""  # not a dashboard or client URL
+            return [f"RAY_ADDRESS={given} is set, but without --address Ray is started here, in this process{use}"]
     return []
 
 
@@ -139,14 +140,15 @@ def connect_ray(address: str, again: str = ""):
 
     # Ray's C++ client repeats a refused connection on stderr once a second (some 20 lines
     # for a missing token) before ray.init gives up: kept, and read for the cause.
-    with tempfile.TemporaryFile("w+") as said:
+    with tempfile.TemporaryFile("w+", errors="replace") as said:
         try:
             with stderr_silenced(into=said):
                 start_ray(address)
             return
-        except (ConnectionError, ValueError, RuntimeError) as exc:
+        except (ConnectionError, ValueError, RuntimeError, ray.exceptions.RayError) as exc:
+            # (RAY_AUTH_MODE=token without a token: ray.init's own AuthenticationError)
             said.seek(0)
-            if "InvalidAuthToken" in said.read():
+            if "InvalidAuthToken" in said.read() or isinstance(exc, ray.exceptions.AuthenticationError):
                 raise SearchError(f"address {address}: the cluster refused this process's token (RAY_AUTH_TOKEN is "
                                   "missing or not the cluster's: export RAY_AUTH_MODE=token RAY_AUTH_TOKEN=<the "
                                   f"head's token>){fix}") from None

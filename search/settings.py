@@ -90,6 +90,12 @@ class Budget(_Settings):
         _set(self, "max_failures", int(self.max_failures))
         _set(self, "timeout", None if self.timeout is None else float(self.timeout))
 
+    def deadline_from_now(self) -> float | None:
+        """When (epoch seconds) a search starting now stops starting trials; None: no timeout."""
+        import time
+
+        return time.time() + self.timeout if self.timeout else None
+
 
 @dataclass(frozen=True)
 class BackendOptions(_Settings):

@@ -280,9 +280,9 @@ def recover(study) -> list[str]:
         ended = "fail_reason" in attrs  # it failed or was cut short; only its state was not stored
         # Optuna has no public way to set an attribute on another process's trial (a Trial
         # needs its private id); the state goes through the public `tell`.
-        if not ended:
-            optuna_study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", why)
-        try:
+        try:  # (another process may fail it first: the run's heartbeat check, a joiner's recover)
+            if not ended:
+                optuna_study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", why)
             optuna_study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
             continue  # another process got there first

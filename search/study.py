@@ -20,6 +20,7 @@ import os
 import shutil
 import socket
 import stat
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,7 +145,7 @@ class Study:
             here = {use.get("id") for use in uses if isinstance(use, dict)}
             uses = sorted([*uses, *(use for key, use in optuna_study.user_attrs.items()
                                     if key.startswith(SHARED_TEST_USE) and use.get("id") not in here)],
-                          key=lambda use: use["time"])
+                          key=_recorded_at)
         return uses
 
     def record_test_use(self, *, trial: int, metric: str, test: dict, destination, best: bool, optuna_study=None):
@@ -156,8 +157,12 @@ class Study:
         if optuna_study is not None and self.manifest.get("storage"):
             # A shared storage: every machine's leaderboard counts this look (a joiner's export
             # was a second look that the run's leaderboard called "used once").
-            optuna_study.set_user_attr(SHARED_TEST_USE + use["id"],
-                                       {**use, "export": f"{host}:{Path(destination).absolute()}"})
+            try:
+                optuna_study.set_user_attr(SHARED_TEST_USE + use["id"],
+                                           {**use, "export": f"{host}:{Path(destination).absolute()}"})
+            except Exception as exc:  # the export still goes ahead; the look is recorded here
+                print(f"note: this look at the test part is recorded in {self.directory / TEST_USES} only: the "
+                      f"storage refused it ({type(exc).__name__})", file=sys.stderr)
 
     def _where(self, path) -> str:
         """A path as everyone who reads the study can follow it: relative to the study inside it
@@ -208,6 +213,23 @@ def study_around(path) -> Path | None:
         if isinstance(manifest, dict) and "manifest_version" in manifest:
             return folder
     return None
+
+
+def _recorded_at(use) -> int:
+    """When a test use was recorded, in ns since the epoch (the end of its id; older uses,
+    without one, were all recorded on this machine before any in a shared storage)."""
+    return int(use["id"].rsplit(":", 1)[1]) if isinstance(use, dict) and "id" in use else 0
+
+
+def is_join_directory(study) -> bool:
+    """A worker's directory made by `join`: its commands leave the export to the study's run.
+    Marked since 2026-12-02 ("joined", False in a run's own); an older one is known by a
+    shared storage without the baselines or export a run writes first and last."""
+    joined = study.manifest.get("joined")
+    if joined is not None:
+        return bool(joined)
+    return bool(study.manifest.get("storage")) and not any(
+        (study.directory / name).exists() for name in ("baselines.json", "export.json"))
 
 
 # What every command reads from a study's manifest (every run writes them), and its JSON types.
@@ -291,6 +313,7 @@ def create_or_check(directory, settings: dict, space_path: str, problem, space) 
         "space_name": space.name,
         "space_source": str(space_path),
         "study_name": settings.get("study_name"),
+        "joined": False,  # a run's own directory (`join` marks its worker's True)
         "data_name": problem.dataset.name,
         "target_name": problem.dataset.target_name,
         "data_kind": problem.dataset.kind,

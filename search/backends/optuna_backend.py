@@ -5,6 +5,7 @@ GPU (round-robin over `--gpus`) when there are GPUs."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -145,15 +146,14 @@ def publish_deadline(study):
     """The run's --timeout as one deadline for the whole study, in its storage: its other
     workers and those joining from other machines start no trial after it (each counting
     the timeout from its own start let a joiner start trials after the run had exported)."""
-    budget = Budget.from_manifest(study.manifest)
-    load(study).set_user_attr(DEADLINE, time.time() + budget.timeout if budget.timeout else None)
+    load(study).set_user_attr(DEADLINE, Budget.from_manifest(study.manifest).deadline_from_now())
 
 
 def study_deadline(optuna_study, budget):
     """The deadline the study's run published; a worker of a study without one counts from now."""
     if DEADLINE in optuna_study.user_attrs:
         return optuna_study.user_attrs[DEADLINE]
-    return time.time() + budget.timeout if budget.timeout else None
+    return budget.deadline_from_now()
 
 
 def wait_for_running(optuna_study, study_dir, say_after=10.0):
@@ -164,13 +164,15 @@ def wait_for_running(optuna_study, study_dir, say_after=10.0):
     import optuna
     from optuna.trial import TrialState
 
-    started, said = time.monotonic(), False
+    started, said, here = time.monotonic(), False, socket.gethostname()
     while running := optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not said and time.monotonic() - started >= say_after:
+        # (this machine's workers end their last trials as usual: said only for other machines')
+        elsewhere = any(t.user_attrs.get("worker_host") != here for t in running)
+        if not said and elsewhere and time.monotonic() - started >= say_after:
             said = True
             names = ", ".join(f"#{t.number} on {t.user_attrs.get('worker_host', '?')} (pid {t.user_attrs.get('worker_pid', '?')})"
                               for t in running[:5])
-            print(f"waiting for {len(running)} trial(s) running on other workers: {names}{' ...' if len(running) > 5 else ''}; "
+            print(f"waiting for {len(running)} trial(s) still running: {names}{' ...' if len(running) > 5 else ''}; "
                   f"Ctrl-C stops the wait, and `python -m search export {study_dir}` then exports what finished",
                   file=sys.stderr, flush=True)
         interrupts.check()

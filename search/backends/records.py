@@ -33,7 +33,7 @@ class TrialLifecycle:
     def __init__(self, study, progress=None):
         budget = Budget.from_manifest(study.manifest)
         self.target, self.base_seed = budget.trials, int(study.manifest["seed"])
-        self.deadline = time.time() + budget.timeout if budget.timeout else None
+        self.deadline = budget.deadline_from_now()
         self.max_failures, self.failures_in_a_row, self.last_failure = budget.max_failures, 0, ""
         self.progress = progress
 

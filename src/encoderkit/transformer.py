@@ -295,7 +295,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         if self.input_shape is None:
             return tuple(given_shape) if given_shape else (n_features,)
         shape = tuple(int(s) for s in self.input_shape)
-        if given_shape and tuple(given_shape) != shape:  # same count of values, other layout: steps and channels mixed
+        if given_shape and _without_ones(given_shape) != _without_ones(shape):  # steps and channels mixed
             raise ValueError(f"X has samples of shape {tuple(given_shape)}, but input_shape={shape}")
         if int(np.prod(shape)) != n_features:
             raise ValueError(f"input_shape={shape} holds {int(np.prod(shape))} values but X has {n_features} features")
@@ -308,6 +308,11 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         return {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}[
             self.optimizer
         ](lr)
+
+
+def _without_ones(shape) -> tuple:
+    """A sample shape less its size-1 axes: (28, 28) images fit input_shape=(28, 28, 1)."""
+    return tuple(int(s) for s in shape if int(s) != 1)
 
 
 def _stop_on_nan(keras):

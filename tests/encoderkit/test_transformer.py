@@ -218,6 +218,8 @@ def test_fit_takes_lists_of_samples_and_refuses_samples_that_contradict_input_sh
     with pytest.raises(ValueError, match=r"^X has samples of shape \(4, 3\), but input_shape=\(6, 2\)$"):
         AutoencoderTransformer(**params, input_shape=(6, 2)).fit(X.reshape(60, 4, 3))
     assert AutoencoderTransformer(**params, input_shape=(6, 2)).fit(X).sample_shape_ == (6, 2)
+    images = rng.random((60, 4, 4))  # (n, H, W) for input_shape=(H, W, 1): the same samples, as it always was
+    assert AutoencoderTransformer(code_size=2, epochs=1, input_shape=(4, 4, 1)).fit(images).sample_shape_ == (4, 4)
 
 
 def test_a_dataframe_is_matched_by_column_name(rng):

@@ -44,16 +44,19 @@ def test_ray_job_submit_runs_a_search_on_a_cluster(tmp_path):
     try:
         # Without the cluster's token: one line that says so (Ray's client repeated its refusal
         # on stderr once a second, some 20 lines, and the error named no cause).
+        # With RAY_AUTH_MODE=token but no token, ray.init's AuthenticationError was a traceback.
         tokenless = {k: v for k, v in env.items() if k not in ("RAY_AUTH_TOKEN", "RAY_AUTH_MODE")}
-        refused = subprocess.run([sys.executable, "-m", "search", "run", "--backend", "ray", "--address",
-                                  f"127.0.0.1:{gcs}", "--space", str(TINY_SPACE), "--trials", "1", "--study-dir",
-                                  str(tmp_path / "refused"), "--no-progress"],
-                                 env=tokenless, capture_output=True, text=True, timeout=300, cwd=tmp_path)
-        assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
-        assert refused.stderr.splitlines() == [
-            f"error: --address 127.0.0.1:{gcs}: the cluster refused this process's token (RAY_AUTH_TOKEN is missing "
-            "or not the cluster's: export RAY_AUTH_MODE=token RAY_AUTH_TOKEN=<the head's token>)"], refused.stderr
-        assert not (tmp_path / "refused").exists()
+        for without_token in (tokenless, {**tokenless, "RAY_AUTH_MODE": "token"}):
+            refused = subprocess.run([sys.executable, "-m", "search", "run", "--backend", "ray", "--address",
+                                      f"127.0.0.1:{gcs}", "--space", str(TINY_SPACE), "--trials", "1", "--study-dir",
+                                      str(tmp_path / "refused"), "--no-progress"],
+                                     env=without_token, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+            assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
+            assert refused.stderr.splitlines() == [
+                f"error: --address 127.0.0.1:{gcs}: the cluster refused this process's token (RAY_AUTH_TOKEN is "
+                "missing or not the cluster's: export RAY_AUTH_MODE=token RAY_AUTH_TOKEN=<the head's token>)"], \
+                refused.stderr
+            assert not (tmp_path / "refused").exists()
         for _ in range(30):  # the head's job agent comes up a few seconds after `ray start`
             job = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
             if "No available agent" not in job.stderr:

@@ -277,6 +277,22 @@ def test_a_joiner_keeps_the_runs_timeout_and_its_looks_at_the_test_part_count_ev
     assert resumed.returncode == 0 and "joined study shared: 0 trial(s) finished here" in resumed.stdout, \
         resumed.stdout + resumed.stderr
     assert not (joined / "export").exists() and len(json.loads((joined / "test_uses.json").read_text())) == 1
+    as_run = run_cli("run", "--space", TINY_SPACE, "--trials", "50", "--timeout", "2", "--storage", storage,
+                     "--study-dir", joined, "--no-progress", cwd=tmp_path)  # a run there would export from a worker
+    assert as_run.returncode == 2 and "a worker's directory of study 'shared'; add trials with: python -m search " \
+        f"resume {joined}" in as_run.stderr, as_run.stderr
+
+
+def test_join_directories_are_told_from_run_directories_also_before_they_were_marked(tmp_path):
+    from search.study import Study, is_join_directory
+
+    shared = {"storage": "journal:/j"}
+    assert is_join_directory(Study(tmp_path, {**shared, "joined": True}))
+    assert not is_join_directory(Study(tmp_path, {**shared, "joined": False}))
+    assert is_join_directory(Study(tmp_path, shared))  # an old join directory: no baselines, no export
+    assert not is_join_directory(Study(tmp_path, {}))  # a local study
+    (tmp_path / "baselines.json").write_text("{}")
+    assert not is_join_directory(Study(tmp_path, shared))  # an old run directory
 
 
 def test_a_joiner_without_the_studys_data_file_is_told_how_to_give_its_copy(tmp_path):
