@@ -139,6 +139,9 @@ def main(argv=None) -> int:
         with interrupts.sigterm_like_ctrl_c():
             return COMMANDS[args.command](args) or 0
     except (SearchError, EncoderkitError) as exc:
+        result = getattr(exc, "result", None)  # a search that had to stop (FatalSearchError): what it stored
+        if result is not None:
+            print(result.leaderboard)
         print(f"error: {as_flags(str(exc), args)}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # `... | head`: the reader has what it wanted

@@ -26,7 +26,7 @@ from encoderkit.export import check_destination
 from encoderkit.probe import cv_score
 from search import compile_cache, devices, faults, interrupts
 from search.backends import get_backend
-from search.errors import Interrupted, SettingsError, StudyError
+from search.errors import FatalSearchError, Interrupted, SettingsError, StudyError
 from search.lock import check_free, study_lock
 from search.preflight import (check_installed, check_machine, check_writable_study_dir, choose_keras_backend,
                               connect_ray, keras_backend_to_use, use_keras_backend)
@@ -337,6 +337,9 @@ def _search_and_export_with(backend, options, study, problem, space, progress, e
                 print(f"note: {notes[-1]}")
         elif export:
             exported = refit_and_export(study, problem, space)
+    except FatalSearchError as exc:  # e.g. --max-failures: the failed trials' reasons are on the leaderboard
+        exc.result = result_of(study, notes=notes)
+        raise
     except BaseException as exc:
         if not interrupts.is_interrupt(exc):
             raise

@@ -37,7 +37,10 @@ class PruneTrial(Exception):
 
 
 class FatalSearchError(SearchError):
-    """The search cannot go on (e.g. too many trials failed in a row)."""
+    """The search cannot go on (e.g. too many trials failed in a row). Raised by a run, it
+    carries `result`, the study's leaderboard so far (each failed trial with its reason)."""
+
+    result = None
 
 
 class Interrupted(KeyboardInterrupt):

@@ -240,6 +240,8 @@ def test_many_failures_in_a_row_abort_with_a_clear_message(tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert lines == [lines[0]] and "3 trials failed in a row (--max-failures 3); last: TrainingError: loss became NaN" in lines[0]
+    # the leaderboard of what it stored, each failure with its reason (it printed nothing)
+    assert "Leaderboard (" in result.stdout and result.stdout.count("failed: TrainingError: loss became NaN") >= 3
 
 
 def test_a_search_whose_every_trial_failed_says_why_in_its_one_line(tmp_path):
