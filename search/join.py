@@ -55,7 +55,7 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
     with study_lock(local, "join"):
         try:
             # "joined": this directory's commands leave the export to the study's run (one look at the test part)
-            manifest = {**_with_local_data(manifest, local, data, name, public), "workers": 1, "joined": True}
+            manifest = {**with_local_data(manifest, local, data, name, public), "workers": 1, "joined": True}
             (local / "space.yaml").write_text(space_text)
             study = Study(local, manifest)
             study.write_json("manifest.json", manifest)
@@ -122,7 +122,7 @@ def _check_local(local: Path, public: str, name: str):
         raise StudyError(f"{local}: exists and is not a study directory; give another --study-dir")
 
 
-def _with_local_data(manifest: dict, local: Path, data, name: str, public: str) -> dict:
+def with_local_data(manifest: dict, local: Path, data, name: str, public: str) -> dict:
     """The manifest with this machine's data: a copy of in-memory data's data.npz, or a file
     path of its own; the split hash decides whether it is the study's data."""
     in_memory = manifest["data"].startswith(IN_MEMORY)

@@ -35,10 +35,10 @@ def write_html(study_dir, out=None) -> Path:
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     metric = study.manifest["metric"]
     sections = [("Leaderboard", f"<pre>{html.escape(result_of(study, optuna_study=optuna_study).leaderboard)}</pre>")]
-    sections.append(("Optimization history", _figure(_history, complete, study.baselines(), metric)))
+    sections.append(("Optimization history", _figure(history_plot, complete, study.baselines(), metric)))
     sections.append(("Parameter importances", _importances(optuna_study, complete)))
     sections.append(("Score by family", _figure(_by_family, complete, metric)))
-    sections.append(("Trial cost", _figure(_cost, complete)))
+    sections.append(("Trial cost", _figure(cost_plot, complete)))
     if (study.export_dir / "manifest.json").is_file():
         from encoderkit import load_encoder
 
@@ -91,7 +91,7 @@ def _figure(draw, *args) -> str:
     return f'<img alt="plot" src="data:image/png;base64,{data}">'
 
 
-def _history(plt, complete, baselines, metric):
+def history_plot(plt, complete, baselines, metric):
     if not complete:
         return None
     numbers = [t.number for t in complete]
@@ -164,7 +164,7 @@ def _by_family(plt, complete, metric):
     return fig
 
 
-def _cost(plt, complete):
+def cost_plot(plt, complete):
     """Mean seconds per stage of a trial, per family: where the search's time goes."""
     from search.leaderboard import STAGES, mean_stage_seconds
 

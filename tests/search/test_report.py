@@ -199,13 +199,13 @@ def test_plot_legends_sit_beside_the_plot_and_name_only_stages_the_study_had():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from search.report import _cost, _history
+    from search.report import cost_plot, history_plot
 
     trials = [types.SimpleNamespace(number=n, value=0.5 + n / 100,
                                     user_attrs={"candidate": {"family": "dense"},
                                                 "seconds": {"fit": 2.0, "probe": 1.0, "compile": 0.0}})
               for n in range(4)]
-    for fig in (_history(plt, trials, {"raw": {"cv_mean": 0.52}}, "accuracy"), _cost(plt, trials)):
+    for fig in (history_plot(plt, trials, {"raw": {"cv_mean": 0.52}}, "accuracy"), cost_plot(plt, trials)):
         legend = fig.axes[0].get_legend()
         assert legend.get_bbox_to_anchor().x0 > fig.axes[0].get_window_extent().x1  # right of the axes
     assert [text.get_text() for text in legend.get_texts()] == ["fit", "probe"]

@@ -297,9 +297,9 @@ def test_join_directories_are_told_from_run_directories_also_before_they_were_ma
 
 def test_a_joiner_without_the_studys_data_file_is_told_how_to_give_its_copy(tmp_path):
     from search.errors import StudyError
-    from search.join import _with_local_data
+    from search.join import with_local_data
 
     missing = tmp_path / "gone.csv"
     with pytest.raises(StudyError, match=(rf"^{missing}: no such file on this machine \(the study's data\); give this "
                                           r"machine's copy: python -m search join journal:/j --study s --data PATH$")):
-        _with_local_data({"data": str(missing)}, tmp_path, None, "s", "journal:/j")
+        with_local_data({"data": str(missing)}, tmp_path, None, "s", "journal:/j")
