@@ -38,13 +38,14 @@ def check_machine(backend: str, options) -> list[str]:
     a cluster is joined here, so a bad address ends the command now, and a trial no node of it
     can take is noted."""
     from search import devices
+    from search.ray_connection import callers_ray
 
     cores = os.cpu_count() or 1
     if backend == "optuna" and options.workers > cores:
         raise SettingsError(f"workers: {options.workers} worker processes on this machine's {cores} cores; "
                             f"at most {cores} (more machines: `python -m search join` on a shared --storage, "
                             "or --backend ray)")
-    if backend == "ray" and _ray_running_here():
+    if backend == "ray" and callers_ray():
         import ray
 
         if ray.util.client.ray.is_connected():  # the caller's own ray.init("ray://...")
@@ -55,7 +56,7 @@ def check_machine(backend: str, options) -> list[str]:
         connect_ray(options.address)
         alive = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
         return unplaceable(alive, options)
-    if backend == "ray" and options.address is None and not _ray_running_here():
+    if backend == "ray" and options.address is None and not callers_ray():
         if options.cpus_per_trial > cores:
             raise SettingsError(f"cpus_per_trial: {options.cpus_per_trial:g} CPUs per trial, but Ray started here "
                                 f"has this machine's {cores}; no trial could start")
@@ -95,7 +96,7 @@ def connect_ray(address: str, again: str = ""):
     """Joins the Ray cluster at `address` now, before a study is made or changed: a bad
     address was a traceback (or, where nothing answered, a hang of minutes) after the
     baselines were scored and a study written. `again`: how to continue with another address.
-    The search then runs in this connection (ray_backend.start_ray keeps it)."""
+    The search then runs in this connection (ray_connection.start_ray keeps it)."""
     import socket
 
     fix = f"; {again}" if again else ""
@@ -109,9 +110,9 @@ def connect_ray(address: str, again: str = ""):
                             "HOST:PORT (the head's GCS port, 6379 by default) or auto")
     import ray
 
-    from search.backends.ray_backend import start_ray
+    from search.ray_connection import connected_elsewhere, start_ray
 
-    if ray.is_initialized():
+    if ray.is_initialized() and not connected_elsewhere(address):  # the caller's, or this address's already
         return
     try:
         from ray._private.services import canonicalize_bootstrap_address
@@ -164,14 +165,6 @@ def _ray_reason(exc) -> str:
     if reason.endswith(":") and len(lines) > 1:  # "... To fix this, either:" and the ways on the next lines
         reason = " ".join([reason, *lines[1:3]])
     return reason
-
-
-def _ray_running_here() -> bool:
-    """A caller who started Ray itself (`ray.init(num_gpus=...)`) declared its own resources."""
-    import sys
-
-    ray = sys.modules.get("ray")
-    return ray is not None and ray.is_initialized()
 
 
 def keras_backend_to_use(requested=None) -> str:

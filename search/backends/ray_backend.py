@@ -25,6 +25,7 @@ from search.backends.records import (TrialLifecycle, cut_short, interrupted, int
 from search.errors import FailedTrial, SearchError
 from search.faults import crash_point
 from search.objective import CHECKPOINTS, evaluate
+from search.ray_connection import start_ray
 from search.settings import RayOptions
 from search.storage import load
 from search.suggest import FixedSuggest, OptunaSuggest, sample
@@ -76,23 +77,6 @@ def run(study, problem, space, progress=None):
         _SESSIONS.pop(key, None)
     if session.life.fatal:
         raise session.life.fatal_error()
-
-
-def start_ray(address):
-    """Joins the cluster at `address` (`auto`: the one running here, as in a `ray job`), or
-    starts Ray in this process. Ray's logs stay in its session directory."""
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no CSV/TensorBoard files per trial
-    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # Ctrl-C is ours (interrupts.py)
-    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter honours verbose=0; ours is the bar
-    # Intermediate results carry only the probe score; the final one adds the score.
-    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    if address:
-        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
-    else:  # "local": a new instance even when a cluster runs on this machine
-        ray.init(address="local", logging_level="ERROR", log_to_driver=False, include_dashboard=False)
 
 
 def _experiments(root: Path) -> list[Path]:

@@ -154,6 +154,36 @@ engine.run("digits", space={str(TINY_SPACE)!r}, trials=2, backend="ray", study_d
     assert "exp-1 and none of its trials reached the study; stopped" in result.stderr
 
 
+@pytest.mark.xdist_group("ray")
+def test_a_notebooks_next_search_goes_to_the_cluster_it_names_not_the_local_ray_an_earlier_one_started(tmp_path):
+    """A search without --address starts Ray in this process and keeps it for the next one;
+    the next one, given a cluster, was connected to that local Ray without a word (and Ray's
+    checks were skipped as if the caller had started it)."""
+    code = f"""
+import os, ray
+from search import engine
+from search.preflight import check_machine
+from search.settings import RayOptions
+engine.run("digits", space={str(TINY_SPACE)!r}, trials=1, backend="ray", study_dir={str(tmp_path / "one")!r},
+           progress=False, export=False)
+first = ray.get_runtime_context().gcs_address
+engine.run("digits", space={str(TINY_SPACE)!r}, trials=1, backend="ray", study_dir={str(tmp_path / "two")!r},
+           progress=False, export=False)
+print("reused:", ray.get_runtime_context().gcs_address == first)
+os.environ["RAY_ADDRESS"] = "10.0.0.5:6379"
+print("notes:", check_machine("ray", RayOptions()))
+try:
+    check_machine("ray", RayOptions(address="127.0.0.1:1"))
+except Exception as exc:
+    print("refused:", exc)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "reused: True" in result.stdout
+    assert "notes: ['RAY_ADDRESS=10.0.0.5:6379 is set, but without --address Ray is started here" in result.stdout
+    assert "refused: address 127.0.0.1:1: no Ray cluster answers at 127.0.0.1:1" in result.stdout, result.stdout
+
+
 def test_a_trial_ray_stopped_at_a_rung_is_stored_with_its_real_start_and_end(monkeypatch):
     """ASHA's last report is an intermediate one, with no end time: the stored pruned trial
     still spans from its real start to when it was stopped, not a zero-length instant (which
