@@ -8,17 +8,37 @@ from __future__ import annotations
 import os
 import sys
 
-_NOT_OURS = object()
-# The address a search started Ray with (None: a new local instance); _NOT_OURS when no
-# search of this process started the Ray that runs here.
-_started_for = _NOT_OURS
+# The Ray a search of this process started: its connection (the driver's job and node ids: a
+# new job at every ray.init on a cluster, a new node for every local instance, so a caller's
+# own ray.init after a ray.shutdown is told apart) and the address it was given (None: local).
+_started = {"connection": None, "address": None}
+
+
+def _running():
+    ray = sys.modules.get("ray")
+    return ray if ray is not None and ray.is_initialized() else None
+
+
+def _connection(ray) -> tuple:
+    context = ray.get_runtime_context()
+    return context.get_job_id(), context.get_node_id()
+
+
+def _ours(ray) -> bool:
+    return _started["connection"] == _connection(ray)
 
 
 def callers_ray() -> bool:
     """Ray runs in this process and the caller started it (`ray.init(num_gpus=...)`): it
     declares its own resources and cluster, which a search uses as they are."""
-    ray = sys.modules.get("ray")
-    return ray is not None and ray.is_initialized() and _started_for is _NOT_OURS
+    ray = _running()
+    return ray is not None and not _ours(ray)
+
+
+def connected_elsewhere(address) -> bool:
+    """Ray runs here, started by an earlier search of this process for another address."""
+    ray = _running()
+    return ray is not None and _ours(ray) and _started["address"] != address
 
 
 def start_ray(address):
@@ -26,14 +46,12 @@ def start_ray(address):
     starts Ray in this process. A Ray that an earlier search of this process started for
     another address is shut down first: a notebook's second search, given a cluster, ran on
     the first one's local Ray without a word. Ray's logs stay in its session directory."""
-    global _started_for
     import ray
 
     if ray.is_initialized():
-        if _started_for is _NOT_OURS or _started_for == address:
+        if not connected_elsewhere(address):  # the caller's, or this address's already
             return
         ray.shutdown()
-    _started_for = _NOT_OURS
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no CSV/TensorBoard files per trial
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # Ctrl-C is ours (interrupts.py)
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
@@ -44,10 +62,4 @@ def start_ray(address):
         ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     else:  # "local": a new instance even when a cluster runs on this machine
         ray.init(address="local", logging_level="ERROR", log_to_driver=False, include_dashboard=False)
-    _started_for = address
-
-
-def connected_elsewhere(address) -> bool:
-    """Ray runs here, started by an earlier search for another address than `address`."""
-    ray = sys.modules.get("ray")
-    return ray is not None and ray.is_initialized() and _started_for is not _NOT_OURS and _started_for != address
+    _started.update(connection=_connection(ray), address=address)

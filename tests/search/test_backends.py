@@ -158,7 +158,7 @@ engine.run("digits", space={str(TINY_SPACE)!r}, trials=2, backend="ray", study_d
 def test_a_notebooks_next_search_goes_to_the_cluster_it_names_not_the_local_ray_an_earlier_one_started(tmp_path):
     """A search without --address starts Ray in this process and keeps it for the next one;
     the next one, given a cluster, was connected to that local Ray without a word (and Ray's
-    checks were skipped as if the caller had started it)."""
+    checks were skipped as if the caller had started it). A Ray the caller starts after is theirs."""
     code = f"""
 import os, ray
 from search import engine
@@ -176,12 +176,17 @@ try:
     check_machine("ray", RayOptions(address="127.0.0.1:1"))
 except Exception as exc:
     print("refused:", exc)
+ray.shutdown()
+ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)  # the caller's own, now
+from search.ray_connection import callers_ray
+print("callers:", callers_ray())
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "reused: True" in result.stdout
     assert "notes: ['RAY_ADDRESS=10.0.0.5:6379 is set, but without --address Ray is started here" in result.stdout
     assert "refused: address 127.0.0.1:1: no Ray cluster answers at 127.0.0.1:1" in result.stdout, result.stdout
+    assert "callers: True" in result.stdout  # left alone: a search uses it as it is
 
 
 def test_a_trial_ray_stopped_at_a_rung_is_stored_with_its_real_start_and_end(monkeypatch):
