@@ -24,7 +24,11 @@ def __getattr__(name):
     if name in _MODULES:
         import importlib
 
-        return getattr(importlib.import_module(_MODULES[name]), name)
+        from search.interrupts import deferred
+
+        with deferred():  # a Ctrl-C inside the engine's imports would break them for the whole process
+            module = importlib.import_module(_MODULES[name])
+        return getattr(module, name)
     raise AttributeError(f"module 'search' has no attribute {name!r}")
 
 

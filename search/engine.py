@@ -113,66 +113,70 @@ def run(
     study directory that measures something else)
     and `encoderkit.errors.DataError` (unusable data, also a ValueError), before anything is
     written; `search.errors.Interrupted` on Ctrl-C, carrying the result so far."""
-    faults.check_environment()
-    choose_keras_backend(keras_backend)
-    budget = Budget(trials=trials, timeout=timeout, max_failures=max_failures)
-    backend_module = get_backend(backend)  # unknown backends and their settings fail before any work
-    options = backend_module.Options.for_backend(
-        backend, workers=workers, gpus=gpus, fresh_process=fresh_process, storage=storage, address=address,
-        cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, algorithm=algorithm,
-    )
-    machine_notes = check_machine(backend, options)
-    spec = StudySpec(data="?", target=target, seed=seed, test_size=test_size, metric=metric, subsample=subsample)
-    check_installed("keras_backend", keras_backend_to_use())  # before a manifest records it
-    loaded = load_space(space, scale)
-    dataset, data_name = _dataset(data, y, target, data_dir)
-    spec = dataclasses.replace(spec, data=data_name)
-    loaded.check_kind(dataset.kind)
-    restricted, notes = loaded.for_kind(dataset.kind)
-    if hasattr(backend_module, "check_space"):  # e.g. Hyperband's epochs range
-        backend_module.check_space(restricted, options)
-    notes = [*machine_notes, *dataset.notes, *notes, *baseline_notes(dataset)]
-    if restricted.start and not options.takes_start_points:
-        notes.append(f"the {backend} backend does not take the space's start points (optuna and ray do): skipped")
-    problem = make_problem(
-        dataset,
-        test_size=spec.test_size,
-        seed=spec.seed,
-        metric=spec.metric or loaded.probe_setting("metric"),
-        folds=loaded.probe_setting("cv"),
-        probe=loaded.probe_setting("model"),
-        workers=options.workers,
-        subsample=spec.subsample,
-    )
-    notes.extend(problem.notes)
-    study_dir = check_writable_study_dir(
-        f"studies/{dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}" if study_dir is None else study_dir)
-    # What the manifest records: the spec (the subsample the problem kept), the budget, the
-    # backend and its options, and where a built-in dataset's files are.
-    settings = {
-        **spec.to_manifest(), "subsample": problem.subsample, **budget.to_manifest(), "backend": backend,
-        **options.to_manifest(), "data_dir": data_dir, "scale": float(scale),  # load_space checked it
-    }
-    check_free(study_dir)
-    existing = check_same_study(study_dir, settings, problem, loaded)  # refused before the lock is touched
-    if existing and is_join_directory(existing):  # its run would publish a deadline and export from a worker
-        raise StudyError(f"{existing.directory}: a worker's directory of study {existing.manifest.get('study_name')!r}; "
-                         f"add trials with: python -m search resume {existing.directory} (it joins again)")
-    if existing:
-        check_database(existing)
-        existing.check_records()
-        if export:  # a read-only export: refused now, not after the search and a look at the test part
-            check_destination(existing.export_dir)
-        if hasattr(backend_module, "check_continues"):  # e.g. keras-tuner's saved oracle
-            backend_module.check_continues(existing.directory, options)
-        if existing.manifest["backend"] != backend:  # allowed (one storage, one schema), but said
-            notes.append(backend_switch_note(existing, backend))
-        kept = existing.manifest.get("keras_backend") or "tensorflow"
-        if keras_backend_to_use() != kept:  # its trials and export stay comparable
-            notes.append(f"the study runs Keras backend {kept}, as it began; {keras_backend_to_use()} "
-                         "(--keras-backend or KERAS_BACKEND) is not used for it")
-    if settings.get("storage"):  # a shared storage names each study; the name must be free
-        settings["study_name"] = existing.study_name if existing else _free_study_name(settings["storage"], study_dir)
+    # Ctrl-C waits for the imports and checks (seconds): inside an import it broke the process
+    with interrupts.deferred():
+        faults.check_environment()
+        choose_keras_backend(keras_backend)
+        budget = Budget(trials=trials, timeout=timeout, max_failures=max_failures)
+        backend_module = get_backend(backend)  # unknown backends and their settings fail before any work
+        options = backend_module.Options.for_backend(
+            backend, workers=workers, gpus=gpus, fresh_process=fresh_process, storage=storage, address=address,
+            cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, algorithm=algorithm,
+        )
+        machine_notes = check_machine(backend, options)
+        spec = StudySpec(data="?", target=target, seed=seed, test_size=test_size, metric=metric, subsample=subsample)
+        check_installed("keras_backend", keras_backend_to_use())  # before a manifest records it
+        loaded = load_space(space, scale)
+        dataset, data_name = _dataset(data, y, target, data_dir)
+        spec = dataclasses.replace(spec, data=data_name)
+        loaded.check_kind(dataset.kind)
+        restricted, notes = loaded.for_kind(dataset.kind)
+        if hasattr(backend_module, "check_space"):  # e.g. Hyperband's epochs range
+            backend_module.check_space(restricted, options)
+        notes = [*machine_notes, *dataset.notes, *notes, *baseline_notes(dataset)]
+        if restricted.start and not options.takes_start_points:
+            notes.append(f"the {backend} backend does not take the space's start points (optuna and ray do): skipped")
+        problem = make_problem(
+            dataset,
+            test_size=spec.test_size,
+            seed=spec.seed,
+            metric=spec.metric or loaded.probe_setting("metric"),
+            folds=loaded.probe_setting("cv"),
+            probe=loaded.probe_setting("model"),
+            workers=options.workers,
+            subsample=spec.subsample,
+        )
+        notes.extend(problem.notes)
+        study_dir = check_writable_study_dir(
+            f"studies/{dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}" if study_dir is None else study_dir)
+        # What the manifest records: the spec (the subsample the problem kept), the budget, the
+        # backend and its options, and where a built-in dataset's files are.
+        settings = {
+            **spec.to_manifest(), "subsample": problem.subsample, **budget.to_manifest(), "backend": backend,
+            **options.to_manifest(), "data_dir": data_dir, "scale": float(scale),  # load_space checked it
+        }
+        check_free(study_dir)
+        existing = check_same_study(study_dir, settings, problem, loaded)  # refused before the lock is touched
+        if existing and is_join_directory(existing):  # its run would publish a deadline and export from a worker
+            name = existing.manifest.get("study_name")
+            raise StudyError(f"{existing.directory}: a worker's directory of study {name!r}; "
+                             f"add trials with: python -m search resume {existing.directory} (it joins again)")
+        if existing:
+            check_database(existing)
+            existing.check_records()
+            if export:  # a read-only export: refused now, not after the search and a look at the test part
+                check_destination(existing.export_dir)
+            if hasattr(backend_module, "check_continues"):  # e.g. keras-tuner's saved oracle
+                backend_module.check_continues(existing.directory, options)
+            if existing.manifest["backend"] != backend:  # allowed (one storage, one schema), but said
+                notes.append(backend_switch_note(existing, backend))
+            kept = existing.manifest.get("keras_backend") or "tensorflow"
+            if keras_backend_to_use() != kept:  # its trials and export stay comparable
+                notes.append(f"the study runs Keras backend {kept}, as it began; {keras_backend_to_use()} "
+                             "(--keras-backend or KERAS_BACKEND) is not used for it")
+        if settings.get("storage"):  # a shared storage names each study; the name must be free
+            settings["study_name"] = (existing.study_name if existing
+                                      else _free_study_name(settings["storage"], study_dir))
     created = _make_directory(study_dir)
     with study_lock(study_dir, "run"):
         try:
@@ -263,24 +267,25 @@ def resume(study_dir, *, data=None, progress=True, verbose=True, export=True) ->
         if verbose:
             print(f"note: {line}")
         return result_of(open_study(study_dir), notes=(line,))
-    if data is not None:
-        study.move_data(data)  # checked with the split hash below, written under the lock
-    check_database(study)
-    study.check_records()
-    check_writable_study_dir(study.directory)
-    if export:  # as in run
-        check_destination(study.export_dir)
-    check_free(study.directory)
-    check_installed("backend", study.manifest["backend"])
-    check_installed(f"{study.directory}: Keras backend", study.manifest.get("keras_backend") or "tensorflow")
-    problem, space = study.problem(), study.space()  # a changed space or data refuses before the lock
-    backend_module = get_backend(study.manifest["backend"])
-    if hasattr(backend_module, "check_space"):  # a study made before the space was checked up front
-        backend_module.check_space(space, backend_module.Options.from_manifest(study.manifest))
-    address = study.manifest.get("address") if study.manifest["backend"] == "ray" else None
-    if address:
-        connect_ray(address, again=f"another cluster: python -m search run --backend ray --address HOST:PORT "
-                                   f"--study-dir {study.directory} (with the study's other settings)")
+    with interrupts.deferred():  # as in run
+        if data is not None:
+            study.move_data(data)  # checked with the split hash below, written under the lock
+        check_database(study)
+        study.check_records()
+        check_writable_study_dir(study.directory)
+        if export:  # as in run
+            check_destination(study.export_dir)
+        check_free(study.directory)
+        check_installed("backend", study.manifest["backend"])
+        check_installed(f"{study.directory}: Keras backend", study.manifest.get("keras_backend") or "tensorflow")
+        problem, space = study.problem(), study.space()  # a changed space or data refuses before the lock
+        backend_module = get_backend(study.manifest["backend"])
+        if hasattr(backend_module, "check_space"):  # a study made before the space was checked up front
+            backend_module.check_space(space, backend_module.Options.from_manifest(study.manifest))
+        address = study.manifest.get("address") if study.manifest["backend"] == "ray" else None
+        if address:
+            connect_ray(address, again=f"another cluster: python -m search run --backend ray --address HOST:PORT "
+                                       f"--study-dir {study.directory} (with the study's other settings)")
     with study_lock(study.directory, "resume"):
         study.write_json("manifest.json", study.manifest)  # a moved data file's new path, for later commands
         return _search_and_export(study, problem, space, progress, export, (), verbose)
@@ -313,15 +318,16 @@ def environment(values: dict):
 def _search_and_export_with(backend, options, study, problem, space, progress, export, notes, verbose):
     from encoderkit.export import remove_leftovers
 
-    use_keras_backend(study.manifest.get("keras_backend"))
-    import_keras_quietly()
-    compile_cache.enable()  # JAX: programs compiled once serve every worker, trial and export
-    devices.limit_threads(devices.cores_per_worker(options.workers))
-    notes = (*notes, *recover(study))
-    remove_leftovers(study.export_dir)  # half-written exports of a killed run
-    for note in notes if verbose else ():
-        print(f"note: {note}")
     try:  # Ctrl-C or SIGTERM in any stage (a scheduler's time limit may land in the refit): what is stored so far
+        with interrupts.deferred():  # Keras' import, which a Ctrl-C inside would break for the process
+            use_keras_backend(study.manifest.get("keras_backend"))
+            import_keras_quietly()
+            compile_cache.enable()  # JAX: programs compiled once serve every worker, trial and export
+            devices.limit_threads(devices.cores_per_worker(options.workers))
+            notes = (*notes, *recover(study))
+            remove_leftovers(study.export_dir)  # half-written exports of a killed run
+        for note in notes if verbose else ():
+            print(f"note: {note}")
         if not study.baselines():
             study.write_json("baselines.json", score_baselines(problem))
         short = _search(backend, study, problem, space, progress)

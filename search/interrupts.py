@@ -108,6 +108,18 @@ def graceful():
         _requested.clear()  # handled: a notebook's next call in this process starts afresh
 
 
+@contextlib.contextmanager
+def deferred():
+    """Ctrl-C (or SIGTERM) waits until the block is done, then raises KeyboardInterrupt: for
+    imports and a command's setup. A KeyboardInterrupt inside an import leaves the process
+    broken for good: the half-imported module stays behind (yaml's "partially initialized
+    module", TensorFlow's "already registered"), and a notebook's kernel had to be restarted.
+    A second Ctrl-C still interrupts at once."""
+    with graceful():
+        yield
+        check()
+
+
 def keras_callback():
     """A Keras callback that raises at the end of the batch after Ctrl-C."""
     import keras

@@ -83,6 +83,40 @@ def test_in_a_fresh_process_run_and_encoder_search_take_arrays_dataframes_and_se
     assert "Traceback" not in done.stderr
 
 
+def test_a_ctrl_c_during_the_first_calls_imports_leaves_the_notebook_working(tmp_path):
+    """Ctrl-C in the first seconds of a notebook's first search landed inside an import (yaml's,
+    Keras'): the half-imported module stayed behind ("partially initialized module 'yaml'"),
+    and every later call failed until the kernel was restarted. Now the Ctrl-C waits for the
+    import and then stops the call."""
+    code = f"""
+import os, signal, sys
+class CtrlCInside:  # presses Ctrl-C while each of these modules is being imported
+    pending = {{"yaml.reader", "keras.src.layers"}}
+    def find_spec(self, name, path=None, target=None):
+        if name in self.pending:
+            self.pending.discard(name)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+sys.meta_path.insert(0, CtrlCInside())
+import search
+from search.errors import Interrupted
+for cell in (1, 2, 3):
+    try:
+        result = search.run("digits", space={str(TINY_SPACE)!r}, trials=1, study_dir={str(tmp_path / "study")!r},
+                            export=False, progress=False, verbose=False)
+        print(cell, "finished", len(result.trials))
+    except Interrupted as exc:
+        print(cell, "Interrupted", exc.result.study_dir is not None)
+    except KeyboardInterrupt:
+        print(cell, "KeyboardInterrupt", os.path.exists({str(tmp_path / "study")!r}))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # before the study exists: nothing written; once it does: what it holds
+    assert result.stdout.split("\n")[:3] == ["1 KeyboardInterrupt False", "2 Interrupted True", "3 finished 1"], (
+        result.stdout + result.stderr[-3000:])
+
+
 @pytest.mark.parametrize("how", ["stdin", "script-without-main-guard"])
 def test_a_script_runs_its_trials_in_child_processes(tmp_path, how):
     """The trials' spawned child runs none of the user's main module: a script without an
