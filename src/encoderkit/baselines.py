@@ -7,7 +7,8 @@ from functools import cache, partial
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
-from sklearn.preprocessing import FunctionTransformer
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, MinMaxScaler
 from sklearn.utils.validation import check_is_fitted
 
 
@@ -16,8 +17,11 @@ def raw():
 
 
 def pca():
-    """PCA keeping 99% of the variance."""
-    return PCA(n_components=0.99, svd_solver="full")
+    """PCA keeping 99% of the variance of the inputs scaled as the encoders' are by default
+    (MinMaxScaler): on unscaled columns in other units (age in years, income in thousands)
+    the variance of the widest decided what was kept, and an informative narrow column was
+    dropped (a table's PCA scored 0.68 against 0.90 for the raw columns)."""
+    return make_pipeline(MinMaxScaler(), PCA(n_components=0.99, svd_solver="full"))
 
 
 def sequence_summaries(X, steps, channels):

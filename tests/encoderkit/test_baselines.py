@@ -25,8 +25,22 @@ def test_baselines_apply_where_defined():
 
 def test_pca_keeps_99_percent_of_the_variance():
     digits = load_dataset("digits")
-    pca = baselines_for(digits)["pca"]().fit(digits.X)
+    pca = baselines_for(digits)["pca"]().fit(digits.X)[-1]
     assert pca.explained_variance_ratio_.sum() >= 0.99 and pca.n_components_ < 64
+
+
+def test_pca_keeps_a_narrow_informative_column_of_a_table_in_mixed_units():
+    """PCA on unscaled columns kept the variance of the widest (here in the thousands) and
+    dropped the one that decides the label; on the columns scaled as the encoders' inputs are,
+    it keeps it, and the probe scores it like the raw columns."""
+    from encoderkit.probe import cv_score
+
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.normal(0, 1000, 400), rng.normal(0, 1, 400)])
+    y = (X[:, 1] > 0).astype(int)
+    codes = baselines_for(Dataset("table", X, y, "table", (2,)))["pca"]().fit(X).transform(X)
+    assert codes.shape[1] == 2
+    assert cv_score(codes, y, "accuracy", 3, 0)[0] > 0.95
 
 
 def test_minirocket_scores_sequences_fit_on_the_rows_it_is_given():
