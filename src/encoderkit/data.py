@@ -444,6 +444,9 @@ def from_memory(X, y=None, target: str | None = None) -> Dataset:
             y, X = X[target], X.drop(columns=[target])
         elif target is not None:
             raise DataError(f"target={target!r}: give labels either as y or as a column named by target=, not both")
+        elif _reordered(X, y):  # taken by position (as scikit-learn does), each label went to another row
+            raise DataError("y: holds the rows of X (DataFrame) in another order (its index); labels are taken by "
+                            "position, as in scikit-learn: pass y.loc[X.index]")
         elif "target" in X.columns:  # most likely the labels again, which would leak into the codes
             notes = ("X (DataFrame): its column 'target' is taken as a feature, since y gives the labels; "
                      "drop it if it holds them",)
@@ -484,6 +487,15 @@ def from_memory(X, y=None, target: str | None = None) -> Dataset:
     dataset = _checked(dataset, where)
     _check_finite(dataset, where)
     return dataset
+
+
+def _reordered(X, y) -> bool:
+    """y (a Series) labels the same rows as the DataFrame X by its index, in another order.
+    Other indexes (a y built from a list) are taken by position, as scikit-learn takes them."""
+    index = getattr(y, "index", None)
+    if index is None or index.equals(X.index) or not (index.is_unique and X.index.is_unique):
+        return False
+    return len(index) == len(X.index) and index.isin(X.index).all()
 
 
 def _is_sparse(X) -> bool:

@@ -250,7 +250,8 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         (in the fitted order; others, such as a target column, ignored), samples of the
         fitted shape ((m, T, F), (m, H, W, C)) flattened like the rows fit flattened."""
         names = getattr(self, "feature_names_in_", None)
-        if hasattr(X, "columns") and names is not None:
+        # only string column names are feature names (scikit-learn's rule); others go by position
+        if hasattr(X, "columns") and names is not None and all(isinstance(c, str) for c in X.columns):
             missing = [name for name in names if name not in X.columns]
             if missing:
                 raise ValueError(f"X lacks column(s) {', '.join(map(repr, missing[:5]))}"

@@ -231,3 +231,8 @@ def test_a_dataframe_is_matched_by_column_name(rng):
     np.testing.assert_array_equal(fitted.transform(shuffled), fitted.transform(frame))
     with pytest.raises(ValueError, match="X lacks column\\(s\\) 'c', which the encoder was fit on"):
         fitted.transform(frame.drop(columns="c"))
+    # columns without string names are no feature names: taken by position with scikit-learn's
+    # warning, as the same values in an array are (they were refused as lacking 'a', 'b', ...)
+    with pytest.warns(UserWarning, match="X does not have valid feature names"):
+        by_position = fitted.transform(pd.DataFrame(frame.to_numpy()))
+    np.testing.assert_array_equal(by_position, fitted.transform(frame))

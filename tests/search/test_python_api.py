@@ -217,6 +217,9 @@ def test_a_study_of_arrays_keeps_them_for_the_command_line_and_refuses_other_arr
     (lambda X, y: search.run([[1.0, 2.0], [3.0]] * 30, [0, 1] * 30), "X: cannot be read as one array"),
     (lambda X, y: search.run(X[:0], y[:0]), "X: no rows or no feature columns"),  # reshape(0, -1) failed
     (lambda X, y: search.run({"pixels": X}, y), "X: expected an array or a DataFrame, got dict"),
+    (lambda X, y: search.run(pd.DataFrame(X), pd.Series(y)[::-1]),  # same index, other order: each label elsewhere
+     "y: holds the rows of X (DataFrame) in another order (its index); labels are taken by position, as in "
+     "scikit-learn: pass y.loc[X.index]"),
 ])
 def test_bad_in_memory_data_is_refused_in_one_line_before_anything_is_written(tmp_path, monkeypatch, call, message):
     X, y = _digits()
