@@ -152,11 +152,16 @@ def test_sigterm_to_a_ray_search_stores_the_running_trial_as_interrupted(tmp_pat
          "--study-dir", str(study), "--no-progress"],
         cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    from tests.ray_processes import process_tree, processes
+
     deadline = time.time() + 300
-    while not list((study / "ray").glob("exp-1/*/")):  # Tune made the trial's directory: it is starting
+    # An actor of this run executes the trial (Ray names the process after the task it runs).
+    # Tune's trial directory alone came too early on a loaded machine: the trial was still
+    # pending, Tune stopped it before it began, and rightly nothing was stored.
+    while not any("ImplicitFunc.train" in command for command in process_tree(processes(), [str(study)]).values()):
         assert proc.poll() is None and time.time() < deadline, proc.communicate()
         time.sleep(0.5)
-    time.sleep(15)  # its actor imported Keras and is training (a trial lasts far longer)
+    time.sleep(5)  # it imports Keras and trains (a trial lasts far longer)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=180)
     assert proc.returncode == 143, stderr[-2000:]
