@@ -268,6 +268,8 @@ def check_same_study(directory, settings: dict, problem, space) -> Study | None:
         if key == "data" and is_file_name(study.manifest["data"]) and is_file_name(identity["data"]) \
                 and problem.split_hash() == study.manifest["split_hash"]:
             continue  # the same file, moved: its contents and split are the study's
+        if key == "space_digest" and study.manifest.get(key) != identity[key]:
+            raise StudyError(f"{directory}: {_other_space(study.manifest, settings, space)}; use another study directory")
         if study.manifest.get(key) != identity[key]:
             raise StudyError(
                 f"{directory}: study was made with {key}={study.manifest.get(key)!r}, "
@@ -278,6 +280,16 @@ def check_same_study(directory, settings: dict, problem, space) -> Study | None:
                          f"(split hash {problem.split_hash()}, study: {study.manifest['split_hash']}); "
                          "restore it or use another study directory")
     return study
+
+
+def _other_space(manifest: dict, settings: dict, space) -> str:
+    """How the space of a re-run differs from the study's, in the words the user set it with
+    (the digest they never typed said nothing)."""
+    if manifest.get("scale") is not None and manifest["scale"] != settings.get("scale"):
+        return f"study was made with scale={manifest['scale']:g}, not {settings.get('scale'):g}"
+    if manifest.get("space_name") and manifest["space_name"] != space.name:
+        return f"study was made with space {manifest['space_name']!r}, not {space.name!r}"
+    return f"its space ({manifest.get('space_source') or manifest.get('space_name')}) changed since the study began"
 
 
 def _identity(settings, problem, space) -> dict:

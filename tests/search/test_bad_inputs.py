@@ -229,7 +229,10 @@ def _fingerprint(directory):
 
 
 STUDY_CASES = [
-    ("study-other-space", lambda s: ["run", "--study-dir", s, "--trials", "2", "--no-progress"], "space_digest"),
+    ("study-other-space", lambda s: ["run", "--study-dir", s, "--trials", "2", "--no-progress"],
+     "study was made with space 'tiny', not 'default'; use another study directory"),
+    ("study-other-scale", lambda s: ["run", "--space", TINY_SPACE, "--scale", "0.5", "--study-dir", s, "--no-progress"],
+     "study was made with scale=1, not 0.5; use another study directory"),  # it named a digest
     ("study-other-seed", lambda s: ["run", "--space", TINY_SPACE, "--seed", "3", "--study-dir", s, "--no-progress"], "seed=0, not 3"),
     ("study-other-data", lambda s: ["run", "--space", TINY_SPACE, "--data", "insurance", "--study-dir", s, "--no-progress"], "use another study directory"),
     ("study-export-missing-trial", lambda s: ["export", s, "--trial", "99"], "--trial 99: not a completed trial"),

@@ -126,7 +126,7 @@ def test_a_study_of_another_space_is_refused_and_left_unchanged(tiny_study):
     before = {p.name: p.stat().st_mtime_ns for p in study.iterdir()}
     result = run_cli("run", "--study-dir", study, "--trials", "1", "--no-progress")  # default space
     assert result.returncode == 2
-    assert "space_digest" in result.stderr and "use another study directory" in result.stderr
+    assert "study was made with space 'tiny', not 'default'; use another study directory" in result.stderr
     assert {p.name: p.stat().st_mtime_ns for p in study.iterdir()} == before
 
 
