@@ -28,6 +28,7 @@ from encoderkit.data import check_labels
 # imports, and with them every frame that was on the stack at its first import; imported
 # inside `fit`, that pins the first estimator (and its X) for the life of the process.
 from search import engine  # noqa: E402  (imports optuna)
+from search.errors import StudyError  # noqa: E402
 from search.settings import OPTION_DEFAULTS, BackendOptions, Budget, StudySpec  # noqa: E402
 
 
@@ -38,9 +39,10 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
     Parameters are those of `search.run` (see its docstring): `space` (a shipped space name
     or a YAML file), `trials`, `timeout` (seconds), `backend` (optuna, ray, kerastuner),
     `workers`, `metric` (None: the space's), `seed`, `test_size`, `subsample`, `scale`,
-    `study_dir` (None: a temporary directory), `fresh_process`, `storage`, `max_failures`, `gpus`,
-    `address`, `cpus_per_trial`, `gpus_per_trial`, `algorithm`, `keras_backend`; `verbose` (0: silent,
-    1: notes and a progress bar).
+    `study_dir` (None: a temporary directory; a folder holds one study, so leave it None in
+    `cross_val_score` or `GridSearchCV`, whose folds fit clones on other rows), `fresh_process`,
+    `storage`, `max_failures`, `gpus`, `address`, `cpus_per_trial`, `gpus_per_trial`, `algorithm`,
+    `keras_backend`; `verbose` (0: silent, 1: notes and a progress bar).
 
     Attributes after `fit`: `best_estimator_` (a fitted `AutoencoderTransformer`),
     `best_params_` (the best trial's sampled values), `best_score_` (its CV score),
@@ -95,7 +97,15 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
                       ensure_min_samples=2)
         study_dir = self.study_dir if self.study_dir is not None else self._temporary_study_dir()
         params = {k: v for k, v in self.get_params().items() if k not in ("study_dir", "verbose")}
-        result = engine.run(X, y, study_dir=study_dir, progress=bool(self.verbose), verbose=bool(self.verbose), **params)
+        try:
+            result = engine.run(X, y, study_dir=study_dir, progress=bool(self.verbose), verbose=bool(self.verbose),
+                                **params)
+        except StudyError as exc:
+            if self.study_dir is None or "use another study directory" not in str(exc):
+                raise
+            # each fold of cross_val_score or GridSearchCV fits a clone on other rows, in one folder
+            raise StudyError(f"{exc} (a study_dir holds one study: for cross-validation, leave study_dir=None)") \
+                from None
         self.result_ = result
         self.study_dir_ = result.study_dir
         self.best_estimator_ = result.best_estimator

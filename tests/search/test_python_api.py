@@ -172,8 +172,8 @@ def test_a_study_of_arrays_keeps_them_for_the_command_line_and_refuses_other_arr
     # Other arrays in the same study directory are refused, whatever their shape.
     before = sorted(p.name for p in study.iterdir())
     with pytest.raises(StudyError, match=r"study was made with other data \(memory:"):
-        search.run(frame.iloc[::-1], pd.Series(y[::-1], name="digit"), space=str(TINY_SPACE), trials=1,
-                   study_dir=study, progress=False)
+        search.run(frame.iloc[::-1], pd.Series(y[::-1], name="digit", index=frame.index[::-1]),
+                   space=str(TINY_SPACE), trials=1, study_dir=study, progress=False)
     assert sorted(p.name for p in study.iterdir()) == before
 
     # The stored arrays are checked by their hash: a changed data.npz refuses to resume.
@@ -218,8 +218,8 @@ def test_a_study_of_arrays_keeps_them_for_the_command_line_and_refuses_other_arr
     (lambda X, y: search.run(X[:0], y[:0]), "X: no rows or no feature columns"),  # reshape(0, -1) failed
     (lambda X, y: search.run({"pixels": X}, y), "X: expected an array or a DataFrame, got dict"),
     (lambda X, y: search.run(pd.DataFrame(X), pd.Series(y)[::-1]),  # same index, other order: each label elsewhere
-     "y: holds the rows of X (DataFrame) in another order (its index); labels are taken by position, as in "
-     "scikit-learn: pass y.loc[X.index]"),
+     "y: its index holds the rows of X (DataFrame) in another order; labels are taken by position, as in "
+     "scikit-learn: pass y.loc[X.index] if its index is right, y.to_numpy() if its order is"),
 ])
 def test_bad_in_memory_data_is_refused_in_one_line_before_anything_is_written(tmp_path, monkeypatch, call, message):
     X, y = _digits()
@@ -340,6 +340,10 @@ def test_encoder_search_is_a_scikit_learn_search_estimator(tmp_path):
     assert kept.study_dir_ == tmp_path / "kept"
     first, second = result_of(open_study(tmp_path / "kept")).trials
     assert first.params != second.params  # continued with new draws, not the first run's again
+    # A fold of cross_val_score fits a clone on other rows, in the same folder: the refusal says why
+    with pytest.raises(StudyError, match=r"study was made with other data .*; use another study directory \(a "
+                                         r"study_dir holds one study: for cross-validation, leave study_dir=None\)$"):
+        clone(kept).fit(X[:200], y[:200])
 
 
 def test_a_run_leaves_the_notebooks_gpu_environment_as_it_found_it(tmp_path, monkeypatch):
