@@ -23,7 +23,10 @@ _MODULES = {
 def __getattr__(name):
     if name in _MODULES:
         import importlib
+        import sys
 
+        if _MODULES[name] in sys.modules:
+            return getattr(sys.modules[_MODULES[name]], name)
         from search.interrupts import deferred
 
         with deferred():  # a Ctrl-C inside the engine's imports would break them for the whole process

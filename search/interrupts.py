@@ -12,6 +12,7 @@ interrupted and the command exits 128 + the signal's number, as a shell would re
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 
@@ -82,11 +83,16 @@ def _raise_now(signum, frame):
     raise KeyboardInterrupt
 
 
+_announce: list[bytes] = []  # said on the first signal inside `deferred` (which may wait on a network)
+
+
 def _handler(signum, frame):
     if _requested.is_set():
         signal.default_int_handler(signum, frame)
     _received[:] = [signum]
     _requested.set()
+    if _announce:
+        os.write(2, _announce[0])  # not print: a handler may run inside a print to the same stream
 
 
 @contextlib.contextmanager
@@ -115,8 +121,15 @@ def deferred():
     broken for good: the half-imported module stays behind (yaml's "partially initialized
     module", TensorFlow's "already registered"), and a notebook's kernel had to be restarted.
     A second Ctrl-C still interrupts at once."""
-    with graceful():
+    if signal.getsignal(signal.SIGINT) is _handler:  # inside a search's `graceful`: it already waits
         yield
+        return
+    with graceful():
+        _announce[:] = [b"stopping when the setup is done (Ctrl-C again: stop now)\n"]
+        try:
+            yield
+        finally:
+            _announce.clear()
         check()
 
 

@@ -38,7 +38,7 @@ def check_machine(backend: str, options) -> list[str]:
     a cluster is joined here, so a bad address ends the command now, and a trial no node of it
     can take is noted."""
     from search import devices
-    from search.ray_connection import callers_ray
+    from search.ray_connection import callers_ray, replacement_note
 
     cores = os.cpu_count() or 1
     if backend == "optuna" and options.workers > cores:
@@ -50,12 +50,13 @@ def check_machine(backend: str, options) -> list[str]:
 
         if ray.util.client.ray.is_connected():  # the caller's own ray.init("ray://...")
             raise SettingsError(f"address: this process is connected to Ray through Ray Client, {RAY_CLIENT_UNUSABLE}")
+    replaced = replacement_note(options.address) if backend == "ray" else []
     if backend == "ray" and options.address is not None:
         import ray
 
         connect_ray(options.address)
         alive = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
-        return unplaceable(alive, options)
+        return [*replaced, *unplaceable(alive, options)]
     if backend == "ray" and options.address is None and not callers_ray():
         if options.cpus_per_trial > cores:
             raise SettingsError(f"cpus_per_trial: {options.cpus_per_trial:g} CPUs per trial, but Ray started here "
@@ -67,8 +68,9 @@ def check_machine(backend: str, options) -> list[str]:
         given = os.environ.get("RAY_ADDRESS")  # set by `ray job submit` in its entrypoint, and by users for ray.init
         if given:
             use = "; --address auto uses that cluster" if "://" not in given else ""  # not a dashboard or client URL
-            return [f"RAY_ADDRESS={given} is set, but without --address Ray is started here, in this process{use}"]
-    return []
+            return [*replaced, f"RAY_ADDRESS={given} is set, but without --address Ray is started here, in this "
+                               f"process{use}"]
+    return replaced
 
 
 def unplaceable(nodes: list[dict], options) -> list[str]:

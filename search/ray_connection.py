@@ -6,7 +6,9 @@ Ray is imported only when it is used: the CLI's --help and the optuna backend ne
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 
 # The Ray a search of this process started: its connection (the driver's job and node ids: a
 # new job at every ray.init on a cluster, a new node for every local instance, so a caller's
@@ -41,6 +43,16 @@ def connected_elsewhere(address) -> bool:
     return ray is not None and _ours(ray) and _started["address"] != address
 
 
+def replacement_note(address) -> list[str]:
+    """Said when a search is to shut down the Ray an earlier search of this process started,
+    whose actors and objects the notebook may still use."""
+    if not connected_elsewhere(address):
+        return []
+    before = f"the Ray cluster at {_started['address']}" if _started["address"] else "the local Ray"
+    return [f"{before}, which an earlier search in this process started, is shut down to run this one "
+            f"{f'on the cluster at {address}' if address else 'on a new local Ray'}"]
+
+
 def start_ray(address):
     """Joins the cluster at `address` (`auto`: the one running here, as in a `ray job`), or
     starts Ray in this process. A Ray that an earlier search of this process started for
@@ -58,8 +70,16 @@ def start_ray(address):
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter honours verbose=0; ours is the bar
     # Intermediate results carry only the probe score; the final one adds the score.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    if address:
-        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
-    else:  # "local": a new instance even when a cluster runs on this machine
-        ray.init(address="local", logging_level="ERROR", log_to_driver=False, include_dashboard=False)
+    # ray.init installs a SIGTERM handler that exits with status 15 at once: a scheduler's stop
+    # would skip the command's own (the leaderboard, exit 143). The caller's handler stays.
+    main = threading.current_thread() is threading.main_thread()
+    on_sigterm = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        if address:
+            ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+        else:  # "local": a new instance even when a cluster runs on this machine
+            ray.init(address="local", logging_level="ERROR", log_to_driver=False, include_dashboard=False)
+    finally:
+        if main and on_sigterm is not None:
+            signal.signal(signal.SIGTERM, on_sigterm)
     _started.update(connection=_connection(ray), address=address)

@@ -115,6 +115,7 @@ for cell in (1, 2, 3):
     # before the study exists: nothing written; once it does: what it holds
     assert result.stdout.split("\n")[:3] == ["1 KeyboardInterrupt False", "2 Interrupted True", "3 finished 1"], (
         result.stdout + result.stderr[-3000:])
+    assert result.stderr.count("stopping when the setup is done (Ctrl-C again: stop now)") == 2  # said at once
 
 
 @pytest.mark.parametrize("how", ["stdin", "script-without-main-guard"])
