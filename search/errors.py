@@ -20,6 +20,10 @@ class StudyError(SearchError):
     """A study directory is missing, inconsistent or belongs to another configuration."""
 
 
+class OtherStudy(StudyError):
+    """A study directory holds a study of other settings or data than a run asks for."""
+
+
 class OtherData(StudyError):
     """The data given is not the study's (its split or content hash differs): `what` says how."""
 

@@ -28,7 +28,7 @@ from encoderkit.data import check_labels
 # imports, and with them every frame that was on the stack at its first import; imported
 # inside `fit`, that pins the first estimator (and its X) for the life of the process.
 from search import engine  # noqa: E402  (imports optuna)
-from search.errors import StudyError  # noqa: E402
+from search.errors import OtherStudy  # noqa: E402
 from search.settings import OPTION_DEFAULTS, BackendOptions, Budget, StudySpec  # noqa: E402
 
 
@@ -100,11 +100,11 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
         try:
             result = engine.run(X, y, study_dir=study_dir, progress=bool(self.verbose), verbose=bool(self.verbose),
                                 **params)
-        except StudyError as exc:
-            if self.study_dir is None or "use another study directory" not in str(exc):
+        except OtherStudy as exc:
+            if self.study_dir is None:
                 raise
             # each fold of cross_val_score or GridSearchCV fits a clone on other rows, in one folder
-            raise StudyError(f"{exc} (a study_dir holds one study: for cross-validation, leave study_dir=None)") \
+            raise OtherStudy(f"{exc} (a study_dir holds one study; in cross-validation, leave study_dir=None)") \
                 from None
         self.result_ = result
         self.study_dir_ = result.study_dir

@@ -83,7 +83,9 @@ def _raise_now(signum, frame):
     raise KeyboardInterrupt
 
 
-_announce: list[bytes] = []  # said on the first signal inside `deferred` (which may wait on a network)
+# Said on the first signal inside `deferred` (which may wait on a network): (a copy of the
+# stderr it began with, since a quiet import may point fd 2 elsewhere meanwhile; the line)
+_announce: list = []
 
 
 def _handler(signum, frame):
@@ -92,7 +94,7 @@ def _handler(signum, frame):
     _received[:] = [signum]
     _requested.set()
     if _announce:
-        os.write(2, _announce[0])  # not print: a handler may run inside a print to the same stream
+        os.write(*_announce[0])  # not print: a handler may run inside a print to the same stream
 
 
 @contextlib.contextmanager
@@ -125,11 +127,18 @@ def deferred():
         yield
         return
     with graceful():
-        _announce[:] = [b"stopping when the setup is done (Ctrl-C again: stop now)\n"]
+        try:
+            stderr = os.dup(2)
+        except OSError:  # no stderr (a daemon's): nothing to say it on
+            stderr = None
+        if stderr is not None:
+            _announce[:] = [(stderr, b"stopping when the setup is done (Ctrl-C again: stop now)\n")]
         try:
             yield
         finally:
             _announce.clear()
+            if stderr is not None:
+                os.close(stderr)
         check()
 
 

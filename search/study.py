@@ -27,7 +27,7 @@ from pathlib import Path
 
 from encoderkit.data import IN_MEMORY, content_hash, is_file_name, load_dataset, save_npz
 from encoderkit.export import package_versions
-from search.errors import OtherData, SettingsError, StudyError
+from search.errors import OtherData, OtherStudy, SettingsError, StudyError
 from search.lock import LOCK_NAME
 from search.storage import STUDY_NAME
 from search.problem import make_problem
@@ -261,7 +261,7 @@ def check_same_study(directory, settings: dict, problem, space) -> Study | None:
                              f"it with --data {directory / DATA_FILE} (their copy) or "
                              f"`python -m search resume {directory}`")
         if key == "data" and study.manifest["data"] != identity["data"] and identity["data"].startswith(IN_MEMORY):
-            raise StudyError(f"{directory}: study was made with other data ({study.manifest['data']}; "
+            raise OtherStudy(f"{directory}: study was made with other data ({study.manifest['data']}; "
                              f"these arrays: {identity['data']}); use another study directory")
         if key == "data" and os.path.abspath(study.manifest["data"]) == identity["data"]:
             continue  # a study made before files were stored by absolute path, run from the same folder
@@ -269,9 +269,10 @@ def check_same_study(directory, settings: dict, problem, space) -> Study | None:
                 and problem.split_hash() == study.manifest["split_hash"]:
             continue  # the same file, moved: its contents and split are the study's
         if key == "space_digest" and study.manifest.get(key) != identity[key]:
-            raise StudyError(f"{directory}: {_other_space(study.manifest, settings, space)}; use another study directory")
+            raise OtherStudy(f"{directory}: {_other_space(study.manifest, settings, space)}; "
+                             "use another study directory")
         if study.manifest.get(key) != identity[key]:
-            raise StudyError(
+            raise OtherStudy(
                 f"{directory}: study was made with {key}={study.manifest.get(key)!r}, "
                 f"not {identity[key]!r}; use another study directory"
             )
@@ -285,10 +286,13 @@ def check_same_study(directory, settings: dict, problem, space) -> Study | None:
 def _other_space(manifest: dict, settings: dict, space) -> str:
     """How the space of a re-run differs from the study's, in the words the user set it with
     (the digest they never typed said nothing)."""
-    if manifest.get("scale") is not None and manifest["scale"] != settings.get("scale"):
-        return f"study was made with scale={manifest['scale']:g}, not {settings.get('scale'):g}"
+    scale = manifest.get("scale", 1.0)  # (studies made before it was recorded: 1, as Study.space reads them)
+    if scale != settings.get("scale", 1.0):
+        return f"study was made with scale={scale:g}, not {settings.get('scale', 1.0):g}"
     if manifest.get("space_name") and manifest["space_name"] != space.name:
         return f"study was made with space {manifest['space_name']!r}, not {space.name!r}"
+    if manifest.get("space_source") and manifest["space_source"] != str(space.source):
+        return f"study was made with space file {manifest['space_source']}, not {space.source}"
     return f"its space ({manifest.get('space_source') or manifest.get('space_name')}) changed since the study began"
 
 

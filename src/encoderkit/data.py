@@ -445,9 +445,9 @@ def from_memory(X, y=None, target: str | None = None) -> Dataset:
         elif target is not None:
             raise DataError(f"target={target!r}: give labels either as y or as a column named by target=, not both")
         elif _reordered(X, y):  # taken by position (as scikit-learn does), each label went to another row
-            raise DataError("y: its index holds the rows of X (DataFrame) in another order; labels are taken by "
-                            "position, as in scikit-learn: pass y.loc[X.index] if its index is right, "
-                            "y.to_numpy() if its order is")
+            raise DataError("y: its index and X's (DataFrame) hold the same labels in another order; labels are "
+                            "taken by position, as in scikit-learn: pass y.loc[X.index] if the indexes name the "
+                            "rows, y.to_numpy() if the order does")
         elif "target" in X.columns:  # most likely the labels again, which would leak into the codes
             notes = ("X (DataFrame): its column 'target' is taken as a feature, since y gives the labels; "
                      "drop it if it holds them",)

@@ -219,8 +219,8 @@ def test_a_study_of_arrays_keeps_them_for_the_command_line_and_refuses_other_arr
     (lambda X, y: search.run(X[:0], y[:0]), "X: no rows or no feature columns"),  # reshape(0, -1) failed
     (lambda X, y: search.run({"pixels": X}, y), "X: expected an array or a DataFrame, got dict"),
     (lambda X, y: search.run(pd.DataFrame(X), pd.Series(y)[::-1]),  # same index, other order: each label elsewhere
-     "y: its index holds the rows of X (DataFrame) in another order; labels are taken by position, as in "
-     "scikit-learn: pass y.loc[X.index] if its index is right, y.to_numpy() if its order is"),
+     "y: its index and X's (DataFrame) hold the same labels in another order; labels are taken by position, as "
+     "in scikit-learn: pass y.loc[X.index] if the indexes name the rows, y.to_numpy() if the order does"),
 ])
 def test_bad_in_memory_data_is_refused_in_one_line_before_anything_is_written(tmp_path, monkeypatch, call, message):
     X, y = _digits()
@@ -343,7 +343,7 @@ def test_encoder_search_is_a_scikit_learn_search_estimator(tmp_path):
     assert first.params != second.params  # continued with new draws, not the first run's again
     # A fold of cross_val_score fits a clone on other rows, in the same folder: the refusal says why
     with pytest.raises(StudyError, match=r"study was made with other data .*; use another study directory \(a "
-                                         r"study_dir holds one study: for cross-validation, leave study_dir=None\)$"):
+                                         r"study_dir holds one study; in cross-validation, leave study_dir=None\)$"):
         clone(kept).fit(X[:200], y[:200])
 
 
