@@ -493,8 +493,12 @@ def from_memory(X, y=None, target: str | None = None) -> Dataset:
 def _reordered(X, y) -> bool:
     """y (a Series) labels the same rows as the DataFrame X by its index, in another order.
     Other indexes (a y built from a list) are taken by position, as scikit-learn takes them."""
-    index = getattr(y, "index", None)
-    if index is None or index.equals(X.index) or not (index.is_unique and X.index.is_unique):
+    import pandas as pd
+
+    if not isinstance(y, (pd.Series, pd.DataFrame)):  # (a list's `index` is its method)
+        return False
+    index = y.index
+    if index.equals(X.index) or not (index.is_unique and X.index.is_unique):
         return False
     return len(index) == len(X.index) and index.isin(X.index).all()
 
