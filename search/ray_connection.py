@@ -27,7 +27,8 @@ def _connection(ray) -> tuple:
 
 
 def _ours(ray) -> bool:
-    return _started["connection"] == _connection(ray)
+    # (no search started one: the caller's, whatever it is, Ray Client's included)
+    return _started["connection"] is not None and _started["connection"] == _connection(ray)
 
 
 def callers_ray() -> bool:
