@@ -223,6 +223,9 @@ def test_a_trial_ray_stopped_at_a_rung_is_stored_with_its_real_start_and_end(mon
         raise KeyboardInterrupt  # stands in for Tune ending the trial at the rung
 
     monkeypatch.setattr(ray_backend, "evaluate", stopped_after_one_epoch)
+    # The node id, as an actor has it: asked of Ray here, it started Ray in the test's process,
+    # which a later test of the same worker took for a caller's own ray.init.
+    monkeypatch.setattr(ray_backend.ray, "get_runtime_context", lambda: SimpleNamespace(get_node_id=lambda: "node-1"))
     config = {**asked.params, "_number": 0}
     began = time.time()
     with pytest.raises(KeyboardInterrupt):

@@ -594,10 +594,13 @@ def test_auto_refuses_a_ray_client_address_from_ray_address(monkeypatch):
 def test_ray_address_without_the_flag_is_noted_not_silently_ignored(monkeypatch):
     """Ray started here (no --address) ignores RAY_ADDRESS, which `ray job submit` sets in its
     entrypoint: a job without --address auto ran every trial on the head node, without a word."""
+    import sys
+
     from search.preflight import check_machine
     from search.settings import RayOptions
 
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    monkeypatch.delitem(sys.modules, "ray", raising=False)  # no Ray in this process, whatever ran before here
     assert check_machine("ray", RayOptions()) == [
         "RAY_ADDRESS=10.0.0.5:6379 is set, but without --address Ray is started here, in this process; "
         "--address auto uses that cluster"]
