@@ -169,7 +169,8 @@ def format_leaderboard(rows: list[Row], baselines: dict, metric: str, export: di
         lines.append("Uses of the held-out test part (each one is a look at it; only the first was blind):")
         for use in test_uses:
             lines.append(f"      {use['time']}  trial {use['trial']}{' (best)' if use['best'] else ''}  "
-                         f"{use['metric']} {use['score']:.4f} [{use['low']:.4f}, {use['high']:.4f}]  -> {use['export']}")
+                         f"{use['metric']} {use['score']:.4f} [{use['low']:.4f}, {use['high']:.4f}]  -> {use['export']}"
+                         + (" (not there now)" if use.get("export_gone") else ""))
     return "\n".join(lines)
 
 

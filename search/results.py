@@ -115,7 +115,7 @@ def result_of(study, exported=None, notes=(), optuna_study=None, top=10) -> Stud
         exported = study.read_json("export.json")
     baselines = study.baselines()
     board = format_leaderboard(rows, baselines, study.manifest["metric"], exported, top=top,
-                               test_uses=study.test_uses(optuna_study))
+                               test_uses=study.test_uses_and_exports(optuna_study))
     best = exported or {}
     return StudyResult(
         study_dir=study.directory.resolve(),  # absolute: the notebook may change its directory later

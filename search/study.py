@@ -148,6 +148,15 @@ class Study:
                           key=_recorded_at)
         return uses
 
+    def test_uses_and_exports(self, optuna_study=None) -> list:
+        """test_uses, each with `export_gone`: True where this machine's record names an export
+        that is not there (the command stopped before writing it, or it was moved since). Looks
+        that other machines recorded through the storage are not checked: their paths are theirs."""
+        local = {use.get("id") for use in self.test_uses() if isinstance(use, dict)}
+        return [{**use, "export_gone": use.get("id") in local
+                 and not (self.directory / use.get("export", "") / "manifest.json").is_file()}
+                for use in self.test_uses(optuna_study)]
+
     def record_test_use(self, *, trial: int, metric: str, test: dict, destination, best: bool, optuna_study=None):
         host = socket.gethostname()
         use = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "trial": int(trial), "best": bool(best),

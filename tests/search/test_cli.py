@@ -199,6 +199,11 @@ def test_exporting_another_trial_leaves_the_study_export_alone_and_is_listed_as_
     report = run_cli("report", study)
     assert f"used {len(uses)} times, listed below): winner trial {best} " in report.stdout
     assert f"trial {other}  accuracy" in report.stdout and "only the first was blind" in report.stdout
+    assert f"-> export-trial-{other}\n" in report.stdout + "\n"
+    # an export that is gone (a Ctrl-C before it was written, or moved since) is not listed as if it were there
+    shutil.rmtree(tmp_path / "mine")
+    report = run_cli("report", study)
+    assert f"-> {tmp_path / 'mine'} (not there now)" in report.stdout, report.stdout
 
 
 @CLI_TINY_STUDY
