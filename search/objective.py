@@ -24,6 +24,20 @@ CHECKPOINT_FOLDS = 2  # cheap: the pruner needs a ranking, not a precise score
 # spent a third of the engine's overhead on checkpoints; benchmarks/results/compare.md).
 # Tests set it to 0 through the environment to check checkpoints on tiny models.
 MIN_SAVING_SECONDS = 2.0
+# ...and, by default, below this many times what the last checkpoint in this process cost: a
+# pruned trial saves at most the training still to come, and only some trials are pruned, so a
+# checkpoint dearer than a third of that is a loss (on a 300-row table they took up to 46% of
+# a trial). Trials in one process share the probe and the checkpoint rows, so the cost carries over.
+COST_RATIO = 3.0
+_last_checkpoint = {"seconds": 0.0}
+
+
+def checkpoint_worth_taking(training_left: float, last_cost: float, fixed_min_saving: float | None) -> bool:
+    """Whether an intermediate score can repay itself. A fixed SEARCH_CHECKPOINT_MIN_SAVING is
+    the whole rule (0 takes every one: a repeatable sequence, whatever the machine's speed)."""
+    if fixed_min_saving is not None:
+        return training_left >= fixed_min_saving
+    return training_left >= max(MIN_SAVING_SECONDS, COST_RATIO * last_cost)
 
 
 class _OutOfMemory(Exception):
@@ -189,7 +203,8 @@ def _checkpoint_callback(keras, transformer, problem, report):
     X_sub, y_sub = problem.trial_X[rows], problem.trial_y[rows]
     epochs = int(transformer.epochs)
     every = -(-epochs // (CHECKPOINTS + 1))  # ceil: at most CHECKPOINTS reports
-    min_saving = float(os.environ.get(MIN_SAVING_ENV, MIN_SAVING_SECONDS))
+    fixed = os.environ.get(MIN_SAVING_ENV)
+    fixed = float(fixed) if fixed is not None else None
 
     class ProbeCheckpoint(keras.callbacks.Callback):
         seconds = 0.0  # spent scoring checkpoints, inside Keras' fit
@@ -204,14 +219,18 @@ def _checkpoint_callback(keras, transformer, problem, report):
             done = epoch + 1
             if not np.isfinite((logs or {}).get("loss", 0.0)):
                 return  # training stops here and `fit` reports the NaN
-            if done % every or done >= epochs or self._training_left(done) < min_saving:
+            if done % every or done >= epochs:
+                return
+            if not checkpoint_worth_taking(self._training_left(done), _last_checkpoint["seconds"], fixed):
                 return
             started, compiled = time.perf_counter(), compile_cache.seconds()
             try:
                 self._score(done)
             finally:
-                self.seconds += time.perf_counter() - started
+                cost = time.perf_counter() - started
+                self.seconds += cost
                 self.compile_seconds += compile_cache.seconds() - compiled
+                _last_checkpoint["seconds"] = cost
 
         def _training_left(self, done):
             """Seconds of training still to come at the pace so far (an upper bound: early

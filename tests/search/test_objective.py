@@ -91,6 +91,33 @@ def test_no_intermediate_score_when_too_little_training_is_left_to_save(small_di
     assert reports == [] and outcome["epochs_run"] == 6
 
 
+def test_a_checkpoint_must_cost_under_a_third_of_the_training_it_could_save():
+    from search.objective import checkpoint_worth_taking
+
+    assert checkpoint_worth_taking(10.0, last_cost=3.0, fixed_min_saving=None)
+    assert not checkpoint_worth_taking(10.0, last_cost=3.5, fixed_min_saving=None)
+    assert not checkpoint_worth_taking(1.9, last_cost=0.0, fixed_min_saving=None)  # the 2 s floor
+    # a fixed SEARCH_CHECKPOINT_MIN_SAVING is the whole rule, whatever checkpoints cost (0: every one)
+    assert checkpoint_worth_taking(0.0, last_cost=100.0, fixed_min_saving=0.0)
+    assert not checkpoint_worth_taking(5.0, last_cost=0.0, fixed_min_saving=6.0)
+
+
+def test_the_last_checkpoints_cost_in_the_process_decides_the_next(small_digits, monkeypatch):
+    from search import objective
+
+    problem = poisoned_problem(small_digits)
+    monkeypatch.delenv(objective.MIN_SAVING_ENV, raising=False)
+    monkeypatch.setattr(objective, "MIN_SAVING_SECONDS", 0.0)
+    monkeypatch.setitem(objective._last_checkpoint, "seconds", 1e6)  # dearer than any training left
+    reports = []
+    outcome = evaluate(problem, CANDIDATE, seed=0, report=lambda step, value: reports.append(step))
+    assert reports == [] and outcome["epochs_run"] == 6
+    monkeypatch.setenv(objective.MIN_SAVING_ENV, "0")  # fixed: taken whatever they cost
+    evaluate(problem, CANDIDATE, seed=0, report=lambda step, value: reports.append(step))
+    assert reports == [2, 4]
+    assert 0 < objective._last_checkpoint["seconds"] < 1e6  # measured, for the next trial
+
+
 def test_a_diverging_candidate_is_a_failed_trial(small_digits):
     problem = poisoned_problem(small_digits)
     bad = {**CANDIDATE, "scaling": "standard",
