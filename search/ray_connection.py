@@ -12,8 +12,9 @@ import threading
 
 # The Ray a search of this process started: its connection (the driver's job and node ids: a
 # new job at every ray.init on a cluster, a new node for every local instance, so a caller's
-# own ray.init after a ray.shutdown is told apart) and the address it was given (None: local).
-_started = {"connection": None, "address": None}
+# own ray.init after a ray.shutdown is told apart), the address it was given (None: local) and
+# the cluster's own address (GCS), so that `auto` and the HOST:PORT it found are one cluster.
+_started = {"connection": None, "address": None, "gcs": None}
 
 
 def _running():
@@ -41,7 +42,7 @@ def callers_ray() -> bool:
 def connected_elsewhere(address) -> bool:
     """Ray runs here, started by an earlier search of this process for another address."""
     ray = _running()
-    return ray is not None and _ours(ray) and _started["address"] != address
+    return ray is not None and _ours(ray) and address not in (_started["address"], _started.get("gcs") or "")
 
 
 def replacement_note(address) -> list[str]:
@@ -83,4 +84,5 @@ def start_ray(address):
     finally:
         if main and on_sigterm is not None:
             signal.signal(signal.SIGTERM, on_sigterm)
-    _started.update(connection=_connection(ray), address=address)
+    _started.update(connection=_connection(ray), address=address,
+                    gcs=ray.get_runtime_context().gcs_address if address else None)
