@@ -5,6 +5,7 @@ Ray is imported only when it is used: the CLI's --help and the optuna backend ne
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -55,6 +56,22 @@ def replacement_note(address) -> list[str]:
             f"{f'on the cluster at {address}' if address else 'on a new local Ray'}"]
 
 
+@contextlib.contextmanager
+def _sigterm_blocked_in_processes_started():
+    """Ray's own processes (GCS, raylet, and the workers the raylet starts) inherit a blocked
+    SIGTERM, as Ray blocks SIGINT in them: Slurm, systemd and `timeout` send SIGTERM to every
+    process of the job, and a local Ray that died with the driver left it waiting a minute on
+    its GCS, then exiting 1 with no leaderboard. The driver's own stop then ends them."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 def start_ray(address):
     """Joins the cluster at `address` (`auto`: the one running here, as in a `ray job`), or
     starts Ray in this process. A Ray that an earlier search of this process started for
@@ -80,7 +97,8 @@ def start_ray(address):
         if address:
             ray.init(address=address, logging_level="ERROR", log_to_driver=False)
         else:  # "local": a new instance even when a cluster runs on this machine
-            ray.init(address="local", logging_level="ERROR", log_to_driver=False, include_dashboard=False)
+            with _sigterm_blocked_in_processes_started():
+                ray.init(address="local", logging_level="ERROR", log_to_driver=False, include_dashboard=False)
     finally:
         if main and on_sigterm is not None:
             signal.signal(signal.SIGTERM, on_sigterm)

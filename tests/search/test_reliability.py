@@ -142,8 +142,12 @@ def test_ctrl_c_or_sigterm_marks_the_trial_prints_the_leaderboard_and_exits_128_
 
 
 @pytest.mark.xdist_group("ray")
-def test_sigterm_to_a_ray_search_stores_the_running_trial_as_interrupted(tmp_path):
-    """Tune stops a running trial without completing it: the backend stores it, as the others do."""
+@pytest.mark.parametrize("to_the_whole_job", [False, True], ids=["driver", "every-process"])
+def test_sigterm_to_a_ray_search_stores_the_running_trial_as_interrupted(tmp_path, to_the_whole_job):
+    """Tune stops a running trial without completing it: the backend stores it, as the others do.
+    Slurm, systemd and `timeout` send the SIGTERM to every process of the job, the local Ray's
+    GCS and raylet included: the driver then waited a minute on its GCS and exited 1 with no
+    leaderboard (Ray's processes now start with SIGTERM blocked, as Ray blocks SIGINT there)."""
     study = tmp_path / "study"
     space = tmp_path / "long.yaml"
     space.write_text(LONG_TRIALS)
@@ -151,6 +155,7 @@ def test_sigterm_to_a_ray_search_stores_the_running_trial_as_interrupted(tmp_pat
         [sys.executable, "-m", "search", "run", "--backend", "ray", "--space", str(space), "--trials", "3",
          "--study-dir", str(study), "--no-progress"],
         cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=to_the_whole_job,  # its own process group: the job's, as a scheduler sees it
     )
     from tests.ray_processes import process_tree, processes
 
@@ -162,7 +167,10 @@ def test_sigterm_to_a_ray_search_stores_the_running_trial_as_interrupted(tmp_pat
         assert proc.poll() is None and time.time() < deadline, proc.communicate()
         time.sleep(0.5)
     time.sleep(5)  # it imports Keras and trains (a trial lasts far longer)
-    proc.send_signal(signal.SIGTERM)
+    if to_the_whole_job:
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=180)
     assert proc.returncode == 143, stderr[-2000:]
     assert "Leaderboard" in stdout and f"python -m search resume {study}" in stderr
