@@ -236,7 +236,12 @@ class _Parser:
                 point = {key: self.shrink(value) if _parameter(key) in SCALED and isinstance(value, int) else value
                          for key, value in point.items()}
             checker = _StartChecker(point, lambda name, message, path=path: self.fail(f"{path}.{name}", message))
-            sample(space, checker)
+            walked = sample(space, checker)
+            only_family = walked["family"] if len(space.families) == 1 else None
+            if only_family is not None and "family" in point:  # a one-family space does not search it
+                if point["family"] != only_family:
+                    self.fail(f"{path}.family", f"{point['family']!r}: this space has one family, {only_family!r}")
+                point = {key: value for key, value in point.items() if key != "family"}
             unknown = [key for key in point if key not in checker.asked]
             if unknown:
                 hint = difflib.get_close_matches(str(unknown[0]), list(checker.asked), n=1)

@@ -289,6 +289,7 @@ BAD_DOCUMENTS = [
     ({**TWO, "start": [{"family": "vae"}]}, "start[0].family", "'vae' is outside the space's choice['dense', 'sparse']"),
     ({**TWO, "start": [{"family": "dense", "sparse.l1": 1e-5}]}, "start[0].sparse.l1", "not a searched parameter"),
     ({**TWO, "start": [{"code_sise": 8}]}, "start[0].code_sise", "did you mean 'code_size'"),
+    ({**fam({}), "start": [{"family": "vae"}]}, "start[0].family", "'vae': this space has one family, 'dense'"),
     ({**TWO, "start": [{"dense.depth": 1, "dense.layer_1.units": 8}]}, "start[0].dense.layer_1.units",
      "did you mean 'dense.layer_0.units'"),
     ({**TWO, "start": [{"dense.depth": 1, "dense.layer_0.units": 8.5}]}, "start[0].dense.layer_0.units", "8.5"),
@@ -440,6 +441,14 @@ def test_start_points_are_kept_in_order_and_follow_the_families_of_a_data_kind()
     assert only_conv.start == ()
     one_left, _ = replace_families(space, ("conv2d",)).for_kind("image")
     assert one_left.start_points() == [{"code_size": 16}, {"code_size": 8}]  # `family` is no parameter now
+
+
+def test_a_start_point_may_name_the_one_family_of_its_space():
+    """The README's example names its family; in a space of one family it is not searched, so
+    the point's `family` is checked against it and dropped, not refused as an unknown key."""
+    document = {"code_size": {"int": [4, 64]}, "families": {"dense": {"stack": {"depth": {"int": [0, 1]}}}},
+                "start": [{"family": "dense", "code_size": 20}]}
+    assert parse_space(document, "x.yaml").start_points() == [{"code_size": 20}]
 
 
 def replace_families(space, names):
