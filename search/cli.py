@@ -56,11 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "running trials finish)")
     run.add_argument("--backend", default="optuna", help="optuna (default), ray or kerastuner")
     run.add_argument("--workers", type=int, default=BackendOptions.workers, help="trials at once: processes (optuna) or concurrent trials (ray) (default: %(default)s)")
-    run.add_argument("--gpus", default=OPTION_DEFAULTS["gpus"], help="optuna workers' GPUs, round-robin: auto, none or ids like 0,1 (default: %(default)s)")
+    # Backend options default to None here, so that a flag typed for another backend is refused
+    # even at its default value; engine.run fills in the defaults.
+    run.add_argument("--gpus", help=f"optuna workers' GPUs, round-robin: auto, none or ids like 0,1 (default: {OPTION_DEFAULTS['gpus']})")
     run.add_argument("--address", default=OPTION_DEFAULTS["address"], help="ray: join this cluster (auto: the running one); default: start Ray here")
-    run.add_argument("--cpus-per-trial", type=float, default=OPTION_DEFAULTS["cpus_per_trial"], help="ray: CPUs reserved per trial (default: %(default)s)")
-    run.add_argument("--gpus-per-trial", type=float, default=OPTION_DEFAULTS["gpus_per_trial"], help="ray: GPUs per trial, fractions share one (default: %(default)s)")
-    run.add_argument("--algorithm", default=OPTION_DEFAULTS["algorithm"], help="kerastuner: random, bayesian or hyperband (default: %(default)s)")
+    run.add_argument("--cpus-per-trial", type=float, help=f"ray: CPUs reserved per trial (default: {OPTION_DEFAULTS['cpus_per_trial']})")
+    run.add_argument("--gpus-per-trial", type=float, help=f"ray: GPUs per trial, fractions share one (default: {OPTION_DEFAULTS['gpus_per_trial']})")
+    run.add_argument("--algorithm", help=f"kerastuner: random, bayesian or hyperband (default: {OPTION_DEFAULTS['algorithm']})")
     run.add_argument("--max-failures", type=int, default=Budget.max_failures, help="stop after this many failed trials in a row (default: %(default)s)")
     run.add_argument("--fresh-process", type=int, nargs="?", const=1, default=None, metavar="K",
                      help="optuna: run trials in a child process replaced every K trials, which bounds the memory "
@@ -187,15 +189,17 @@ def _flags_by_parameter(parser) -> dict:
 
 def cmd_run(args):
     from search import engine
+    from search.backends import get_backend
+    from search.settings import option_keys
 
     _quiet_libraries()
+    typed = {key: getattr(args, key) for key in option_keys() - {"workers"} if getattr(args, key) is not None}
+    get_backend(args.backend).Options.for_backend(args.backend, typed=set(typed), **typed)
     result = engine.run(
         args.data, target=args.target, data_dir=args.data_dir, space=args.space, scale=args.scale, trials=args.trials, timeout=args.timeout,
-        backend=args.backend, workers=args.workers, max_failures=args.max_failures, gpus=args.gpus,
-        address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-        algorithm=args.algorithm,
-        fresh_process=args.fresh_process, storage=args.storage, metric=args.metric, seed=args.seed,
-        test_size=args.test_size, subsample=args.subsample, study_dir=args.study_dir, progress=not args.no_progress,
+        backend=args.backend, workers=args.workers, max_failures=args.max_failures, **typed, metric=args.metric,
+        seed=args.seed, test_size=args.test_size, subsample=args.subsample, study_dir=args.study_dir,
+        progress=not args.no_progress,
     )
     _print_result(result)
     _warn_password_in_argv(args.storage)  # after the work: an error stays one line

@@ -112,12 +112,14 @@ class BackendOptions(_Settings):
         _set(self, "workers", int(self.workers))
 
     @classmethod
-    def for_backend(cls, backend: str, **given):
+    def for_backend(cls, backend: str, typed=frozenset(), **given):
+        """`typed`: the keys a user typed (the CLI's flags), refused for another backend even at
+        their default value: `--algorithm random` under optuna reads like a random search."""
         own = {f.name for f in dataclasses.fields(cls)}
         for key, value in given.items():
             if key == "fresh_process" and value == 0:
                 continue  # "every trial in the worker itself" is what the other backends do anyway
-            if key not in own and value != OPTION_DEFAULTS.get(key):
+            if key not in own and (value != OPTION_DEFAULTS.get(key) or key in typed):
                 raise SettingsError(f"{key}: not an option of backend {backend}")
         return cls(**{k: v for k, v in given.items() if k in own})
 

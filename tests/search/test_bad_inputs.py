@@ -115,6 +115,10 @@ RUN_CASES = [
      "--gpus-per-trial: 1000 GPUs per trial, but this machine has "),
     ("cli-kerastuner-two-workers", ["--backend", "kerastuner", "--workers", "2"], "--workers: the kerastuner backend runs one trial at a time"),
     ("cli-address-on-optuna", ["--address", "auto"], "--address: not an option of backend optuna"),
+    # typed, a flag of another backend is refused also at its default value: it reads like a choice
+    ("cli-algorithm-default-on-optuna", ["--algorithm", "random"], "--algorithm: not an option of backend optuna"),
+    ("cli-cpus-default-on-kerastuner", ["--backend", "kerastuner", "--cpus-per-trial", "1"],
+     "--cpus-per-trial: not an option of backend kerastuner"),
     ("cli-ray-address-malformed", ["--backend", "ray", "--address", "not-an-address"],
      "--address: expected HOST:PORT or auto, got 'not-an-address'"),
     ("cli-ray-client-address", ["--backend", "ray", "--address", "ray://127.0.0.1:10001"],  # no trial stored, for ever

@@ -84,9 +84,12 @@ def test_the_cli_search_run_and_encoder_search_share_one_set_of_defaults():
     python = {k: p.default for k, p in inspect.signature(search.run).parameters.items()}
     estimator = {k: p.default for k, p in inspect.signature(search.EncoderSearch).parameters.items()}
     defaults = {**Budget().to_manifest(), **OPTION_DEFAULTS, **{k: v for k, v in StudySpec().to_manifest().items()}}
+    helps = {a.dest: a.help or "" for a in run_flags._actions}
     for key, value in defaults.items():
         assert python[key] == value, key
-        if key in cli:
+        if key in OPTION_DEFAULTS and key != "workers":  # None: not typed; the help names the default
+            assert cli[key] is None and (value is None or f"(default: {value})" in helps[key]), key
+        elif key in cli:
             assert cli[key] == value, key
         if key not in ("data", "target"):
             assert estimator[key] == value, key
