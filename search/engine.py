@@ -205,7 +205,9 @@ def backend_switch_note(study, backend) -> str:
 
     before = study.manifest["backend"]
     queued = sum(t.state.name == "WAITING" for t in load(study).get_trials(deepcopy=False))
-    waiting = f"; its {queued} queued config(s) run only with --backend optuna" if queued and backend != "optuna" else ""
+    waiting = (f"; its {queued} queued config(s) run only with --backend optuna, and `resume` now uses {backend}: "
+               f"python -m search run --backend optuna --study-dir {study.directory} runs them"
+               if queued and backend != "optuna" else "")
     return f"the study ran with backend {before}; this run uses {backend}{waiting}"
 
 

@@ -149,7 +149,8 @@ def test_going_on_with_another_backend_is_said_with_the_configs_left_queued(tmp_
     load(study).enqueue_trial({"code_size": 4}, user_attrs={"retry_of": 0})
     assert backend_switch_note(study, "kerastuner") == (
         "the study ran with backend optuna; this run uses kerastuner; its 1 queued config(s) run only with "
-        "--backend optuna")
+        f"--backend optuna, and `resume` now uses kerastuner: python -m search run --backend optuna --study-dir "
+        f"{tmp_path} runs them")
     assert backend_switch_note(Study(tmp_path, {"backend": "ray"}), "optuna") == (
         "the study ran with backend ray; this run uses optuna")
 
