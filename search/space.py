@@ -236,8 +236,8 @@ class _Parser:
                 point = {key: self.shrink(value) if _parameter(key) in SCALED and isinstance(value, int) else value
                          for key, value in point.items()}
             checker = _StartChecker(point, lambda name, message, path=path: self.fail(f"{path}.{name}", message))
-            walked = sample(space, checker)
-            only_family = walked["family"] if len(space.families) == 1 else None
+            sample(space, checker)
+            only_family = space.families[0].name if len(space.families) == 1 else None
             if only_family is not None and "family" in point:  # a one-family space does not search it
                 if point["family"] != only_family:
                     self.fail(f"{path}.family", f"{point['family']!r}: this space has one family, {only_family!r}")
