@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", default="optuna", help="optuna (default), ray or kerastuner")
     run.add_argument("--workers", type=int, default=BackendOptions.workers, help="trials at once: processes (optuna) or concurrent trials (ray) (default: %(default)s)")
     # Backend options default to None here, so that a flag typed for another backend is refused
-    # even at its default value; engine.run fills in the defaults.
+    # even at its default value (as search.run and EncoderSearch do); the Options types hold them.
     run.add_argument("--gpus", help=f"optuna workers' GPUs, round-robin: auto, none or ids like 0,1 (default: {OPTION_DEFAULTS['gpus']})")
     run.add_argument("--address", default=OPTION_DEFAULTS["address"], help="ray: join this cluster (auto: the running one); default: start Ray here")
     run.add_argument("--cpus-per-trial", type=float, help=f"ray: CPUs reserved per trial (default: {OPTION_DEFAULTS['cpus_per_trial']})")
@@ -189,15 +189,13 @@ def _flags_by_parameter(parser) -> dict:
 
 def cmd_run(args):
     from search import engine
-    from search.backends import get_backend
     from search.settings import option_keys
 
     _quiet_libraries()
-    typed = {key: getattr(args, key) for key in option_keys() - {"workers"} if getattr(args, key) is not None}
-    get_backend(args.backend).Options.for_backend(args.backend, typed=set(typed), **typed)
+    backend_options = {key: getattr(args, key) for key in option_keys() - {"workers"}}  # None: not typed
     result = engine.run(
         args.data, target=args.target, data_dir=args.data_dir, space=args.space, scale=args.scale, trials=args.trials, timeout=args.timeout,
-        backend=args.backend, workers=args.workers, max_failures=args.max_failures, **typed, metric=args.metric,
+        backend=args.backend, workers=args.workers, max_failures=args.max_failures, **backend_options, metric=args.metric,
         seed=args.seed, test_size=args.test_size, subsample=args.subsample, study_dir=args.study_dir,
         progress=not args.no_progress,
     )

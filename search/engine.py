@@ -34,7 +34,7 @@ from search.problem import make_problem
 from search.quiet import import_keras_quietly
 from search.refit import current_export, refit_and_export
 from search.results import StudyResult, result_of
-from search.settings import OPTION_DEFAULTS, BackendOptions, Budget, StudySpec, option_keys
+from search.settings import BackendOptions, Budget, StudySpec, option_keys
 from search.space import load_space
 from search.storage import check_database, publish, recover, study_names
 from search.study import check_same_study, create_or_check, is_join_directory, open_study, tuner_version
@@ -52,14 +52,14 @@ def run(
     timeout=Budget.timeout,
     backend="optuna",
     workers=BackendOptions.workers,
-    gpus=OPTION_DEFAULTS["gpus"],
-    address=OPTION_DEFAULTS["address"],
-    cpus_per_trial=OPTION_DEFAULTS["cpus_per_trial"],
-    gpus_per_trial=OPTION_DEFAULTS["gpus_per_trial"],
-    algorithm=OPTION_DEFAULTS["algorithm"],
+    gpus=None,
+    address=None,
+    cpus_per_trial=None,
+    gpus_per_trial=None,
+    algorithm=None,
     max_failures=Budget.max_failures,
-    fresh_process=OPTION_DEFAULTS["fresh_process"],
-    storage=OPTION_DEFAULTS["storage"],
+    fresh_process=None,
+    storage=None,
     metric=StudySpec.metric,
     seed=StudySpec.seed,
     test_size=StudySpec.test_size,
@@ -97,7 +97,9 @@ def run(
             None = the study's own SQLite file, or a database URL or journal:PATH that
             workers on other machines join), "ray"
             (address, cpus_per_trial, gpus_per_trial; workers: concurrent trials) or
-            "kerastuner" (algorithm: random, bayesian or hyperband).
+            "kerastuner" (algorithm: random, bayesian or hyperband). A backend option left
+            None takes its backend's default (gpus "auto", cpus_per_trial 1, gpus_per_trial 0,
+            algorithm "random"); one set for another backend is refused.
         keras_backend: "tensorflow", "jax" or "torch" for a new study (None: $KERAS_BACKEND,
             else TensorFlow); set before Keras is first imported in this process. A study
             keeps the backend it began with.
@@ -119,10 +121,10 @@ def run(
         choose_keras_backend(keras_backend)
         budget = Budget(trials=trials, timeout=timeout, max_failures=max_failures)
         backend_module = get_backend(backend)  # unknown backends and their settings fail before any work
+        chosen = dict(gpus=gpus, fresh_process=fresh_process, storage=storage, address=address,
+                      cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, algorithm=algorithm)
         options = backend_module.Options.for_backend(
-            backend, workers=workers, gpus=gpus, fresh_process=fresh_process, storage=storage, address=address,
-            cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, algorithm=algorithm,
-        )
+            backend, workers=workers, **{k: v for k, v in chosen.items() if v is not None})
         machine_notes = check_machine(backend, options)
         spec = StudySpec(data="?", target=target, seed=seed, test_size=test_size, metric=metric, subsample=subsample)
         check_installed("keras_backend", keras_backend_to_use())  # before a manifest records it

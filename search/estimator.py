@@ -29,7 +29,7 @@ from encoderkit.data import check_labels
 # inside `fit`, that pins the first estimator (and its X) for the life of the process.
 from search import engine  # noqa: E402  (imports optuna)
 from search.errors import OtherStudy  # noqa: E402
-from search.settings import OPTION_DEFAULTS, BackendOptions, Budget, StudySpec  # noqa: E402
+from search.settings import BackendOptions, Budget, StudySpec  # noqa: E402
 
 
 class EncoderSearch(TransformerMixin, BaseEstimator):
@@ -42,7 +42,8 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
     `study_dir` (None: a temporary directory; a folder holds one study, so leave it None in
     `cross_val_score` or `GridSearchCV`, whose folds fit clones on other rows), `fresh_process`,
     `storage`, `max_failures`, `gpus`, `address`, `cpus_per_trial`, `gpus_per_trial`, `algorithm`,
-    `keras_backend`; `verbose` (0: silent, 1: notes and a progress bar).
+    `keras_backend` (a backend option left None: its backend's default); `verbose` (0: silent,
+    1: notes and a progress bar).
 
     Attributes after `fit`: `best_estimator_` (a fitted `AutoencoderTransformer`),
     `best_params_` (the best trial's sampled values), `best_score_` (its CV score),
@@ -53,11 +54,8 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
     def __init__(self, space="default", *, trials=Budget.trials, timeout=Budget.timeout, backend="optuna",
                  workers=BackendOptions.workers, metric=StudySpec.metric, seed=StudySpec.seed,
                  test_size=StudySpec.test_size, subsample=StudySpec.subsample, scale=1.0, study_dir=None,
-                 fresh_process=OPTION_DEFAULTS["fresh_process"], storage=OPTION_DEFAULTS["storage"],
-                 max_failures=Budget.max_failures,
-                 gpus=OPTION_DEFAULTS["gpus"], address=OPTION_DEFAULTS["address"],
-                 cpus_per_trial=OPTION_DEFAULTS["cpus_per_trial"], gpus_per_trial=OPTION_DEFAULTS["gpus_per_trial"],
-                 algorithm=OPTION_DEFAULTS["algorithm"], keras_backend=None, verbose=0):
+                 fresh_process=None, storage=None, max_failures=Budget.max_failures, gpus=None, address=None,
+                 cpus_per_trial=None, gpus_per_trial=None, algorithm=None, keras_backend=None, verbose=0):
         self.space = space
         self.trials = trials
         self.timeout = timeout

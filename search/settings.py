@@ -100,7 +100,7 @@ class Budget(_Settings):
 @dataclass(frozen=True)
 class BackendOptions(_Settings):
     """Options of one backend. Subclasses add their own fields; `for_backend` refuses, in one
-    line, an option that belongs to another backend when it is given at a non-default value."""
+    line, an option that belongs to another backend."""
 
     workers: int = 1  # trials at once
 
@@ -112,14 +112,15 @@ class BackendOptions(_Settings):
         _set(self, "workers", int(self.workers))
 
     @classmethod
-    def for_backend(cls, backend: str, typed=frozenset(), **given):
-        """`typed`: the keys a user typed (the CLI's flags), refused for another backend even at
-        their default value: `--algorithm random` under optuna reads like a random search."""
+    def for_backend(cls, backend: str, **given):
+        """`given`: the options a user set (None is not set: the backend's default). One that
+        belongs to another backend is refused even at its default value: `--algorithm random`
+        under optuna reads like a random search."""
         own = {f.name for f in dataclasses.fields(cls)}
         for key, value in given.items():
             if key == "fresh_process" and value == 0:
                 continue  # "every trial in the worker itself" is what the other backends do anyway
-            if key not in own and (value != OPTION_DEFAULTS.get(key) or key in typed):
+            if key not in own:
                 raise SettingsError(f"{key}: not an option of backend {backend}")
         return cls(**{k: v for k, v in given.items() if k in own})
 

@@ -40,6 +40,11 @@ from tests.conftest import ROOT
     (lambda: OptunaOptions.for_backend("optuna", address="auto"), "address: not an option of backend optuna"),
     (lambda: RayOptions.for_backend("ray", fresh_process=3), "fresh_process: not an option of backend ray"),
     (lambda: KerasTunerOptions.for_backend("kerastuner", gpus_per_trial=1), "gpus_per_trial: not an option of backend kerastuner"),
+    # set from Python, another backend's option is refused also at its default value, as typed on the CLI
+    (lambda: RayOptions.for_backend("ray", gpus="auto"), "gpus: not an option of backend ray"),
+    (lambda: search.run("digits", backend="optuna", algorithm="random"), "algorithm: not an option of backend optuna"),
+    (lambda: search.EncoderSearch(backend="kerastuner", cpus_per_trial=1).fit(np.eye(4), [0, 1] * 2),
+     "cpus_per_trial: not an option of backend kerastuner"),
 ])
 def test_each_settings_type_refuses_a_bad_value_naming_the_parameter(make, message):
     with pytest.raises(SearchError) as caught:
@@ -58,7 +63,7 @@ def test_settings_round_trip_through_the_manifest_with_their_defaults():
     assert (OptunaOptions(fresh_process=True).fresh_process, OptunaOptions(fresh_process=False).fresh_process) == (1, 0)
     assert (Budget(trials=2.0).trials, Budget(trials=np.int64(3)).trials, Budget(trials=2**60).trials) == (2, 3, 2**60)
     assert OptunaOptions.from_manifest(options.to_manifest()) == options
-    ray = RayOptions.for_backend("ray", workers=3, gpus="auto", cpus_per_trial=2, gpus_per_trial=0.5)
+    ray = RayOptions.for_backend("ray", workers=3, cpus_per_trial=2, gpus_per_trial=0.5)
     assert ray.to_manifest() == {"workers": 3, "address": None, "cpus_per_trial": 2.0, "gpus_per_trial": 0.5}
     assert StudySpec.from_manifest(StudySpec(data="memory:ab", seed=3).to_manifest()).data == "memory:ab"
     # A study from before `fresh_process` and `gpus` ran trials in the worker, on no pinned GPU.
@@ -86,10 +91,12 @@ def test_the_cli_search_run_and_encoder_search_share_one_set_of_defaults():
     defaults = {**Budget().to_manifest(), **OPTION_DEFAULTS, **{k: v for k, v in StudySpec().to_manifest().items()}}
     helps = {a.dest: a.help or "" for a in run_flags._actions}
     for key, value in defaults.items():
+        if key in OPTION_DEFAULTS and key != "workers":  # None: not set, the backend's default; the help names it
+            assert python[key] is None and estimator[key] is None and cli[key] is None, key
+            assert value is None or f"(default: {value})" in helps[key], key
+            continue
         assert python[key] == value, key
-        if key in OPTION_DEFAULTS and key != "workers":  # None: not typed; the help names the default
-            assert cli[key] is None and (value is None or f"(default: {value})" in helps[key]), key
-        elif key in cli:
+        if key in cli:
             assert cli[key] == value, key
         if key not in ("data", "target"):
             assert estimator[key] == value, key
