@@ -23,6 +23,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from encoderkit.data import check_labels
+from encoderkit.fit_state import kept_on_failure
 
 # Imported here, not inside `fit`: optuna keeps the ImportError tracebacks of its optional
 # imports, and with them every frame that was on the stack at its first import; imported
@@ -79,6 +80,13 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     def fit(self, X, y):
+        """Searches, refits the best trial on all of X and keeps it as `best_estimator_`. A fit
+        that is refused, fails or is interrupted leaves the estimator as it was (fitted or not),
+        with its earlier temporary study directory."""
+        with kept_on_failure(self):
+            return self._fit(X, y)
+
+    def _fit(self, X, y):
         from search.storage import has_password
 
         if has_password(self.storage):
@@ -93,17 +101,20 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
             check_labels(y, "y", getattr(y, "name", None) or "y")
         validate_data(self, X, y, allow_nd=True, dtype=None if hasattr(X, "columns") else "numeric",
                       ensure_min_samples=2)
-        study_dir = self.study_dir if self.study_dir is not None else self._temporary_study_dir()
+        temporary = None if self.study_dir is not None else _TemporaryStudyDir(self)
+        study_dir = self.study_dir if temporary is None else temporary.study_dir
         params = {k: v for k, v in self.get_params().items() if k not in ("study_dir", "verbose")}
         try:
             result = engine.run(X, y, study_dir=study_dir, progress=bool(self.verbose), verbose=bool(self.verbose),
                                 **params)
         except OtherStudy as exc:
-            if self.study_dir is None:
+            if temporary is not None:
                 raise
             # each fold of cross_val_score or GridSearchCV fits a clone on other rows, in one folder
             raise OtherStudy(f"{exc} (a study_dir holds one study; in cross-validation, leave study_dir=None)") \
                 from None
+        if temporary is not None:
+            temporary.replace_earlier()
         self.result_ = result
         self.study_dir_ = result.study_dir
         self.best_estimator_ = result.best_estimator
@@ -132,21 +143,30 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
         tags.non_deterministic = self.workers != 1  # workers finish trials in any order
         return tags
 
-    def _temporary_study_dir(self):
-        """A fresh temporary directory for this fit, removed with the estimator (or at the
-        next fit): a notebook's searches leave nothing behind unless asked to."""
-        cleanup = getattr(self, "_cleanup", None)
-        if cleanup is not None:
-            cleanup()
-        directory = tempfile.mkdtemp(prefix="encoder-search-")
-        self._cleanup = weakref.finalize(self, shutil.rmtree, directory, True)
-        return f"{directory}/study"
-
     def __getstate__(self):
         # A pickled (or cloned-by-pickle) copy does not own the temporary study directory.
         state = dict(self.__dict__)
         state.pop("_cleanup", None)
         return state
+
+
+class _TemporaryStudyDir:
+    """A fresh temporary directory for one fit, removed with the estimator (or at exit): a
+    notebook's searches leave nothing behind unless asked to. A successful fit removes the
+    previous fit's; a failed fit's stays until then (an `Interrupted`'s result points into it),
+    and so does the one the estimator's results point into."""
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+        directory = tempfile.mkdtemp(prefix="encoder-search-")
+        self.study_dir = f"{directory}/study"
+        self.cleanup = weakref.finalize(estimator, shutil.rmtree, directory, True)
+
+    def replace_earlier(self):
+        earlier = getattr(self.estimator, "_cleanup", None)
+        if earlier is not None:
+            earlier()
+        self.estimator._cleanup = self.cleanup
 
 
 def cv_results(trials) -> dict:

@@ -458,6 +458,11 @@ def from_memory(X, y=None, target: str | None = None) -> Dataset:
         if not all(isinstance(c, str) for c in X.columns):
             names = None  # as scikit-learn: only string column names are feature names
             first = next(c for c in X.columns if not isinstance(c, str))
+            if any(isinstance(c, str) for c in X.columns):  # scikit-learn refuses these: so would the export
+                text = next(c for c in X.columns if isinstance(c, str))
+                raise DataError(f"{where}: its column names mix strings ({text!r}) and other types ({first!r} is "
+                                f"{type(first).__name__}), which scikit-learn refuses; give them one type: "
+                                "X.columns = X.columns.astype(str)")
             notes = (*notes, f"{where}: its column names are not all strings ({first} is {type(first).__name__}), "
                              "so, as in scikit-learn, the export takes columns by position, not by name; to keep "
                              "the names: X.columns = X.columns.astype(str)")

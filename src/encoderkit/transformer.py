@@ -21,6 +21,7 @@ from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, v
 from encoderkit.batches import training_data
 from encoderkit.errors import TrainingError
 from encoderkit.families import FAMILIES, OPTIMIZERS, get_family
+from encoderkit.fit_state import kept_on_failure
 from encoderkit.series_scaler import SeriesStandardScaler
 
 # Each scaling's scaler, from the rows' count, a seed and one sample's shape.
@@ -129,14 +130,8 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         (the search uses one to score the code at checkpoints while training). A fit that is
         refused or fails leaves a fitted encoder as it was: scikit-learn's `validate_data`
         records the new input's width and names before our own checks could refuse it."""
-        fitted = {name: value for name, value in vars(self).items() if _is_fitted_attribute(name)}
-        try:
+        with kept_on_failure(self):
             return self._fit(X, callbacks)
-        except BaseException:
-            for name in [name for name in vars(self) if _is_fitted_attribute(name)]:
-                delattr(self, name)
-            vars(self).update(fitted)
-            raise
 
     def _fit(self, X, callbacks):
         from encoderkit.quiet import import_keras_quietly, set_random_seed_quietly
@@ -402,8 +397,3 @@ def _split_validation(X, fraction, rng):
         return X, None
     order = rng.permutation(len(X))
     return X[order[n_valid:]], X[order[:n_valid]]
-
-
-def _is_fitted_attribute(name: str) -> bool:
-    """scikit-learn's convention: what fit learns ends with an underscore (`scaler_`)."""
-    return name.endswith("_") and not name.startswith("__")

@@ -15,7 +15,9 @@ import pandas as pd
 import pytest
 import scipy.sparse
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.validation import check_is_fitted
 
 import search
 from search import EncoderSearch
@@ -197,6 +199,9 @@ def test_a_study_of_arrays_keeps_them_for_the_command_line_and_refuses_other_arr
     (lambda X, y: search.run(np.where(np.arange(19200).reshape(300, 16, 4) == 5 * 64 + 2 * 4 + 1, np.nan,
                                       X.reshape(300, 16, 4)), y),  # a sequence: its step and channel, not "column 9"
      "X: X[5, 2, 1] is nan (NaN/inf not allowed; pad or resample series of unequal length to one length)"),
+    (lambda X, y: search.run(pd.DataFrame(X).rename(columns={3: "a"}), y),  # an export that could not take it
+     "X (DataFrame): its column names mix strings ('a') and other types (0 is int), which scikit-learn refuses; "
+     "give them one type: X.columns = X.columns.astype(str)"),
     (lambda X, y: search.run(X, np.where(np.arange(300) == 7, None, y)), "has no label in 1 row(s) (first: row 7)"),
     (lambda X, y: search.run(X, pd.Series(y.astype(str)).astype("string").mask(np.arange(300) == 7)),
      "has no label in 1 row(s) (first: row 7)"),  # pd.NA
@@ -324,6 +329,17 @@ def test_encoder_search_is_a_scikit_learn_search_estimator(tmp_path):
     codes = searcher.transform(X)
     assert codes.shape == (300, searcher.n_features_out_) and searcher.n_features_in_ == 64
     np.testing.assert_array_equal(codes, searcher.best_estimator_.transform(X))
+    # A refused refit leaves it as it was (scikit-learn's validate_data had recorded 10 features)
+    fitted = dict(vars(searcher))
+    with pytest.raises(ValueError, match="one class"):
+        searcher.fit(X[:, :10], np.zeros(300))
+    assert vars(searcher).keys() == fitted.keys() and all(vars(searcher)[k] is v for k, v in fitted.items())
+    assert searcher.study_dir_.is_dir()
+    unfitted = EncoderSearch(str(TINY_SPACE))
+    with pytest.raises(ValueError, match="one class"):
+        unfitted.fit(X[:, :10], np.zeros(300))
+    with pytest.raises(NotFittedError):
+        check_is_fitted(unfitted)
 
     # Its study lives in a temporary directory for as long as the estimator does.
     study = searcher.study_dir_
