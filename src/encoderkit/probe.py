@@ -104,11 +104,19 @@ def _torch_device(probe: str):
     return reference_device()
 
 
+# Codes smaller than this are scored fold after fold. Measured on 2 cores (3 folds, both probes):
+# below 5M values, two folds at once saved at most 0.07 s a call, while the first call in a
+# process spent ~1.9 s starting the worker pool, which made the first checkpoint of a small
+# search's trials cost more than their training.
+PARALLEL_FOLDS_MIN_VALUES = 5_000_000
+
+
 def cv_score(codes, y, metric: str, folds: int = 5, seed: int = 0, probe: str = REFERENCE, n_jobs: int = 1):
     """Mean and standard deviation of the probe's score over stratified folds.
 
     BLAS runs single-threaded: on these small matrices OpenBLAS' threads made the probe three
-    times slower on 2 cores (measured); parallelism comes from `n_jobs` folds at once."""
+    times slower on 2 cores (measured); parallelism comes from `n_jobs` folds at once, for
+    codes of at least PARALLEL_FOLDS_MIN_VALUES values."""
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     if resolve_probe(probe) == "device_softmax":  # every fold in one program on the device
         from encoderkit.device_probe import cv_fold_scores
@@ -122,6 +130,8 @@ def cv_score(codes, y, metric: str, folds: int = 5, seed: int = 0, probe: str = 
         return float(np.mean(scores)), float(np.std(scores))
     if resolve_probe(probe) == "keras_softmax":
         n_jobs = 1  # folds share the accelerator in this process; no process pool
+    if np.size(codes) < PARALLEL_FOLDS_MIN_VALUES:
+        n_jobs = 1  # a process's first pool costs more than folds at once can save
     with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
         warnings.simplefilter("ignore", ConvergenceWarning)
         result = cross_validate(

@@ -5,6 +5,7 @@ import importlib.util
 import numpy as np
 import pytest
 
+import encoderkit.probe as probe_module
 from encoderkit.probe import METRICS, cv_score, make_probe, resolve_metric, test_score as held_out_score
 
 
@@ -59,13 +60,26 @@ def test_cv_score_is_seeded():
     assert cv_score(X, y, "roc_auc", folds=3, seed=1) != cv_score(X, y, "roc_auc", folds=3, seed=2)
 
 
-def test_cv_score_parallel_folds_give_the_same_numbers():
+def test_cv_score_parallel_folds_give_the_same_numbers(monkeypatch):
     X, y = separable(3, seed=1)
     X = X + np.random.default_rng(2).normal(scale=8.0, size=X.shape)  # not perfectly separable
     serial = cv_score(X, y, "accuracy", folds=3, seed=0, n_jobs=1)
+    monkeypatch.setattr(probe_module, "PARALLEL_FOLDS_MIN_VALUES", 0)  # these codes at once, too
     parallel = cv_score(X, y, "accuracy", folds=3, seed=0, n_jobs=2)
     assert serial == parallel
     assert serial[0] < 1.0  # the comparison is not trivially 1.0 == 1.0
+
+
+def test_small_codes_are_scored_fold_after_fold_without_a_worker_pool(monkeypatch):
+    """A pool's start (~2 s) made a small search's first checkpoint cost more than training."""
+    given = []
+    real = probe_module.cross_validate
+    monkeypatch.setattr(probe_module, "cross_validate", lambda *a, **k: given.append(k["n_jobs"]) or real(*a, **k))
+    X, y = separable(3)
+    cv_score(X, y, "accuracy", folds=3, n_jobs=2)
+    monkeypatch.setattr(probe_module, "PARALLEL_FOLDS_MIN_VALUES", X.size)
+    cv_score(X, y, "accuracy", folds=3, n_jobs=2)
+    assert given == [None, 2]
 
 
 def test_test_score_interval_contains_the_score():
