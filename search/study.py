@@ -271,7 +271,7 @@ def check_same_study(directory, settings: dict, problem, space) -> Study | None:
                              f"`python -m search resume {directory}`")
         if key == "data" and study.manifest["data"] != identity["data"] and identity["data"].startswith(IN_MEMORY):
             raise OtherStudy(f"{directory}: study was made with other data ({study.manifest['data']}; "
-                             f"these arrays: {identity['data']}); use another study directory")
+                             f"this data: {identity['data']}); use another study directory")
         if key == "data" and os.path.abspath(study.manifest["data"]) == identity["data"]:
             continue  # a study made before files were stored by absolute path, run from the same folder
         if key == "data" and is_file_name(study.manifest["data"]) and is_file_name(identity["data"]) \

@@ -434,6 +434,9 @@ def from_memory(X, y=None, target: str | None = None) -> Dataset:
     import pandas as pd
 
     notes = ()
+    if isinstance(y, str):  # search.run(frame, "churn")
+        raise DataError(f"y={y!r}: expected one label per row; to take the labels from a column of X, "
+                        f"pass target={y!r}")
     if isinstance(X, pd.DataFrame):
         where, name = "X (DataFrame)", "dataframe"
         if y is None:
@@ -484,13 +487,14 @@ def from_memory(X, y=None, target: str | None = None) -> Dataset:
             raise DataError(f"X: must have {ROWS_OF_SAMPLES}, got shape {array.shape}")
         shape = tuple(array.shape[1:])
         features = _numeric(_as_rows(array), where, "values")  # float64, as from files
+    labels_at = where if target is not None else "y"  # where label errors point: a column of X, or y
     target_name = (getattr(y, "name", None) if target is None else target) or "y"
-    labels = _labels(y)
+    labels = _labels(y, labels_at)
     if labels.ndim != 1:
         raise DataError(f"y: must be one label per row, got shape {labels.shape}")
     dataset = Dataset(name, features, labels, kind_of(shape), shape, names,
                       target_name=str(target_name), notes=notes)
-    dataset = _checked(dataset, where)
+    dataset = _checked(dataset, where, labels_at)
     _check_finite(dataset, where)
     return dataset
 
@@ -515,16 +519,27 @@ def _is_sparse(X) -> bool:
     return sparse is not None and sparse.issparse(X)
 
 
-def _labels(y) -> np.ndarray:
-    """Labels as a plain array a study can store without pickle: text labels become strings."""
+def _labels(y, where="y") -> np.ndarray:
+    """Labels as a plain array a study can store without pickle: text labels become strings,
+    numbers of mixed types (0 and 0.0, True and 1) numbers, one class where they are equal."""
+    from numbers import Number
+
     labels = np.asarray(y)
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels.ravel()
-    if labels.dtype == object:
+    if labels.dtype == object and labels.ndim == 1:
         import pandas as pd
 
         if pd.isna(labels).any():
             return labels  # _check_labels names the missing ones
+        is_number = np.fromiter((isinstance(v, Number) for v in labels), bool, len(labels))
+        if is_number.all():  # as str, 0 and 0.0 were two classes; np.unique and scikit-learn see one
+            numeric = np.asarray(labels.tolist())
+            return numeric if numeric.dtype != object else labels.astype(str)
+        if is_number.any():  # scikit-learn refuses these too
+            number, text = labels[np.argmax(is_number)], labels[np.argmin(is_number)]
+            raise DataError(f"{where}: labels mix numbers ({number!r}) and other values ({text!r}); "
+                            "give them one type, e.g. y.astype(str)")
         labels = labels.astype(str)
     return labels
 
@@ -576,13 +591,15 @@ def _numeric(array, path, what):
         raise DataError(f"{path}: {what} are not numeric (dtype {array.dtype})") from None
 
 
-def _checked(dataset: Dataset, path: Path) -> Dataset:
+def _checked(dataset: Dataset, path: Path, labels_at=None) -> Dataset:
+    """`labels_at`: where the labels are, if not in `path` (arrays' y); later errors about the
+    labels (a class too small) name it as `source`."""
     if len(dataset.X) != len(dataset.y):
         raise DataError(f"{path}: {len(dataset.X)} feature rows but {len(dataset.y)} labels")
     if len(dataset.X) == 0 or dataset.X.shape[1] == 0:
         raise DataError(f"{path}: no rows or no feature columns")
-    check_labels(dataset.y, path, dataset.target_name)
-    return replace(dataset, source=str(path))
+    check_labels(dataset.y, labels_at or path, dataset.target_name)
+    return replace(dataset, source=str(labels_at or path))
 
 
 def check_labels(y, path, target):

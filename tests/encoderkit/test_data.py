@@ -339,6 +339,18 @@ def test_in_memory_frames_name_columns_as_scikit_learn_does_and_refuse_what_is_n
         from_memory(missing, [0, 1] * 3)
 
 
+def test_in_memory_labels_of_mixed_number_types_are_the_classes_that_numpy_and_scikit_learn_see():
+    from encoderkit.data import from_memory
+
+    X = np.ones((8, 2))
+    mixed = from_memory(X, np.array([0, 1, 0.0, 1.0] * 2, dtype=object))  # as text: '0', '0.0', '1', '1.0'
+    assert np.unique(mixed.y).tolist() == [0, 1]
+    assert np.unique(from_memory(X, np.array([True, 1, False, 0] * 2, dtype=object)).y).tolist() == [0, 1]
+    assert from_memory(X, np.array(["a", "b"] * 4, dtype=object)).y.dtype.kind == "U"  # text stays text
+    with pytest.raises(DataError, match=r"^y: labels mix numbers \(1\) and other values \('a'\); give them one type"):
+        from_memory(X, np.array(["a", 1] * 4, dtype=object))
+
+
 def test_ucr_datasets_keep_the_archives_split_and_their_channels():
     """`ucr:NAME`: aeon's bundled UCR/UEA data, the official training series as the search part
     and the official test series as the test part; (n, channels, steps) becomes (steps, channels)

@@ -202,7 +202,10 @@ def test_a_study_of_arrays_keeps_them_for_the_command_line_and_refuses_other_arr
     (lambda X, y: search.run(pd.DataFrame(X).rename(columns={3: "a"}), y),  # an export that could not take it
      "X (DataFrame): its column names mix strings ('a') and other types (0 is int), which scikit-learn refuses; "
      "give them one type: X.columns = X.columns.astype(str)"),
-    (lambda X, y: search.run(X, np.where(np.arange(300) == 7, None, y)), "has no label in 1 row(s) (first: row 7)"),
+    (lambda X, y: search.run(X, np.where(np.arange(300) == 7, None, y)), "y: target 'y' has no label in 1 row(s) (first: row 7)"),
+    (lambda X, y: search.run(X, np.zeros(300)), "y: target 'y': the labels hold one class only (0.0)"),  # not "X:"
+    (lambda X, y: search.run(pd.DataFrame(X).assign(digit=y), "digit"),
+     "y='digit': expected one label per row; to take the labels from a column of X, pass target='digit'"),
     (lambda X, y: search.run(X, pd.Series(y.astype(str)).astype("string").mask(np.arange(300) == 7)),
      "has no label in 1 row(s) (first: row 7)"),  # pd.NA
     (lambda X, y: EncoderSearch().fit(X, pd.Series(y % 2 == 0, dtype="boolean").mask(np.arange(300) == 7)),
