@@ -135,7 +135,10 @@ def run(
         restricted, notes = loaded.for_kind(dataset.kind)
         if hasattr(backend_module, "check_space"):  # e.g. Hyperband's epochs range
             backend_module.check_space(restricted, options)
-        notes = [*machine_notes, *dataset.notes, *notes, *baseline_notes(dataset)]
+        notes = [*machine_notes, *dataset.notes, *unused_data_settings(dataset, data_name, data_dir, spec.test_size),
+                 *notes, *baseline_notes(dataset)]
+        if not data_name.startswith("fashion-mnist"):
+            data_dir = None  # recorded as unused
         if restricted.start and not options.takes_start_points:
             notes.append(f"the {backend} backend does not take the space's start points (optuna and ray do): skipped")
         problem = make_problem(
@@ -232,6 +235,17 @@ def _dataset(data, y, target, data_dir):
         return dataset, os.path.abspath(data) if is_file_name(data) else os.fspath(data)
     dataset = from_memory(data, y, target)
     return dataset, IN_MEMORY + content_hash(dataset)
+
+
+def unused_data_settings(dataset, data_name: str, data_dir, test_size) -> list[str]:
+    """Notes on settings that this data does not use (they were taken in silence)."""
+    notes = []
+    if data_dir is not None and not data_name.startswith("fashion-mnist"):
+        notes.append(f"data_dir {data_dir}: not used; only fashion-mnist reads its files from one")
+    if dataset.test_rows is not None and test_size != StudySpec.test_size:
+        notes.append(f"test_size {test_size}: not used; {data_name} brings its own test part "
+                     f"({len(dataset.test_rows)} rows)")
+    return notes
 
 
 def _free_study_name(url, study_dir) -> str:

@@ -285,8 +285,11 @@ def test_the_result_is_an_object_with_its_trials_a_frame_and_the_fitted_export(t
     # A tuple, holding a DataFrame whose columns are not strings (no feature names, as in sklearn)
     # and settings as NumPy scalars, as a notebook computes them.
     result = search.run((pd.DataFrame(X), y), space=str(TINY_SPACE), trials=np.int64(2), scale=np.float32(1.0),
-                        study_dir=tmp_path / "s", progress=False, fresh_process=0)
+                        study_dir=tmp_path / "s", progress=False, fresh_process=0, data_dir="/no/such/folder")
     assert str(result) == result.leaderboard and result.leaderboard.startswith("Leaderboard (accuracy, 2 trials")
+    # a setting this data does not use is said, not taken in silence, and not recorded
+    assert "data_dir /no/such/folder: not used; only fashion-mnist reads its files from one" in result.notes
+    assert open_study(tmp_path / "s").manifest["data_dir"] is None
     shown = []  # what IPython prints for a cell ending in `result` (its pretty-printer protocol)
     result._repr_pretty_(__import__("types").SimpleNamespace(text=shown.append), False)
     assert shown == [result.leaderboard]

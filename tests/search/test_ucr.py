@@ -44,8 +44,10 @@ def test_a_ucr_search_runs_to_its_export_with_the_minirocket_baseline(tmp_path):
     pytest.importorskip("aeon")
     study = tmp_path / "study"
     result = run_cli("run", "--data", "ucr:UnitTest", "--space", TINY_SEQUENCE, "--trials", "2", "--no-progress",
-                     "--fresh-process", "0", "--study-dir", study, timeout=300)
+                     "--fresh-process", "0", "--study-dir", study, "--test-size", "0.5", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    # the archive's split is the test part: a test size it does not use is said, not taken in silence
+    assert "note: test_size 0.5: not used; ucr:UnitTest brings its own test part (22 rows)" in result.stdout
     out = result.stdout
     assert "baseline raw" in out and "baseline pca" in out and "baseline minirocket" in out and "9996 features" in out
     held_out = next(line for line in out.splitlines() if line.startswith("Held-out test (22 rows, used once)"))
