@@ -360,6 +360,8 @@ def _search_and_export_with(backend, options, study, problem, space, progress, e
             if verbose:
                 print(f"note: {notes[-1]}")
         elif export:
+            if short and not _has_complete_trial(study):  # said with the leaderboard of what was scored
+                raise FatalSearchError(f"{study.directory}: no completed trial to export: {short}")
             exported = refit_and_export(study, problem, space)
     except FatalSearchError as exc:  # e.g. --max-failures: the failed trials' reasons are on the leaderboard
         exc.result = result_of(study, notes=notes)
@@ -369,6 +371,12 @@ def _search_and_export_with(backend, options, study, problem, space, progress, e
             raise
         raise Interrupted(result_of(study, notes=notes)) from None
     return result_of(study, exported, notes)
+
+
+def _has_complete_trial(study) -> bool:
+    from search.storage import load
+
+    return any(t.state.name == "COMPLETE" for t in load(study).get_trials(deepcopy=False))
 
 
 def _search(backend, study, problem, space, progress) -> str | None:

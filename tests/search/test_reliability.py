@@ -271,6 +271,16 @@ def test_a_search_whose_every_trial_failed_says_why_in_its_one_line(tmp_path):
     assert result.stderr.count("\n") == 1
 
 
+def test_a_timeout_that_ends_the_search_before_any_trial_says_so_with_the_baselines_leaderboard(tmp_path):
+    result = run_cli("run", "--space", TINY_SPACE, "--trials", "3", "--timeout", "0.01", "--study-dir",
+                     tmp_path / "study", "--no-progress")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr == (f"error: {tmp_path / 'study'}: no completed trial to export: the timeout (0.01 s) ended "
+                             f"the search at 0 of 3 finished trials; resume continues it (python -m search resume "
+                             f"{tmp_path / 'study'})\n")
+    assert "Leaderboard (accuracy, 0 trials" in result.stdout and "baseline raw" in result.stdout
+
+
 def test_same_seed_same_configs_fresh_processes_and_replay_within_half_a_point(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     for study, extra in ((a, ()), (b, ("--fresh-process", "2"))):  # trials 0-1 in one child, 2 in another
