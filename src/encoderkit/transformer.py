@@ -142,7 +142,8 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         X = _nested_samples_as_array(X)  # lists of (T, F) samples, as transform takes them
         given_shape = tuple(X.shape[1:]) if _dims(X) > 2 else None
         self._validate_params()
-        X = validate_data(self, _flat(X), dtype=[np.float64, np.float32])
+        X = validate_data(self, _flat(X), dtype=[np.float64, np.float32], ensure_all_finite=False)
+        _refuse_non_finite(X, given_shape)
         shape = self._sample_shape(X.shape[1], given_shape)
         self.sample_shape_ = given_shape or shape  # one sample as given; transform takes it or flat rows
         params = get_family(self.family).resolve(self.family_params)
@@ -195,7 +196,10 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
     def transform(self, X):
         """Returns the codes of X (with the inputs first if `include_input`)."""
         check_is_fitted(self)
-        X = validate_data(self, self._as_fitted(X), dtype=[np.float64, np.float32], reset=False)
+        X = _nested_samples_as_array(X)
+        given_shape = tuple(X.shape[1:]) if _dims(X) > 2 else None  # where a NaN is named as the user has it
+        X = validate_data(self, self._as_fitted(X), dtype=[np.float64, np.float32], reset=False, ensure_all_finite=False)
+        _refuse_non_finite(X, given_shape)
         codes = encode_in_chunks(self.encoder_, self._scaled(X))
         if self._fitted_with_inputs():  # as fitted: `set_params(include_input=...)` waits for the next fit
             codes = np.hstack([np.asarray(X, dtype=np.float64), codes])
@@ -397,3 +401,15 @@ def _split_validation(X, fraction, rng):
         return X, None
     order = rng.permutation(len(X))
     return X[order[n_valid:]], X[order[:n_valid]]
+
+
+def _refuse_non_finite(X, sample_shape):
+    """One line naming the first NaN or inf in flat rows X, by its position in the samples of
+    `sample_shape` where the user gave N-D samples (scikit-learn's message ran to three lines
+    and suggested switching to HistGradientBoosting)."""
+    bad = ~np.isfinite(X)
+    if bad.any():
+        row, column = map(int, np.argwhere(bad)[0])
+        position = np.unravel_index(column, sample_shape) if sample_shape else (column,)
+        raise ValueError(f"X: X[{', '.join(map(str, (row, *map(int, position))))}] is {X[row, column]} (NaN or inf "
+                         "not allowed: impute, drop or pad them)")

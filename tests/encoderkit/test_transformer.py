@@ -191,6 +191,19 @@ def test_values_beyond_float32_are_refused_not_turned_into_nan_codes(small_digit
         transformer.transform(huge)
 
 
+def test_nan_and_inf_are_refused_in_one_line_where_the_user_has_them(small_digits, rng):
+    X, _ = small_digits
+    with pytest.raises(ValueError, match=r"^X: X\[2, 7\] is nan \(NaN or inf not allowed: impute, drop or pad them\)$"):
+        tiny().fit(np.where(np.arange(X.size).reshape(X.shape) == 2 * X.shape[1] + 7, np.nan, X))
+    series = AutoencoderTransformer(family="dense", code_size=2, epochs=1).fit(rng.normal(size=(40, 6, 3)))
+    bad = rng.normal(size=(4, 6, 3))
+    bad[1, 4, 2] = np.inf
+    with pytest.raises(ValueError, match=r"^X: X\[1, 4, 2\] is inf \(NaN or inf"):
+        series.transform(bad)
+    with pytest.raises(ValueError, match=r"^X: X\[1, 14\] is inf \(NaN or inf"):  # given as flat rows
+        series.transform(bad.reshape(4, -1))
+
+
 def test_samples_of_the_fitted_shape_and_flat_rows_give_identical_codes(rng):
     """A (n, T, F) sequence array fits as it is; transform takes (m, T, F) or (m, T*F)."""
     X = rng.normal(size=(120, 6, 3))
