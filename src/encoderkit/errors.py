@@ -15,3 +15,7 @@ class ExportError(EncoderkitError, ValueError):
 
 class TrainingError(EncoderkitError, RuntimeError):
     """Training diverged (NaN loss) or the family cannot take the input."""
+
+
+class KerasBackendMissing(EncoderkitError, ImportError):
+    """The Python package of the Keras backend in use (KERAS_BACKEND) is not installed."""

@@ -34,7 +34,15 @@ def import_keras_quietly():
         return sys.modules["keras"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with stderr_silenced():
-        import keras
+        try:
+            import keras
+        except ModuleNotFoundError as exc:  # the package of the backend Keras was told to use
+            from encoderkit.errors import KerasBackendMissing
+
+            backend = os.environ.get("KERAS_BACKEND") or "tensorflow (Keras' default)"
+            raise KerasBackendMissing(
+                f"Keras backend {backend}: needs the Python package {exc.name!r}, which is not installed here "
+                f"(pip install {exc.name}, or set KERAS_BACKEND to an installed backend)") from None
     import logging
 
     tf_logger = logging.getLogger("tensorflow")

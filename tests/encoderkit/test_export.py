@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -241,6 +242,27 @@ print("optuna" in sys.modules, "ray" in sys.modules)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_loading_under_a_keras_backend_that_is_not_installed_says_which_package(exported, tmp_path):
+    """An encoder received by someone whose KERAS_BACKEND names a package they lack: Keras'
+    own ModuleNotFoundError came from deep inside its backend import."""
+    fake = tmp_path / "site" / "torch"  # torch as if not installed, whether or not it is
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n")
+    code = f"""
+from encoderkit import load_encoder
+from encoderkit.errors import KerasBackendMissing
+try:
+    load_encoder({str(exported[0])!r})
+except KerasBackendMissing as exc:
+    print(exc)
+"""
+    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": f"{fake.parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == ("Keras backend torch: needs the Python package 'torch', which is not installed "
+                                     "here (pip install torch, or set KERAS_BACKEND to an installed backend)")
 
 
 def test_an_export_killed_between_its_two_renames_is_put_back(exported):
