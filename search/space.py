@@ -95,7 +95,8 @@ class Space:
         notes = [f"family {f.name!r} dropped: it does not take {kind} data{_as_sequences(f.name, kind)}"
                  for f in self.families if f not in keep]
         if not keep:
-            raise SpaceError(f"{self.source}: families: no family fits {kind} data ({', '.join(self.family_names)})")
+            raise SpaceError(f"{self.source}: families: no family fits {kind} data ({', '.join(self.family_names)})"
+                             f"{next(filter(None, (_as_sequences(f.name, kind) for f in self.families)), '')}")
         names = {f.name for f in keep}
         start = []
         for point in self.start_points():

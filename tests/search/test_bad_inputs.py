@@ -61,7 +61,8 @@ RUN_CASES = [
     ("space-low-above-high", ["--space", _space("code_size: {int: [64, 8]}\nfamilies: {dense: {}}\n")], "code_size.int: low 64 > high 8"),
     ("space-log-nonpositive", ["--space", _space("training: {learning_rate: {float: [0.0, 0.1], log: true}}\nfamilies: {dense: {}}\n")], "training.learning_rate"),
     ("space-out-of-range", ["--space", _space("families: {dense: {dropout: 2.0}}\n")], "families.dense.dropout: 2.0 out of range"),
-    ("space-no-family-fits", ["--space", _space("families: {seq2seq: {}}\n"), "--data", _csv(_numeric()), "--target", "label"], "no family fits tabular data"),
+    ("space-no-family-fits", ["--space", _space("families: {seq2seq: {}}\n"), "--data", _csv(_numeric()), "--target", "label"], "no family fits tabular data (seq2seq) (time series: give X as an (n, T, F) array, from Python or a .npz file; "
+     "X[:, :, None] for one channel)"),
     ("data-missing-file", ["--data", lambda tmp: tmp / "missing.csv"], "missing.csv: no such file"),
     ("data-npz-labels-in-columns", ["--data", _npz(X=np.ones((60, 3)), y=np.zeros((60, 2)))],
      "data.npz: label array 'y' must hold one label per row, got shape (60, 2)"),
