@@ -189,6 +189,8 @@ class Study:
 def open_study(directory) -> Study:
     directory = Path(directory)
     path = directory / "manifest.json"
+    if directory.is_file():  # e.g. STUDY/manifest.json or STUDY/export/manifest.json
+        raise StudyError(f"{directory}: a file, not a study directory; give the folder that holds the study")
     if not path.is_file():
         raise StudyError(f"{directory}: not a study directory (no manifest.json)")
     try:

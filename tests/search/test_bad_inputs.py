@@ -263,6 +263,8 @@ STUDY_CASES = [
     ("study-export-trial-over-the-best", lambda s: ["export", s, "--trial", "0", "-o", s / "export"], "holds the study's best trial"),
     ("study-export-not-a-study", lambda s: ["export", s / "export"], "an exported encoder, not a study directory"),
     ("study-report-not-a-study", lambda s: ["report", s.parent / "mine"], "not a study directory"),
+    ("study-report-a-manifest-file", lambda s: ["report", s / "export" / "manifest.json"],  # said "no manifest.json"
+     "export/manifest.json: a file, not a study directory; give the folder that holds the study"),
     ("study-report-html-into-a-folder", lambda s: ["report", s, "--html", "-o", s.parent / "mine"], "is a directory; give a file name"),
     ("study-report-html-over-the-manifest", lambda s: ["report", s, "--html", "-o", s / "manifest.json"],
      "manifest.json exists and is not a study report"),
