@@ -14,6 +14,7 @@ import dataclasses
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ import optuna  # noqa: F401  (here, not first inside `run`: optuna keeps the tra
 
 from encoderkit.baselines import baseline_notes, baselines_for
 from encoderkit.data import IN_MEMORY, load_dataset
+from encoderkit.errors import DataWarning
 from encoderkit.export import check_destination
 from encoderkit.probe import cv_score
 from search import compile_cache, devices, faults, interrupts
@@ -105,7 +107,9 @@ def run(
             keeps the backend it began with.
     Output
         study_dir: the study directory (default studies/NAME-TIME); a directory holding the
-            same study is continued. progress: a progress bar; verbose: print notes;
+            same study is continued. progress: a progress bar; verbose: print notes (without
+            it, notes on the data, such as a DataFrame column 'target' taken as a feature, are
+            `encoderkit.errors.DataWarning`s);
             export: refit and export the best trial (STUDY/export).
 
     Returns a `StudyResult` (`print(result)` shows the leaderboard; `result.best_estimator`
@@ -135,8 +139,11 @@ def run(
         restricted, notes = loaded.for_kind(dataset.kind)
         if hasattr(backend_module, "check_space"):  # e.g. Hyperband's epochs range
             backend_module.check_space(restricted, options)
-        notes = [*machine_notes, *dataset.notes, *unused_data_settings(dataset, data_name, data_dir, spec.test_size),
-                 *notes, *baseline_notes(dataset)]
+        data_notes = [*dataset.notes, *unused_data_settings(dataset, data_name, data_dir, spec.test_size)]
+        if not verbose:  # printed as notes otherwise: a quiet run still hears about its data, as scikit-learn warns
+            for note in data_notes:
+                warnings.warn(note, DataWarning, stacklevel=2)
+        notes = [*machine_notes, *data_notes, *notes, *baseline_notes(dataset)]
         if not data_name.startswith("fashion-mnist"):
             data_dir = None  # recorded as unused
         if restricted.start and not options.takes_start_points:

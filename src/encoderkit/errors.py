@@ -19,3 +19,8 @@ class TrainingError(EncoderkitError, RuntimeError):
 
 class KerasBackendMissing(EncoderkitError, ImportError):
     """The Python package of the Keras backend in use (KERAS_BACKEND) is not installed."""
+
+
+class DataWarning(UserWarning):
+    """Data that is used, but perhaps not as meant (a DataFrame column 'target' taken as a
+    feature, a setting the data does not use); a quiet search warns of it."""

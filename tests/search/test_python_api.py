@@ -318,6 +318,17 @@ def test_the_result_is_an_object_with_its_trials_a_frame_and_the_fitted_export(t
         reported.best_estimator
 
 
+def test_a_quiet_search_warns_of_data_used_perhaps_not_as_meant(tmp_path):
+    """EncoderSearch is quiet by default (verbose=0); its notes on the data, such as a column
+    'target' that most likely leaks the labels into the codes, still reach the user."""
+    from encoderkit.errors import DataWarning
+
+    X, y = _digits()
+    frame = pd.DataFrame(X[:, :8], columns=[f"p{i}" for i in range(8)]).assign(target=y)
+    with pytest.warns(DataWarning, match=r"^X \(DataFrame\): its column 'target' is taken as a feature"):
+        EncoderSearch(str(TINY_SPACE), trials=1, fresh_process=0).fit(frame, y)
+
+
 def test_encoder_search_is_a_scikit_learn_search_estimator(tmp_path):
     X, y = _digits()
     searcher = EncoderSearch(str(TINY_SPACE), trials=3, fresh_process=0, seed=1)
