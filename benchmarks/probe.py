@@ -100,7 +100,8 @@ def main():
             f"{100 * (r['cheap_cv'] - r['reference_cv']):+.2f} | {r['reference_probe_s']} | {100 * r['reference_share']:.0f}% |"
         )
     lines += ["", "GPU: not measured in this session (no GPU machine was lent); on an accelerator `auto` "
-              "uses the Keras softmax probe (encoderkit/softmax_probe.py).", ""]
+              "uses the device probe under Keras' JAX backend (encoderkit/device_probe.py) and the Keras "
+              "softmax probe under the others (encoderkit/softmax_probe.py).", ""]
     (RESULTS / "probe.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -144,7 +144,7 @@ def run(
             for note in data_notes:
                 warnings.warn(note, DataWarning, stacklevel=2)
         notes = [*machine_notes, *data_notes, *notes, *baseline_notes(dataset)]
-        if not data_name.startswith("fashion-mnist"):
+        if not reads_data_dir(data_name):
             data_dir = None  # recorded as unused
         if restricted.start and not options.takes_start_points:
             notes.append(f"the {backend} backend does not take the space's start points (optuna and ray do): skipped")
@@ -244,10 +244,15 @@ def _dataset(data, y, target, data_dir):
     return dataset, IN_MEMORY + content_hash(dataset)
 
 
+def reads_data_dir(data_name: str) -> bool:
+    """Whether this data is read from `data_dir` (only fashion-mnist's files are)."""
+    return data_name.startswith("fashion-mnist")
+
+
 def unused_data_settings(dataset, data_name: str, data_dir, test_size) -> list[str]:
     """Notes on settings that this data does not use (they were taken in silence)."""
     notes = []
-    if data_dir is not None and not data_name.startswith("fashion-mnist"):
+    if data_dir is not None and not reads_data_dir(data_name):
         notes.append(f"data_dir {data_dir}: not used; only fashion-mnist reads its files from one")
     if dataset.test_rows is not None and test_size != StudySpec.test_size:
         notes.append(f"test_size {test_size}: not used; {data_name} brings its own test part "
@@ -381,9 +386,9 @@ def _search_and_export_with(backend, options, study, problem, space, progress, e
 
 
 def _has_complete_trial(study) -> bool:
-    from search.storage import load
+    from search.storage import complete_trials, load
 
-    return any(t.state.name == "COMPLETE" for t in load(study).get_trials(deepcopy=False))
+    return bool(complete_trials(load(study)))
 
 
 def _search(backend, study, problem, space, progress) -> str | None:
@@ -434,10 +439,10 @@ class ProgressBar:
         self.bar = tqdm(total=total, initial=done, desc="trials", unit="trial", dynamic_ncols=True)
 
     def __call__(self, optuna_study, trial):
-        from search.storage import finished_count
+        from search.storage import complete_trials, finished_count
 
         self.bar.n = min(finished_count(optuna_study), self.bar.total)
-        values = [t.value for t in optuna_study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+        values = [t.value for t in complete_trials(optuna_study)]
         if values:
             self.bar.set_postfix(best=f"{np.max(values):.4f}", refresh=False)
         self.bar.refresh()  # one write per finished trial: a job log gets one line each, not two

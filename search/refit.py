@@ -20,7 +20,7 @@ from search.faults import crash_point
 from search.lock import check_free, study_lock
 from search.preflight import check_writable_study_dir, use_study_keras_backend
 from search.quiet import import_keras_quietly
-from search.storage import load, load_readonly
+from search.storage import complete_trials, load, load_readonly
 from search.study import open_study, study_around
 from search.suggest import FixedSuggest, sample, transformer_params
 
@@ -188,11 +188,11 @@ def named(problem, X):
 
 
 def pick_trial(optuna_study, number, directory):
-    trials = optuna_study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    complete = complete_trials(optuna_study)
     if number is None:
         if not complete:
-            failed = [t.user_attrs["fail_reason"] for t in trials if t.user_attrs.get("fail_reason")]
+            failed = [t.user_attrs["fail_reason"] for t in optuna_study.get_trials(deepcopy=False)
+                      if t.user_attrs.get("fail_reason")]
             why = f" ({len(failed)} failed; the last: {failed[-1]})" if failed else ""
             raise StudyError(f"{directory}: no completed trial to export{why}")
         return max(complete, key=lambda t: t.value)

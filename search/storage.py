@@ -238,6 +238,13 @@ def finished_count(optuna_study) -> int:
     return len(optuna_study.get_trials(deepcopy=False, states=states))
 
 
+def complete_trials(optuna_study) -> list:
+    """The study's completed trials (the ones with a score), oldest first."""
+    import optuna
+
+    return optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+
+
 def worker_identity() -> dict:
     """Stored on each trial: where it ran, so a resume can tell a dead worker's trial."""
     return {

@@ -622,17 +622,28 @@ def check_labels(y, path, target):
                             "the probe is a classifier and needs class labels, not a continuous target")
 
 
+def first_non_finite(X, sample_shape=()):
+    """(row, position, value) of the first NaN or inf in the flat rows X, or None. The position
+    is where X[row] has it in a sample of `sample_shape` (a sequence's or image's flat column
+    unravelled), else (column,)."""
+    bad = ~np.isfinite(X)
+    if not bad.any():
+        return None
+    row, column = map(int, np.argwhere(bad)[0])
+    position = np.unravel_index(column, sample_shape) if len(sample_shape) > 1 else (column,)
+    return row, tuple(map(int, position)), X[row, column]
+
+
 def _check_finite(dataset: Dataset, path: Path):
-    bad = ~np.isfinite(dataset.X)
-    if bad.any():
-        row, col = map(int, np.argwhere(bad)[0])
-        value = dataset.X[row, col]
-        if len(dataset.shape) > 1:  # a sequence's or image's flat column, named where X[i] has it
-            at = ", ".join(map(str, np.unravel_index(col, dataset.shape)))
-            hint = "; pad or resample series of unequal length to one length" if dataset.kind == "sequence" else ""
-            raise DataError(f"{path}: X[{row}, {at}] is {value} (NaN/inf not allowed{hint})")
-        name = dataset.feature_names[col] if dataset.feature_names else f"column {col}"
-        raise DataError(f"{path}: {name!r} has {value} in {_row(path, row)} (NaN/inf not allowed)")
+    found = first_non_finite(dataset.X, dataset.shape)
+    if found is None:
+        return
+    row, position, value = found
+    if len(dataset.shape) > 1:
+        hint = "; pad or resample series of unequal length to one length" if dataset.kind == "sequence" else ""
+        raise DataError(f"{path}: X[{', '.join(map(str, (row, *position)))}] is {value} (NaN/inf not allowed{hint})")
+    name = dataset.feature_names[position[0]] if dataset.feature_names else f"column {position[0]}"
+    raise DataError(f"{path}: {name!r} has {value} in {_row(path, row)} (NaN/inf not allowed)")
 
 
 def _row(where, index: int) -> str:

@@ -19,6 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions  # scikit-learn
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from encoderkit.batches import training_data
+from encoderkit.data import first_non_finite
 from encoderkit.errors import TrainingError
 from encoderkit.families import FAMILIES, OPTIMIZERS, get_family
 from encoderkit.fit_state import kept_on_failure
@@ -407,9 +408,8 @@ def _refuse_non_finite(X, sample_shape):
     """One line naming the first NaN or inf in flat rows X, by its position in the samples of
     `sample_shape` where the user gave N-D samples (scikit-learn's message ran to three lines
     and suggested switching to HistGradientBoosting)."""
-    bad = ~np.isfinite(X)
-    if bad.any():
-        row, column = map(int, np.argwhere(bad)[0])
-        position = np.unravel_index(column, sample_shape) if sample_shape else (column,)
-        raise ValueError(f"X: X[{', '.join(map(str, (row, *map(int, position))))}] is {X[row, column]} (NaN or inf "
+    found = first_non_finite(X, sample_shape or ())
+    if found is not None:
+        row, position, value = found
+        raise ValueError(f"X: X[{', '.join(map(str, (row, *position)))}] is {value} (NaN or inf "
                          "not allowed: impute, drop or pad them)")
