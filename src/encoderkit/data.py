@@ -458,8 +458,8 @@ def from_memory(X, y=None, target: str | None = None) -> Dataset:
         if len(set(names)) != len(names):
             raise DataError(f"{where}: column names repeat ({', '.join(n for n in names if names.count(n) > 1)})")
         features, shape = _numeric_frame(X, where), (len(names),)
-        if not all(isinstance(c, str) for c in X.columns):
-            names = None  # as scikit-learn: only string column names are feature names
+        if not names_features(X):
+            names = None
             first = next(c for c in X.columns if not isinstance(c, str))
             if any(isinstance(c, str) for c in X.columns):  # scikit-learn refuses these: so would the export
                 text = next(c for c in X.columns if isinstance(c, str))
@@ -620,6 +620,12 @@ def check_labels(y, path, target):
             row = int(fractional[0])
             raise DataError(f"{path}: target {target!r} holds non-integer numbers ({numbers[row]} in {_row(path, row)}): "
                             "the probe is a classifier and needs class labels, not a continuous target")
+
+
+def names_features(X) -> bool:
+    """Whether X's column names are feature names: scikit-learn's rule, a DataFrame's column
+    names only where all of them are strings (others take columns by position)."""
+    return hasattr(X, "columns") and all(isinstance(c, str) for c in X.columns)
 
 
 def first_non_finite(X, sample_shape=()):

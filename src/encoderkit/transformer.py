@@ -19,7 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions  # scikit-learn
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from encoderkit.batches import training_data
-from encoderkit.data import first_non_finite
+from encoderkit.data import first_non_finite, names_features
 from encoderkit.errors import TrainingError
 from encoderkit.families import FAMILIES, OPTIMIZERS, get_family
 from encoderkit.fit_state import kept_on_failure
@@ -250,8 +250,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         (in the fitted order; others, such as a target column, ignored), samples of the
         fitted shape ((m, T, F), (m, H, W, C)) flattened like the rows fit flattened."""
         names = getattr(self, "feature_names_in_", None)
-        # only string column names are feature names (scikit-learn's rule); others go by position
-        if hasattr(X, "columns") and names is not None and all(isinstance(c, str) for c in X.columns):
+        if names is not None and names_features(X):
             missing = [name for name in names if name not in X.columns]
             if missing:
                 raise ValueError(f"X lacks column(s) {', '.join(map(repr, missing[:5]))}"
