@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 
 EXIT_USAGE = 2
@@ -153,7 +154,7 @@ def main(argv=None) -> int:
         result = getattr(exc, "result", None)  # search.errors.Interrupted carries the leaderboard
         if result is not None:
             print(result.leaderboard)
-            print(f"interrupted; continue with: python -m search resume {result.study_dir}", file=sys.stderr)
+            print(f"interrupted; continue with: python -m search resume {shlex.quote(str(result.study_dir))}", file=sys.stderr)
         else:
             print("interrupted", file=sys.stderr)
         return interrupts.exit_status()  # 130 after Ctrl-C, 143 after SIGTERM

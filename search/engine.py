@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shlex
 import shutil
 import time
 import warnings
@@ -172,7 +173,7 @@ def run(
         if existing and is_join_directory(existing):  # its run would publish a deadline and export from a worker
             name = existing.manifest.get("study_name")
             raise StudyError(f"{existing.directory}: a worker's directory of study {name!r}; "
-                             f"add trials with: python -m search resume {existing.directory} (it joins again)")
+                             f"add trials with: python -m search resume {shlex.quote(str(existing.directory))} (it joins again)")
         if existing:
             check_database(existing)
             existing.check_records()
@@ -206,7 +207,7 @@ def run(
             study.manifest["data"] = settings["data"]  # where a moved data file is now (its contents were checked)
         study.write_json("manifest.json", study.manifest)
         if study.manifest.get("storage"):  # what workers joining from other machines need
-            publish(study, (study.directory / "space.yaml").read_text())
+            publish(study, (study.directory / "space.yaml").read_text(), new=existing is None)
         return _search_and_export(study, problem, restricted, progress, export, notes, verbose)
 
 
@@ -264,7 +265,7 @@ def _free_study_name(url, study_dir) -> str:
     name = Path(study_dir).resolve().name
     if name in study_names(url):
         raise StudyError(f"storage {url}: already holds a study named {name!r} (choose another --study-dir "
-                         f"name, or add workers to it: python -m search join {url} --study {name})")
+                         f"name, or add workers to it: python -m search join {shlex.quote(str(url))} --study {name})")
     return name
 
 
@@ -410,7 +411,7 @@ def _search(backend, study, problem, space, progress) -> str | None:
     done = finished_count(load(study))
     if budget.timeout and done < budget.trials and time.time() - started >= budget.timeout:
         return (f"the timeout ({budget.timeout:g} s) ended the search at {done} of {budget.trials} finished trials; "
-                f"resume continues it (python -m search resume {study.directory})")
+                f"resume continues it (python -m search resume {shlex.quote(str(study.directory))})")
     return None
 
 

@@ -12,6 +12,7 @@ directory (manifest, space, logs) from which `report` and `export` work as well.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import socket
 import time
@@ -117,7 +118,7 @@ def _check_local(local: Path, public: str, name: str):
                              "give another --study-dir")
         if not is_join_directory(study):  # the run's own: its manifest and export are the run's
             raise StudyError(f"{local}: the study's own run directory, not a join directory; give another "
-                             f"--study-dir (or continue the run there: python -m search resume {local})")
+                             f"--study-dir (or continue the run there: python -m search resume {shlex.quote(str(local))})")
     elif local.exists() and any(local.iterdir()):
         raise StudyError(f"{local}: exists and is not a study directory; give another --study-dir")
 
@@ -132,7 +133,7 @@ def with_local_data(manifest: dict, local: Path, data, name: str, public: str) -
                              f"{DATA_FILE} with --data")
         if is_file_name(manifest["data"]) and not Path(manifest["data"]).is_file():
             raise StudyError(f"{manifest['data']}: no such file on this machine (the study's data); give this "
-                             f"machine's copy: python -m search join {public} --study {name} --data PATH")
+                             f"machine's copy: python -m search join {shlex.quote(str(public))} --study {name} --data PATH")
         return manifest
     if not Path(data).is_file():
         raise StudyError(f"--data {data}: {'a folder, not a file' if Path(data).is_dir() else 'no such file'}")
@@ -170,4 +171,4 @@ def summary(done: dict) -> str:
     timed_out = "; its run's timeout has passed, so no trial starts" if done.get("timed_out") else ""
     return (f"joined study {done['study']}: {done['trials_here']} trial(s) finished here; the study has "
             f"{done['finished']} of {done['target']}{timed_out}. Its run exports the winner (if that machine is "
-            f"gone: python -m search export {done['directory']})")
+            f"gone: python -m search export {shlex.quote(str(done['directory']))})")

@@ -57,6 +57,7 @@ def public_url(url: str) -> str:
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             raise SettingsError(f"storage: {url}: folder {folder} does not exist")
+        _check_journal_file(url, path)
         return JOURNAL + os.path.abspath(path)
     from sqlalchemy.engine import URL, make_url
     from sqlalchemy.exc import ArgumentError
@@ -73,6 +74,26 @@ def public_url(url: str) -> str:
     if parsed.password is not None:
         _PASSWORDS[public] = parsed.password
     return public
+
+
+def _check_journal_file(url: str, path: str):
+    """An existing PATH must be an Optuna journal (a JSON operation per line): Optuna would
+    append to any file, such as a user's notes, and then fail to read it back."""
+    if os.path.isdir(path):
+        raise SettingsError(f"storage: {url}: a folder, not a journal file (journal:FOLDER/NAME.journal)")
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return  # Optuna starts it
+    import json
+
+    with open(path, "rb") as file:
+        first = file.readline(1 << 20)
+    try:
+        entry = json.loads(first)
+    except ValueError:  # also not UTF-8
+        entry = None
+    if not isinstance(entry, dict) or "op_code" not in entry:
+        raise SettingsError(f"storage: {url}: not an Optuna journal file (give a new file name, or the journal "
+                            "of a study)")
 
 
 def has_password(url) -> bool:
@@ -138,28 +159,49 @@ def _first_line(exc) -> str:
     return _masked(line)
 
 
-def storage(study):
-    return open_storage(study.storage_url)
+def storage(study, create: bool = False):
+    """The study's storage. A shared one must already hold the study unless `create` (its
+    first run publishes it there): a journal on a share that is not mounted, or a database
+    restored without the study, would otherwise make `resume` start the study over, and
+    opening a missing journal would create it."""
+    url = study.storage_url
+    if not study.manifest.get("storage") or create:
+        return open_storage(url)
+    where = f"storage {url}: holds no study named {study.study_name!r}, where {study.directory}'s trials are stored"
+    if url.startswith(JOURNAL) and not os.path.isfile(url[len(JOURNAL):]):
+        raise StudyError(f"{where} (the journal file is missing: is its shared folder mounted?); nothing was changed")
+    opened = open_storage(url)
+    try:
+        opened.get_study_id_from_name(study.study_name)
+    except KeyError:
+        hint = "the right journal file?" if url.startswith(JOURNAL) else "the right server and database?"
+        raise StudyError(f"{where} ({hint}); nothing was changed") from None
+    return opened
 
 
-def load(study, sampler=None, pruner=None):
+def load(study, sampler=None, pruner=None, create: bool = False):
+    """The study's Optuna study; `create` only where a run begins it in a shared storage."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures are shown in the leaderboard
-    return optuna.create_study(
-        study_name=study.study_name,
-        storage=storage(study),
-        direction="maximize",
-        sampler=sampler,
-        pruner=pruner,
-        load_if_exists=True,
-    )
+    try:
+        return optuna.create_study(
+            study_name=study.study_name,
+            storage=storage(study, create),
+            direction="maximize",
+            sampler=sampler,
+            pruner=pruner,
+            load_if_exists=True,
+        )
+    except PermissionError as exc:  # a journal takes a lock file beside it, even to read
+        raise StudyError(f"storage {study.storage_url}: cannot write {exc.filename} ({exc.strerror}); "
+                         "a worker needs write access to the journal's folder") from None
 
 
-def publish(study, space_text: str):
+def publish(study, space_text: str, new: bool):
     """Writes what a worker on another machine needs into the storage itself: the manifest
-    and the space (`join` reads them back)."""
-    load(study).set_user_attr(METADATA, {"manifest": study.manifest, "space": space_text})
+    and the space (`join` reads them back). A `new` study is created there by this."""
+    load(study, create=new).set_user_attr(METADATA, {"manifest": study.manifest, "space": space_text})
 
 
 def study_names(url: str) -> list:
@@ -198,10 +240,7 @@ def load_readonly(study):
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     if study.manifest.get("storage"):  # a shared storage: read it as it is
-        try:
-            return optuna.load_study(study_name=study.study_name, storage=storage(study))
-        except KeyError:
-            raise StudyError(f"storage {study.storage_url}: holds no study named {study.study_name!r}") from None
+        return optuna.load_study(study_name=study.study_name, storage=storage(study))
     check_database(study)
     path = study.directory / "study.db"
     if not path.is_file():
@@ -223,8 +262,11 @@ def load_readonly(study):
 def check_database(study):
     """Refuses a study whose trials ran and were exported (export.json) but whose study.db
     went missing or empty: resuming would start over and score the test part again."""
+    if study.manifest.get("storage"):
+        storage(study)  # refused where the shared storage lost the study
+        return
     path = study.directory / "study.db"
-    if study.manifest.get("storage") or not (study.directory / "export.json").is_file():
+    if not (study.directory / "export.json").is_file():
         return
     if not path.is_file() or path.stat().st_size == 0:
         raise StudyError(f"{path}: {'missing' if not path.is_file() else 'empty'}, though export.json holds the "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import socket
 import stat
@@ -31,7 +32,7 @@ from search.errors import OtherData, OtherStudy, SettingsError, StudyError
 from search.lock import LOCK_NAME
 from search.storage import STUDY_NAME
 from search.problem import make_problem
-from search.settings import BackendOptions
+from search.settings import BackendOptions, Budget, StudySpec
 from search.space import load_space
 
 MANIFEST_VERSION = 1
@@ -95,7 +96,7 @@ class Study:
         data = self.manifest["data"]
         if is_file_name(data) and not data.startswith(IN_MEMORY) and not Path(data).is_file():
             raise StudyError(f"{data}: no such file (the study's data); if it moved, give its new path: "
-                             f"python -m search resume {self.directory} --data NEWPATH")
+                             f"python -m search resume {shlex.quote(str(self.directory))} --data NEWPATH")
         if not data.startswith(IN_MEMORY):
             return load_dataset(data, self.manifest["target"], self.manifest.get("data_dir"))
         path = self.directory / DATA_FILE
@@ -211,7 +212,24 @@ def open_study(directory) -> Study:
         if isinstance(value, bool) or not isinstance(value, types):
             raise StudyError(f"{path}: corrupted manifest ({key}={value!r} is not "
                              f"{' or '.join(t.__name__.replace('NoneType', 'null') for t in types)})")
+    _check_values(path, manifest)
     return Study(directory, manifest)
+
+
+def _check_values(path, manifest: dict):
+    """Values a hand edit could break, refused as the command line refuses them (a bad test_size
+    ended in scikit-learn's traceback, folds 1 in an endless loop)."""
+    from search.backends import BACKENDS
+
+    try:
+        if manifest["folds"] < 2:
+            raise SettingsError(f"folds: must be at least 2, got {manifest['folds']}")
+        if manifest["backend"] not in BACKENDS:
+            raise SettingsError(f"backend: unknown backend {manifest['backend']!r} (known: {', '.join(BACKENDS)})")
+        for settings in (StudySpec, Budget, BackendOptions):
+            settings.from_manifest(manifest)
+    except SettingsError as exc:
+        raise StudyError(f"{path}: corrupted manifest ({exc})") from None
 
 
 def study_around(path) -> Path | None:
@@ -270,7 +288,7 @@ def check_same_study(directory, settings: dict, problem, space) -> Study | None:
                 continue  # the same arrays, from a file (the study's own copy, DIR/data.npz)
             raise StudyError(f"{directory}: its data came from Python arrays, not {identity['data']}; continue "
                              f"it with --data {directory / DATA_FILE} (their copy) or "
-                             f"`python -m search resume {directory}`")
+                             f"`python -m search resume {shlex.quote(str(directory))}`")
         if key == "data" and study.manifest["data"] != identity["data"] and identity["data"].startswith(IN_MEMORY):
             raise OtherStudy(f"{directory}: study was made with other data ({study.manifest['data']}; "
                              f"this data: {identity['data']}); use another study directory")

@@ -5,6 +5,7 @@ GPU (round-robin over `--gpus`) when there are GPUs."""
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -173,7 +174,7 @@ def wait_for_running(optuna_study, study_dir, say_after=10.0):
             names = ", ".join(f"#{t.number} on {t.user_attrs.get('worker_host', '?')} (pid {t.user_attrs.get('worker_pid', '?')})"
                               for t in running[:5])
             print(f"waiting for {len(running)} trial(s) still running: {names}{' ...' if len(running) > 5 else ''}; "
-                  f"Ctrl-C stops the wait, and `python -m search export {study_dir}` then exports what finished",
+                  f"Ctrl-C stops the wait, and `python -m search export {shlex.quote(str(study_dir))}` then exports what finished",
                   file=sys.stderr, flush=True)
         interrupts.check()
         time.sleep(1.0)

@@ -222,7 +222,10 @@ def stored_study(tmp_path_factory):
     (keyless / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "data"}))
     # Hand-edited or damaged records of a whole study: each a one-line error, not a traceback.
     for name, record, text in [("bad-baselines", "baselines.json", "[1"), ("bad-export", "export.json", "{"),
-                               ("bad-seed", "manifest.json", json.dumps({**manifest, "seed": "x"}))]:
+                               ("bad-seed", "manifest.json", json.dumps({**manifest, "seed": "x"})),
+                               ("one-fold", "manifest.json", json.dumps({**manifest, "folds": 1})),
+                               ("big-test-size", "manifest.json", json.dumps({**manifest, "test_size": 7})),
+                               ("no-trials", "manifest.json", json.dumps({**manifest, "trials": -5}))]:
         shutil.copytree(study, study.parent / name)
         (study.parent / name / record).write_text(text)
     return study
@@ -290,6 +293,14 @@ STUDY_CASES = [
      "bad-export/export.json: corrupted (Expecting"),
     ("study-resume-seed-not-a-number", lambda s: ["resume", s.parent / "bad-seed", "--no-progress"],
      "bad-seed/manifest.json: corrupted manifest (seed='x' is not int)"),
+    # values the command line refuses, refused in a manifest too (folds 1 hung in an endless loop,
+    # test_size 7 was scikit-learn's traceback, trials -5 was refused without naming the file)
+    ("study-resume-one-fold", lambda s: ["resume", s.parent / "one-fold", "--no-progress"],
+     "one-fold/manifest.json: corrupted manifest (folds: must be at least 2, got 1)"),
+    ("study-export-big-test-size", lambda s: ["export", s.parent / "big-test-size"],
+     "big-test-size/manifest.json: corrupted manifest (test_size: must be a fraction strictly between 0 and 1, got 7)"),
+    ("study-report-no-trials", lambda s: ["report", s.parent / "no-trials"],
+     "no-trials/manifest.json: corrupted manifest (trials: must be at least 1, got -5)"),
     ("study-replay-negative-tolerance", lambda s: ["replay", s, "--trial", "0", "--tolerance", "-1"],
      "--tolerance: must be a number of points, 0 or more, got -1.0"),
     ("study-join-missing-sqlite-file", lambda s: ["join", f"sqlite:///{s.parent / 'nope.db'}", "--study", "x"],

@@ -303,3 +303,45 @@ def test_a_joiner_without_the_studys_data_file_is_told_how_to_give_its_copy(tmp_
     with pytest.raises(StudyError, match=(rf"^{missing}: no such file on this machine \(the study's data\); give this "
                                           r"machine's copy: python -m search join journal:/j --study s --data PATH$")):
         with_local_data({"data": str(missing)}, tmp_path, None, "s", "journal:/j")
+
+
+def test_a_study_its_shared_storage_lost_is_refused_and_not_started_again(tmp_path):
+    """A journal on a share that is not mounted (missing) or came back empty made `resume`
+    start the study over in a new journal, and export another winner; `report` created the file."""
+    journal, study = tmp_path / "shared.journal", tmp_path / "s"
+    done = run_cli("run", "--space", TINY_SPACE, "--trials", "1", "--storage", f"journal:{journal}",
+                   "--study-dir", study, "--no-progress")
+    assert done.returncode == 0, done.stderr[-2000:]
+    kept, exported = journal.read_bytes(), (study / "export.json").read_bytes()
+    journal.unlink()
+    for command in (["resume", study, "--no-progress"], ["report", study], ["export", study]):
+        refused = run_cli(*command)
+        assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr[-2000:]
+        assert "holds no study named 's'" in refused.stderr and "the journal file is missing" in refused.stderr
+        assert not journal.exists()
+    journal.write_bytes(b"")
+    refused = run_cli("resume", study, "--no-progress")
+    assert refused.returncode == 2 and "(the right journal file?); nothing was changed" in refused.stderr, refused.stderr
+    assert journal.read_bytes() == b"" and (study / "export.json").read_bytes() == exported
+    journal.write_bytes(kept)  # the share is back: the study is as it was
+    shown = run_cli("report", study)
+    assert shown.returncode == 0 and "1 complete" in shown.stdout, shown.stderr[-2000:]
+
+
+@pytest.mark.parametrize("what", ["a user's file", "a folder"])
+def test_a_journal_path_that_is_not_a_journal_is_refused_and_left_as_it_was(tmp_path, what):
+    """Optuna appended its first record to any file, then failed to read it back (a traceback)."""
+    from search.errors import SettingsError
+    from search.storage import public_url
+
+    path = tmp_path / "notes.txt"
+    if what == "a folder":
+        path.mkdir()
+    else:
+        path.write_text("my notes\n")
+    expected = "a folder, not a journal file" if what == "a folder" else "not an Optuna journal file"
+    with pytest.raises(SettingsError, match=expected):
+        public_url(f"journal:{path}")
+    assert path.is_dir() or path.read_text() == "my notes\n"
+    (tmp_path / "empty.journal").write_bytes(b"")  # a new (or emptied) journal is Optuna's to start
+    assert public_url(f"journal:{tmp_path / 'empty.journal'}") == f"journal:{tmp_path / 'empty.journal'}"
