@@ -227,7 +227,7 @@ def backend_switch_note(study, backend) -> str:
 def _dataset(data, y, target, data_dir):
     """The data, and how the study's settings name it: a dataset name or file path as given,
     in-memory data by its content hash (so a re-run on other arrays is refused)."""
-    from encoderkit.data import IN_MEMORY, content_hash, from_memory, is_file_name
+    from encoderkit.data import IN_MEMORY, content_hash, from_memory, is_builtin, is_file_name
 
     if isinstance(data, tuple) and len(data) == 2 and y is None:  # run((X, y))
         data, y = data
@@ -235,7 +235,7 @@ def _dataset(data, y, target, data_dir):
         if y is not None:
             raise SettingsError(f"y: a dataset name or file ({os.fspath(data)}) brings its own labels; "
                                 "name its label column with target=")
-        if target is not None and not is_file_name(data):  # a built-in's labels are fixed
+        if target is not None and is_builtin(data):  # a built-in's labels are fixed
             raise SettingsError(f"target={target!r}: {os.fspath(data)} brings its own labels; target names a "
                                 "column of a .csv or .npy file or an array of a .npz file")
         dataset = load_dataset(data, target, data_dir)

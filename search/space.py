@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, replace
 from importlib import resources
 from numbers import Integral, Real
@@ -328,7 +329,7 @@ class _Parser:
         elif isinstance(value, list):
             self.fail(path, f"a list is ambiguous here; write {{choice: {value!r}}}")
         elif isinstance(value, SCALARS):
-            domain = Fixed(value)
+            domain = Fixed(_scientific_as_number(value))
         else:
             self.fail(path, f"unsupported value {value!r}")
         self.check_values(domain, path, constraints)
@@ -359,7 +360,7 @@ class _Parser:
             for option in options:
                 if not isinstance(option, SCALARS):
                     self.fail(f"{path}.choice", f"options must be scalars, got {option!r}")
-            return Choice(tuple(options))
+            return Choice(tuple(map(_scientific_as_number, options)))
         bounds = value[kind]
         if not isinstance(bounds, list) or len(bounds) != 2:
             self.fail(f"{path}.{kind}", f"expected [low, high], got {bounds!r}")
@@ -429,6 +430,16 @@ class _Parser:
             wrong = violation(int(value) if integer else value, constraints)
             if wrong:
                 self.fail(path, f"{value!r} out of range (must be {wrong})")
+
+
+SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _scientific_as_number(value):
+    """YAML 1.1 (PyYAML) reads `1e-3` as the string '1e-3' (only `1.0e-3` as a number); a
+    number is meant. (Read here, not by the loader: a stored space's digest is of the document
+    as PyYAML reads it.)"""
+    return float(value) if isinstance(value, str) and SCIENTIFIC.fullmatch(value) else value
 
 
 def _options(constraints) -> list | None:

@@ -9,6 +9,7 @@ row-major, their per-sample shape kept in `shape`) and 1-D labels. Anything unus
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 from encoderkit.errors import DataError
 
 KINDS = ("tabular", "image", "sequence")
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # the encoders compute in float32
 # The layouts X may take, as errors name them
 ROWS_OF_SAMPLES = "one row per sample (2-D tables, 3-D sequences (n, T, F) or 4-D images (n, H, W, C))"
 BUILTIN = {"digits": (), "fashion-mnist": ("n", "seed"), "insurance": ("n", "seed")}  # name -> options
@@ -68,6 +70,13 @@ def load_dataset(data="digits", target: str | None = None, data_dir: str | None 
     dataset = LOADERS[path.suffix.lower()](path, target)
     _check_finite(dataset, path)
     return dataset
+
+
+def is_builtin(data) -> bool:
+    """Whether `data` names a built-in dataset (`digits`, `fashion-mnist:n=1000`, `ucr:NAME`)."""
+    import os
+
+    return os.fspath(data).partition(":")[0] in (*BUILTIN, UCR)
 
 
 def is_file_name(data) -> bool:
@@ -300,9 +309,13 @@ def _csv(path: Path, target: str | None) -> Dataset:
         notes = (f"{path.name}: dropped the unnamed first column (a saved DataFrame index)",)
     target = target or "target"
     if target not in frame.columns:
+        columns = list(map(str, frame.columns))
+        near = [c for c in columns if c.strip().lower() == target.strip().lower()] or \
+            difflib.get_close_matches(target, columns, n=1, cutoff=0.8)
+        more = f" and {len(columns) - 20} more" if len(columns) > 20 else ""
         raise DataError(
-            f"{path}: no target column {target!r} (columns, split at {DELIMITERS[delimiter]}s: "
-            f"{', '.join(map(str, frame.columns[:20]))})"
+            f"{path}: no target column {target!r}{f' (did you mean {near[0]!r}?)' if near else ''} (columns, "
+            f"split at {DELIMITERS[delimiter]}s: {', '.join(columns[:20])}{more})"
         )
     y = frame.pop(target).to_numpy()
     X = _numeric_frame(frame, path)
@@ -628,11 +641,12 @@ def names_features(X) -> bool:
     return hasattr(X, "columns") and all(isinstance(c, str) for c in X.columns)
 
 
-def first_non_finite(X, sample_shape=()):
-    """(row, position, value) of the first NaN or inf in the flat rows X, or None. The position
-    is where X[row] has it in a sample of `sample_shape` (a sequence's or image's flat column
-    unravelled), else (column,)."""
-    bad = ~np.isfinite(X)
+def first_non_finite(X, sample_shape=(), beyond=np.inf):
+    """(row, position, value) of the first NaN or inf in the flat rows X (or value beyond
+    +-`beyond`), or None. The position is where X[row] has it in a sample of `sample_shape`
+    (a sequence's or image's flat column unravelled), else (column,)."""
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(X) | (np.abs(X) > beyond)
     if not bad.any():
         return None
     row, column = map(int, np.argwhere(bad)[0])
@@ -641,15 +655,19 @@ def first_non_finite(X, sample_shape=()):
 
 
 def _check_finite(dataset: Dataset, path: Path):
-    found = first_non_finite(dataset.X, dataset.shape)
+    """Refuses NaN, inf and values beyond float32's range (the encoders compute in float32: such
+    a value in the test part failed the export, after the whole search)."""
+    found = first_non_finite(dataset.X, dataset.shape, beyond=FLOAT32_MAX)
     if found is None:
         return
     row, position, value = found
+    why = ("NaN/inf not allowed" if not np.isfinite(value) else
+           f"beyond float32's range, +-{FLOAT32_MAX:.1e}, in which the encoders compute: rescale the feature")
     if len(dataset.shape) > 1:
         hint = "; pad or resample series of unequal length to one length" if dataset.kind == "sequence" else ""
-        raise DataError(f"{path}: X[{', '.join(map(str, (row, *position)))}] is {value} (NaN/inf not allowed{hint})")
+        raise DataError(f"{path}: X[{', '.join(map(str, (row, *position)))}] is {value} ({why}{hint})")
     name = dataset.feature_names[position[0]] if dataset.feature_names else f"column {position[0]}"
-    raise DataError(f"{path}: {name!r} has {value} in {_row(path, row)} (NaN/inf not allowed)")
+    raise DataError(f"{path}: {name!r} has {value} in {_row(path, row)} ({why})")
 
 
 def _row(where, index: int) -> str:

@@ -78,6 +78,13 @@ RUN_CASES = [
      "data.csv: column names repeat in its header ('a')"),
     ("data-nan", ["--data", _csv(_with_value(np.nan)), "--target", "label"], "'a' has nan in line 9 (NaN/inf not allowed)"),
     ("data-inf", ["--data", _csv(_with_value(np.inf)), "--target", "label"], "NaN/inf not allowed"),
+    # a value beyond float32 failed the export, after the whole search, with a traceback
+    ("data-beyond-float32", ["--data", _csv(_with_value(1e300)), "--target", "label"],
+     "'a' has 1e+300 in line 9 (beyond float32's range, +-3.4e+38, in which the encoders compute: rescale the feature)"),
+    ("data-target-other-case", ["--data", _csv(_numeric().rename(columns={"label": "Label"})), "--target", "label"],
+     "data.csv: no target column 'label' (did you mean 'Label'?) (columns, split at commas: a, b, Label)"),
+    ("data-unknown-suffix-with-target", ["--data", lambda tmp: _write(tmp / "data.txt", "a,label\n1,0\n"), "--target", "label"],
+     "data.txt: not a built-in dataset (digits, fashion-mnist, insurance, ucr:NAME) nor a .csv, .npy or .npz file"),
     ("data-strings", ["--data", _csv(_numeric(text=["x", "y"] * 20)), "--target", "label"], "column 'text' is not numeric (line 2 has 'x')"),
     ("data-missing-target", ["--data", _csv(_numeric()), "--target", "nope"], "no target column 'nope'"),
     ("data-one-class", ["--data", _csv(_numeric(label=np.zeros(40, int))), "--target", "label"], "data.csv: target 'label': the labels hold one class only (0); a probe needs two"),

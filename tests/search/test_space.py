@@ -335,6 +335,16 @@ def test_missing_space_file_lists_the_shipped_spaces(tmp_path):
     assert "nope.yaml" in str(info.value)
 
 
+def test_scientific_notation_is_a_number_also_as_a_fixed_value_and_in_a_choice(tmp_path):
+    """`learning_rate: 1e-3`, as ML code writes it, was refused: "expected a number, got '1e-3'"."""
+    path = tmp_path / "sci.yaml"
+    path.write_text("training: {learning_rate: 1e-3, epochs: {choice: [2, 3]}}\n"
+                    "families:\n  sparse:\n    l1: {choice: [1e-7, 1E-5, +2.5e-4]}\n")
+    space = load_space(str(path))
+    assert dict(space.training)["learning_rate"] == Fixed(0.001)
+    assert dict(space.families[0].params)["l1"] == Choice((1e-7, 1e-5, 2.5e-4))
+
+
 def test_scientific_notation_read_as_a_string_is_accepted(tmp_path):
     text = "families:\n  sparse:\n    l1: {float: [1e-7, 1e-4], log: true}\n"
     assert yaml.safe_load(text)["families"]["sparse"]["l1"]["float"] == ["1e-7", "1e-4"]  # PyYAML 1.1
