@@ -664,7 +664,8 @@ def _check_finite(dataset: Dataset, path: Path):
     why = ("NaN/inf not allowed" if not np.isfinite(value) else
            f"beyond float32's range, +-{FLOAT32_MAX:.1e}, in which the encoders compute: rescale the feature")
     if len(dataset.shape) > 1:
-        hint = "; pad or resample series of unequal length to one length" if dataset.kind == "sequence" else ""
+        unequal = dataset.kind == "sequence" and not np.isfinite(value)  # NaN padding, most likely
+        hint = "; pad or resample series of unequal length to one length" if unequal else ""
         raise DataError(f"{path}: X[{', '.join(map(str, (row, *position)))}] is {value} ({why}{hint})")
     name = dataset.feature_names[position[0]] if dataset.feature_names else f"column {position[0]}"
     raise DataError(f"{path}: {name!r} has {value} in {_row(path, row)} ({why})")
