@@ -136,14 +136,16 @@ def load_space(name_or_path: str, scale: float = 1.0) -> Space:
             f"{name_or_path}: no such space file (shipped spaces: {', '.join(shipped) or 'none'})"
         )
     try:
-        document = yaml.load(path.read_text(), Loader=_unique_keys_loader())
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_unique_keys_loader())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpaceError(f"{path}: invalid YAML{where}: {problem}") from None
-    except UnicodeDecodeError:
-        raise SpaceError(f"{path}: not a text file") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise SpaceError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} in line {line}); "
+                         "save it as UTF-8") from None
     return parse_space(document, str(path), scale)
 
 
@@ -380,6 +382,9 @@ class _Parser:
                 self.fail(f"{path}.step", f"must be positive, got {step}")
             if log:
                 self.fail(f"{path}.step", "cannot be combined with log: true")
+            if high > low and step > high - low:  # only `low` could be drawn
+                self.fail(f"{path}.step", f"{step} is wider than the range {low}..{high}, so only {low} could be "
+                                          "drawn (a fixed value is written as the value itself)")
         if kind == "int":
             return IntRange(low, high, log, step or 1)
         return FloatRange(low, high, log, step)

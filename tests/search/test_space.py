@@ -475,3 +475,16 @@ def test_a_start_point_seeds_an_optuna_trial_through_the_same_sampling_code():
     trial = study.ask()
     candidate = sample(space, OptunaSuggest(trial))
     assert candidate["family"] == "sparse" and candidate["code_size"] == 5
+
+
+def test_a_step_wider_than_its_range_and_a_space_not_in_utf8_are_refused_in_one_line(tmp_path):
+    path = tmp_path / "wide-step.yaml"
+    path.write_text("code_size: {int: [16, 20], step: 100}\nfamilies: {dense: {}}\n")
+    with pytest.raises(SpaceError, match=r"code_size.step: 100 is wider than the range 16..20, so only 16 could be drawn"):
+        load_space(str(path))
+    path.write_text("code_size: {int: [16, 20], step: 4}\nfamilies: {dense: {}}\n")
+    assert load_space(str(path)).code_size == IntRange(16, 20, False, 4)
+    latin = tmp_path / "latin1.yaml"
+    latin.write_bytes("training: {epochs: 3}\n# café\nfamilies: {dense: {}}\n".encode("latin-1"))
+    with pytest.raises(SpaceError, match=r"latin1.yaml: not UTF-8 text \(byte 0xe9 in line 2\); save it as UTF-8$"):
+        load_space(str(latin))
