@@ -65,12 +65,26 @@ def check_machine(backend: str, options) -> list[str]:
         if options.gpus_per_trial > gpus:
             raise SettingsError(f"gpus_per_trial: {options.gpus_per_trial:g} GPUs per trial, but this machine has "
                                 f"{gpus}; no trial could start (--address joins a cluster that has them)")
+        notes = [*replaced, *fewer_at_once(options, cores, gpus)]
         given = os.environ.get("RAY_ADDRESS")  # set by `ray job submit` in its entrypoint, and by users for ray.init
         if given:
             use = "; --address auto uses that cluster" if "://" not in given else ""  # not a dashboard or client URL
-            return [*replaced, f"RAY_ADDRESS={given} is set, but without --address Ray is started here, in this "
-                               f"process{use}"]
+            notes.append(f"RAY_ADDRESS={given} is set, but without --address Ray is started here, in this process{use}")
+        return notes
     return replaced
+
+
+def fewer_at_once(options, cores: int, gpus: int) -> list[str]:
+    """A note where Ray started here cannot run `workers` trials at once: it runs as many as
+    the machine's CPUs and GPUs hold, without a word (the optuna backend refuses more workers
+    than cores)."""
+    fits = [cores / options.cpus_per_trial, *([gpus / options.gpus_per_trial] if options.gpus_per_trial else [])]
+    at_once = int(min(fits) + 1e-9)
+    if at_once >= options.workers:
+        return []
+    return [f"workers: Ray started here runs {at_once} trial(s) at once, not {options.workers}: each asks for "
+            f"{options.cpus_per_trial:g} CPU(s) and {options.gpus_per_trial:g} GPU(s), and this machine has "
+            f"{cores} CPU(s) and {gpus} GPU(s)"]
 
 
 def unplaceable(nodes: list[dict], options) -> list[str]:

@@ -647,3 +647,19 @@ def test_a_trial_no_node_of_the_cluster_can_take_is_noted():
         "no node of the Ray cluster at auto has the 0.5 GPUs a trial asks for (the most on one node: 0); trials wait "
         "until such a node joins"]
     assert unplaceable(nodes, RayOptions(address="auto", cpus_per_trial=2)) == []
+
+
+def test_ray_started_here_that_runs_fewer_trials_at_once_than_workers_says_so():
+    """`--backend ray --workers 3` on 2 cores ran 2 trials at once without a word."""
+    from search.preflight import fewer_at_once
+    from search.settings import RayOptions
+
+    assert fewer_at_once(RayOptions(workers=3), cores=2, gpus=0) == [
+        "workers: Ray started here runs 2 trial(s) at once, not 3: each asks for 1 CPU(s) and 0 GPU(s), and this "
+        "machine has 2 CPU(s) and 0 GPU(s)"]
+    assert fewer_at_once(RayOptions(workers=2, cpus_per_trial=1.5), cores=2, gpus=0)[0].startswith(
+        "workers: Ray started here runs 1 trial(s) at once, not 2")
+    assert fewer_at_once(RayOptions(workers=4, gpus_per_trial=0.5), cores=16, gpus=1)[0].startswith(
+        "workers: Ray started here runs 2 trial(s) at once, not 4")
+    assert fewer_at_once(RayOptions(workers=2), cores=2, gpus=0) == []
+    assert fewer_at_once(RayOptions(workers=4, gpus_per_trial=0.25), cores=4, gpus=1) == []
