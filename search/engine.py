@@ -39,7 +39,7 @@ from search.refit import current_export, refit_and_export
 from search.results import StudyResult, result_of
 from search.settings import BackendOptions, Budget, StudySpec, option_keys
 from search.space import load_space
-from search.storage import check_database, publish, recover, study_names
+from search.storage import check_database, is_published, publish, recover, study_names
 from search.study import check_same_study, create_or_check, is_join_directory, open_study, tuner_version
 
 
@@ -205,10 +205,20 @@ def run(
             study.manifest.setdefault("packages", {}).setdefault(name, version)
         if not study.manifest["data"].startswith(IN_MEMORY):  # arrays stay arrays, whatever file had their copy
             study.manifest["data"] = settings["data"]  # where a moved data file is now (its contents were checked)
+        if study.manifest.get("storage"):
+            _publish(study, first=existing is None or not is_published(existing))
         study.write_json("manifest.json", study.manifest)
-        if study.manifest.get("storage"):  # what workers joining from other machines need
-            publish(study, (study.directory / "space.yaml").read_text(), new=existing is None)
         return _search_and_export(study, problem, restricted, progress, export, notes, verbose)
+
+
+def _publish(study, first: bool):
+    """Puts what workers joining from other machines need into the shared storage; `first`
+    creates the study there. Until that is done the manifest says `"published": false`, so a
+    run stopped before it is begun again by `resume`, not refused as a study the storage lost."""
+    study.manifest.pop("published", None)
+    if first:
+        study.write_json("manifest.json", {**study.manifest, "published": False})
+    publish(study, (study.directory / "space.yaml").read_text(), new=first)
 
 
 def backend_switch_note(study, backend) -> str:
@@ -219,7 +229,7 @@ def backend_switch_note(study, backend) -> str:
     before = study.manifest["backend"]
     queued = sum(t.state.name == "WAITING" for t in load(study).get_trials(deepcopy=False))
     waiting = (f"; its {queued} queued config(s) run only with --backend optuna, and `resume` now uses {backend}: "
-               f"python -m search run --backend optuna --study-dir {study.directory} runs them"
+               f"python -m search run --backend optuna --study-dir {shlex.quote(str(study.directory))} runs them"
                if queued and backend != "optuna" else "")
     return f"the study ran with backend {before}; this run uses {backend}{waiting}"
 
@@ -265,7 +275,7 @@ def _free_study_name(url, study_dir) -> str:
     name = Path(study_dir).resolve().name
     if name in study_names(url):
         raise StudyError(f"storage {url}: already holds a study named {name!r} (choose another --study-dir "
-                         f"name, or add workers to it: python -m search join {shlex.quote(str(url))} --study {name})")
+                         f"name, or add workers to it: python -m search join {shlex.quote(str(url))} --study {shlex.quote(name)})")
     return name
 
 
@@ -316,8 +326,10 @@ def resume(study_dir, *, data=None, progress=True, verbose=True, export=True) ->
         address = study.manifest.get("address") if study.manifest["backend"] == "ray" else None
         if address:
             connect_ray(address, again=f"another cluster: python -m search run --backend ray --address HOST:PORT "
-                                       f"--study-dir {study.directory} (with the study's other settings)")
+                                       f"--study-dir {shlex.quote(str(study.directory))} (with the study's other settings)")
     with study_lock(study.directory, "resume"):
+        if not is_published(study):  # its first run stopped before the shared storage held it
+            _publish(study, first=True)
         study.write_json("manifest.json", study.manifest)  # a moved data file's new path, for later commands
         return _search_and_export(study, problem, space, progress, export, (), verbose)
 

@@ -23,7 +23,7 @@ from encoderkit.errors import DataError
 from search.errors import OtherData, StudyError
 from search.lock import study_lock
 from search.preflight import check_installed, check_writable_study_dir, use_keras_backend
-from search.storage import JOURNAL, fetch_metadata, finished_count, load, public_url, recover
+from search.storage import fetch_metadata, finished_count, load, missing_file, public_url, recover
 from search.study import DATA_FILE, Study, is_join_directory, open_study
 
 
@@ -94,17 +94,9 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
 
 
 def _check_file_exists(public: str):
-    """A study to join lives in an existing storage: opening a file-backed one that is not
-    there would create an empty database (or journal) and leave it behind."""
-    from sqlalchemy.engine import make_url
-
-    if public.startswith(JOURNAL):
-        path = public[len(JOURNAL):]
-    elif public.startswith("sqlite"):
-        path = make_url(public).database
-    else:
-        return
-    if path and path != ":memory:" and not Path(path).exists():
+    """A study to join lives in an existing storage (opening a missing file would create it)."""
+    path = missing_file(public)
+    if path:
         raise StudyError(f"storage {public}: {path} does not exist (no study to join)")
 
 
@@ -133,7 +125,7 @@ def with_local_data(manifest: dict, local: Path, data, name: str, public: str) -
                              f"{DATA_FILE} with --data")
         if is_file_name(manifest["data"]) and not Path(manifest["data"]).is_file():
             raise StudyError(f"{manifest['data']}: no such file on this machine (the study's data); give this "
-                             f"machine's copy: python -m search join {shlex.quote(str(public))} --study {name} --data PATH")
+                             f"machine's copy: python -m search join {shlex.quote(str(public))} --study {shlex.quote(name)} --data PATH")
         return manifest
     if not Path(data).is_file():
         raise StudyError(f"--data {data}: {'a folder, not a file' if Path(data).is_dir() else 'no such file'}")

@@ -335,6 +335,9 @@ class _Parser:
         else:
             self.fail(path, f"unsupported value {value!r}")
         self.check_values(domain, path, constraints)
+        if _integer(constraints) and isinstance(domain, (Fixed, Choice)):  # `batch_size: 6.4e1` failed every trial
+            domain = (Fixed(int(domain.value)) if isinstance(domain, Fixed)
+                      else Choice(tuple(dict.fromkeys(map(int, domain.options)))))
         return self.scaled(domain) if param in SCALED and self.scale != 1 else domain
 
     def shrink(self, value):
@@ -382,7 +385,7 @@ class _Parser:
                 self.fail(f"{path}.step", f"must be positive, got {step}")
             if log:
                 self.fail(f"{path}.step", "cannot be combined with log: true")
-            if high > low and step > high - low:  # only `low` could be drawn
+            if high > low and step > (high - low) * (1 + 1e-9):  # only `low` could be drawn (0.5 - 0.4 < 0.1)
                 self.fail(f"{path}.step", f"{step} is wider than the range {low}..{high}, so only {low} could be "
                                           "drawn (a fixed value is written as the value itself)")
         if kind == "int":
@@ -424,7 +427,7 @@ class _Parser:
                 if violation(value, constraints):
                     self.fail(path, f"{value!r} is not one of {options}")
             return
-        integer = any(isinstance(c, Interval) and c.type is Integral for c in constraints)
+        integer = _integer(constraints)
         if integer and isinstance(domain, FloatRange):
             self.fail(path, f"{domain.describe()} given; expected an integer range ({{int: [low, high]}})")
         for value in domain.values() or (domain.low, domain.high):
@@ -445,6 +448,11 @@ def _scientific_as_number(value):
     number is meant. (Read here, not by the loader: a stored space's digest is of the document
     as PyYAML reads it.)"""
     return float(value) if isinstance(value, str) and SCIENTIFIC.fullmatch(value) else value
+
+
+def _integer(constraints) -> bool:
+    """Whether a parameter takes whole numbers only (an integer interval among its constraints)."""
+    return any(isinstance(c, Interval) and c.type is Integral for c in constraints or ())
 
 
 def _options(constraints) -> list | None:

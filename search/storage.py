@@ -16,6 +16,7 @@ hosts. Such trials are marked failed with a reason and their configuration is qu
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import sqlite3
 import warnings
@@ -159,17 +160,43 @@ def _first_line(exc) -> str:
     return _masked(line)
 
 
+def missing_file(public: str) -> str | None:
+    """The file of a file-backed storage (journal, SQLite) where it does not exist, else None:
+    opening it would create an empty one and leave it behind."""
+    if public.startswith(JOURNAL):
+        path = public[len(JOURNAL):]
+    elif public.startswith("sqlite"):
+        from sqlalchemy.engine import make_url
+
+        path = make_url(public).database
+    else:
+        return None
+    return path if path and path != ":memory:" and not os.path.exists(path) else None
+
+
+def is_published(study) -> bool:
+    """Whether a run has created the study in its shared storage. A run writes
+    `"published": false` into the manifest until then (older studies lack the key: they
+    published at once)."""
+    return study.manifest.get("published", True) is not False
+
+
 def storage(study, create: bool = False):
-    """The study's storage. A shared one must already hold the study unless `create` (its
-    first run publishes it there): a journal on a share that is not mounted, or a database
+    """The study's storage. A shared one must already hold a published study unless `create`
+    (its first run creates it there): a journal on a share that is not mounted, or a database
     restored without the study, would otherwise make `resume` start the study over, and
-    opening a missing journal would create it."""
+    opening a missing journal or SQLite file would create it."""
     url = study.storage_url
     if not study.manifest.get("storage") or create:
         return open_storage(url)
-    where = f"storage {url}: holds no study named {study.study_name!r}, where {study.directory}'s trials are stored"
-    if url.startswith(JOURNAL) and not os.path.isfile(url[len(JOURNAL):]):
-        raise StudyError(f"{where} (the journal file is missing: is its shared folder mounted?); nothing was changed")
+    where = f"storage {url}: holds no study named {study.study_name!r}"
+    if not is_published(study):
+        raise StudyError(f"{where}: the study's first run stopped before creating it there; "
+                         f"python -m search resume {shlex.quote(str(study.directory))} begins it")
+    where += f", where {study.directory}'s trials are stored"
+    missing = missing_file(url)
+    if missing:
+        raise StudyError(f"{where} ({missing} is missing: is its shared folder mounted?); nothing was changed")
     opened = open_storage(url)
     try:
         opened.get_study_id_from_name(study.study_name)
@@ -194,7 +221,7 @@ def load(study, sampler=None, pruner=None, create: bool = False):
             load_if_exists=True,
         )
     except PermissionError as exc:  # a journal takes a lock file beside it, even to read
-        raise StudyError(f"storage {study.storage_url}: cannot write {exc.filename} ({exc.strerror}); "
+        raise StudyError(f"storage {study.storage_url}: cannot write {exc.filename2 or exc.filename} ({exc.strerror}); "
                          "a worker needs write access to the journal's folder") from None
 
 
@@ -263,7 +290,8 @@ def check_database(study):
     """Refuses a study whose trials ran and were exported (export.json) but whose study.db
     went missing or empty: resuming would start over and score the test part again."""
     if study.manifest.get("storage"):
-        storage(study)  # refused where the shared storage lost the study
+        if is_published(study):
+            storage(study)  # refused where the shared storage lost the study
         return
     path = study.directory / "study.db"
     if not (study.directory / "export.json").is_file():

@@ -317,7 +317,8 @@ def test_a_study_its_shared_storage_lost_is_refused_and_not_started_again(tmp_pa
     for command in (["resume", study, "--no-progress"], ["report", study], ["export", study]):
         refused = run_cli(*command)
         assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr[-2000:]
-        assert "holds no study named 's'" in refused.stderr and "the journal file is missing" in refused.stderr
+        assert "holds no study named 's'" in refused.stderr
+        assert "shared.journal is missing: is its shared folder mounted?" in refused.stderr
         assert not journal.exists()
     journal.write_bytes(b"")
     refused = run_cli("resume", study, "--no-progress")
@@ -345,3 +346,40 @@ def test_a_journal_path_that_is_not_a_journal_is_refused_and_left_as_it_was(tmp_
     assert path.is_dir() or path.read_text() == "my notes\n"
     (tmp_path / "empty.journal").write_bytes(b"")  # a new (or emptied) journal is Optuna's to start
     assert public_url(f"journal:{tmp_path / 'empty.journal'}") == f"journal:{tmp_path / 'empty.journal'}"
+
+
+def test_a_missing_sqlite_storage_is_refused_and_not_created(tmp_path):
+    from search.errors import StudyError
+    from search.storage import load
+    from search.study import Study
+
+    gone = tmp_path / "gone.db"
+    study = Study(tmp_path, {"storage": f"sqlite:///{gone}", "study_name": "s"})
+    with pytest.raises(StudyError, match=rf"holds no study named 's', where .* \({gone} is missing: is its shared"):
+        load(study)
+    assert not gone.exists()
+
+
+def test_a_run_stopped_before_the_shared_storage_held_the_study_is_begun_by_resume(tmp_path, monkeypatch):
+    """The manifest is written before the study is created in the storage: a run killed in
+    between must not leave a study that every command refuses as lost."""
+    from search import engine
+
+    journal, study = tmp_path / "shared.journal", tmp_path / "s"
+
+    def killed(*args, **kwargs):
+        raise SystemExit(9)  # as a kill between the two
+
+    monkeypatch.setattr(engine, "publish", killed)
+    with pytest.raises(SystemExit):
+        engine.run(data="digits", space=str(TINY_SPACE), trials=1, storage=f"journal:{journal}", study_dir=study,
+                   progress=False)
+    monkeypatch.undo()
+    assert json.loads((study / "manifest.json").read_text())["published"] is False
+    refused = run_cli("report", study)
+    assert refused.returncode == 2 and "the study's first run stopped before creating it there; python -m search " \
+        f"resume {study} begins it" in refused.stderr, refused.stderr[-2000:]
+    done = run_cli("resume", study, "--no-progress")
+    assert done.returncode == 0 and (study / "export").is_dir(), done.stderr[-2000:]
+    assert "published" not in json.loads((study / "manifest.json").read_text())
+    assert run_cli("report", study).returncode == 0

@@ -343,6 +343,10 @@ def test_scientific_notation_is_a_number_also_as_a_fixed_value_and_in_a_choice(t
     space = load_space(str(path))
     assert dict(space.training)["learning_rate"] == Fixed(0.001)
     assert dict(space.families[0].params)["l1"] == Choice((1e-7, 1e-5, 2.5e-4))
+    path.write_text("training: {batch_size: 6.4e1, epochs: {choice: [2e0, 3, 3.0]}}\nfamilies: {dense: {}}\n")
+    training = dict(load_space(str(path)).training)  # whole numbers for whole-number settings (64.0 failed every trial)
+    assert training["batch_size"] == Fixed(64) and type(training["batch_size"].value) is int
+    assert training["epochs"] == Choice((2, 3)) and all(type(v) is int for v in training["epochs"].options)
 
 
 def test_scientific_notation_read_as_a_string_is_accepted(tmp_path):
@@ -482,6 +486,8 @@ def test_a_step_wider_than_its_range_and_a_space_not_in_utf8_are_refused_in_one_
     path.write_text("code_size: {int: [16, 20], step: 100}\nfamilies: {dense: {}}\n")
     with pytest.raises(SpaceError, match=r"code_size.step: 100 is wider than the range 16..20, so only 16 could be drawn"):
         load_space(str(path))
+    path.write_text("training: {learning_rate: {float: [0.4, 0.5], step: 0.1}}\nfamilies: {dense: {}}\n")
+    assert dict(load_space(str(path)).training)["learning_rate"] == FloatRange(0.4, 0.5, False, 0.1)  # 0.5 - 0.4 < 0.1
     path.write_text("code_size: {int: [16, 20], step: 4}\nfamilies: {dense: {}}\n")
     assert load_space(str(path)).code_size == IntRange(16, 20, False, 4)
     latin = tmp_path / "latin1.yaml"
