@@ -301,7 +301,9 @@ def cmd_worker(args):
     from search.quiet import import_keras_quietly
     from search.settings import BackendOptions
     from search.study import open_study
+    from search.trial_process import PARENT_ENV, die_with
 
+    die_with(int(os.environ[PARENT_ENV]))  # the driver that started this worker
     _quiet_libraries()
     import_keras_quietly()
     study = open_study(args.study_dir)

@@ -35,7 +35,7 @@ _state = {"enabled": False, "seconds": 0.0}
 
 def cache_dir() -> Path | None:
     value = os.environ.get(CACHE_ENV)
-    if value == "off":
+    if value and value.strip().lower() == "off":
         return None
     if value:
         return Path(value)
@@ -56,6 +56,7 @@ def enable() -> bool:
     if directory is not None:
         try:
             directory.mkdir(parents=True, exist_ok=True)
+            _check_writable(directory)
             jax.config.update("jax_compilation_cache_dir", str(directory))
             jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
             # Not JAX's own size limit: it keeps an access-time file beside each entry, and once
@@ -65,11 +66,20 @@ def enable() -> bool:
             # pinned here). Unlimited there, trimmed here when a process starts, by age.
             jax.config.update("jax_compilation_cache_max_size", -1)
             trim(directory)
-        except OSError:  # a read-only home: compile as before
+        except OSError:  # a read-only home or cache: compile as before (JAX warned at every program)
             pass
     jax.monitoring.register_event_duration_secs_listener(_count)
     _state["enabled"] = True
     return True
+
+
+def _check_writable(directory: Path):
+    """Raises OSError where no file can be written in `directory` (a read-only mount: `access`
+    says yes to root)."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-check-"):
+        pass
 
 
 def trim(directory: Path, max_bytes: int = MAX_BYTES) -> None:

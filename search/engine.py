@@ -32,7 +32,7 @@ from search.backends import get_backend
 from search.errors import FatalSearchError, Interrupted, SettingsError, StudyError
 from search.lock import check_free, study_lock
 from search.preflight import (check_installed, check_machine, check_writable_study_dir, choose_keras_backend,
-                              connect_ray, keras_backend_to_use, use_keras_backend)
+                              check_jax_platforms, connect_ray, keras_backend_to_use, use_keras_backend)
 from search.problem import make_problem
 from search.quiet import import_keras_quietly
 from search.refit import current_export, refit_and_export
@@ -133,6 +133,7 @@ def run(
         machine_notes = check_machine(backend, options)
         spec = StudySpec(data="?", target=target, seed=seed, test_size=test_size, metric=metric, subsample=subsample)
         check_installed("keras_backend", keras_backend_to_use())  # before a manifest records it
+        check_jax_platforms(keras_backend_to_use())
         loaded = load_space(space, scale)
         dataset, data_name = _dataset(data, y, target, data_dir)
         spec = dataclasses.replace(spec, data=data_name)
@@ -319,6 +320,7 @@ def resume(study_dir, *, data=None, progress=True, verbose=True, export=True) ->
         check_free(study.directory)
         check_installed("backend", study.manifest["backend"])
         check_installed(f"{study.directory}: Keras backend", study.manifest.get("keras_backend") or "tensorflow")
+        check_jax_platforms(study.manifest.get("keras_backend") or "tensorflow")
         problem, space = study.problem(), study.space()  # a changed space or data refuses before the lock
         backend_module = get_backend(study.manifest["backend"])
         if hasattr(backend_module, "check_space"):  # a study made before the space was checked up front

@@ -185,8 +185,33 @@ def _ray_reason(exc) -> str:
 
 def keras_backend_to_use(requested=None) -> str:
     """The Keras backend a command will run: the one asked for, else $KERAS_BACKEND, else
-    TensorFlow (Keras' own default)."""
-    return requested or os.environ.get("KERAS_BACKEND") or "tensorflow"
+    TensorFlow (Keras' own default). An unknown $KERAS_BACKEND is refused here, before a
+    manifest records it (Keras' own error came as a traceback, in every later command too)."""
+    from search.settings import KERAS_BACKENDS
+
+    given = requested or os.environ.get("KERAS_BACKEND") or "tensorflow"
+    if given not in KERAS_BACKENDS:
+        lower = f"; in lower case: KERAS_BACKEND={given.lower()}" if given.lower() in KERAS_BACKENDS else ""
+        raise SettingsError(f"KERAS_BACKEND={given!r}: not a Keras backend (known: {', '.join(KERAS_BACKENDS)}{lower})")
+    return given
+
+
+def check_jax_platforms(keras_backend: str):
+    """$JAX_PLATFORMS names the platforms JAX must start (`cuda`): where one cannot start (no
+    working CUDA), every trial failed with JAX's bare AssertionError, and the baselines with a
+    traceback. Checked where it is set and the search runs on JAX (unset, JAX falls back to the
+    CPU by itself)."""
+    platforms = os.environ.get("JAX_PLATFORMS")
+    if keras_backend != "jax" or not platforms:
+        return
+    try:
+        import jax
+
+        jax.devices()
+    except Exception as exc:  # noqa: BLE001  (JAX raises AssertionError, RuntimeError, ... here)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "no reason given"
+        raise SettingsError(f"JAX_PLATFORMS={platforms!r}: JAX cannot start it ({type(exc).__name__}: {reason}); "
+                            "unset it to let JAX choose, or set JAX_PLATFORMS=cpu") from None
 
 
 def choose_keras_backend(name):

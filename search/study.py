@@ -32,7 +32,7 @@ from search.errors import OtherData, OtherStudy, SettingsError, StudyError
 from search.lock import LOCK_NAME
 from search.storage import STUDY_NAME
 from search.problem import make_problem
-from search.settings import BackendOptions, Budget, StudySpec
+from search.settings import KERAS_BACKENDS, BackendOptions, Budget, StudySpec
 from search.space import load_space
 
 MANIFEST_VERSION = 1
@@ -226,6 +226,8 @@ def _check_values(path, manifest: dict):
             raise SettingsError(f"folds: must be at least 2, got {manifest['folds']}")
         if manifest["backend"] not in BACKENDS:
             raise SettingsError(f"backend: unknown backend {manifest['backend']!r} (known: {', '.join(BACKENDS)})")
+        if manifest.get("keras_backend") not in (None, *KERAS_BACKENDS):
+            raise SettingsError(f"keras_backend: {manifest['keras_backend']!r} is not one of {', '.join(KERAS_BACKENDS)}")
         for settings in (StudySpec, Budget, BackendOptions):
             settings.from_manifest(manifest)
     except SettingsError as exc:

@@ -18,6 +18,8 @@ import functools
 from search import devices, faults, interrupts
 from search.errors import FailedTrial, PruneTrial
 
+PARENT_ENV = "SEARCH_WORKER_PARENT"  # the PID of the process that started a `_worker`
+
 
 @contextlib.contextmanager
 def trial_runner(problem, every: int = 0):
@@ -189,9 +191,7 @@ def _child_main(conn, worker_pid, crash_hook=None, threads=None):
     for signum in (signal.SIGINT, signal.SIGTERM):  # the parent decides, and kills this process
         signal.signal(signum, signal.SIG_IGN)
     os.setpgrp()  # a group of its own: killing it takes the probe's worker processes along
-    die_with_parent()
-    if os.getppid() != worker_pid:  # the worker died before the signal was armed
-        os._exit(1)
+    die_with(worker_pid)
     try:
         problem = conn.recv()  # at once: the parent waits on this send
     except (EOFError, OSError):
@@ -249,6 +249,17 @@ def die_with_parent():
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: the closed pipe ends the child at its next message
         pass
+
+
+def die_with(parent_pid: int):
+    """`die_with_parent`, armed by the child itself, which then ends at once if its parent died
+    before that. (Not as Popen's preexec_fn: that runs Python between fork and exec, unsafe once
+    the parent runs threads, such as JAX's, which warns of a deadlock.)"""
+    import os
+
+    die_with_parent()
+    if os.getppid() != parent_pid:
+        os._exit(1)
 
 
 def _kill_group(child):

@@ -20,7 +20,7 @@ from search.errors import FailedTrial, FatalSearchError, PruneTrial
 from search import faults
 from search.faults import crash_point
 from search.lock import inherited_fd
-from search.trial_process import die_with_parent
+from search.trial_process import PARENT_ENV
 from search.trial_process import trial_runner
 from search.settings import Budget, OptunaOptions
 from search.storage import FINISHED, SURPLUS, finished_count, load, password_env
@@ -195,10 +195,11 @@ def run(study, problem, space, progress=None):
     for index in range(1, workers):
         log = open(log_dir / f"worker-{index}.log", "ab")
         cmd = [sys.executable, "-m", "search", "_worker", str(study.directory), "--index", str(index)]
-        env = {**worker_env(index, devices.for_worker(options.gpus, index)), **password_env(study.storage_url)}
-        # The workers hold the study's lock with this process and die with it.
+        env = {**worker_env(index, devices.for_worker(options.gpus, index)), **password_env(study.storage_url),
+               PARENT_ENV: str(os.getpid())}
+        # The workers hold the study's lock with this process and die with it (`die_with`).
         procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                       pass_fds=inherited_fd(study.directory), preexec_fn=die_with_parent), log))
+                                       pass_fds=inherited_fd(study.directory)), log))
     try:
         callbacks = [progress] if progress else []
         optimize(study, problem, space, worker=0, callbacks=callbacks, until_count=True)

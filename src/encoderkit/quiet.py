@@ -43,6 +43,13 @@ def import_keras_quietly():
             raise KerasBackendMissing(
                 f"Keras backend {backend}: needs the Python package {exc.name!r}, which is not installed here "
                 f"(pip install {exc.name}, or set KERAS_BACKEND to an installed backend)") from None
+        except ValueError as exc:  # Keras: "Unable to import backend : NAME" for a name it does not know
+            if "backend" not in str(exc):
+                raise
+            from encoderkit.errors import KerasBackendMissing
+
+            raise KerasBackendMissing(f"KERAS_BACKEND={os.environ.get('KERAS_BACKEND')!r}: not a Keras backend "
+                                      "(tensorflow, jax or torch, in lower case)") from None
     import logging
 
     tf_logger = logging.getLogger("tensorflow")

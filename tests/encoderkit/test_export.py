@@ -265,6 +265,22 @@ except KerasBackendMissing as exc:
                                      "here (pip install torch, or set KERAS_BACKEND to an installed backend)")
 
 
+def test_loading_under_a_keras_backend_name_keras_does_not_know_is_one_line(exported):
+    """Keras' own ValueError ("Unable to import backend : JAX") came with its traceback."""
+    code = f"""
+from encoderkit import load_encoder
+from encoderkit.errors import KerasBackendMissing
+try:
+    load_encoder({str(exported[0])!r})
+except KerasBackendMissing as exc:
+    print(exc)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "KERAS_BACKEND": "JAX"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "KERAS_BACKEND='JAX': not a Keras backend (tensorflow, jax or torch, in lower case)"
+
+
 def test_an_export_killed_between_its_two_renames_is_put_back(exported):
     """Killed after the old export was moved aside and before the new one took its place:
     the clean-up restores the old one instead of deleting the only copy."""

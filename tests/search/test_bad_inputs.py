@@ -343,6 +343,12 @@ PATH_CASES = [
     ("study-dir-under-a-file", lambda tmp: _write(tmp / "plain", "mine") / "study", {}, "study: cannot be created"),
     ("keras-backend-from-the-environment", lambda tmp: tmp / "study", {"KERAS_BACKEND": "torch"},
      "--keras-backend torch: needs the Python package 'torch'"),
+    # was Keras' traceback, after a manifest had recorded it: every later command failed the same way
+    ("keras-backend-unknown-in-the-environment", lambda tmp: tmp / "study", {"KERAS_BACKEND": "JAX"},
+     "KERAS_BACKEND='JAX': not a Keras backend (known: tensorflow, jax, torch; in lower case: KERAS_BACKEND=jax)"),
+    # was a traceback from the baselines (device probe) or every trial failed with a bare AssertionError
+    ("jax-platform-that-cannot-start", lambda tmp: tmp / "study", {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "bogus"},
+     "JAX_PLATFORMS='bogus': JAX cannot start it (RuntimeError: Unable to initialize backend 'bogus'"),
     ("crash-hook-unknown-point", lambda tmp: tmp / "study", {"SEARCH_CRASH_AT": "midnight"}, "SEARCH_CRASH_AT='midnight'"),
     ("checkpoint-rule-not-a-number", lambda tmp: tmp / "study", {"SEARCH_CHECKPOINT_MIN_SAVING": "soon"},
      "SEARCH_CHECKPOINT_MIN_SAVING='soon': must be a number of seconds, 0 or more"),

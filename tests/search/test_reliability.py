@@ -141,6 +141,53 @@ def test_ctrl_c_or_sigterm_marks_the_trial_prints_the_leaderboard_and_exits_128_
     assert "0 complete, 0 pruned, 1 failed, 1 queued)" in stdout
 
 
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie waits only to be reaped
+    except OSError:
+        return False
+
+
+def _workers_of(study) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                args = cmdline.read().split(b"\0")
+        except OSError:
+            continue
+        if b"_worker" in args and str(study).encode() in args:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds the worker processes through /proc")
+def test_the_extra_worker_processes_die_with_a_killed_driver(tmp_path):
+    """They arm the kernel's parent-death signal themselves (a preexec_fn did it, which runs
+    Python between fork and exec: JAX warned of a deadlock once its threads ran)."""
+    study = tmp_path / "study"
+    space = tmp_path / "long.yaml"
+    space.write_text(LONG_TRIALS)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "search", "run", "--space", str(space), "--trials", "4", "--workers", "2",
+         "--study-dir", str(study), "--no-progress"],
+        cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 240
+    while not _workers_of(study):
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.2)
+    workers = _workers_of(study)
+    time.sleep(1)  # past its start-up, where the signal is armed
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 30
+    while any(_alive(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers), "a worker outlived its killed driver"
+
+
 @pytest.mark.xdist_group("ray")
 @pytest.mark.parametrize("to_the_whole_job", [False, True], ids=["driver", "every-process"])
 def test_sigterm_to_a_ray_search_stores_the_running_trial_as_interrupted(tmp_path, to_the_whole_job):
