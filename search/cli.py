@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 
 EXIT_USAGE = 2
@@ -154,7 +153,9 @@ def main(argv=None) -> int:
         result = getattr(exc, "result", None)  # search.errors.Interrupted carries the leaderboard
         if result is not None:
             print(result.leaderboard)
-            print(f"interrupted; continue with: python -m search resume {shlex.quote(str(result.study_dir))}", file=sys.stderr)
+            from search.errors import suggested_command
+
+            print(f"interrupted; continue with: {suggested_command('resume', result.study_dir)}", file=sys.stderr)
         else:
             print("interrupted", file=sys.stderr)
         return interrupts.exit_status()  # 130 after Ctrl-C, 143 after SIGTERM

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import shlex
 import shutil
 import time
 import warnings
@@ -29,7 +28,7 @@ from encoderkit.export import check_destination
 from encoderkit.probe import cv_score
 from search import compile_cache, devices, faults, interrupts
 from search.backends import get_backend
-from search.errors import FatalSearchError, Interrupted, SettingsError, StudyError
+from search.errors import FatalSearchError, Interrupted, SettingsError, StudyError, suggested_command
 from search.lock import check_free, study_lock
 from search.preflight import (check_installed, check_machine, check_writable_study_dir, choose_keras_backend,
                               check_jax_platforms, connect_ray, keras_backend_to_use, use_keras_backend)
@@ -132,8 +131,9 @@ def run(
             backend, workers=workers, **{k: v for k, v in chosen.items() if v is not None})
         machine_notes = check_machine(backend, options)
         spec = StudySpec(data="?", target=target, seed=seed, test_size=test_size, metric=metric, subsample=subsample)
-        check_installed("keras_backend", keras_backend_to_use())  # before a manifest records it
-        check_jax_platforms(keras_backend_to_use())
+        running = keras_backend_to_use()  # --keras-backend, or $KERAS_BACKEND
+        check_installed("keras_backend", running)  # before a manifest records it
+        check_jax_platforms(running)
         loaded = load_space(space, scale)
         dataset, data_name = _dataset(data, y, target, data_dir)
         spec = dataclasses.replace(spec, data=data_name)
@@ -174,7 +174,7 @@ def run(
         if existing and is_join_directory(existing):  # its run would publish a deadline and export from a worker
             name = existing.manifest.get("study_name")
             raise StudyError(f"{existing.directory}: a worker's directory of study {name!r}; "
-                             f"add trials with: python -m search resume {shlex.quote(str(existing.directory))} (it joins again)")
+                             f"add trials with: {suggested_command('resume', existing.directory)} (it joins again)")
         if existing:
             check_database(existing)
             existing.check_records()
@@ -185,8 +185,8 @@ def run(
             if existing.manifest["backend"] != backend:  # allowed (one storage, one schema), but said
                 notes.append(backend_switch_note(existing, backend))
             kept = existing.manifest.get("keras_backend") or "tensorflow"
-            if keras_backend_to_use() != kept:  # its trials and export stay comparable
-                notes.append(f"the study runs Keras backend {kept}, as it began; {keras_backend_to_use()} "
+            if running != kept:  # its trials and export stay comparable
+                notes.append(f"the study runs Keras backend {kept}, as it began; {running} "
                              "(--keras-backend or KERAS_BACKEND) is not used for it")
         if settings.get("storage"):  # a shared storage names each study; the name must be free
             settings["study_name"] = (existing.study_name if existing
@@ -230,7 +230,7 @@ def backend_switch_note(study, backend) -> str:
     before = study.manifest["backend"]
     queued = sum(t.state.name == "WAITING" for t in load(study).get_trials(deepcopy=False))
     waiting = (f"; its {queued} queued config(s) run only with --backend optuna, and `resume` now uses {backend}: "
-               f"python -m search run --backend optuna --study-dir {shlex.quote(str(study.directory))} runs them"
+               f"{suggested_command('run', '--backend', 'optuna', '--study-dir', study.directory)} runs them"
                if queued and backend != "optuna" else "")
     return f"the study ran with backend {before}; this run uses {backend}{waiting}"
 
@@ -276,7 +276,7 @@ def _free_study_name(url, study_dir) -> str:
     name = Path(study_dir).resolve().name
     if name in study_names(url):
         raise StudyError(f"storage {url}: already holds a study named {name!r} (choose another --study-dir "
-                         f"name, or add workers to it: python -m search join {shlex.quote(str(url))} --study {shlex.quote(name)})")
+                         f"name, or add workers to it: {suggested_command('join', url, '--study', name)})")
     return name
 
 
@@ -327,8 +327,8 @@ def resume(study_dir, *, data=None, progress=True, verbose=True, export=True) ->
             backend_module.check_space(space, backend_module.Options.from_manifest(study.manifest))
         address = study.manifest.get("address") if study.manifest["backend"] == "ray" else None
         if address:
-            connect_ray(address, again=f"another cluster: python -m search run --backend ray --address HOST:PORT "
-                                       f"--study-dir {shlex.quote(str(study.directory))} (with the study's other settings)")
+            again = suggested_command("run", "--backend", "ray", "--address", "HOST:PORT", "--study-dir", study.directory)
+            connect_ray(address, again=f"another cluster: {again} (with the study's other settings)")
     with study_lock(study.directory, "resume"):
         if not is_published(study):  # its first run stopped before the shared storage held it
             _publish(study, first=True)
@@ -425,7 +425,7 @@ def _search(backend, study, problem, space, progress) -> str | None:
     done = finished_count(load(study))
     if budget.timeout and done < budget.trials and time.time() - started >= budget.timeout:
         return (f"the timeout ({budget.timeout:g} s) ended the search at {done} of {budget.trials} finished trials; "
-                f"resume continues it (python -m search resume {shlex.quote(str(study.directory))})")
+                f"resume continues it ({suggested_command('resume', study.directory)})")
     return None
 
 

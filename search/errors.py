@@ -53,3 +53,11 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, result):
         super().__init__("interrupted")
         self.result = result
+
+
+def suggested_command(*words) -> str:
+    """`python -m search WORDS...` as a user can paste it: each word shell-quoted, so a study
+    directory or storage URL with spaces or quotes in its name still works."""
+    import shlex
+
+    return " ".join(["python -m search", *(shlex.quote(str(word)) for word in words)])

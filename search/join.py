@@ -12,7 +12,6 @@ directory (manifest, space, logs) from which `report` and `export` work as well.
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import socket
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from encoderkit.data import IN_MEMORY, is_file_name
 from encoderkit.errors import DataError
-from search.errors import OtherData, StudyError
+from search.errors import OtherData, StudyError, suggested_command
 from search.lock import study_lock
 from search.preflight import check_installed, check_writable_study_dir, use_keras_backend
 from search.storage import fetch_metadata, finished_count, load, missing_file, public_url, recover
@@ -110,7 +109,7 @@ def _check_local(local: Path, public: str, name: str):
                              "give another --study-dir")
         if not is_join_directory(study):  # the run's own: its manifest and export are the run's
             raise StudyError(f"{local}: the study's own run directory, not a join directory; give another "
-                             f"--study-dir (or continue the run there: python -m search resume {shlex.quote(str(local))})")
+                             f"--study-dir (or continue the run there: {suggested_command('resume', local)})")
     elif local.exists() and any(local.iterdir()):
         raise StudyError(f"{local}: exists and is not a study directory; give another --study-dir")
 
@@ -125,7 +124,7 @@ def with_local_data(manifest: dict, local: Path, data, name: str, public: str) -
                              f"{DATA_FILE} with --data")
         if is_file_name(manifest["data"]) and not Path(manifest["data"]).is_file():
             raise StudyError(f"{manifest['data']}: no such file on this machine (the study's data); give this "
-                             f"machine's copy: python -m search join {shlex.quote(str(public))} --study {shlex.quote(name)} --data PATH")
+                             f"machine's copy: {suggested_command('join', public, '--study', name, '--data', 'PATH')}")
         return manifest
     if not Path(data).is_file():
         raise StudyError(f"--data {data}: {'a folder, not a file' if Path(data).is_dir() else 'no such file'}")
@@ -163,4 +162,4 @@ def summary(done: dict) -> str:
     timed_out = "; its run's timeout has passed, so no trial starts" if done.get("timed_out") else ""
     return (f"joined study {done['study']}: {done['trials_here']} trial(s) finished here; the study has "
             f"{done['finished']} of {done['target']}{timed_out}. Its run exports the winner (if that machine is "
-            f"gone: python -m search export {shlex.quote(str(done['directory']))})")
+            f"gone: {suggested_command('export', done['directory'])})")

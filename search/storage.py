@@ -16,12 +16,11 @@ hosts. Such trials are marked failed with a reason and their configuration is qu
 from __future__ import annotations
 
 import os
-import shlex
 import socket
 import sqlite3
 import warnings
 
-from search.errors import SettingsError, StudyError
+from search.errors import SettingsError, StudyError, suggested_command
 
 STUDY_NAME = "search"  # in a study's own SQLite file; in a shared storage, the study's name
 PASSWORD_ENV = "SEARCH_STORAGE_PASSWORD"
@@ -192,7 +191,7 @@ def storage(study, create: bool = False):
     where = f"storage {url}: holds no study named {study.study_name!r}"
     if not is_published(study):
         raise StudyError(f"{where}: the study's first run stopped before creating it there; "
-                         f"python -m search resume {shlex.quote(str(study.directory))} begins it")
+                         f"{suggested_command('resume', study.directory)} begins it")
     where += f", where {study.directory}'s trials are stored"
     missing = missing_file(url)
     if missing:

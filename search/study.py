@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
 import socket
 import stat
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from encoderkit.data import IN_MEMORY, content_hash, is_file_name, load_dataset, save_npz
 from encoderkit.export import package_versions
-from search.errors import OtherData, OtherStudy, SettingsError, StudyError
+from search.errors import OtherData, OtherStudy, SettingsError, StudyError, suggested_command
 from search.lock import LOCK_NAME
 from search.storage import STUDY_NAME
 from search.problem import make_problem
@@ -96,7 +95,7 @@ class Study:
         data = self.manifest["data"]
         if is_file_name(data) and not data.startswith(IN_MEMORY) and not Path(data).is_file():
             raise StudyError(f"{data}: no such file (the study's data); if it moved, give its new path: "
-                             f"python -m search resume {shlex.quote(str(self.directory))} --data NEWPATH")
+                             f"{suggested_command('resume', self.directory, '--data', 'NEWPATH')}")
         if not data.startswith(IN_MEMORY):
             return load_dataset(data, self.manifest["target"], self.manifest.get("data_dir"))
         path = self.directory / DATA_FILE
@@ -290,7 +289,7 @@ def check_same_study(directory, settings: dict, problem, space) -> Study | None:
                 continue  # the same arrays, from a file (the study's own copy, DIR/data.npz)
             raise StudyError(f"{directory}: its data came from Python arrays, not {identity['data']}; continue "
                              f"it with --data {directory / DATA_FILE} (their copy) or "
-                             f"`python -m search resume {shlex.quote(str(directory))}`")
+                             f"`{suggested_command('resume', directory)}`")
         if key == "data" and study.manifest["data"] != identity["data"] and identity["data"].startswith(IN_MEMORY):
             raise OtherStudy(f"{directory}: study was made with other data ({study.manifest['data']}; "
                              f"this data: {identity['data']}); use another study directory")

@@ -114,7 +114,7 @@ class TrialProcess:
         context = multiprocessing.get_context("spawn")
         ours, theirs = context.Pipe()
         # Not a daemon: a daemonic process may not start the probe's parallel fold workers.
-        # It dies with this process all the same (`die_with_parent`).
+        # It dies with this process all the same (`die_with`).
         child = context.Process(target=_child_main, daemon=False,
                                 args=(theirs, os.getpid(), faults.armed(), devices.thread_cap()))
         with _main_module_hidden():
@@ -239,25 +239,19 @@ def _stop_probe_workers():
         get_reusable_executor().shutdown(wait=True, kill_workers=True)
 
 
-def die_with_parent():
-    """Linux: the kernel kills this process when its parent dies (kill -9 included), so no
-    orphan goes on training or writing after its worker is gone."""
+def die_with(parent_pid: int):
+    """Linux: the kernel kills this process when its parent dies (kill -9 included), so no orphan
+    goes on training or writing after its worker is gone; it ends at once if the parent died
+    before that. Armed by the child itself, not as Popen's preexec_fn: that runs Python between
+    fork and exec, unsafe once the parent runs threads, such as JAX's, which warns of a deadlock."""
     import ctypes
+    import os
     import signal
 
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: the closed pipe ends the child at its next message
         pass
-
-
-def die_with(parent_pid: int):
-    """`die_with_parent`, armed by the child itself, which then ends at once if its parent died
-    before that. (Not as Popen's preexec_fn: that runs Python between fork and exec, unsafe once
-    the parent runs threads, such as JAX's, which warns of a deadlock.)"""
-    import os
-
-    die_with_parent()
     if os.getppid() != parent_pid:
         os._exit(1)
 

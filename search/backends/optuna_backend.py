@@ -5,7 +5,6 @@ GPU (round-robin over `--gpus`) when there are GPUs."""
 from __future__ import annotations
 
 import os
-import shlex
 import socket
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 from search import interrupts
 from search import devices
 from search.backends.records import TrialLifecycle, interrupted
-from search.errors import FailedTrial, FatalSearchError, PruneTrial
+from search.errors import FailedTrial, FatalSearchError, PruneTrial, suggested_command
 from search import faults
 from search.faults import crash_point
 from search.lock import inherited_fd
@@ -174,7 +173,7 @@ def wait_for_running(optuna_study, study_dir, say_after=10.0):
             names = ", ".join(f"#{t.number} on {t.user_attrs.get('worker_host', '?')} (pid {t.user_attrs.get('worker_pid', '?')})"
                               for t in running[:5])
             print(f"waiting for {len(running)} trial(s) still running: {names}{' ...' if len(running) > 5 else ''}; "
-                  f"Ctrl-C stops the wait, and `python -m search export {shlex.quote(str(study_dir))}` then exports what finished",
+                  f"Ctrl-C stops the wait, and `{suggested_command('export', study_dir)}` then exports what finished",
                   file=sys.stderr, flush=True)
         interrupts.check()
         time.sleep(1.0)
