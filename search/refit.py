@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from encoderkit.baselines import baselines_for
+from encoderkit.errors import DataError
 from encoderkit.export import check_destination, remove_leftovers
 from encoderkit.probe import REFERENCE, test_score
 from search import compile_cache
@@ -169,8 +170,12 @@ def replayed_candidate(space, chosen, directory) -> dict:
 def held_out_score(problem, fitted, X_test, y_test) -> dict:
     """The reference probe fit on the search part's features, scored once on the test part
     (whatever cheaper probe ranked the candidates)."""
+    try:
+        test_codes = fitted.transform(named(problem, X_test))
+    except DataError as exc:  # e.g. beyond float32 once scaled by the search part's range
+        raise DataError(f"the test part (rows the search never saw) cannot be encoded: {exc}") from None
     score, low, high = test_score(
-        fitted.transform(named(problem, problem.X)), problem.y, fitted.transform(named(problem, X_test)), y_test,
+        fitted.transform(named(problem, problem.X)), problem.y, test_codes, y_test,
         problem.metric, seed=problem.seed, probe=REFERENCE,
     )
     return {"score": score, "low": low, "high": high}

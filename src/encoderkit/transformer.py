@@ -20,7 +20,7 @@ from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, v
 
 from encoderkit.batches import training_data
 from encoderkit.data import first_non_finite, names_features
-from encoderkit.errors import TrainingError
+from encoderkit.errors import DataError, TrainingError
 from encoderkit.families import FAMILIES, OPTIMIZERS, get_family
 from encoderkit.fit_state import kept_on_failure
 from encoderkit.series_scaler import SeriesStandardScaler
@@ -213,8 +213,9 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
             Xs = self.scaler_.transform(X).astype("float32")
         if not np.isfinite(Xs).all():
             row, column = map(int, np.argwhere(~np.isfinite(Xs))[0])
-            raise ValueError(f"X: row {row}, feature {column} ({float(np.asarray(X)[row, column]):g}) is beyond the "
-                             "float32 range the encoder computes in, once scaled")
+            raise DataError(f"X: row {row}, feature {column} ({float(np.asarray(X)[row, column]):g}) is beyond the "
+                            "float32 range the encoder computes in, once scaled (the fit data's range of that "
+                            "feature is far narrower: rescale it)")
         return Xs
 
     def _n_codes(self) -> int:
@@ -410,5 +411,5 @@ def _refuse_non_finite(X, sample_shape):
     found = first_non_finite(X, sample_shape or ())
     if found is not None:
         row, position, value = found
-        raise ValueError(f"X: X[{', '.join(map(str, (row, *position)))}] is {value} (NaN or inf "
-                         "not allowed: impute, drop or pad them)")
+        raise DataError(f"X: X[{', '.join(map(str, (row, *position)))}] is {value} (NaN or inf "
+                        "not allowed: impute, drop or pad them)")

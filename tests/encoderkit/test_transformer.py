@@ -10,6 +10,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from encoderkit import AutoencoderTransformer
+from encoderkit.errors import DataError
 
 
 def at_float32_precision(check, monkeypatch):
@@ -187,7 +188,7 @@ def test_values_beyond_float32_are_refused_not_turned_into_nan_codes(small_digit
     transformer = tiny().fit(X)
     huge = X[:3].copy()
     huge[1, 5] = 1e300
-    with pytest.raises(ValueError, match=r"row 1, feature 5 \(1e\+300\) is beyond the float32 range"):
+    with pytest.raises(DataError, match=r"row 1, feature 5 \(1e\+300\) is beyond the float32 range"):
         transformer.transform(huge)
 
 

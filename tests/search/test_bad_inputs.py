@@ -565,6 +565,23 @@ def test_a_run_on_a_data_file_changed_in_place_is_refused_and_changes_nothing(tm
     assert _fingerprint(study) == before
 
 
+def test_a_test_row_beyond_float32_once_scaled_is_one_line_at_the_export(tmp_path):
+    """Within float32 in the file, but the search part's range of 'b' is so narrow that the
+    test row scales past it: the export's look at the test part was a ValueError traceback."""
+    from encoderkit.data import load_dataset
+    from search.problem import make_problem
+
+    frame = _numeric(n=80, b=np.linspace(0.0, 1e-5, 80))
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    test_row = make_problem(load_dataset(str(tmp_path / "data.csv"), target="label")).test_rows[0]
+    frame.loc[test_row, "b"] = 1e36  # scaled by the search part's width 1e-5: 1e41
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    result = run_cli("run", "--space", TINY_SPACE, "--data", tmp_path / "data.csv", "--target", "label",
+                     "--trials", "1", "--study-dir", tmp_path / "study", "--no-progress")
+    _assert_one_line_error(result, "the test part (rows the search never saw) cannot be encoded: X: row ")
+    assert "feature 1 (1e+36) is beyond the float32 range the encoder computes in, once scaled" in result.stderr
+
+
 def test_a_study_whose_data_file_moved_continues_from_its_new_path_and_other_contents_are_refused(tmp_path):
     frame = _numeric(n=80)
     first_home = tmp_path / "data.csv"
