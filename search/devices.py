@@ -59,8 +59,16 @@ def for_worker(gpus, index: int) -> dict:
     return {"CUDA_VISIBLE_DEVICES": str(gpus[index % len(gpus)]), **SHARING_ENV}
 
 
+def usable_cores() -> int:
+    """The CPUs this process may use: the machine's, fewer under a container's CPU quota or a
+    CPU affinity mask (joblib's count; Ray's own respects them too, os.cpu_count() does not)."""
+    from joblib import cpu_count
+
+    return max(1, int(cpu_count()))
+
+
 def cores_per_worker(workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(1, int(workers)))
+    return max(1, usable_cores() // max(1, int(workers)))
 
 
 _thread_cap = None  # what `limit_threads` was given here: the trial processes started from here get it too

@@ -40,7 +40,7 @@ def check_machine(backend: str, options) -> list[str]:
     from search import devices
     from search.ray_connection import callers_ray, replacement_note
 
-    cores = os.cpu_count() or 1
+    cores = devices.usable_cores()
     if backend == "optuna" and options.workers > cores:
         raise SettingsError(f"workers: {options.workers} worker processes on this machine's {cores} cores; "
                             f"at most {cores} (more machines: `python -m search join` on a shared --storage, "

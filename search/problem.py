@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +20,7 @@ import numpy as np
 from encoderkit.data import Dataset
 from encoderkit.errors import DataError
 from encoderkit.probe import resolve_metric
+from search.devices import cores_per_worker
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,7 +172,7 @@ def make_problem(
             notes = (f"subsample {subsample} is not smaller than the search part ({len(search_rows)} rows): "
                      "ignored, trials use every row",)
             subsample = None
-    cores = max(1, (os.cpu_count() or 1) // max(1, int(workers)))
+    cores = cores_per_worker(workers)
     problem = Problem(
         dataset, np.sort(search_rows), np.sort(test_rows), resolve_metric(metric, dataset.y),
         folds, seed, probe, probe_jobs=min(cores, folds), subsample=None if subsample is None else int(subsample),

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from search.devices import usable_cores
 from tests.conftest import TINY_SPACE, run_cli
 
 SPACE_OK = "training: {epochs: 2}\nfamilies: {dense: {}}\n"
@@ -115,10 +116,10 @@ RUN_CASES = [
      "--keras-backend torch: needs the Python package 'torch', which is not installed (pip install torch)"),
     ("cli-ray-cpus-per-trial-zero", ["--backend", "ray", "--cpus-per-trial", "0"], "--cpus-per-trial: must be positive, got 0"),
     ("cli-kerastuner-unknown-algorithm", ["--backend", "kerastuner", "--algorithm", "grid"], "--algorithm: unknown algorithm 'grid'"),
-    ("cli-workers-above-cores", ["--workers", (os.cpu_count() or 1) + 1],
-     f"--workers: {(os.cpu_count() or 1) + 1} worker processes on this machine's {os.cpu_count() or 1} cores"),
-    ("cli-ray-more-cpus-per-trial-than-here", ["--backend", "ray", "--cpus-per-trial", (os.cpu_count() or 1) + 1],
-     f"--cpus-per-trial: {(os.cpu_count() or 1) + 1} CPUs per trial, but Ray started here has this machine's"),
+    ("cli-workers-above-cores", ["--workers", usable_cores() + 1],
+     f"--workers: {usable_cores() + 1} worker processes on this machine's {usable_cores()} cores"),
+    ("cli-ray-more-cpus-per-trial-than-here", ["--backend", "ray", "--cpus-per-trial", usable_cores() + 1],
+     f"--cpus-per-trial: {usable_cores() + 1} CPUs per trial, but Ray started here has this machine's"),
     ("cli-ray-more-gpus-per-trial-than-here", ["--backend", "ray", "--gpus-per-trial", "1000"],
      "--gpus-per-trial: 1000 GPUs per trial, but this machine has "),
     ("cli-kerastuner-two-workers", ["--backend", "kerastuner", "--workers", "2"], "--workers: the kerastuner backend runs one trial at a time"),
@@ -686,3 +687,21 @@ def test_ray_started_here_that_runs_fewer_trials_at_once_than_workers_says_so():
         "workers: Ray started here runs 2 trial(s) at once, not 4")
     assert fewer_at_once(RayOptions(workers=2), cores=2, gpus=0) == []
     assert fewer_at_once(RayOptions(workers=4, gpus_per_trial=0.25), cores=4, gpus=1) == []
+
+
+def test_workers_are_counted_against_the_cores_this_process_may_use(tmp_path):
+    """os.cpu_count() is the machine's: under a CPU affinity mask or a container's quota of
+    one core, `--workers 2` passed and every trial ran at half speed."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("import os, sys; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from search.cli import main; sys.exit(main(sys.argv[1:]))")
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
+    result = subprocess.run([sys.executable, "-c", code, "run", "--workers", "2", "--trials", "1", "--study-dir",
+                             str(tmp_path / "study"), "--no-progress"], capture_output=True, text=True, cwd=ROOT,
+                            env=env, timeout=120)
+    _assert_one_line_error(result, "--workers: 2 worker processes on this machine's 1 cores; at most 1")
+    assert not (tmp_path / "study").exists()

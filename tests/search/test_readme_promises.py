@@ -333,7 +333,7 @@ def test_gpus_auto_none_and_ids_memory_growth_and_thread_caps(monkeypatch):
     assert none.gpus == [] and none.process_env() == {}
     assert not set(growth) & (set(worker_env(1, devices.for_worker(none.gpus, 1))) - set(os.environ))
 
-    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(devices, "usable_cores", lambda: 8)
     assert [devices.cores_per_worker(w) for w in (1, 2, 3, 16)] == [8, 4, 2, 1]
     code = ("from search import devices; devices.limit_threads(3); import tensorflow as tf;"
             "print(tf.config.threading.get_intra_op_parallelism_threads(), devices.intra_op_threads(),"
