@@ -10,6 +10,7 @@ row-major, their per-sample shape kept in `shape`) and 1-D labels. Anything unus
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -319,8 +320,27 @@ def _csv(path: Path, target: str | None) -> Dataset:
         )
     y = frame.pop(target).to_numpy()
     X = _numeric_frame(frame, path)
+    notes = (*notes, *identifier_notes(path.name, frame.columns, X))
     return _checked(Dataset(path.stem, X, y, "tabular", (X.shape[1],), tuple(map(str, frame.columns)),
                             target_name=target, notes=notes), path)
+
+
+# Names of row identifiers: id, index, row_number, customer_id, PassengerId, user ID, ...
+IDENTIFIER_NAME = re.compile(r"(?i:id|idx|index|row|row[ _-]?(?:id|number|no))|.*(?:[ _-](?i:id|idx)|[a-z]I[dD])")
+
+
+def identifier_notes(where, names, X) -> tuple:
+    """A note for each column named like a row identifier that holds a different whole number
+    in every row: as a feature it is noise, or it leaks the label where rows are sorted by class
+    (the search would score that leak). Said, not dropped: the name may mislead."""
+    notes = []
+    for index, name in enumerate(names):
+        column = X[:, index]
+        if (isinstance(name, str) and IDENTIFIER_NAME.fullmatch(name.strip()) and len(column) >= 20
+                and np.all(column == np.round(column)) and len(np.unique(column)) == len(column)):
+            notes.append(f"{where}: column {name!r} holds a different whole number in every row (a row identifier?); "
+                         "it is taken as a feature: drop it if it names rows")
+    return tuple(notes)
 
 
 def _refuse_repeated_names(path: Path, delimiter: str):
@@ -471,6 +491,7 @@ def from_memory(X, y=None, target: str | None = None) -> Dataset:
         if len(set(names)) != len(names):
             raise DataError(f"{where}: column names repeat ({', '.join(n for n in names if names.count(n) > 1)})")
         features, shape = _numeric_frame(X, where), (len(names),)
+        notes = (*notes, *identifier_notes(where, X.columns, features))
         if not names_features(X):
             names = None
             first = next(c for c in X.columns if not isinstance(c, str))

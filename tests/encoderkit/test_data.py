@@ -288,6 +288,25 @@ def test_a_saved_dataframe_index_column_is_dropped_with_a_note(tmp_path):
     assert dataset.notes == ("data.csv: dropped the unnamed first column (a saved DataFrame index)",)
 
 
+def test_a_column_named_like_a_row_identifier_with_a_number_per_row_is_noted(tmp_path):
+    """Rows sorted by class with an id column: the search would score the leak without a word."""
+    import pandas as pd
+
+    from encoderkit.data import from_memory
+
+    frame = pd.DataFrame({"PassengerId": np.arange(1, 41), "customer_id": np.arange(40) * 7 % 41,
+                          "grade": np.arange(40.0), "Id": [1, 2] * 20, "label": [0] * 20 + [1] * 20})
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    notes = load_dataset(str(tmp_path / "data.csv"), "label").notes
+    ending = "holds a different whole number in every row (a row identifier?); it is taken as a feature: drop it " \
+        "if it names rows"
+    # grade is not named like an identifier; Id repeats its values
+    assert notes == (f"data.csv: column 'PassengerId' {ending}", f"data.csv: column 'customer_id' {ending}")
+    assert from_memory(frame.drop(columns="label"), frame["label"]).notes == (
+        f"X (DataFrame): column 'PassengerId' {ending}", f"X (DataFrame): column 'customer_id' {ending}")
+    assert load_dataset(str(tmp_path / "data.csv"), "label").X.shape == (40, 4)  # kept as features
+
+
 def test_a_csv_that_does_not_parse_names_the_delimiter_it_saw(tmp_path):
     (tmp_path / "data.csv").write_text("a;b;label\n1;2;0\n1;2;3;4;5\n")
     with pytest.raises(DataError, match="cannot be read as CSV with semicolons between values"):
