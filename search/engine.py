@@ -161,6 +161,9 @@ def run(
             subsample=spec.subsample,
         )
         notes.extend(problem.notes)
+        if not verbose:  # e.g. a subsample the data is too small for: a setting the data does not use
+            for note in problem.notes:
+                warnings.warn(note, DataWarning, stacklevel=2)
         study_dir = check_writable_study_dir(
             f"studies/{dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}" if study_dir is None else study_dir)
         # What the manifest records: the spec (the subsample the problem kept), the budget, the

@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from encoderkit.data import check_labels
+from encoderkit.data import check_labels, from_memory
 from encoderkit.fit_state import kept_on_failure
 
 # Imported here, not inside `fit`: optuna keeps the ImportError tracebacks of its optional
@@ -99,6 +99,8 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
         # DataFrames keep dtype None: the study names a non-numeric column itself.
         if y is not None:  # pd.NA labels, on which sklearn's own check raises a TypeError
             check_labels(y, "y", getattr(y, "name", None) or "y")
+        if hasattr(X, "columns") and y is not None:  # search.run's checks, which name the column at fault
+            from_memory(X, y)  # (sklearn's raised numpy's, narwhals' or "Input X contains NaN.")
         validate_data(self, X, y, allow_nd=True, dtype=None if hasattr(X, "columns") else "numeric",
                       ensure_min_samples=2)
         temporary = None if self.study_dir is not None else _TemporaryStudyDir(self)

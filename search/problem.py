@@ -124,6 +124,16 @@ def check_cv_rows(y, classes, folds, where, fix):
                         f"rows per class: {listed}); {fix}")
 
 
+def _safe_count(need: int, test_size: float) -> str:
+    """Rows of a class that keep `need` in the search part whichever way the stratified split
+    rounds its share of the test part (6 of a class at test_size 0.25 may leave 4, not 5)."""
+    rows = need + 1
+    while rows - math.ceil(rows * float(test_size)) < need:
+        rows += 1
+    return f", {rows} for {need} to stay in the search part after the {float(test_size):g} test split" \
+        if rows > need + 1 else ""
+
+
 def _target_of(dataset: Dataset) -> str:
     """How class-count errors name the labels: the file and its label column where there is
     one (`runs.csv: target 'churn'`), else the dataset (`digits`)."""
@@ -146,7 +156,8 @@ def make_problem(
     if least < need + 1:
         raise DataError(
             f"{_target_of(dataset)}: class {classes.tolist()[int(np.argmin(counts))]!r} has {least} rows, "
-            f"too few for a test split and {folds} CV folds (need at least {need + 1})"
+            f"too few for a test split and {folds} CV folds (need at least {need + 1}"
+            f"{_safe_count(need, test_size) if dataset.test_rows is None else ''})"
         )
     fix = "lower probe.cv in the space"
     if dataset.test_rows is not None:  # the dataset's own test part (Fashion-MNIST's 10k, a UCR test split)

@@ -357,21 +357,42 @@ def _refuse_repeated_names(path: Path, delimiter: str):
 
 def _numeric_frame(frame, where) -> np.ndarray:
     """A DataFrame's values as float64, or `DataError` naming the first non-numeric cell."""
+    columns = [_numeric_column(frame[column], column, where) for column in frame.columns]
+    return np.column_stack(columns) if columns else np.empty((len(frame), 0))
+
+
+def _numeric_column(values, column, where) -> np.ndarray:
     import pandas as pd
 
-    columns = []
-    for column in frame.columns:
-        if frame[column].dtype.kind in "mM":  # pd.to_numeric would give nanoseconds
-            raise DataError(f"{where}: column {column!r} holds dates or durations ({frame[column].dtype}); "
-                            "convert it to numbers first")
-        values = pd.to_numeric(frame[column], errors="coerce")
-        bad = values.isna() & frame[column].notna()
-        if bad.any():
-            row = int(np.argmax(bad.to_numpy()))
-            raise DataError(f"{where}: column {column!r} is not numeric "
-                            f"({_row(where, row)} has {frame[column].iloc[row]!r})")
-        columns.append(values.to_numpy(dtype=np.float64, na_value=np.nan))
-    return np.column_stack(columns) if columns else np.empty((len(frame), 0))
+    if values.dtype.kind in "mM":  # pd.to_numeric would give nanoseconds
+        raise DataError(f"{where}: column {column!r} holds dates or durations ({values.dtype}); "
+                        "convert it to numbers first")
+    numbers = pd.to_numeric(values, errors="coerce")
+    if numbers.dtype.kind == "c":  # a cast would drop the imaginary parts with only a warning
+        raise DataError(f"{where}: column {column!r} holds complex numbers ({values.dtype}); pass real features")
+    bad = numbers.isna() & values.notna()
+    if bad.any():
+        row = int(np.argmax(bad.to_numpy()))
+        raise DataError(f"{where}: column {column!r} is not numeric ({_row(where, row)} has {values.iloc[row]!r})")
+    return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _repeated(names) -> str:
+    return ", ".join(sorted({repr(name) for name in names if names.count(name) > 1}))
+
+
+def check_frame(frame, where="X"):
+    """What a DataFrame holds that is no feature, as one line naming the column: repeated names,
+    dates, complex numbers, text (scikit-learn's own check raised numpy's or narwhals' errors,
+    or pandas' "could not convert string to float" without the column). Numeric frames pass
+    at the cost of a look at their dtypes."""
+    names = list(frame.columns)
+    if len(set(names)) != len(names):
+        raise DataError(f"{where}: column names repeat ({_repeated(names)})")
+    for index, column in enumerate(names):
+        values = frame.iloc[:, index]
+        if values.dtype.kind not in "biuf":
+            _numeric_column(values, column, where)
 
 
 def _sniff_delimiter(path: Path) -> str:
@@ -481,15 +502,17 @@ def from_memory(X, y=None, target: str | None = None) -> Dataset:
         elif target is not None:
             raise DataError(f"target={target!r}: give labels either as y or as a column named by target=, not both")
         elif _reordered(X, y):  # taken by position (as scikit-learn does), each label went to another row
+            align = ("y.loc[X.index]" if X.index.is_unique else
+                     "the rows lined up (X.index repeats labels, so y.loc[X.index] would repeat rows)")
             raise DataError("y: its index and X's (DataFrame) hold the same labels in another order; labels are "
-                            "taken by position, as in scikit-learn: pass y.loc[X.index] if the indexes name the "
+                            f"taken by position, as in scikit-learn: pass {align} if the indexes name the "
                             "rows, y.to_numpy() if the order does")
         elif "target" in X.columns:  # most likely the labels again, which would leak into the codes
             notes = ("X (DataFrame): its column 'target' is taken as a feature, since y gives the labels; "
                      "drop it if it holds them",)
         names = tuple(map(str, X.columns))
         if len(set(names)) != len(names):
-            raise DataError(f"{where}: column names repeat ({', '.join(n for n in names if names.count(n) > 1)})")
+            raise DataError(f"{where}: column names repeat ({_repeated(names)})")
         features, shape = _numeric_frame(X, where), (len(names),)
         notes = (*notes, *identifier_notes(where, X.columns, features))
         if not names_features(X):
@@ -541,9 +564,14 @@ def _reordered(X, y) -> bool:
     if not isinstance(y, (pd.Series, pd.DataFrame)):  # (a list's `index` is its method)
         return False
     index = y.index
-    if index.equals(X.index) or not (index.is_unique and X.index.is_unique):
+    if index.equals(X.index) or len(index) != len(X.index):
         return False
-    return len(index) == len(X.index) and index.isin(X.index).all()
+    if index.is_unique and X.index.is_unique:
+        return bool(index.isin(X.index).all())
+    try:  # repeated labels (two rows per customer): the same labels, as many times each
+        return index.sort_values().equals(X.index.sort_values())
+    except TypeError:  # labels of types that do not sort together
+        return False
 
 
 def _is_sparse(X) -> bool:

@@ -19,7 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions  # scikit-learn
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from encoderkit.batches import training_data
-from encoderkit.data import first_non_finite, names_features
+from encoderkit.data import check_frame, first_non_finite, names_features
 from encoderkit.errors import DataError, TrainingError
 from encoderkit.families import FAMILIES, OPTIMIZERS, get_family
 from encoderkit.fit_state import kept_on_failure
@@ -143,8 +143,9 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         X = _nested_samples_as_array(X)  # lists of (T, F) samples, as transform takes them
         given_shape = tuple(X.shape[1:]) if _dims(X) > 2 else None
         self._validate_params()
+        columns = _checked_columns(X)
         X = validate_data(self, _flat(X), dtype=[np.float64, np.float32], ensure_all_finite=False)
-        _refuse_non_finite(X, given_shape)
+        _refuse_non_finite(X, given_shape, columns)
         shape = self._sample_shape(X.shape[1], given_shape)
         self.sample_shape_ = given_shape or shape  # one sample as given; transform takes it or flat rows
         params = get_family(self.family).resolve(self.family_params)
@@ -199,8 +200,10 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = _nested_samples_as_array(X)
         given_shape = tuple(X.shape[1:]) if _dims(X) > 2 else None  # where a NaN is named as the user has it
-        X = validate_data(self, self._as_fitted(X), dtype=[np.float64, np.float32], reset=False, ensure_all_finite=False)
-        _refuse_non_finite(X, given_shape)
+        X = self._as_fitted(X)
+        columns = _checked_columns(X)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False, ensure_all_finite=False)
+        _refuse_non_finite(X, given_shape, columns)
         codes = encode_in_chunks(self.encoder_, self._scaled(X))
         if self._fitted_with_inputs():  # as fitted: `set_params(include_input=...)` waits for the next fit
             codes = np.hstack([np.asarray(X, dtype=np.float64), codes])
@@ -233,7 +236,10 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         given = X = _nested_samples_as_array(X)
         samples = tuple(X.shape) if _dims(X) > 2 else None  # an array of samples: rebuilt as such
-        X = validate_data(self, self._as_fitted(X), dtype=[np.float64, np.float32], reset=False)
+        X = self._as_fitted(X)
+        columns = _checked_columns(X)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False, ensure_all_finite=False)
+        _refuse_non_finite(X, samples[1:] if samples else None, columns)  # as transform names it
         rebuilt = encode_in_chunks(self.autoencoder_, self._scaled(X))
         if isinstance(self.scaler_, SeriesStandardScaler):  # per-row statistics: borrowed from X
             rebuilt = self.scaler_.restore(rebuilt, X)
@@ -404,12 +410,24 @@ def _split_validation(X, fraction, rng):
     return X[order[n_valid:]], X[order[:n_valid]]
 
 
-def _refuse_non_finite(X, sample_shape):
-    """One line naming the first NaN or inf in flat rows X, by its position in the samples of
-    `sample_shape` where the user gave N-D samples (scikit-learn's message ran to three lines
-    and suggested switching to HistGradientBoosting)."""
+def _checked_columns(X):
+    """A DataFrame's column names, once `check_frame` found plain numbers in every column (it
+    names the column of a date, a text or a repeated name); None for arrays."""
+    if not hasattr(X, "columns"):
+        return None
+    check_frame(X)
+    return list(X.columns)
+
+
+def _refuse_non_finite(X, sample_shape, columns=None):
+    """One line naming the first NaN or inf in flat rows X: by its DataFrame column, or by its
+    position in the samples of `sample_shape` where the user gave N-D samples (scikit-learn's
+    message ran to three lines and suggested switching to HistGradientBoosting)."""
     found = first_non_finite(X, sample_shape or ())
     if found is not None:
         row, position, value = found
+        if columns is not None:
+            raise DataError(f"X: column {columns[position[0]]!r} has {value} in row {row} (X.iloc[{row}]; NaN or "
+                            "inf not allowed: impute or drop them)")
         raise DataError(f"X: X[{', '.join(map(str, (row, *position)))}] is {value} (NaN or inf "
                         "not allowed: impute, drop or pad them)")

@@ -192,6 +192,29 @@ def test_values_beyond_float32_are_refused_not_turned_into_nan_codes(small_digit
         transformer.transform(huge)
 
 
+def test_a_dataframe_that_holds_no_plain_numbers_is_refused_naming_its_column(small_digits):
+    """scikit-learn's check raised numpy's DTypePromotionError (a TypeError) for dates, narwhals'
+    DuplicateError, pandas' "could not convert string to float" without the column, and named
+    a NaN by its array position only."""
+    import pandas as pd
+
+    X, _ = small_digits
+    frame = pd.DataFrame(X, columns=[f"p{i}" for i in range(X.shape[1])], index=1000 + np.arange(len(X)))
+    transformer = tiny().fit(frame)
+    cases = [
+        (frame.assign(p3=pd.Timestamp("2026-01-01")), r"^X: column 'p3' holds dates or durations \(datetime64"),
+        (frame.assign(p3="x"), r"^X: column 'p3' is not numeric \(row 0 has 'x'\)$"),
+        (frame.assign(p3=frame["p3"].mask(frame.index == 1010)),
+         r"^X: column 'p3' has nan in row 10 \(X.iloc\[10\]; NaN or inf not allowed: impute or drop them\)$"),
+    ]
+    for bad, message in cases:
+        for call in (tiny().fit, transformer.transform, transformer.reconstruct):
+            with pytest.raises(DataError, match=message):
+                call(bad)
+    with pytest.raises(DataError, match=r"^X: column names repeat \('p1'\)$"):
+        tiny().fit(frame.rename(columns={"p2": "p1"}))
+
+
 def test_nan_and_inf_are_refused_in_one_line_where_the_user_has_them(small_digits, rng):
     X, _ = small_digits
     with pytest.raises(ValueError, match=r"^X: X\[2, 7\] is nan \(NaN or inf not allowed: impute, drop or pad them\)$"):

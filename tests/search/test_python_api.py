@@ -229,6 +229,19 @@ def test_a_study_of_arrays_keeps_them_for_the_command_line_and_refuses_other_arr
     (lambda X, y: search.run(pd.DataFrame(X), pd.Series(y)[::-1]),  # same index, other order: each label elsewhere
      "y: its index and X's (DataFrame) hold the same labels in another order; labels are taken by position, as "
      "in scikit-learn: pass y.loc[X.index] if the indexes name the rows, y.to_numpy() if the order does"),
+    # two rows per customer: the repeated labels took y by position, each label to another row, in silence
+    (lambda X, y: search.run(pd.DataFrame(X, index=np.arange(300) // 2), pd.Series(y, index=np.arange(300) // 2)[::-1]),
+     "y: its index and X's (DataFrame) hold the same labels in another order; labels are taken by position, as in "
+     "scikit-learn: pass the rows lined up (X.index repeats labels, so y.loc[X.index] would repeat rows)"),
+    (lambda X, y: search.run(pd.DataFrame(X).add_prefix("p").assign(z=X[:, 3] * 1j), y),  # its real part was taken
+     "X (DataFrame): column 'z' holds complex numbers (complex128); pass real features"),
+    # EncoderSearch checked with scikit-learn's validate_data first: numpy's, narwhals' or an unnamed NaN
+    (lambda X, y: EncoderSearch().fit(pd.DataFrame(X).add_prefix("p").assign(t=pd.Timestamp("2026-01-01")), y),
+     "X (DataFrame): column 't' holds dates or durations (datetime64"),
+    (lambda X, y: EncoderSearch().fit(pd.DataFrame(X, columns=["a"] * 2 + [f"p{i}" for i in range(62)]), y),
+     "X (DataFrame): column names repeat ('a')"),
+    (lambda X, y: EncoderSearch().fit(pd.DataFrame(X).add_prefix("p").mask(np.arange(300)[:, None] == 7 + X * 0), y),
+     "X (DataFrame): 'p0' has nan in row 7 (NaN/inf not allowed)"),
 ])
 def test_bad_in_memory_data_is_refused_in_one_line_before_anything_is_written(tmp_path, monkeypatch, call, message):
     X, y = _digits()
@@ -325,8 +338,12 @@ def test_a_quiet_search_warns_of_data_used_perhaps_not_as_meant(tmp_path):
 
     X, y = _digits()
     frame = pd.DataFrame(X[:, :8], columns=[f"p{i}" for i in range(8)]).assign(target=y)
-    with pytest.warns(DataWarning, match=r"^X \(DataFrame\): its column 'target' is taken as a feature"):
-        EncoderSearch(str(TINY_SPACE), trials=1, fresh_process=0).fit(frame, y)
+    with pytest.warns(DataWarning) as caught:
+        EncoderSearch(str(TINY_SPACE), trials=1, fresh_process=0, subsample=10000).fit(frame, y)
+    said = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    assert said[0].startswith("X (DataFrame): its column 'target' is taken as a feature")
+    # a setting the data does not use: it was only printed, by a verbose search
+    assert "subsample 10000 is not smaller than the search part (225 rows): ignored, trials use every row" in said
 
 
 def test_encoder_search_is_a_scikit_learn_search_estimator(tmp_path):
