@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("study_dir", type=_path, help="the study directory (read only)")
     report.add_argument("--top", type=int, default=10, help="trials shown in the leaderboard (default: 10)")
     report.add_argument("--html", action="store_true", help="write one self-contained HTML file with plots")
-    report.add_argument("-o", "--out", default=None, type=_path, help="HTML file (default: STUDY/report.html)")
+    report.add_argument("-o", "--out", default=None, type=_path,
+                        help="HTML file (default: STUDY/report.html); implies --html")
 
     export = commands.add_parser("export", help="refit and export the best (or a given) trial")
     export.add_argument("study_dir", type=_path, help="the study directory")
@@ -237,7 +238,7 @@ def cmd_report(args):
 
     if args.top < 1:
         raise SettingsError(f"top: must be at least 1, got {args.top}")
-    if args.html:
+    if args.html or args.out is not None:  # -o alone was ignored: no file, no word
         from search.quiet import import_keras_quietly
         from search.report import write_html
 
@@ -257,10 +258,27 @@ def cmd_export(args):
     _quiet_libraries()
     from search.study import open_study
 
-    manifest = refit.export_best(args.study_dir, trial=args.trial, out=args.out)
     out = refit.export_destination(open_study(args.study_dir), args.trial, args.out)
+    before = _export_in(out)
+    manifest = refit.export_best(args.study_dir, trial=args.trial, out=args.out)
     test = manifest["test"]
     print(f"exported trial {manifest['trial']} to {out}: test {manifest['metric']} {test['score']:.4f}")
+    if before and (before.get("split_hash"), before.get("trial")) != (manifest["split_hash"], manifest["trial"]):
+        # -o over an export is allowed (a deployment's "current" folder); whose it was is said
+        old = before.get("test") if isinstance(before.get("test"), dict) else {}
+        score = f", test {before.get('metric')} {old['score']:.4f}" if isinstance(old.get("score"), float) else ""
+        print(f"(it replaced trial {before.get('trial')} of study {before.get('study')}{score})")
+
+
+def _export_in(folder) -> dict | None:
+    """The manifest of the export in `folder`, or None."""
+    from encoderkit.errors import ExportError
+    from encoderkit.export import read_manifest
+
+    try:
+        return read_manifest(folder) if folder.is_dir() else None
+    except ExportError:
+        return None
 
 
 def cmd_replay(args):

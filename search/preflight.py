@@ -291,9 +291,15 @@ def check_writable_study_dir(directory, hint="to search or export use another di
 def check_report_file(path: Path, marker: str) -> Path:
     """A file the HTML report may create, or replace where it is an earlier report (its first
     bytes hold `marker`): -o naming a study's manifest or a user's own file must not destroy it."""
+    from encoderkit.export import export_around
+
     folder = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise SearchError(f"out: {path} is a directory; give a file name")
+    export = export_around(path)
+    if export is not None:  # the export would refuse to load, and the next export to replace it
+        raise SearchError(f"out: {path} is inside the export {export}, which holds only the files its manifest "
+                          "lists; write the report beside it")
     if not folder.is_dir():
         problem = "is not a directory" if folder.exists() else "does not exist"
         raise SearchError(f"out: cannot write {path} ({folder} {problem})")

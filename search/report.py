@@ -22,6 +22,7 @@ REPORT_MARKER = "Study report: "  # in the page's title: a file -o may replace h
 
 
 def write_html(study_dir, out=None) -> Path:
+    from search.errors import suggested_command
     from search.leaderboard import shown_trials
     from search.preflight import check_report_file
     from search.results import result_of
@@ -48,7 +49,9 @@ def write_html(study_dir, out=None) -> Path:
         if problem.dataset.kind == "image":
             sections.append(("Inputs and reconstructions", _figure(_reconstructions, encoder, problem)))
     else:
-        sections.append(("Winner's codes in 2-D", "<p>No export yet: run <code>python -m search export</code>.</p>"))
+        todo = (f"run <code>{html.escape(suggested_command('export', study.directory))}</code>" if complete
+                else "no trial has finished yet")
+        sections.append(("Winner's codes in 2-D", f"<p>No export yet: {todo}.</p>"))
     atomic_write(path, _page(study, sections))  # a report cut short leaves the old one whole
     return path
 

@@ -197,9 +197,13 @@ def open_study(directory) -> Study:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # UnicodeDecodeError: not text at all
         raise StudyError(f"{path}: corrupted manifest ({exc})") from None
+    except OSError as exc:  # e.g. another user's study without read permission
+        raise StudyError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     if isinstance(manifest, dict) and "format_version" in manifest:
         raise StudyError(f"{directory}: an exported encoder, not a study directory"
                          + (f" (its study: {manifest['study']})" if manifest.get("study") else ""))
+    if isinstance(manifest, dict) and "manifest_version" not in manifest and "data_name" not in manifest:
+        raise StudyError(f"{directory}: not a study directory (its manifest.json is not a study's)")
     if not isinstance(manifest, dict) or manifest.get("manifest_version") != MANIFEST_VERSION:
         version = manifest.get("manifest_version") if isinstance(manifest, dict) else None
         raise StudyError(f"{path}: manifest_version {version!r} is not supported")

@@ -56,9 +56,12 @@ def check_destination(directory):
     """An export may go to a path that does not exist, an empty directory, or an existing
     export directory (replaced as a whole); anything else would lose the user's files."""
     directory = Path(directory)
-    inside = next((p for p in directory.absolute().parents if _is_export_manifest(p / MANIFEST)), None)
+    inside = export_around(directory)
     if inside is not None:  # its hash check would refuse the export it is in
         raise ExportError(f"{directory}: inside the export {inside}; choose a path outside it")
+    if directory.is_symlink():  # replaced by a folder, its target left stale; a dangling one failed after the refit
+        raise ExportError(f"{directory}: a symbolic link (to {os.readlink(directory)}); nothing written (export to "
+                          "a new path, then point the link at it)")
     if not directory.exists():
         parent = next(p for p in directory.absolute().parents if p.exists())
         if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
@@ -75,7 +78,7 @@ def check_destination(directory):
     foreign = sorted(names - set(FILES))
     if foreign:
         raise ExportError(f"{directory}: holds files that are not part of an export ({', '.join(foreign[:3])}); "
-                          "nothing written (choose a new path)")
+                          "nothing written (move them out of it, or export to a new path)")
     if not os.access(directory.parent, os.W_OK | os.X_OK):
         raise ExportError(f"{directory}: cannot be replaced ({directory.parent} is not writable)")
     _check_can_stage_in(directory, directory.absolute().parent)
@@ -197,15 +200,18 @@ def load_encoder(directory, *, allow_pickle: bool = False):
 
     import_keras_quietly()
     directory = Path(directory).expanduser()
-    manifest = read_manifest(directory)
-    _check_versions(directory, manifest.get("packages", {}))
-    _check_files(directory, manifest)
-    if allow_pickle:
-        return _unpickle(directory / "encoder.joblib")
-    if manifest["format_version"] < 2:
-        raise ExportError(f"{directory}: a format-1 export holds only a pickle; load it with "
-                          "allow_pickle=True if you trust where it came from")
-    return _rebuild(directory, manifest)
+    try:
+        manifest = read_manifest(directory)
+        _check_versions(directory, manifest.get("packages", {}))
+        _check_files(directory, manifest)
+        if allow_pickle:
+            return _unpickle(directory / "encoder.joblib")
+        if manifest["format_version"] < 2:
+            raise ExportError(f"{directory}: a format-1 export holds only a pickle; load it with "
+                              "allow_pickle=True if you trust where it came from")
+        return _rebuild(directory, manifest)
+    except OSError as exc:  # e.g. a file without read permission: an ExportError as the rest
+        raise ExportError(f"{exc.filename or directory}: cannot be read ({exc.strerror or exc})") from None
 
 
 def _check_files(directory: Path, manifest: dict):
@@ -326,6 +332,12 @@ def _check_consistent(path: Path, transformer):
         if isinstance(value, bool) or value != expected:
             raise ExportError(f"{path}: transformer {key} gives {value!r}, but the models have {expected} "
                               f"{meaning}; the manifest was edited or mixed with another export's files")
+    try:  # an array missing from preprocessing.npz (hash and all replaced) failed at the first transform
+        transformer.scaler_.transform(np.zeros((1, n_inputs)))
+    except Exception as exc:
+        raise ExportError(f"{path.parent / 'preprocessing.npz'}: its {type(transformer.scaler_).__name__} cannot "
+                          f"scale a row ({type(exc).__name__}: {_first_line(exc)}); damaged or mixed with another "
+                          "export's files") from None
 
 
 def _transformer_record(transformer) -> dict:
@@ -364,6 +376,12 @@ def _scaler_from_arrays(scaler, arrays):
             value = value.item()
         setattr(scaler, name, value)
     return scaler
+
+
+def export_around(path) -> Path | None:
+    """The export folder that holds `path` (one of its parents), or None: a file written into
+    an export makes it refuse to load (its manifest lists every file)."""
+    return next((p for p in Path(path).absolute().parents if _is_export_manifest(p / MANIFEST)), None)
 
 
 def _is_export_manifest(path: Path) -> bool:

@@ -219,6 +219,7 @@ def stored_study(tmp_path_factory):
     (study.parent / "mine.txt").write_text("a file of the user's")
     (study.parent / "mine").mkdir()
     (study.parent / "mine" / "notes.txt").write_text("the user's notes")
+    (study.parent / "current").symlink_to(study.parent / "gone")  # a deployment's link, dangling
     no_db = study.parent / "no-db"  # a copy of the study that lost its database
     no_db.mkdir()
     for name in ("manifest.json", "export.json", "space.yaml"):
@@ -284,6 +285,14 @@ STUDY_CASES = [
      "mine.txt exists and is not a study report"),
     ("study-report-html-into-a-missing-folder", lambda s: ["report", s, "--html", "-o", s.parent / "nowhere" / "r.html"],
      "nowhere does not exist"),
+    # the export then refused to load, and every later export and run to replace it
+    ("study-report-html-into-its-export", lambda s: ["report", s, "--html", "-o", s / "export" / "report.html"],
+     "report.html is inside the export "),
+    ("study-report-out-alone-into-its-export", lambda s: ["report", s, "-o", s / "export" / "report.html"],
+     "report.html is inside the export "),  # -o without --html was ignored in silence
+    # a dangling link failed after the refit and a look at the test part; a live one was replaced by a folder
+    ("study-export-onto-a-symlink", lambda s: ["export", s, "-o", s.parent / "current"],
+     "current: a symbolic link (to "),
     ("study-report-top-zero", lambda s: ["report", s, "--top", "0"], "--top: must be at least 1, got 0"),
     ("study-report-database-missing", lambda s: ["report", s.parent / "no-db"],
      "no-db/study.db: missing, though export.json holds the study's winner"),
@@ -504,7 +513,20 @@ def _truncated_keras_with_its_hash(d):
     (d / "manifest.json").write_text(json.dumps(manifest))
 
 
+def _empty_preprocessing_with_its_hash(d):
+    """It loaded, and failed at the first transform: NotFittedError from the scaler."""
+    import hashlib
+
+    path = d / "preprocessing.npz"
+    np.savez(path)
+    manifest = json.loads((d / "manifest.json").read_text())
+    manifest["files"]["preprocessing.npz"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (d / "manifest.json").write_text(json.dumps(manifest))
+
+
 EXPORT_CASES = [
+    ("export-scaler-without-its-arrays", _empty_preprocessing_with_its_hash,
+     "preprocessing.npz: its MinMaxScaler cannot scale a row (NotFittedError: "),
     ("export-keras-file-not-a-zip", _truncated_keras_with_its_hash, "encoder.keras: damaged (not a .keras zip archive)"),
     ("export-corrupted-manifest", _corrupt_manifest, "manifest.json: corrupted manifest"),
     ("export-future-format", _future_format, "format_version 99 is not supported"),
@@ -541,6 +563,30 @@ def test_load_encoder_on_the_folder_around_an_export_names_the_export_inside(exp
         assert str(raised.value) == expected
     monkeypatch.setenv("HOME", str(study))
     assert load_encoder("~/export").n_features_in_ == 64  # as a shell would expand it
+
+
+@BAD_INPUTS_STORED_STUDY
+def test_an_export_or_study_this_user_cannot_read_is_one_line(export_dir, stored_study, tmp_path):
+    """load_encoder raised a bare PermissionError (not an ExportError); report a traceback."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    copy = _copy(export_dir, tmp_path)
+    (copy / "encoder.keras").chmod(0)
+    study = shutil.copytree(stored_study, tmp_path / "study")
+    (study / "manifest.json").chmod(0)
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
+    code = ("from encoderkit import ExportError, load_encoder\ntry:\n    load_encoder(%r)\n"
+            "except ExportError as exc:\n    print('ExportError:', exc)" % str(copy))
+    loaded = subprocess.run(_as_unprivileged(sys.executable, "-c", code), capture_output=True, text=True,
+                            cwd=ROOT, env=env, timeout=300)
+    assert loaded.stdout.strip() == f"ExportError: {copy / 'encoder.keras'}: cannot be read (Permission denied)", \
+        loaded.stderr[-2000:]
+    report = subprocess.run(_as_unprivileged(sys.executable, "-m", "search", "report", str(study)),
+                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    _assert_one_line_error(report, f"{study / 'manifest.json'}: cannot be read (Permission denied)")
 
 
 def test_transform_with_the_wrong_number_of_features_is_a_clear_value_error(export_dir):

@@ -200,6 +200,12 @@ def test_exporting_another_trial_leaves_the_study_export_alone_and_is_listed_as_
     assert f"used {len(uses)} times, listed below): winner trial {best} " in report.stdout
     assert f"trial {other}  accuracy" in report.stdout and "only the first was blind" in report.stdout
     assert f"-> export-trial-{other}\n" in report.stdout + "\n"
+    # -o over an export of another trial (a deployment's "current" folder) replaces it, and says so
+    replaced = run_cli("export", "study", "-o", "mine", cwd=tmp_path)
+    assert replaced.returncode == 0, replaced.stderr[-2000:]
+    assert f"(it replaced trial {other} of study {study}, test accuracy 0." in replaced.stdout, replaced.stdout
+    again = run_cli("export", "study", "-o", "mine", cwd=tmp_path)  # the same trial again: nothing to say
+    assert again.returncode == 0 and "replaced" not in again.stdout
     # an export that is gone (a Ctrl-C before it was written, or moved since) is not listed as if it were there
     shutil.rmtree(tmp_path / "mine")
     report = run_cli("report", study)

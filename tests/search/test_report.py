@@ -32,8 +32,8 @@ def report(tmp_path_factory):
     study = tmp_path_factory.mktemp("report") / "study"
     ran = run_cli("run", "--space", TINY_SPACE, "--trials", 4, "--study-dir", study, "--no-progress")
     assert ran.returncode == 0, ran.stderr[-2000:]
-    for _ in range(2):  # the second replaces the first report (the only file -o may replace)
-        made = run_cli("report", study, "--html")
+    for flags in (["--html"], ["-o", study / "report.html"]):  # the second replaces the first; -o implies --html
+        made = run_cli("report", study, *flags)
         assert made.returncode == 0, made.stderr[-2000:]
         assert "Warning" not in made.stderr, made.stderr[-2000:]  # Optuna's per-parameter warnings go in the page
     assert not list(study.glob(".report.html.tmp-*"))
