@@ -203,5 +203,9 @@ def pick_trial(optuna_study, number, directory):
         return max(complete, key=lambda t: t.value)
     match = [t for t in complete if t.number == int(number)]
     if not match:
-        raise StudyError(f"trial {number}: not a completed trial of {directory}")
+        trial = next((t for t in optuna_study.get_trials(deepcopy=False) if t.number == int(number)), None)
+        state = ("no such trial" if trial is None else
+                 f"it {trial.state.name.lower()}" + (f": {trial.user_attrs['fail_reason']}"
+                                                     if trial.user_attrs.get("fail_reason") else ""))
+        raise StudyError(f"trial {number}: not a completed trial of {directory} ({state})")
     return match[0]

@@ -238,7 +238,8 @@ def _check_files(directory: Path, manifest: dict):
     extra = sorted(p.name for p in directory.iterdir()
                    if p.name != MANIFEST and p.name not in listed and not _is_os_clutter(p.name))
     if extra:
-        raise ExportError(f"{directory}: holds a file the manifest does not list ({extra[0]}); refused")
+        raise ExportError(f"{directory}: holds {extra[0]!r}, which its manifest does not list; refused (an export "
+                          "holds only the files it lists: move it out)")
 
 
 def _is_os_clutter(name: str) -> bool:

@@ -305,7 +305,8 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         if given_shape and _without_ones(given_shape) != _without_ones(shape):  # steps and channels mixed
             raise ValueError(f"X has samples of shape {tuple(given_shape)}, but input_shape={shape}")
         if int(np.prod(shape)) != n_features:
-            raise ValueError(f"input_shape={shape} holds {int(np.prod(shape))} values but X has {n_features} features")
+            raise ValueError(f"input_shape={shape} holds {int(np.prod(shape))} values but X has {n_features} features "
+                             "(set_params(input_shape=None) fits rows of any width)")
         return shape
 
     def _make_optimizer(self, keras):

@@ -253,7 +253,9 @@ STUDY_CASES = [
      "study was made with scale=1, not 0.5; use another study directory"),  # it named a digest
     ("study-other-seed", lambda s: ["run", "--space", TINY_SPACE, "--seed", "3", "--study-dir", s, "--no-progress"], "seed=0, not 3"),
     ("study-other-data", lambda s: ["run", "--space", TINY_SPACE, "--data", "insurance", "--study-dir", s, "--no-progress"], "use another study directory"),
-    ("study-export-missing-trial", lambda s: ["export", s, "--trial", "99"], "--trial 99: not a completed trial"),
+    ("study-export-missing-trial", lambda s: ["export", s, "--trial", "99"],
+     "--trial 99: not a completed trial of "),
+    ("study-export-missing-trial-says-why", lambda s: ["export", s, "--trial", "99"], "study (no such trial)"),
     ("study-replay-missing-trial", lambda s: ["replay", s, "--trial", "99"], "--trial 99: not a completed trial"),
     ("study-resume-not-a-study", lambda s: ["resume", s / "logs"], "not a study directory"),
     ("study-other-test-size", lambda s: ["run", "--space", TINY_SPACE, "--test-size", "0.3", "--study-dir", s, "--no-progress"],
