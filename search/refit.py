@@ -129,8 +129,11 @@ def refit_and_export(study, problem=None, space=None, trial=None, out=None) -> d
             "target_name": problem.dataset.target_name,
         },
         "split_hash": study.manifest["split_hash"],
+        # how the test part was drawn: train_test_split(rows, test_size, stratify=y, random_state=seed)
+        "split": ({"seed": problem.seed, "test_size": study.manifest["test_size"]}
+                  if problem.dataset.test_rows is None else {"test_part": "the dataset's own"}),
         "space_digest": study.manifest["space_digest"],
-        "seed": seed,
+        "seed": seed,  # the trial's (its weights' and folds'), not the split's
         "study": str(study.directory.resolve()),
     }
     # Recorded as soon as it is made: the look at the test part counts even if writing fails.

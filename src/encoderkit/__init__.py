@@ -9,7 +9,7 @@ from encoderkit.array_api import prepare_scipy as _prepare_scipy
 
 _prepare_scipy()  # before scikit-learn imports SciPy: the reference probe on a GPU needs it
 from encoderkit.errors import DataError, EncoderkitError, ExportError, TrainingError
-from encoderkit.export import load_encoder
+from encoderkit.export import load_encoder, read_manifest
 from encoderkit.transformer import AutoencoderTransformer
 
 __version__ = "0.1.0"
@@ -20,4 +20,5 @@ __all__ = [
     "ExportError",
     "TrainingError",
     "load_encoder",
+    "read_manifest",
 ]

@@ -157,6 +157,8 @@ def remove_leftovers(directory) -> list[Path]:
 
 
 def read_manifest(directory) -> dict:
+    """An export's manifest.json, checked as load_encoder checks it (format, a folder, not a
+    study's): what the encoder is and how it scored (see README, "What an export records")."""
     path = Path(directory) / MANIFEST
     if Path(directory).is_file():
         raise ExportError(f"{directory}: a file; load_encoder takes the export's folder"

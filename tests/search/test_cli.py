@@ -81,6 +81,11 @@ def test_run_prints_the_leaderboard_with_baselines_and_exports(tiny_study):
     manifest = json.loads((study / "manifest.json").read_text())
     assert manifest["split_hash"] and manifest["space_digest"] and manifest["packages"]["optuna"]
     assert finished_trials(study) == 3
+    from encoderkit import read_manifest  # what a recipient of the export can read of it
+
+    exported = read_manifest(study / "export")
+    assert exported["split"] == {"seed": 0, "test_size": 0.25} and exported["n_test_rows"] == 450
+    assert exported["split_hash"] == manifest["split_hash"] and exported["data"]["name"] == "digits"
 
 
 @CLI_TINY_STUDY

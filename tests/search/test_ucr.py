@@ -55,6 +55,7 @@ def test_a_ucr_search_runs_to_its_export_with_the_minirocket_baseline(tmp_path):
     manifest = json.loads((study / "export" / "manifest.json").read_text())
     assert set(manifest["baselines_test"]) == {"raw", "pca", "minirocket"}
     assert manifest["n_test_rows"] == 22 and manifest["n_fit_rows"] == 20
+    assert manifest["split"] == {"test_part": "the dataset's own"}  # test_size was not used
     assert manifest["data"]["name"] == "ucr-UnitTest" and manifest["data"]["shape"] == [24, 1]
     assert manifest["data"]["kind"] == "sequence"
     assert set(json.loads((study / "baselines.json").read_text())) == {"raw", "pca", "minirocket"}
