@@ -67,3 +67,19 @@ def set_random_seed_quietly(seed: int):
         return
     with stderr_silenced():
         keras.utils.set_random_seed(seed)
+
+
+def tensorflow_imported_quietly():
+    """Keras pickles and unpickles a model through its saving code, which imports TensorFlow
+    wherever it is installed, whatever the backend (under JAX: TensorFlow's start-up lines in
+    the middle of a joblib.dump). Imported here first, without them; nothing where it is not
+    installed or already imported."""
+    if "tensorflow" in sys.modules:
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with stderr_silenced():
+        import tensorflow  # noqa: F401

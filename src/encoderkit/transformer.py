@@ -281,11 +281,13 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         # layers first imports (and so registers) them before the models in the state are
         # rebuilt, so a bare `joblib.load` works without importing encoderkit beforehand.
         from encoderkit.families.layers import MaskingNoise
+        from encoderkit.pickling import QuietTensorFlow  # pickling the models imports TensorFlow too
 
-        return {"_custom_layers": MaskingNoise, **state}
+        return {"_quiet": QuietTensorFlow, "_custom_layers": MaskingNoise, **state}
 
     def __setstate__(self, state):
         state = dict(state)
+        state.pop("_quiet", None)
         state.pop("_custom_layers", None)
         super().__setstate__(state)
 

@@ -69,3 +69,23 @@ for family, params in [("conv2d", conv), ("vae", {"layers": [{"units": 8, "activ
 """
     done = under("jax", "-c", code, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+@needs_jax
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="TensorFlow is not installed")
+def test_pickling_a_fitted_encoder_under_jax_prints_nothing(tmp_path):
+    """Keras' pickling imports TensorFlow wherever it is installed: under JAX, joblib.dump and
+    a fresh process's joblib.load printed TensorFlow's start-up lines."""
+    path = tmp_path / "encoder.joblib"
+    dump = ("import joblib, numpy as np\nfrom encoderkit import AutoencoderTransformer\n"
+            "X = np.random.default_rng(0).random((60, 6))\n"
+            f"joblib.dump(AutoencoderTransformer(code_size=2, epochs=1).fit(X), {str(path)!r})\n")
+    load = (f"import joblib\nencoder = joblib.load({str(path)!r})\njoblib.dump(encoder, {str(path)!r} + '2')\n"
+            "print(type(encoder).__name__)\n")  # a loaded encoder, pickled again: nothing had imported TensorFlow
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell has it
+    for code in (dump, load):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                              env={**env, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT / "src")})
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stderr == "", done.stderr[-2000:]
+    assert done.stdout.strip() == "AutoencoderTransformer"
