@@ -263,7 +263,8 @@ def cmd_export(args):
     manifest = refit.export_best(args.study_dir, trial=args.trial, out=args.out)
     test = manifest["test"]
     print(f"exported trial {manifest['trial']} to {out}: test {manifest['metric']} {test['score']:.4f}")
-    if before and (before.get("split_hash"), before.get("trial")) != (manifest["split_hash"], manifest["trial"]):
+    same = ("split_hash", "trial", "candidate")  # a copied study's export names another path, yet is the same
+    if before and any(before.get(key) != manifest[key] for key in same):
         # -o over an export is allowed (a deployment's "current" folder); whose it was is said
         old = before.get("test") if isinstance(before.get("test"), dict) else {}
         score = f", test {before.get('metric')} {old['score']:.4f}" if isinstance(old.get("score"), float) else ""

@@ -61,8 +61,9 @@ def for_worker(gpus, index: int) -> dict:
 
 def usable_cores() -> int:
     """The CPUs this process may use: the machine's, fewer under a container's CPU quota or a
-    CPU affinity mask (joblib's count; Ray's own respects them too, os.cpu_count() does not)."""
-    from joblib import cpu_count
+    CPU affinity mask (loky's count, which os.cpu_count() is not; joblib's own says 1 under
+    JOBLIB_MULTIPROCESSING=0). Ray started here is given this number too."""
+    from joblib.externals.loky import cpu_count
 
     return max(1, int(cpu_count()))
 

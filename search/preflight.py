@@ -42,7 +42,7 @@ def check_machine(backend: str, options) -> list[str]:
 
     cores = devices.usable_cores()
     if backend == "optuna" and options.workers > cores:
-        raise SettingsError(f"workers: {options.workers} worker processes on this machine's {cores} cores; "
+        raise SettingsError(f"workers: {options.workers} worker processes on the {cores} cores this process may use; "
                             f"at most {cores} (more machines: `python -m search join` on a shared --storage, "
                             "or --backend ray)")
     if backend == "ray" and callers_ray():
@@ -60,7 +60,7 @@ def check_machine(backend: str, options) -> list[str]:
     if backend == "ray" and options.address is None and not callers_ray():
         if options.cpus_per_trial > cores:
             raise SettingsError(f"cpus_per_trial: {options.cpus_per_trial:g} CPUs per trial, but Ray started here "
-                                f"has this machine's {cores}; no trial could start")
+                                f"has the {cores} this process may use; no trial could start")
         gpus = len(devices.detect_gpus())
         if options.gpus_per_trial > gpus:
             raise SettingsError(f"gpus_per_trial: {options.gpus_per_trial:g} GPUs per trial, but this machine has "
@@ -83,7 +83,7 @@ def fewer_at_once(options, cores: int, gpus: int) -> list[str]:
     if at_once >= options.workers:
         return []
     return [f"workers: Ray started here runs {at_once} trial(s) at once, not {options.workers}: each asks for "
-            f"{options.cpus_per_trial:g} CPU(s) and {options.gpus_per_trial:g} GPU(s), and this machine has "
+            f"{options.cpus_per_trial:g} CPU(s) and {options.gpus_per_trial:g} GPU(s), and it has "
             f"{cores} CPU(s) and {gpus} GPU(s)"]
 
 

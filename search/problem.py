@@ -127,10 +127,11 @@ def check_cv_rows(y, classes, folds, where, fix):
 def _safe_count(need: int, test_size: float) -> str:
     """Rows of a class that keep `need` in the search part whichever way the stratified split
     rounds its share of the test part (6 of a class at test_size 0.25 may leave 4, not 5)."""
-    rows = need + 1
-    while rows - math.ceil(rows * float(test_size)) < need:
+    test_size = float(test_size)
+    rows = max(need + 1, math.floor(need / (1 - test_size)))  # within a row or two of the answer
+    while rows - math.ceil(rows * test_size) < need:
         rows += 1
-    return f", {rows} for {need} to stay in the search part after the {float(test_size):g} test split" \
+    return f", {rows} for {need} to stay in the search part after the {test_size} test split" \
         if rows > need + 1 else ""
 
 

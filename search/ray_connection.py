@@ -79,6 +79,8 @@ def start_ray(address):
     the first one's local Ray without a word. Ray's logs stay in its session directory."""
     import ray
 
+    from search import devices
+
     if ray.is_initialized():
         if not connected_elsewhere(address):  # the caller's, or this address's already
             return
@@ -98,7 +100,9 @@ def start_ray(address):
             ray.init(address=address, logging_level="ERROR", log_to_driver=False)
         else:  # "local": a new instance even when a cluster runs on this machine
             with _sigterm_blocked_in_processes_started():
-                ray.init(address="local", logging_level="ERROR", log_to_driver=False, include_dashboard=False)
+                # The CPUs this process may use (an affinity mask too), as the preflight counted them
+                ray.init(address="local", logging_level="ERROR", log_to_driver=False, include_dashboard=False,
+                         num_cpus=devices.usable_cores())
     finally:
         if main and on_sigterm is not None:
             signal.signal(signal.SIGTERM, on_sigterm)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from encoderkit.baselines import baselines_for
+from encoderkit.data import row_name
 from encoderkit.errors import DataError
 from encoderkit.export import check_destination, remove_leftovers
 from encoderkit.probe import REFERENCE, test_score
@@ -175,8 +176,16 @@ def held_out_score(problem, fitted, X_test, y_test) -> dict:
     (whatever cheaper probe ranked the candidates)."""
     try:
         test_codes = fitted.transform(named(problem, X_test))
-    except DataError as exc:  # e.g. beyond float32 once scaled by the search part's range
-        raise DataError(f"the test part (rows the search never saw) cannot be encoded: {exc}") from None
+    except DataError as exc:  # beyond float32 once scaled by the search part's range
+        if not hasattr(exc, "position"):
+            raise
+        row, column = exc.position
+        names, source = problem.dataset.feature_names, problem.dataset.source or problem.dataset.name
+        name = repr(names[column]) if names else f"feature {column}"
+        raise DataError(f"{source}: {name} has {X_test[row, column]:g} in {row_name(source, problem.test_rows[row])}, "
+                        f"a row of the test part, beyond float32's range once scaled by the search part's far "
+                        f"narrower range of {name}: the search cannot be exported; rescale that feature in the data "
+                        "and begin a new study") from None
     score, low, high = test_score(
         fitted.transform(named(problem, problem.X)), problem.y, test_codes, y_test,
         problem.metric, seed=problem.seed, probe=REFERENCE,
@@ -208,7 +217,8 @@ def pick_trial(optuna_study, number, directory):
     if not match:
         trial = next((t for t in optuna_study.get_trials(deepcopy=False) if t.number == int(number)), None)
         state = ("no such trial" if trial is None else
-                 f"it {trial.state.name.lower()}" + (f": {trial.user_attrs['fail_reason']}"
+                 {"FAIL": "it failed", "PRUNED": "it was pruned"}.get(trial.state.name, "it is still running")
+                 + (f": {trial.user_attrs['fail_reason']}"
                                                      if trial.user_attrs.get("fail_reason") else ""))
         raise StudyError(f"trial {number}: not a completed trial of {directory} ({state})")
     return match[0]

@@ -189,16 +189,16 @@ class Study:
 def open_study(directory) -> Study:
     directory = Path(directory)
     path = directory / "manifest.json"
-    if directory.is_file():  # e.g. STUDY/manifest.json or STUDY/export/manifest.json
-        raise StudyError(f"{directory}: a file, not a study directory; give the folder that holds the study")
-    if not path.is_file():
-        raise StudyError(f"{directory}: not a study directory (no manifest.json)")
     try:
+        if directory.is_file():  # e.g. STUDY/manifest.json or STUDY/export/manifest.json
+            raise StudyError(f"{directory}: a file, not a study directory; give the folder that holds the study")
+        if not path.is_file():
+            raise StudyError(f"{directory}: not a study directory (no manifest.json)")
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # UnicodeDecodeError: not text at all
         raise StudyError(f"{path}: corrupted manifest ({exc})") from None
     except OSError as exc:  # e.g. another user's study without read permission
-        raise StudyError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        raise StudyError(f"{exc.filename or path}: cannot be read ({exc.strerror or exc})") from None
     if isinstance(manifest, dict) and "format_version" in manifest:
         raise StudyError(f"{directory}: an exported encoder, not a study directory"
                          + (f" (its study: {manifest['study']})" if manifest.get("study") else ""))

@@ -364,8 +364,9 @@ def _numeric_frame(frame, where) -> np.ndarray:
 def _numeric_column(values, column, where) -> np.ndarray:
     import pandas as pd
 
-    if values.dtype.kind in "mM":  # pd.to_numeric would give nanoseconds
-        raise DataError(f"{where}: column {column!r} holds dates or durations ({values.dtype}); "
+    if values.dtype.kind in "mM" or isinstance(values.dtype, (pd.PeriodDtype, pd.IntervalDtype)):
+        # pd.to_numeric would give nanoseconds, or a period's ordinal (months since 1970)
+        raise DataError(f"{where}: column {column!r} holds dates, durations or intervals ({values.dtype}); "
                         "convert it to numbers first")
     numbers = pd.to_numeric(values, errors="coerce")
     if numbers.dtype.kind == "c":  # a cast would drop the imaginary parts with only a warning
@@ -373,7 +374,7 @@ def _numeric_column(values, column, where) -> np.ndarray:
     bad = numbers.isna() & values.notna()
     if bad.any():
         row = int(np.argmax(bad.to_numpy()))
-        raise DataError(f"{where}: column {column!r} is not numeric ({_row(where, row)} has {values.iloc[row]!r})")
+        raise DataError(f"{where}: column {column!r} is not numeric ({row_name(where, row)} has {values.iloc[row]!r})")
     return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
@@ -382,17 +383,20 @@ def _repeated(names) -> str:
 
 
 def check_frame(frame, where="X"):
-    """What a DataFrame holds that is no feature, as one line naming the column: repeated names,
-    dates, complex numbers, text (scikit-learn's own check raised numpy's or narwhals' errors,
-    or pandas' "could not convert string to float" without the column). Numeric frames pass
-    at the cost of a look at their dtypes."""
+    """The DataFrame with numbers in every column, or one line naming the column that holds no
+    feature: repeated names, dates, complex numbers, text (scikit-learn's own check raised
+    numpy's or narwhals' errors, or "could not convert string to float" without the column).
+    A numeric frame is returned as it is, at the cost of a look at its dtypes; others (text
+    that reads as numbers, a nullable string column with NA) as float64 columns."""
     names = list(frame.columns)
     if len(set(names)) != len(names):
         raise DataError(f"{where}: column names repeat ({_repeated(names)})")
-    for index, column in enumerate(names):
-        values = frame.iloc[:, index]
-        if values.dtype.kind not in "biuf":
-            _numeric_column(values, column, where)
+    if all(dtype.kind in "biuf" for dtype in frame.dtypes):
+        return frame
+    import pandas as pd
+
+    return pd.DataFrame({index: _numeric_column(frame.iloc[:, index], column, where)
+                         for index, column in enumerate(names)}, index=frame.index).set_axis(frame.columns, axis=1)
 
 
 def _sniff_delimiter(path: Path) -> str:
@@ -673,14 +677,14 @@ def check_labels(y, path, target):
     blank = np.fromiter((isinstance(v, str) and v == "" for v in values.ravel()), bool, values.size)
     missing = np.flatnonzero(pd.isna(values).ravel() | blank)  # elementwise == "" fails on pd.NA
     if len(missing):
-        raise DataError(f"{path}: target {target!r} has no label in {len(missing)} row(s) (first: {_row(path, int(missing[0]))}); "
+        raise DataError(f"{path}: target {target!r} has no label in {len(missing)} row(s) (first: {row_name(path, int(missing[0]))}); "
                         "drop or fill them")
     numbers = np.asarray(y)
     if numbers.dtype.kind == "f":  # 0.5, 1.5, ...: a regression target, which no classifier probe takes
         fractional = np.flatnonzero(numbers != np.round(numbers))
         if len(fractional):
             row = int(fractional[0])
-            raise DataError(f"{path}: target {target!r} holds non-integer numbers ({numbers[row]} in {_row(path, row)}): "
+            raise DataError(f"{path}: target {target!r} holds non-integer numbers ({numbers[row]} in {row_name(path, row)}): "
                             "the probe is a classifier and needs class labels, not a continuous target")
 
 
@@ -717,10 +721,10 @@ def _check_finite(dataset: Dataset, path: Path):
         hint = "; pad or resample series of unequal length to one length" if unequal else ""
         raise DataError(f"{path}: X[{', '.join(map(str, (row, *position)))}] is {value} ({why}{hint})")
     name = dataset.feature_names[position[0]] if dataset.feature_names else f"column {position[0]}"
-    raise DataError(f"{path}: {name!r} has {value} in {_row(path, row)} ({why})")
+    raise DataError(f"{path}: {name!r} has {value} in {row_name(path, row)} ({why})")
 
 
-def _row(where, index: int) -> str:
+def row_name(where, index: int) -> str:
     """How errors name a data row: in a CSV file its line as an editor shows it (the header is
     line 1); in arrays, DataFrames and NumPy files its position, as X[i] and X.iloc[i] take it."""
     return f"line {index + 2}" if Path(str(where)).suffix.lower() == ".csv" else f"row {index}"

@@ -60,8 +60,8 @@ def check_destination(directory):
     if inside is not None:  # its hash check would refuse the export it is in
         raise ExportError(f"{directory}: inside the export {inside}; choose a path outside it")
     if directory.is_symlink():  # replaced by a folder, its target left stale; a dangling one failed after the refit
-        raise ExportError(f"{directory}: a symbolic link (to {os.readlink(directory)}); nothing written (export to "
-                          "a new path, then point the link at it)")
+        raise ExportError(f"{directory}: a symbolic link (to {os.readlink(directory)}); nothing written (an export "
+                          "is written as a folder: remove the link, or export -o to a new path and point it there)")
     if not directory.exists():
         parent = next(p for p in directory.absolute().parents if p.exists())
         if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
@@ -159,6 +159,13 @@ def remove_leftovers(directory) -> list[Path]:
 def read_manifest(directory) -> dict:
     """An export's manifest.json, checked as load_encoder checks it (format, a folder, not a
     study's): what the encoder is and how it scored (see README, "What an export records")."""
+    try:
+        return _read_manifest(directory)
+    except OSError as exc:  # e.g. a folder or file without read permission
+        raise ExportError(f"{exc.filename or directory}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _read_manifest(directory) -> dict:
     path = Path(directory) / MANIFEST
     if Path(directory).is_file():
         raise ExportError(f"{directory}: a file; load_encoder takes the export's folder"
@@ -384,7 +391,7 @@ def _scaler_from_arrays(scaler, arrays):
 def export_around(path) -> Path | None:
     """The export folder that holds `path` (one of its parents), or None: a file written into
     an export makes it refuse to load (its manifest lists every file)."""
-    return next((p for p in Path(path).absolute().parents if _is_export_manifest(p / MANIFEST)), None)
+    return next((p for p in Path(os.path.abspath(path)).parents if _is_export_manifest(p / MANIFEST)), None)
 
 
 def _is_export_manifest(path: Path) -> bool:

@@ -143,7 +143,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         X = _nested_samples_as_array(X)  # lists of (T, F) samples, as transform takes them
         given_shape = tuple(X.shape[1:]) if _dims(X) > 2 else None
         self._validate_params()
-        columns = _checked_columns(X)
+        X, columns = _checked_columns(X)
         X = validate_data(self, _flat(X), dtype=[np.float64, np.float32], ensure_all_finite=False)
         _refuse_non_finite(X, given_shape, columns)
         shape = self._sample_shape(X.shape[1], given_shape)
@@ -200,8 +200,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = _nested_samples_as_array(X)
         given_shape = tuple(X.shape[1:]) if _dims(X) > 2 else None  # where a NaN is named as the user has it
-        X = self._as_fitted(X)
-        columns = _checked_columns(X)
+        X, columns = _checked_columns(self._as_fitted(X))
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False, ensure_all_finite=False)
         _refuse_non_finite(X, given_shape, columns)
         codes = encode_in_chunks(self.encoder_, self._scaled(X))
@@ -216,9 +215,11 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
             Xs = self.scaler_.transform(X).astype("float32")
         if not np.isfinite(Xs).all():
             row, column = map(int, np.argwhere(~np.isfinite(Xs))[0])
-            raise DataError(f"X: row {row}, feature {column} ({float(np.asarray(X)[row, column]):g}) is beyond the "
-                            "float32 range the encoder computes in, once scaled (the fit data's range of that "
-                            "feature is far narrower: rescale it)")
+            error = DataError(f"X: row {row}, feature {column} ({float(np.asarray(X)[row, column]):g}) is beyond the "
+                              "float32 range the encoder computes in, once scaled (the fit data's range of that "
+                              "feature is far narrower: rescale it)")
+            error.position = (row, column)  # for a caller that knows the rows' and columns' names
+            raise error
         return Xs
 
     def _n_codes(self) -> int:
@@ -236,8 +237,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         given = X = _nested_samples_as_array(X)
         samples = tuple(X.shape) if _dims(X) > 2 else None  # an array of samples: rebuilt as such
-        X = self._as_fitted(X)
-        columns = _checked_columns(X)
+        X, columns = _checked_columns(self._as_fitted(X))
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False, ensure_all_finite=False)
         _refuse_non_finite(X, samples[1:] if samples else None, columns)  # as transform names it
         rebuilt = encode_in_chunks(self.autoencoder_, self._scaled(X))
@@ -372,6 +372,10 @@ def encode_in_chunks(encoder, X, chunk=4096):
         return np.zeros((0, encoder.output_shape[-1]))
     if keras.backend.backend() == "jax":
         return _encode_jax(encoder, X, chunk)
+    if any(isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional)) for layer in encoder.layers):
+        # A direct call steps a recurrent layer op by op through every time step: 10-13 s per
+        # call on 2,000 steps, against 0.4 s for predict's compiled function.
+        return encoder.predict(X, batch_size=chunk, verbose=0).reshape(len(X), -1).astype(np.float64)
     parts = [ops.convert_to_numpy(encoder(X[i : i + chunk], training=False)) for i in range(0, len(X), chunk)]
     return np.concatenate(parts).reshape(len(X), -1).astype(np.float64)
 
@@ -414,12 +418,11 @@ def _split_validation(X, fraction, rng):
 
 
 def _checked_columns(X):
-    """A DataFrame's column names, once `check_frame` found plain numbers in every column (it
-    names the column of a date, a text or a repeated name); None for arrays."""
+    """(X, its column names) for a DataFrame, with numbers in every column (`check_frame` names
+    the column of a date, a text or a repeated name); (X, None) for arrays."""
     if not hasattr(X, "columns"):
-        return None
-    check_frame(X)
-    return list(X.columns)
+        return X, None
+    return check_frame(X), list(X.columns)
 
 
 def _refuse_non_finite(X, sample_shape, columns=None):

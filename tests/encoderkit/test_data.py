@@ -351,8 +351,11 @@ def test_in_memory_frames_name_columns_as_scikit_learn_does_and_refuse_what_is_n
 
     assert from_memory(pd.DataFrame(np.ones((6, 3))), [0, 1] * 3).feature_names is None  # RangeIndex columns
     dates = pd.DataFrame({"a": [1.0] * 6, "when": pd.date_range("2026-01-01", periods=6)})
-    with pytest.raises(DataError, match=r"column 'when' holds dates or durations \(datetime64"):
+    with pytest.raises(DataError, match=r"column 'when' holds dates, durations or intervals \(datetime64"):
         from_memory(dates, [0, 1] * 3)
+    months = dates.assign(when=pd.period_range("2026-01", periods=6, freq="M"))  # taken as months since 1970
+    with pytest.raises(DataError, match=r"column 'when' holds dates, durations or intervals \(period\[M\]\)"):
+        from_memory(months, [0, 1] * 3)
     missing = pd.DataFrame({"a": pd.array([1, pd.NA, 3, 4, 5, 6], dtype="Int64")})
     with pytest.raises(DataError, match=r"'a' has nan in row 1"):
         from_memory(missing, [0, 1] * 3)

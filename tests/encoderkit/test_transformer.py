@@ -202,7 +202,7 @@ def test_a_dataframe_that_holds_no_plain_numbers_is_refused_naming_its_column(sm
     frame = pd.DataFrame(X, columns=[f"p{i}" for i in range(X.shape[1])], index=1000 + np.arange(len(X)))
     transformer = tiny().fit(frame)
     cases = [
-        (frame.assign(p3=pd.Timestamp("2026-01-01")), r"^X: column 'p3' holds dates or durations \(datetime64"),
+        (frame.assign(p3=pd.Timestamp("2026-01-01")), r"^X: column 'p3' holds dates, durations or intervals \(datetime64"),
         (frame.assign(p3="x"), r"^X: column 'p3' is not numeric \(row 0 has 'x'\)$"),
         (frame.assign(p3=frame["p3"].mask(frame.index == 1010)),
          r"^X: column 'p3' has nan in row 10 \(X.iloc\[10\]; NaN or inf not allowed: impute or drop them\)$"),
@@ -213,6 +213,11 @@ def test_a_dataframe_that_holds_no_plain_numbers_is_refused_naming_its_column(sm
                 call(bad)
     with pytest.raises(DataError, match=r"^X: column names repeat \('p1'\)$"):
         tiny().fit(frame.rename(columns={"p2": "p1"}))
+    # a nullable string column of numbers is read as numbers, its NA named as a NaN (a bare TypeError before)
+    text = frame.assign(p3=frame["p3"].astype(str).astype("string").mask(frame.index == 1010))
+    with pytest.raises(DataError, match=r"^X: column 'p3' has nan in row 10 "):
+        transformer.transform(text)
+    assert np.allclose(transformer.transform(text.drop(index=1010)), transformer.transform(frame.drop(index=1010)))
 
 
 def test_nan_and_inf_are_refused_in_one_line_where_the_user_has_them(small_digits, rng):
@@ -273,3 +278,23 @@ def test_a_dataframe_is_matched_by_column_name(rng):
     with pytest.warns(UserWarning, match="X does not have valid feature names"):
         by_position = fitted.transform(pd.DataFrame(frame.to_numpy()))
     np.testing.assert_array_equal(by_position, fitted.transform(frame))
+
+
+def test_a_recurrent_encoder_encodes_through_a_compiled_function(rng, monkeypatch):
+    """Called directly, TensorFlow steps a recurrent layer op by op through every time step:
+    10-13 s per transform of 2,000-step series, against 0.4 s through predict's compiled
+    function. Same codes either way."""
+    import keras
+
+    X = rng.normal(size=(30, 12, 2))
+    fitted = AutoencoderTransformer(family="seq2seq", code_size=3, epochs=1, random_state=0,
+                                    family_params={"layers": [{"units": 4, "activation": "tanh"}], "cell": "gru"}).fit(X)
+    scaled = fitted.scaler_.transform(X.reshape(30, -1)).astype("float32")
+    direct = keras.ops.convert_to_numpy(fitted.encoder_(scaled, training=False))
+    predicted = []
+    original = fitted.encoder_.predict
+    monkeypatch.setattr(fitted.encoder_, "predict", lambda *a, **k: predicted.append(1) or original(*a, **k))
+    codes = fitted.transform(X)
+    assert np.allclose(codes, direct, atol=1e-5)
+    if keras.backend.backend() == "tensorflow":  # JAX jits its own function over every model
+        assert predicted

@@ -237,7 +237,7 @@ def test_a_study_of_arrays_keeps_them_for_the_command_line_and_refuses_other_arr
      "X (DataFrame): column 'z' holds complex numbers (complex128); pass real features"),
     # EncoderSearch checked with scikit-learn's validate_data first: numpy's, narwhals' or an unnamed NaN
     (lambda X, y: EncoderSearch().fit(pd.DataFrame(X).add_prefix("p").assign(t=pd.Timestamp("2026-01-01")), y),
-     "X (DataFrame): column 't' holds dates or durations (datetime64"),
+     "X (DataFrame): column 't' holds dates, durations or intervals (datetime64"),
     (lambda X, y: EncoderSearch().fit(pd.DataFrame(X, columns=["a"] * 2 + [f"p{i}" for i in range(62)]), y),
      "X (DataFrame): column names repeat ('a')"),
     (lambda X, y: EncoderSearch().fit(pd.DataFrame(X).add_prefix("p").mask(np.arange(300)[:, None] == 7 + X * 0), y),
