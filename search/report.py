@@ -1,7 +1,8 @@
 """`python -m search report STUDY --html`: one self-contained HTML file (plots embedded as PNG
 data URIs, no network, no scripts) with the leaderboard, the optimization history, Optuna's
-parameter importances, the score by family, the winner's codes in 2-D coloured by label and,
-for image data, inputs beside their reconstructions.
+parameter importances, the score by family, the winner's codes in 2-D coloured by label and what
+its reconstructions keep: images beside their reconstructions, series drawn over their
+reconstructions, and for tabular data the columns the reconstruction keeps least.
 
 The codes and reconstructions use the search part only (the test part stays untouched; its one
 score is already in the leaderboard)."""
@@ -18,6 +19,9 @@ import numpy as np
 
 MAX_POINTS = 2000  # rows drawn in the 2-D code plot
 GRID = 8  # images per row in the reconstruction grid
+SERIES = 4  # series drawn with their reconstructions
+CHANNELS = 3  # channels drawn per series (more would be a tangle)
+WORST_COLUMNS = 25  # tabular: the columns the reconstruction keeps least
 REPORT_MARKER = "Study report: "  # in the page's title: a file -o may replace holds it
 
 
@@ -46,8 +50,8 @@ def write_html(study_dir, out=None) -> Path:
         encoder = load_encoder(study.export_dir)
         problem = study.problem()
         sections.append(("Winner's codes in 2-D", _figure(_codes_2d, encoder, problem)))
-        if problem.dataset.kind == "image":
-            sections.append(("Inputs and reconstructions", _figure(_reconstructions, encoder, problem)))
+        title, draw = RECONSTRUCTIONS[problem.dataset.kind]
+        sections.append((title, _figure(draw, encoder, problem)))
     else:
         todo = (f"run <code>{html.escape(suggested_command('export', study.directory))}</code>" if complete
                 else "no trial has finished yet")
@@ -214,11 +218,16 @@ def _codes_2d(plt, encoder, problem):
     return fig
 
 
-def _reconstructions(plt, encoder, problem):
+def _rebuilt_sample(encoder, problem, size):
+    """A seeded sample of search rows, the encoder's reconstruction of them, and their labels."""
     from search.refit import named
 
-    X, _ = _search_sample(problem, GRID)
-    rebuilt = np.asarray(encoder.reconstruct(named(problem, X)))
+    X, y = _search_sample(problem, size)
+    return X, np.asarray(encoder.reconstruct(named(problem, X))), y
+
+
+def image_reconstructions(plt, encoder, problem):
+    X, rebuilt, _ = _rebuilt_sample(encoder, problem, GRID)
     shape = problem.dataset.shape
     fig, axes = plt.subplots(2, len(X), figsize=(1.3 * len(X), 3))
     for col in range(len(X)):
@@ -229,3 +238,47 @@ def _reconstructions(plt, encoder, problem):
     axes[0, 0].set_title("input", fontsize=8, loc="left")
     axes[1, 0].set_title("reconstruction", fontsize=8, loc="left")
     return fig
+
+
+def series_reconstructions(plt, encoder, problem):
+    """Each sampled series (solid) with its reconstruction (dashed, same colour per channel)."""
+    X, rebuilt, y = _rebuilt_sample(encoder, problem, SERIES)
+    steps, channels = problem.dataset.shape
+    drawn = min(channels, CHANNELS)
+    fig, axes = plt.subplots(len(X), 1, figsize=(9, 1.8 * len(X)), sharex=True, squeeze=False)
+    for ax, series, again, label in zip(axes[:, 0], X, rebuilt, y):
+        series, again = series.reshape(steps, channels), again.reshape(steps, channels)
+        for channel in range(drawn):
+            ax.plot(series[:, channel], color=f"C{channel}", lw=1)
+            ax.plot(again[:, channel], color=f"C{channel}", lw=1, ls="--")
+        ax.set_title(f"label {label}", fontsize=8, loc="left")
+    which = "" if drawn == channels else f" (channels 1-{drawn} of {channels})"
+    axes[0, 0].set_title(f"input (solid) and reconstruction (dashed){which}", fontsize=9)
+    axes[-1, 0].set_xlabel("step")
+    axes[-1, 0].xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # no step 0.5
+    return fig
+
+
+def column_fits(plt, encoder, problem):
+    """R² of each column's reconstruction on a sample of search rows: the columns the code
+    keeps least come first (1 = kept exactly, 0 = no better than the column's mean)."""
+    X, rebuilt, _ = _rebuilt_sample(encoder, problem, MAX_POINTS)
+    spread = ((X - X.mean(axis=0)) ** 2).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a constant column has no R²
+        r2 = 1 - ((X - rebuilt) ** 2).sum(axis=0) / spread
+    names = problem.dataset.feature_names or tuple(f"x{i}" for i in range(X.shape[1]))
+    shown = [i for i in np.argsort(r2) if np.isfinite(r2[i])][:WORST_COLUMNS]
+    if not shown:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 0.25 * len(shown) + 1))
+    ax.barh([str(names[i]) for i in shown][::-1], np.maximum(r2[shown], -1)[::-1], color="C0")
+    ax.set_xlim(max(-1.0, min(-0.05, r2[shown].min())), 1)
+    ax.set_xlabel(f"R² of the reconstruction on {len(X)} search rows (below -1 drawn at -1)")
+    kept_least = "the columns it keeps least" if len(shown) < X.shape[1] else "every column"
+    ax.set_title(f"{kept_least}, of {X.shape[1]}", fontsize=9, loc="left")
+    return fig
+
+
+RECONSTRUCTIONS = {"image": ("Inputs and reconstructions", image_reconstructions),
+                   "sequence": ("Inputs and reconstructions", series_reconstructions),
+                   "tabular": ("Columns the reconstruction keeps", column_fits)}  # by the data's kind

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 
 from search.testing.backend_conformance import stored_trials
@@ -209,4 +210,72 @@ def test_plot_legends_sit_beside_the_plot_and_name_only_stages_the_study_had():
         legend = fig.axes[0].get_legend()
         assert legend.get_bbox_to_anchor().x0 > fig.axes[0].get_window_extent().x1  # right of the axes
     assert [text.get_text() for text in legend.get_texts()] == ["fit", "probe"]
+    plt.close("all")
+
+
+class HalfwayEncoder:
+    """An encoder whose reconstruction is known: each column pulled `kept` of the way from its
+    mean to the input (R² = 1 - (1 - kept)²)."""
+
+    def __init__(self, kept):
+        self.kept = kept
+
+    def reconstruct(self, X):
+        X = np.asarray(X, dtype=float)
+        return X.mean(axis=0) + self.kept * (X - X.mean(axis=0))
+
+
+def _problem(X, y, kind, shape, names=None):
+    import types
+
+    dataset = types.SimpleNamespace(kind=kind, shape=shape, feature_names=names)
+    return types.SimpleNamespace(X=X, y=y, seed=0, dataset=dataset)
+
+
+def test_tabular_reports_show_the_columns_the_reconstruction_keeps_least_by_name_and_r2(rng):
+    """A tabular study's report had no reconstruction section at all: now each column's R²,
+    the worst first, named as the CSV names it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from search.report import RECONSTRUCTIONS, WORST_COLUMNS
+
+    title, draw = RECONSTRUCTIONS["tabular"]
+    kept = np.linspace(0.0, 1.0, 40)  # column i keeps kept[i]: R² rises with i
+    X = rng.normal(size=(300, 40))
+    names = tuple(f"col{i}" for i in range(40))
+    fig = draw(plt, HalfwayEncoder(kept), _problem(X, np.zeros(300), "tabular", (40,), names))
+    bars = fig.axes[0].patches
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert len(bars) == WORST_COLUMNS and labels[::-1] == [f"col{i}" for i in range(WORST_COLUMNS)]  # worst on top
+    widths = [bar.get_width() for bar in bars][::-1]
+    np.testing.assert_allclose(widths, 1 - (1 - kept[:WORST_COLUMNS]) ** 2, atol=1e-9)
+    assert "the columns it keeps least, of 40" in fig.axes[0].get_title(loc="left")
+    plt.close("all")
+    assert title == "Columns the reconstruction keeps"
+
+
+def test_sequence_reports_draw_sampled_series_over_their_reconstructions(rng):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from search.report import CHANNELS, RECONSTRUCTIONS, SERIES
+
+    title, draw = RECONSTRUCTIONS["sequence"]
+    X = rng.normal(size=(50, 30 * 5))  # flat rows of (30 steps, 5 channels)
+    y = np.repeat(["a", "b"], 25)
+    fig = draw(plt, HalfwayEncoder(0.5), _problem(X, y, "sequence", (30, 5)))  # X - 0.5 (X - mean)
+    assert len(fig.axes) == SERIES and title == "Inputs and reconstructions"
+    for ax in fig.axes:
+        lines = ax.get_lines()
+        assert len(lines) == 2 * CHANNELS and all(len(line.get_ydata()) == 30 for line in lines)
+        drawn, rebuilt = lines[0].get_ydata(), lines[1].get_ydata()  # channel 0: input, then reconstruction
+        assert any(np.array_equal(row.reshape(30, 5)[:, 0], drawn) for row in X)  # a sampled series, in steps
+        assert not np.allclose(drawn, rebuilt) and lines[0].get_color() == lines[1].get_color()
+        assert ax.get_title(loc="left").startswith("label ")
+    assert "(channels 1-3 of 5)" in fig.axes[0].get_title()
     plt.close("all")

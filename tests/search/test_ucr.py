@@ -59,6 +59,11 @@ def test_a_ucr_search_runs_to_its_export_with_the_minirocket_baseline(tmp_path):
     assert manifest["data"]["name"] == "ucr-UnitTest" and manifest["data"]["shape"] == [24, 1]
     assert manifest["data"]["kind"] == "sequence"
     assert set(json.loads((study / "baselines.json").read_text())) == {"raw", "pca", "minirocket"}
+    report = run_cli("report", study, "--html")  # series drawn over their reconstructions
+    assert report.returncode == 0, report.stderr[-2000:]
+    page = (study / "report.html").read_text()
+    drawn = page[page.index('<section id="inputs-and-reconstructions">'):]
+    assert drawn.index('src="data:image/png;base64,') < drawn.index("</section>")
 
 
 def test_the_series_space_runs_its_start_points_and_exports_a_per_series_encoder(tmp_path):
