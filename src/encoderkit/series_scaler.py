@@ -39,6 +39,10 @@ class SeriesStandardScaler(TransformerMixin, BaseEstimator):
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         if X.shape[1] % int(self.channels):
             raise ValueError(f"X has {X.shape[1]} features, not a multiple of channels={self.channels}")
+        if X.shape[1] == int(self.channels):  # every value is its own channel's mean: all zeros
+            raise ValueError(f"series scaling standardises each series over its steps, and these series have "
+                             f"one step ({X.shape[1]} feature(s), channels={self.channels}): every value would "
+                             "become 0; use scaling='standard'")
         return self
 
     def transform(self, X):

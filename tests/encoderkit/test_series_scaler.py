@@ -45,6 +45,18 @@ def test_a_row_that_is_not_whole_steps_is_refused():
         SeriesStandardScaler(channels=2).fit(np.zeros((3, 5)))
 
 
+def test_series_of_one_step_are_refused_since_every_value_would_become_zero():
+    """A (T=1, F) sample, or a tabular row taken as one series, was scaled to all zeros in
+    silence: the autoencoder then learnt nothing and every code was the same."""
+    with pytest.raises(ValueError, match=r"these series have one step \(3 feature\(s\), channels=3\).*"
+                                         "use scaling='standard'"):
+        SeriesStandardScaler(channels=3).fit(series(steps=1, channels=3).reshape(30, -1))
+    model = AutoencoderTransformer(family="dense", code_size=2, scaling="series", epochs=1)
+    with pytest.raises(ValueError, match="every value would become 0"):
+        model.fit(series(steps=1, channels=2))
+    SeriesStandardScaler(channels=3).fit(series(steps=2, channels=3).reshape(30, -1))  # two steps: fine
+
+
 def test_the_transformer_scales_per_series_and_its_export_does_the_same(tmp_path):
     X = series(n=40, steps=16)
     model = AutoencoderTransformer(family="conv1d", code_size=3, scaling="series", epochs=2, random_state=0,
