@@ -265,6 +265,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
             return X[list(names)]
         X = _nested_samples_as_array(X)
         if _dims(X) <= 2:
+            self._refuse_misshapen_rows(X)
             return X
         shape = tuple(X.shape[1:])
         expected = tuple(getattr(self, "sample_shape_", None) or (self.n_features_in_,))
@@ -272,6 +273,27 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
             raise ValueError(f"X has samples of shape {shape}, but the encoder takes samples of shape "
                              f"{expected} (or flat rows of {int(np.prod(expected))} values)")
         return _flat(X)
+
+    def _refuse_misshapen_rows(self, X):
+        """Rows that cannot be what fit saw, named in its terms where scikit-learn's message
+        would not: one sample passed without its batch axis, rows of another width than the
+        fitted samples, one 1-D row (scikit-learn prints the whole array)."""
+        shape = getattr(X, "shape", None)
+        if not isinstance(shape, tuple):
+            return
+        sample = tuple(getattr(self, "sample_shape_", None) or (self.n_features_in_,))
+        width = int(np.prod(sample))
+        if len(shape) == 1 and shape[0] == width > 1:  # (one feature: a column or a row, sklearn asks)
+            raise ValueError(f"X is one row of {width} values (1-D), but the encoder takes a batch of rows. "
+                             "Reshape your data: X.reshape(1, -1)")  # scikit-learn's words, which its checks expect
+        if len(sample) < 2 or len(shape) != 2:
+            return  # tabular: scikit-learn names the number of features
+        if shape == sample:
+            raise ValueError(f"X has shape {shape}: one sample of the fitted shape, but the encoder takes a batch "
+                             f"of samples: pass X[None] (shape (1, {', '.join(map(str, sample))}))")
+        if shape[1] != width:
+            raise ValueError(f"X has rows of {shape[1]} values, but the encoder takes samples of shape {sample} "
+                             f"(or flat rows of {width} values)")
 
     def __getstate__(self):
         state = super().__getstate__()
@@ -339,14 +361,30 @@ def _stop_on_nan(keras):
 
 
 def _nested_samples_as_array(X):
-    """Nested lists of N-D samples as the array they spell; rows and ragged lists as given
-    (sklearn's validation judges them)."""
+    """Nested lists of N-D samples as the array they spell; lists of rows as given (sklearn's
+    validation judges them); ragged lists refused naming the first sample of another shape
+    (numpy's own message speaks of an "inhomogeneous part")."""
     if isinstance(X, (list, tuple)):
         try:
             return np.asarray(X) if np.ndim(X) > 2 else X
         except ValueError:
-            pass
+            raise ValueError(_ragged(X)) from None
     return X
+
+
+def _ragged(X) -> str:
+    def shape(item):
+        try:
+            return np.shape(item)
+        except ValueError:  # ragged inside too
+            return f"{len(item)} ragged items" if hasattr(item, "__len__") else "?"
+
+    first = shape(X[0])
+    other = next((i for i in range(1, len(X)) if shape(X[i]) != first), None)
+    if other is None:  # the first item is ragged inside
+        return f"X[0] is ragged ({first}): every sample needs one shape"
+    return (f"X holds samples of unequal shape: X[0] has shape {first}, X[{other}] has {shape(X[other])}; "
+            "every sample needs one shape (pad or cut series to one length)")
 
 
 def _dims(X) -> int:

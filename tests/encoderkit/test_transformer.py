@@ -249,6 +249,29 @@ def test_samples_of_the_fitted_shape_and_flat_rows_give_identical_codes(rng):
         fitted.transform(X[:0])
 
 
+def test_misshapen_input_is_named_in_the_fitted_samples_terms(rng):
+    """One (T, F) sample without its batch axis was "X has 3 features, but ... expecting 18",
+    rows of another width spoke only of features, one 1-D row printed the whole array, and a
+    ragged list of series gave NumPy's "inhomogeneous part"."""
+    X = rng.normal(size=(40, 6, 3))
+    fitted = AutoencoderTransformer(family="dense", code_size=2, epochs=1, random_state=0).fit(X)
+    for method in (fitted.transform, fitted.reconstruct):
+        with pytest.raises(ValueError, match=r"^X has shape \(6, 3\): one sample of the fitted shape, .*X\[None\]"):
+            method(X[0])
+        with pytest.raises(ValueError, match=r"^X has rows of 12 values, but the encoder takes samples of shape "
+                                             r"\(6, 3\) \(or flat rows of 18 values\)$"):
+            method(X.reshape(40, -1)[:, :12])
+        one_row = r"^X is one row of 18 values \(1-D\), .*Reshape your data: X.reshape\(1, -1\)$"
+        with pytest.raises(ValueError, match=one_row):
+            method(X[0].ravel())
+    ragged = [X[0], X[1, :4], X[2]]
+    for method in (fitted.transform, AutoencoderTransformer(family="dense", epochs=1).fit):
+        with pytest.raises(ValueError, match=r"^X holds samples of unequal shape: X\[0\] has shape \(6, 3\), "
+                                             r"X\[1\] has \(4, 3\); every sample"):
+            method(ragged)
+    np.testing.assert_array_equal(fitted.transform(X[:1]), fitted.transform(X[0][None]))  # the remedy works
+
+
 def test_fit_takes_lists_of_samples_and_refuses_samples_that_contradict_input_shape(rng):
     """fit read a list of (T, F) samples as "dim 3" (transform took it), and took (4, 3)
     samples for input_shape=(6, 2) because both hold 12 values: steps and channels mixed."""
