@@ -542,8 +542,8 @@ def from_memory(X, y=None, target: str | None = None) -> Dataset:
             raise DataError("y=None: a search needs labels; pass y (one label per row of X)")
         try:
             array = np.asarray(X)
-        except ValueError as exc:  # rows of different lengths
-            raise DataError(f"X: cannot be read as one array ({_first_line(exc)})") from None
+        except ValueError:  # rows of different lengths
+            raise DataError(unequal_samples(X)) from None
         if not 2 <= array.ndim <= 4:  # a 5-D array was searched as a table of its flattened values
             raise DataError(f"X: must have {ROWS_OF_SAMPLES}, got shape {array.shape}")
         shape = tuple(array.shape[1:])
@@ -608,6 +608,27 @@ def _labels(y, where="y") -> np.ndarray:
                             "give them one type, e.g. y.astype(str)")
         labels = labels.astype(str)
     return labels
+
+
+def unequal_samples(X) -> str:
+    """What makes a list of samples ragged, naming the first sample of another shape than X[0]
+    (NumPy's own message speaks of an "inhomogeneous part")."""
+    def shape(item):
+        try:
+            return np.shape(item)
+        except ValueError:  # ragged inside too
+            return f"{len(item)} ragged items" if hasattr(item, "__len__") else "?"
+
+    try:
+        items = list(X)
+    except TypeError:
+        return f"X ({type(X).__name__}) cannot be read as one array"
+    first = shape(items[0])
+    other = next((i for i in range(1, len(items)) if shape(items[i]) != first), None)
+    if other is None:  # the first item is ragged inside
+        return f"X[0] is ragged ({first}): every sample needs one shape"
+    return (f"X holds samples of unequal shape: X[0] has shape {first}, X[{other}] has {shape(items[other])}; "
+            "every sample needs one shape (pad or cut series to one length)")
 
 
 def content_hash(dataset: Dataset) -> str:

@@ -19,7 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions  # scikit-learn
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from encoderkit.batches import training_data
-from encoderkit.data import check_frame, first_non_finite, names_features
+from encoderkit.data import check_frame, first_non_finite, names_features, unequal_samples
 from encoderkit.errors import DataError, TrainingError
 from encoderkit.families import FAMILIES, OPTIMIZERS, get_family
 from encoderkit.fit_state import kept_on_failure
@@ -368,23 +368,8 @@ def _nested_samples_as_array(X):
         try:
             return np.asarray(X) if np.ndim(X) > 2 else X
         except ValueError:
-            raise ValueError(_ragged(X)) from None
+            raise ValueError(unequal_samples(X)) from None
     return X
-
-
-def _ragged(X) -> str:
-    def shape(item):
-        try:
-            return np.shape(item)
-        except ValueError:  # ragged inside too
-            return f"{len(item)} ragged items" if hasattr(item, "__len__") else "?"
-
-    first = shape(X[0])
-    other = next((i for i in range(1, len(X)) if shape(X[i]) != first), None)
-    if other is None:  # the first item is ragged inside
-        return f"X[0] is ragged ({first}): every sample needs one shape"
-    return (f"X holds samples of unequal shape: X[0] has shape {first}, X[{other}] has {shape(X[other])}; "
-            "every sample needs one shape (pad or cut series to one length)")
 
 
 def _dims(X) -> int:

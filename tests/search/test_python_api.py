@@ -223,7 +223,8 @@ def test_a_study_of_arrays_keeps_them_for_the_command_line_and_refuses_other_arr
     (lambda X, y: search.run(X, y, space=123), "space: expected a shipped space's name or a YAML file path, got 123"),
     (lambda X, y: search.run(X, y, study_dir=123), "study_dir: expected a folder path, got 123"),
     (lambda X, y: search.run(X, y, study_dir=""), "study_dir: an empty path; give a folder, or none for studies/NAME-TIME"),
-    (lambda X, y: search.run([[1.0, 2.0], [3.0]] * 30, [0, 1] * 30), "X: cannot be read as one array"),
+    (lambda X, y: search.run([[1.0, 2.0], [3.0]] * 30, [0, 1] * 30),  # was numpy's "inhomogeneous part"
+     "X holds samples of unequal shape: X[0] has shape (2,), X[1] has (1,); every sample needs one shape"),
     (lambda X, y: search.run(X[:0], y[:0]), "X: no rows or no feature columns"),  # reshape(0, -1) failed
     (lambda X, y: search.run({"pixels": X}, y), "X: expected an array or a DataFrame, got dict"),
     (lambda X, y: search.run(pd.DataFrame(X), pd.Series(y)[::-1]),  # same index, other order: each label elsewhere
