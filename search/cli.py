@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="start (or continue) a search")
     run.add_argument(
         "--data", default=StudySpec.data, type=_path,
-        help="digits, fashion-mnist, insurance[:n=N,seed=S], ucr:NAME (a UCR/UEA dataset bundled with aeon), "
+        help="digits, fashion-mnist[:n=N,seed=S], insurance[:n=N,seed=S], ucr:NAME (a UCR/UEA dataset bundled with aeon), "
              "or a .csv/.npy/.npz file (default: %(default)s)",
     )
     run.add_argument("--data-dir", default=None, type=_path, help="where fashion-mnist's IDX files are (default: Debian's path)")
@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="print the leaderboard of a study, or write an HTML report")
     report.add_argument("study_dir", type=_path, help="the study directory (read only)")
-    report.add_argument("--top", type=int, default=10, help="trials shown in the leaderboard (default: 10)")
+    report.add_argument("--top", type=int, default=10, help="trials shown in the leaderboard, also the HTML one (default: 10)")
     report.add_argument("--html", action="store_true", help="write one self-contained HTML file with plots")
     report.add_argument("-o", "--out", default=None, type=_path,
                         help="HTML file (default: STUDY/report.html); implies --html")
@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("study_dir", type=_path, help="the study directory")
     export.add_argument("--trial", type=int, default=None,
                         help="a completed trial's number (default: the best; another goes to STUDY/export-trial-N)")
-    export.add_argument("-o", "--out", default=None, type=_path, help="export directory (default: STUDY/export)")
+    export.add_argument("-o", "--out", default=None, type=_path, help="export directory (default: STUDY/export; with --trial, STUDY/export-trial-N)")
 
     replay = commands.add_parser("replay", help="re-score a completed trial and compare with its stored score")
     replay.add_argument("study_dir", type=_path, help="the study directory (read only)")
@@ -244,7 +244,7 @@ def cmd_report(args):
 
         _quiet_libraries()
         import_keras_quietly()
-        print(f"report: {write_html(args.study_dir, args.out)}")
+        print(f"report: {write_html(args.study_dir, args.out, top=args.top)}")
         return
     from search.storage import load_readonly
 

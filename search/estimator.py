@@ -43,8 +43,8 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
     `study_dir` (None: a temporary directory; a folder holds one study, so leave it None in
     `cross_val_score` or `GridSearchCV`, whose folds fit clones on other rows), `fresh_process`,
     `storage`, `max_failures`, `gpus`, `address`, `cpus_per_trial`, `gpus_per_trial`, `algorithm`,
-    `keras_backend` (a backend option left None: its backend's default); `verbose` (0: silent,
-    1: notes and a progress bar).
+    `keras_backend` (a backend option left None: its backend's default); `verbose` (0: no
+    printing, notes on the data come as `DataWarning`s; 1: notes and a progress bar).
 
     Attributes after `fit`: `best_estimator_` (a fitted `AutoencoderTransformer`),
     `best_params_` (the best trial's sampled values), `best_score_` (its CV score),

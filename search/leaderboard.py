@@ -1,5 +1,5 @@
 """The leaderboard: finished trials best first, with the baselines scored the same way, and
-the exported winner's test score beside raw's on the same split."""
+the exported winner's test score beside the baselines' on the same split."""
 
 from __future__ import annotations
 

@@ -197,7 +197,8 @@ def make_problem(
 
 
 def _check_subsample(dataset, subsample, n_classes, folds):
-    # Stratified CV on the subsample needs `folds` rows of every class.
+    # Stratified CV needs `folds` rows of every class: a first, loose guard (the sample then
+    # tops rare classes up to what CV and the checkpoint folds need).
     if subsample < n_classes * folds:
         raise DataError(
             f"subsample {subsample}: too small for {n_classes} classes and {folds} CV folds "

@@ -25,7 +25,7 @@ WORST_COLUMNS = 25  # tabular: the columns the reconstruction keeps least
 REPORT_MARKER = "Study report: "  # in the page's title: a file -o may replace holds it
 
 
-def write_html(study_dir, out=None) -> Path:
+def write_html(study_dir, out=None, top=10) -> Path:
     from search.errors import suggested_command
     from search.leaderboard import shown_trials
     from search.preflight import check_report_file
@@ -39,7 +39,7 @@ def write_html(study_dir, out=None) -> Path:
     trials = shown_trials(optuna_study)
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     metric = study.manifest["metric"]
-    sections = [("Leaderboard", f"<pre>{html.escape(result_of(study, optuna_study=optuna_study).leaderboard)}</pre>")]
+    sections = [("Leaderboard", f"<pre>{html.escape(result_of(study, optuna_study=optuna_study, top=top).leaderboard)}</pre>")]
     sections.append(("Optimization history", _figure(history_plot, complete, study.baselines(), metric)))
     sections.append(("Parameter importances", _importances(optuna_study, complete)))
     sections.append(("Score by family", _figure(_by_family, complete, metric)))

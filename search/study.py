@@ -4,7 +4,8 @@
                         budget, package versions
     DIR/space.yaml      the space as it was when the study began (resume uses this copy)
     DIR/study.db        Optuna's SQLite storage (opens in optuna-dashboard as it is)
-    DIR/baselines.json  raw and PCA scored with the same protocol
+    DIR/baselines.json  the baselines (raw, PCA; handcrafted or MiniRocket where the data
+                        has them) scored with the same protocol
     DIR/logs/           one log per extra worker process
     DIR/export/         the exported best encoder (DIR/export-trial-N/: another trial's)
     DIR/test_uses.json  every scoring of the test part: when, which trial, the score

@@ -49,7 +49,8 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
     Parameters
     ----------
     family : str
-        A registered family: dense, denoising, sparse, vae.
+        A registered family: dense, denoising, sparse, vae, conv1d, conv2d, seq2seq
+        (`encoderkit.families.FAMILIES`).
     code_size : int
         Width of the code (the transformer's output, plus the inputs if `include_input`).
     family_params : dict or None

@@ -163,6 +163,16 @@ def test_html_report_holds_the_studys_trials_best_trial_baselines_and_plots(repo
             assert pixels[..., :3].std() > 0.01, f"{name}: a blank image"
 
 
+def test_top_limits_the_html_leaderboard_as_it_does_the_printed_one(report, tmp_path):
+    """`report --html --top N` was accepted and ignored: the page always showed 10 trials."""
+    study, _ = report
+    made = run_cli("report", study, "-o", tmp_path / "top.html", "--top", 1)
+    assert made.returncode == 0, made.stderr[-2000:]
+    board = Page((tmp_path / "top.html").read_text()).sections["leaderboard"]["pre"]
+    shown = [m.group(2) for m in map(ROW.match, board.splitlines()) if m and m.group(2).startswith("trial ")]
+    assert len(shown) == 1 and sum(t.state.name == "COMPLETE" for t in stored_trials(study)) > 1, board
+
+
 def chromium():
     found = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if not found:
