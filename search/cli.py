@@ -146,7 +146,7 @@ def main(argv=None) -> int:
         if result is not None:
             print(result.leaderboard)
         print(f"error: {as_flags(str(exc), args)}", file=sys.stderr)
-        return EXIT_USAGE
+        return getattr(exc, "exit_status", EXIT_USAGE)
     except BrokenPipeError:  # `... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would raise again
         return 0
@@ -161,6 +161,11 @@ def main(argv=None) -> int:
             print("interrupted", file=sys.stderr)
         return interrupts.exit_status()  # 130 after Ctrl-C, 143 after SIGTERM
     except Exception as exc:
+        from search.errors import is_disk_full
+
+        if is_disk_full(exc):  # where no command named its study: what and where, in one line
+            print(f"error: no space left on disk ({str(exc).splitlines()[0][:300]})", file=sys.stderr)
+            return 1
         if not interrupts.is_interrupt(exc):  # a library's own error after a second Ctrl-C is that Ctrl-C
             raise
         print("interrupted", file=sys.stderr)

@@ -28,7 +28,7 @@ from encoderkit.export import check_destination
 from encoderkit.probe import cv_score
 from search import compile_cache, devices, faults, interrupts
 from search.backends import get_backend
-from search.errors import FatalSearchError, Interrupted, SettingsError, StudyError, suggested_command
+from search.errors import FatalSearchError, Interrupted, SettingsError, StudyError, disk_full_named, suggested_command
 from search.lock import check_free, study_lock
 from search.preflight import (check_installed, check_machine, check_writable_study_dir, choose_keras_backend,
                               check_jax_platforms, connect_ray, keras_backend_to_use, use_keras_backend)
@@ -344,7 +344,8 @@ def _search_and_export(study, problem, space, progress, export, notes, verbose):
     options = backend.Options.from_manifest(study.manifest)
     # e.g. the driver's GPU, before TensorFlow starts; put back after, so that a notebook's next
     # run (or its own code) sees the devices it had
-    with environment(options.process_env()):
+    with environment(options.process_env()), disk_full_named(study.directory,
+                                                             suggested_command("resume", study.directory)):
         return _search_and_export_with(backend, options, study, problem, space, progress, export, notes, verbose)
 
 

@@ -1,5 +1,8 @@
 """Errors of the search engine. `SearchError` and encoderkit's errors are user errors: the CLI
-prints them as one line and exits with status 2."""
+prints them as one line and exits with status 2 (`DiskFull`: 1, the machine's, not the input's)."""
+
+import contextlib
+import errno
 
 
 class SearchError(Exception):
@@ -45,6 +48,54 @@ class FatalSearchError(SearchError):
     carries `result`, the study's leaderboard so far (each failed trial with its reason)."""
 
     result = None
+
+
+class DiskFull(SearchError, OSError):
+    """The disk holding a study filled up during a command. What was stored stays whole
+    (SQLite rolls back the write it could not make; our files are written whole or not at
+    all), so the message says what to run once there is space. An OSError (ENOSPC), as the
+    failed write was."""
+
+    exit_status = 1
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.errno = errno.ENOSPC
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc`, or an exception it was raised from, is a write to a full disk or quota:
+    an OSError, or SQLite's "database or disk is full" (wrapped by SQLAlchemy and Optuna)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "database or disk is full" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+@contextlib.contextmanager
+def disk_full_named(directory, then: str):
+    """A full disk inside the block becomes one `DiskFull` naming `directory`, its free space
+    and `then`, the command that goes on once there is space."""
+    try:
+        yield
+    except DiskFull:
+        raise
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        import shutil
+
+        try:
+            free = f"{shutil.disk_usage(directory).free / 2**20:.1f} MiB free now"
+        except OSError:
+            free = "free space unknown"
+        raise DiskFull(f"{directory}: no space left on its disk ({free}); what the study stored is kept: "
+                       f"free some space, then run `{then}`") from exc
 
 
 class Interrupted(KeyboardInterrupt):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from encoderkit.data import IN_MEMORY, is_file_name
 from encoderkit.errors import DataError
-from search.errors import OtherData, StudyError, suggested_command
+from search.errors import OtherData, StudyError, disk_full_named, suggested_command
 from search.lock import study_lock
 from search.preflight import check_installed, check_writable_study_dir, use_keras_backend
 from search.storage import fetch_metadata, finished_count, load, missing_file, public_url, recover
@@ -81,8 +81,9 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
         bar = engine.ProgressBar(Budget.from_manifest(manifest).trials) if progress else None
         try:
             # A sampler seed of its own: this worker's trials differ from every other worker's.
-            optuna_study = optimize(study, problem, space, worker=1000 + os.getpid() % 100000,
-                                    callbacks=[bar] if bar else ())
+            with disk_full_named(local, suggested_command("resume", local)):  # resume joins again
+                optuna_study = optimize(study, problem, space, worker=1000 + os.getpid() % 100000,
+                                        callbacks=[bar] if bar else ())
         finally:
             if bar:
                 bar.close()

@@ -17,7 +17,7 @@ from encoderkit.errors import DataError
 from encoderkit.export import check_destination, remove_leftovers
 from encoderkit.probe import REFERENCE, test_score
 from search import compile_cache
-from search.errors import StudyError
+from search.errors import StudyError, disk_full_named, suggested_command
 from search.faults import crash_point
 from search.lock import check_free, study_lock
 from search.preflight import check_writable_study_dir, use_study_keras_backend
@@ -41,7 +41,9 @@ def export_best(study_dir, trial=None, out=None) -> dict:
     destination = export_destination(study, trial, out)
     check_destination(destination)  # before minutes of refitting
     pick_trial(load_readonly(study), trial, study.directory)  # a bad --trial touches nothing
-    with study_lock(study.directory, "export"):
+    again = suggested_command("export", study.directory, *(["--trial", trial] if trial is not None else []),
+                              *(["-o", out] if out is not None else []))
+    with study_lock(study.directory, "export"), disk_full_named(study.directory, again):
         if out is None:  # the study's own export folders: the lock says no other command writes them
             remove_leftovers(destination)  # a killed export's staging copy
         return refit_and_export(study, trial=trial, out=destination)

@@ -26,7 +26,7 @@ REPORT_MARKER = "Study report: "  # in the page's title: a file -o may replace h
 
 
 def write_html(study_dir, out=None, top=10) -> Path:
-    from search.errors import suggested_command
+    from search.errors import disk_full_named, suggested_command
     from search.leaderboard import shown_trials
     from search.preflight import check_report_file
     from search.results import result_of
@@ -56,7 +56,9 @@ def write_html(study_dir, out=None, top=10) -> Path:
         todo = (f"run <code>{html.escape(suggested_command('export', study.directory))}</code>" if complete
                 else "no trial has finished yet")
         sections.append(("Winner's codes in 2-D", f"<p>No export yet: {todo}.</p>"))
-    atomic_write(path, _page(study, sections))  # a report cut short leaves the old one whole
+    again = suggested_command("report", study.directory, "-o", path)
+    with disk_full_named(path.parent, again):
+        atomic_write(path, _page(study, sections))  # a report cut short leaves the old one whole
     return path
 
 
