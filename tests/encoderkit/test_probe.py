@@ -104,6 +104,22 @@ def test_test_score_interval_contains_the_score():
     assert low < high
 
 
+def test_the_interval_is_a_95_percent_one_about_as_wide_as_the_normal_approximation():
+    """The bootstrap's 2.5th and 97.5th percentiles: a 90% interval would pass every test above."""
+    X, y = noise(2400, seed=3)
+    X[:, 0] += 1.5 * y
+    score, low, high = held_out_score(X[:400], y[:400], X[400:], y[400:], "accuracy", seed=0, n_boot=1000)
+    normal = 2 * 1.96 * np.sqrt(score * (1 - score) / 2000)  # 90%: 2 * 1.645 * ..., 16% narrower
+    assert abs((high - low) / normal - 1) < 0.07, (high - low, normal)
+
+
+@pytest.mark.parametrize("model, iterations", [("logistic_regression", 1000), ("fast_logistic", 100)])
+def test_the_probes_keep_their_iteration_budgets(model, iterations):
+    """The reference probe's held-out scores assume lbfgs converges (1000 iterations); the
+    fast one trades that for speed in the search's CV, within half a point (tested below)."""
+    assert make_probe(model)[-1].max_iter == iterations
+
+
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_test_score_roc_auc_on_separable_data(n_classes):
     X, y = separable(n_classes, n=120)

@@ -321,3 +321,37 @@ def test_a_recurrent_encoder_encodes_through_a_compiled_function(rng, monkeypatc
     assert np.allclose(codes, direct, atol=1e-5)
     if keras.backend.backend() == "tensorflow":  # JAX jits its own function over every model
         assert predicted
+
+
+def test_early_stopping_watches_held_out_rows_and_keeps_the_best_epochs_weights(rng, monkeypatch):
+    """The validation slice is rows the model never trains on, and the fitted model is the
+    epoch with the lowest validation loss, not the last one (`restore_best_weights`)."""
+    import encoderkit.transformer as transformer_module
+
+    seen = {}
+    original = transformer_module.training_data
+
+    def recording(backend, train, valid, batch_size, seed):
+        seen.update(train=np.asarray(train), valid=np.asarray(valid))
+        return original(backend, train, valid, batch_size, seed)
+
+    monkeypatch.setattr(transformer_module, "training_data", recording)
+    X = rng.normal(size=(200, 12))
+    # a learning rate this high makes the validation loss jump about, so the last epoch is not the best
+    fitted = AutoencoderTransformer(code_size=3, epochs=10, patience=10, learning_rate=0.3, validation_fraction=0.2,
+                                    random_state=0).fit(X)
+    train, valid = seen["train"], seen["valid"]
+    assert len(train) == 160 and len(valid) == 40
+    assert not {row.tobytes() for row in train} & {row.tobytes() for row in valid}
+    losses = fitted.history_["val_loss"]
+    assert int(np.argmin(losses)) != len(losses) - 1, losses  # else this test could not tell
+    now = fitted.autoencoder_.evaluate(valid, valid, verbose=0)
+    np.testing.assert_allclose(now, min(losses), rtol=1e-4)
+
+
+@pytest.mark.parametrize("optimizer, name", [("adam", "Adam"), ("rmsprop", "RMSprop"), ("sgd", "SGD")])
+def test_the_chosen_optimizer_and_learning_rate_train_the_model(rng, optimizer, name):
+    fitted = AutoencoderTransformer(code_size=2, epochs=1, optimizer=optimizer, learning_rate=0.004,
+                                    random_state=0).fit(rng.normal(size=(40, 5)))
+    assert type(fitted.autoencoder_.optimizer).__name__ == name
+    assert float(fitted.autoencoder_.optimizer.learning_rate) == pytest.approx(0.004)

@@ -38,3 +38,44 @@ def test_a_baseline_above_the_winners_interval_on_the_test_part_is_said_in_words
     assert note in format_leaderboard(rows, {}, "accuracy", export)
     export["baselines_test"]["raw"]["score"] = 0.92  # within the interval: no claim either way
     assert "Note:" not in format_leaderboard(rows, {}, "accuracy", export)
+
+
+def _complete(n):
+    return [Row(f"trial {i}", "dense", "code=4", 0.5 + i / 100, 0.01, "complete", 1.0) for i in range(n)]
+
+
+def test_top_shows_the_best_trials_and_every_baseline():
+    board = format_leaderboard(_complete(12), {"raw": {"cv_mean": 0.3, "cv_std": 0.01}}, "accuracy", None, top=3)
+    ranked = [line.split()[1:3] for line in board.splitlines()[2:] if line.split()[0].isdigit()]
+    assert ranked == [["trial", "11"], ["trial", "10"], ["trial", "9"], ["baseline", "raw"]]
+
+
+def test_five_failed_trials_are_listed_and_the_rest_counted():
+    failed = [Row(f"trial {i}", "dense", "", None, None, "fail", note=f"reason {i}") for i in range(6)]
+    board = format_leaderboard(_complete(1) + failed, {}, "accuracy", None)
+    assert [line.split("failed: ")[1] for line in board.splitlines() if "failed: " in line] == [
+        f"reason {i}" for i in range(5)]
+    assert "      ... and 1 more failed trials" in board.splitlines()
+
+
+EXPORT = {"trial": 0, "n_test_rows": 450, "test": {"score": 0.90, "low": 0.87, "high": 0.93}}
+USE = {"time": "2026-12-03T04:43:05+0000", "trial": 3, "best": False, "metric": "accuracy", "score": 0.8,
+       "low": 0.7, "high": 0.9, "export": "elsewhere"}
+
+
+def test_the_refit_note_appears_only_when_trials_saw_fewer_rows_than_the_refit():
+    rows = _complete(1)
+    subsampled = format_leaderboard(rows, {}, "accuracy", {**EXPORT, "n_fit_rows": 1347, "n_trial_rows": 300})
+    assert "(trials on 300 rows, winner refit on 1347)" in subsampled
+    for seen in (1347, None):
+        assert "refit on" not in format_leaderboard(rows, {}, "accuracy", {**EXPORT, "n_fit_rows": 1347,
+                                                                             "n_trial_rows": seen})
+
+
+def test_a_single_look_at_the_test_part_is_listed_where_the_study_has_no_export_of_its_own():
+    """`export --trial N -o DIR` scored the test part once, and the study has no export: that
+    look is listed; with the study's export it is the one its test line already shows."""
+    rows = _complete(1)
+    assert "Uses of the held-out test part" in format_leaderboard(rows, {}, "accuracy", None, test_uses=[USE])
+    assert "Uses of the held-out test part" not in format_leaderboard(rows, {}, "accuracy", EXPORT, test_uses=[USE])
+    assert "used 2 times, listed below" in format_leaderboard(rows, {}, "accuracy", EXPORT, test_uses=[USE, USE])
