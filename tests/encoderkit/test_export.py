@@ -294,6 +294,36 @@ def test_an_export_killed_between_its_two_renames_is_put_back(exported):
     np.testing.assert_array_equal(load_encoder(directory).transform(X), transformer.transform(X))
 
 
+def test_after_several_killed_exports_the_newest_retired_copy_comes_back(exported, tmp_path):
+    """Two exports killed between their renames leave two retired copies: the newer one is
+    the export that was in place last, and the older one goes."""
+    import time
+
+    from encoderkit.export import remove_leftovers
+
+    directory, transformer, X = exported
+    older = directory.with_name(f".{directory.name}.old-1")
+    older.mkdir()
+    (older / "marker").write_text("older")
+    newer = directory.with_name(f".{directory.name}.old-2")
+    directory.rename(newer)
+    os.utime(older, (time.time() - 60, time.time() - 60))  # retired a minute before the other
+    remove_leftovers(directory)
+    assert not older.exists() and not newer.exists() and not (directory / "marker").exists()
+    np.testing.assert_array_equal(load_encoder(directory).transform(X), transformer.transform(X))
+
+
+def test_an_encoder_fit_with_a_random_state_object_exports_and_loads(small_digits, tmp_path):
+    """A RandomState was used up by fit: the export records None in its place (a JSON
+    manifest cannot hold it, and load_encoder rebuilds from the manifest's parameters)."""
+    X, _ = small_digits
+    fitted = AutoencoderTransformer(code_size=3, epochs=1, random_state=np.random.RandomState(0)).fit(X[:200])
+    save_export(tmp_path / "export", fitted, {})
+    loaded = load_encoder(tmp_path / "export")
+    assert loaded.get_params()["random_state"] is None
+    np.testing.assert_array_equal(loaded.transform(X[:20]), fitted.transform(X[:20]))
+
+
 def test_a_scaler_array_that_is_not_a_fitted_attribute_is_refused(exported):
     import hashlib
 

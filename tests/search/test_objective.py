@@ -223,6 +223,43 @@ def test_out_of_memory_is_retried_once_with_half_the_batch(small_digits, monkeyp
     with pytest.raises(FailedTrial, match="out of memory, also at batch size 64"):
         evaluate(problem, tight, seed=0)
     assert batches == [128, 64]
+    batches.clear()
+    single = {**CANDIDATE, "training": {**CANDIDATE["training"], "batch_size": 1}}
+
+    def always_out_of_memory(self, X, y=None, callbacks=None):
+        batches.append(self.batch_size)
+        raise ResourceExhaustedError("OOM when allocating tensor")
+
+    monkeypatch.setattr(AutoencoderTransformer, "fit", always_out_of_memory)
+    with pytest.raises(FailedTrial, match="^out of memory at batch size 1: "):  # no half batch to try
+        evaluate(problem, single, seed=0)
+    assert batches == [1]
+
+
+def test_codes_with_nan_are_a_failed_trial(small_digits, monkeypatch):
+    """A NaN in the codes (an overflow in the encoder) fails the trial by name, not later as
+    the probe's "Input X contains NaN"."""
+    from encoderkit.transformer import AutoencoderTransformer
+
+    real_transform = AutoencoderTransformer.transform
+
+    def one_bad_value(self, X):
+        codes = real_transform(self, X)
+        codes[3, 1] = np.inf
+        return codes
+
+    monkeypatch.setattr(AutoencoderTransformer, "transform", one_bad_value)
+    with pytest.raises(FailedTrial, match="^the code has NaN or infinite values$"):
+        evaluate(poisoned_problem(small_digits), CANDIDATE, seed=0)
+
+
+def test_the_cost_breakdown_takes_checkpoints_out_of_the_training_time():
+    from search.objective import cost_breakdown
+
+    parts = cost_breakdown({"prepare": 0.5, "build": 1.0, "train": 5.0}, 2.0, 0.25, 0.75)
+    assert parts == {"prepare": 0.5, "build": 1.0, "fit": 3.0, "checkpoints": 2.0, "encode": 0.25, "probe": 0.75}
+    jax = cost_breakdown({"prepare": 0.5, "build": 1.0, "train": 5.0}, 2.0, 0.25, 0.75, {"fit": 1.5, "probe": 0.5})
+    assert jax["fit"] == 1.5 and jax["probe"] == 0.25 and jax["compile"] == 2.0
 
 
 def test_a_trial_in_a_fresh_process_scores_like_one_in_this_process(small_digits):
