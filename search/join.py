@@ -17,7 +17,7 @@ import socket
 import time
 from pathlib import Path
 
-from encoderkit.data import IN_MEMORY, is_file_name
+from encoderkit.data import IN_MEMORY, content_hash, is_file_name, load_dataset
 from encoderkit.errors import DataError
 from search.errors import OtherData, StudyError, disk_full_named, suggested_command
 from search.lock import study_lock
@@ -48,7 +48,7 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
         raise StudyError(f"storage {public}: study {name!r} runs on backend {manifest.get('backend')}; "
                          "only optuna studies take joining workers")
     local = check_writable_study_dir(study_dir or f"studies/{name}-join-{socket.gethostname()}")
-    _check_local(local, public, name)
+    check_join_directory(local, public, name)
     check_installed("keras_backend", manifest.get("keras_backend") or "tensorflow")
     created = not local.exists()
     local.mkdir(parents=True, exist_ok=True)
@@ -56,15 +56,17 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
         try:
             # "joined": this directory's commands leave the export to the study's run (one look at the test part)
             manifest = {**with_local_data(manifest, local, data, name, public), "workers": 1, "joined": True}
-            (local / "space.yaml").write_text(space_text)
+            (local / "space.yaml").write_text(space_text)  # the study's own (another study's folder was refused)
             study = Study(local, manifest)
-            study.write_json("manifest.json", manifest)
             try:
                 problem, space = study.problem(), study.space()  # other data is refused here (split hash)
             except OtherData as exc:  # named as the user gave it (this worker's copy is removed)
                 raise StudyError(f"{data or manifest['data']}: not the data of study {name!r} ({exc.what})") from None
             except DataError as exc:
                 raise DataError(str(exc).replace(str(local / DATA_FILE), str(data))) from None
+            # Only now: a join refused for other data left an earlier join directory's manifest
+            # naming that data, and every later command there refused the study.
+            study.write_json("manifest.json", manifest)
         except BaseException:
             if created:  # a refused join leaves nothing behind
                 shutil.rmtree(local, ignore_errors=True)
@@ -100,7 +102,7 @@ def _check_file_exists(public: str):
         raise StudyError(f"storage {public}: {path} does not exist (no study to join)")
 
 
-def _check_local(local: Path, public: str, name: str):
+def check_join_directory(local: Path, public: str, name: str):
     """A local directory is this study's join directory, or new."""
     if (local / "manifest.json").is_file():
         study = open_study(local)
@@ -131,7 +133,13 @@ def with_local_data(manifest: dict, local: Path, data, name: str, public: str) -
         raise StudyError(f"--data {data}: {'a folder, not a file' if Path(data).is_dir() else 'no such file'}")
     if in_memory:
         if Path(data).resolve() != (local / DATA_FILE).resolve():  # (resume gives the copy already here)
-            shutil.copyfile(data, local / DATA_FILE)  # Study.dataset checks its content hash
+            given = IN_MEMORY + content_hash(load_dataset(data))
+            if given != manifest["data"]:  # checked before the copy replaces this directory's own
+                raise StudyError(f"{data}: not the data of study {name!r} (content hash "
+                                 f"{given.removeprefix(IN_MEMORY)}, study: {manifest['data'].removeprefix(IN_MEMORY)})")
+            staged = local / f".{DATA_FILE}.tmp-join"
+            shutil.copyfile(data, staged)
+            os.replace(staged, local / DATA_FILE)  # whole or not at all
         return manifest
     return {**manifest, "data": os.path.abspath(data)}
 

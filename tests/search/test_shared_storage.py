@@ -219,7 +219,7 @@ def test_a_joined_worker_killed_mid_trial_is_failed_by_its_heartbeat_and_its_tri
     assert (killed.datetime_complete - killed.datetime_start).total_seconds() < 50
 
 
-def test_a_joiner_keeps_the_runs_timeout_and_its_looks_at_the_test_part_count_everywhere(tmp_path):
+def test_a_joiner_keeps_the_runs_timeout_and_its_looks_at_the_test_part_count_everywhere(tmp_path, monkeypatch):
     """The run's --timeout is one deadline for the study: a joiner counted it from its own
     start and went on starting trials after the run had exported. A joiner's export is a
     look at the test part that the run's leaderboard must count; `resume` of a join
@@ -268,6 +268,16 @@ def test_a_joiner_keeps_the_runs_timeout_and_its_looks_at_the_test_part_count_ev
         assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "third").exists()
     own = run_cli("join", storage, "--study", "shared", "--study-dir", study, "--no-progress", cwd=tmp_path)
     assert own.returncode == 2 and "the study's own run directory, not a join directory" in own.stderr, own.stderr
+    kept = {path.name for path in joined.iterdir()}  # a refused join into a join directory leaves it whole
+    refused = run_cli("join", storage, "--study", "shared", "--data", other, "--study-dir", joined, cwd=tmp_path)
+    assert refused.returncode == 2 and {path.name for path in joined.iterdir()} == kept, refused.stderr
+    mine = tmp_path / "mine"  # a folder of the user's files is no join directory
+    mine.mkdir()
+    (mine / "notes.txt").write_text("x")
+    refused = run_cli("join", storage, "--study", "shared", "--study-dir", mine, cwd=tmp_path)
+    assert refused.returncode == 2 and "mine: exists and is not a study directory; give another --study-dir" \
+        in refused.stderr and [path.name for path in mine.iterdir()] == ["notes.txt"], refused.stderr
+    _join_checks_in_process(storage, joined, tmp_path, monkeypatch)
     exported = run_cli("export", joined, "-o", tmp_path / "from-join", cwd=tmp_path)  # a second look, elsewhere
     assert exported.returncode == 0, exported.stderr[-2000:]
     report = run_cli("report", study, cwd=tmp_path)
@@ -281,6 +291,26 @@ def test_a_joiner_keeps_the_runs_timeout_and_its_looks_at_the_test_part_count_ev
                      "--study-dir", joined, "--no-progress", cwd=tmp_path)  # a run there would export from a worker
     assert as_run.returncode == 2 and "a worker's directory of study 'shared'; add trials with: python -m search " \
         f"resume {joined}" in as_run.stderr, as_run.stderr
+
+
+def _join_checks_in_process(storage, joined, tmp_path, monkeypatch):
+    """Another study's name on this join directory, and a study of another backend, are refused."""
+    from search import join as join_module
+    from search.errors import StudyError
+    from search.storage import public_url
+
+    with pytest.raises(StudyError, match="holds another study \\(shared\\); give another --study-dir"):
+        join_module.check_join_directory(joined, public_url(storage), "other")
+    real = join_module.fetch_metadata
+
+    def as_ray(public, name):
+        metadata = real(public, name)
+        return {**metadata, "manifest": {**metadata["manifest"], "backend": "ray"}}
+
+    monkeypatch.setattr(join_module, "fetch_metadata", as_ray)
+    with pytest.raises(StudyError, match="study 'shared' runs on backend ray; only optuna studies take joining workers"):
+        join_module.join(storage, "shared", study_dir=tmp_path / "fourth", progress=False)
+    assert not (tmp_path / "fourth").exists()
 
 
 def test_join_directories_are_told_from_run_directories_also_before_they_were_marked(tmp_path):
@@ -303,6 +333,31 @@ def test_a_joiner_without_the_studys_data_file_is_told_how_to_give_its_copy(tmp_
     with pytest.raises(StudyError, match=(rf"^{missing}: no such file on this machine \(the study's data\); give this "
                                           r"machine's copy: python -m search join journal:/j --study s --data PATH$")):
         with_local_data({"data": str(missing)}, tmp_path, None, "s", "journal:/j")
+
+
+def test_a_joiner_with_other_arrays_keeps_this_directorys_copy_of_the_studys(tmp_path):
+    """The other arrays' data.npz replaced the join directory's own copy before its content
+    hash was checked: refused, but the study's copy was gone."""
+    import numpy as np
+
+    from encoderkit.data import IN_MEMORY, content_hash, load_dataset
+    from search.errors import StudyError
+    from search.join import with_local_data
+
+    rng = np.random.default_rng(0)
+    ours, theirs = tmp_path / "data.npz", tmp_path / "theirs.npz"
+    np.savez(ours, X=rng.random((40, 3)), y=np.arange(40) % 2)
+    np.savez(theirs, X=rng.random((40, 3)), y=np.arange(40) % 2)
+    local = tmp_path / "join"
+    local.mkdir()
+    (local / "data.npz").write_bytes(ours.read_bytes())
+    manifest = {"data": IN_MEMORY + content_hash(load_dataset(ours))}
+    with pytest.raises(StudyError, match=rf"^{theirs}: not the data of study 's' \(content hash "):
+        with_local_data(manifest, local, theirs, "s", "journal:/j")
+    assert (local / "data.npz").read_bytes() == ours.read_bytes() and [p.name for p in local.iterdir()] == ["data.npz"]
+    (local / "data.npz").unlink()
+    assert with_local_data(manifest, local, ours, "s", "journal:/j") == manifest
+    assert (local / "data.npz").read_bytes() == ours.read_bytes() and [p.name for p in local.iterdir()] == ["data.npz"]
 
 
 def test_a_study_its_shared_storage_lost_is_refused_and_not_started_again(tmp_path):
