@@ -627,7 +627,9 @@ def test_a_test_row_beyond_float32_once_scaled_is_one_line_at_the_export(tmp_pat
 
     frame = _numeric(n=80, b=np.linspace(0.0, 1e-5, 80))
     frame.to_csv(tmp_path / "data.csv", index=False)
-    test_row = make_problem(load_dataset(str(tmp_path / "data.csv"), target="label")).test_rows[0]
+    test_rows = make_problem(load_dataset(str(tmp_path / "data.csv"), target="label")).test_rows
+    test_row = test_rows[-1]  # its line in the file, not its place in the test part, must be named
+    assert test_row != len(test_rows) - 1
     frame.loc[test_row, "b"] = 1e36  # scaled by the search part's width 1e-5: 1e41
     frame.to_csv(tmp_path / "data.csv", index=False)
     result = run_cli("run", "--space", TINY_SPACE, "--data", tmp_path / "data.csv", "--target", "label",

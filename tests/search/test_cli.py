@@ -241,6 +241,22 @@ def test_a_repeat_run_that_finds_nothing_better_keeps_the_export_and_does_not_sc
 
 
 @CLI_TINY_STUDY
+def test_an_export_made_under_another_keras_backend_is_not_kept_as_the_current_one(tiny_study, tmp_path):
+    import shutil
+
+    from search.refit import current_export
+    from search.study import open_study
+
+    study = shutil.copytree(tiny_study[0], tmp_path / "study")
+    assert current_export(open_study(study))["trial"] == json.loads((study / "export.json").read_text())["trial"]
+    manifest = json.loads((study / "export" / "manifest.json").read_text())
+    kept = json.loads((study / "manifest.json").read_text())["keras_backend"]
+    manifest["keras_backend"] = "jax" if kept == "tensorflow" else "tensorflow"
+    (study / "export" / "manifest.json").write_text(json.dumps(manifest))
+    assert current_export(open_study(study)) is None  # its models differ from the search's: made again
+
+
+@CLI_TINY_STUDY
 def test_an_export_that_is_not_the_studys_own_winner_is_made_again(tiny_study, tmp_path):
     """export.json names the winner, but export/ holds another study's encoder (copied in by
     hand): a repeat run kept it as the study's winner."""
