@@ -355,3 +355,14 @@ def test_the_chosen_optimizer_and_learning_rate_train_the_model(rng, optimizer, 
                                     random_state=0).fit(rng.normal(size=(40, 5)))
     assert type(fitted.autoencoder_.optimizer).__name__ == name
     assert float(fitted.autoencoder_.optimizer.learning_rate) == pytest.approx(0.004)
+
+
+def test_quantile_scaling_on_few_rows_fits_without_a_warning(rng):
+    """QuantileTransformer warns when asked for more quantiles than rows: as many as the rows."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fitted = AutoencoderTransformer(code_size=2, epochs=1, scaling="quantile", random_state=0).fit(
+            rng.normal(size=(200, 4)))
+    assert fitted.scaler_.n_quantiles_ == 200
