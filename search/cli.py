@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="start (or continue) a search")
     run.add_argument(
         "--data", default=StudySpec.data, type=_path,
-        help="digits, fashion-mnist[:n=N,seed=S], insurance[:n=N,seed=S], ucr:NAME (a UCR/UEA dataset bundled with aeon), "
+        help="digits, fashion-mnist[:n=N,seed=S], insurance[:n=N,seed=S], "
+             "ucr:NAME (a UCR/UEA dataset bundled with aeon), "
              "or a .csv/.npy/.npz file (default: %(default)s)",
     )
     run.add_argument("--data-dir", default=None, type=_path, help="where fashion-mnist's IDX files are (default: Debian's path)")
@@ -101,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="print the leaderboard of a study, or write an HTML report")
     report.add_argument("study_dir", type=_path, help="the study directory (read only)")
-    report.add_argument("--top", type=int, default=10, help="trials shown in the leaderboard, also the HTML one (default: 10)")
+    report.add_argument("--top", type=int, default=10,
+                        help="trials shown in the leaderboard, also the HTML one (default: 10)")
     report.add_argument("--html", action="store_true", help="write one self-contained HTML file with plots")
     report.add_argument("-o", "--out", default=None, type=_path,
                         help="HTML file (default: STUDY/report.html); implies --html")
@@ -110,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("study_dir", type=_path, help="the study directory")
     export.add_argument("--trial", type=int, default=None,
                         help="a completed trial's number (default: the best; another goes to STUDY/export-trial-N)")
-    export.add_argument("-o", "--out", default=None, type=_path, help="export directory (default: STUDY/export; with --trial, STUDY/export-trial-N)")
+    export.add_argument("-o", "--out", default=None, type=_path,
+                        help="export directory (default: STUDY/export; with --trial, STUDY/export-trial-N)")
 
     replay = commands.add_parser("replay", help="re-score a completed trial and compare with its stored score")
     replay.add_argument("study_dir", type=_path, help="the study directory (read only)")
@@ -164,7 +167,8 @@ def main(argv=None) -> int:
         from search.errors import is_disk_full
 
         if is_disk_full(exc):  # where no command named its study: what and where, in one line
-            print(f"error: no space left on disk ({str(exc).splitlines()[0][:300]})", file=sys.stderr)
+            said = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+            print(f"error: no space left on disk ({said})", file=sys.stderr)
             return 1
         if not interrupts.is_interrupt(exc):  # a library's own error after a second Ctrl-C is that Ctrl-C
             raise

@@ -73,8 +73,19 @@ def is_disk_full(exc: BaseException) -> bool:
             return True
         if "database or disk is full" in str(exc):
             return True
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)  # `from None` ends it
     return False
+
+
+def _full_file(exc: BaseException):
+    """The file whose write hit the full disk, where the OSError in the chain names one."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT) and exc.filename:
+            return exc.filename
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return None
 
 
 @contextlib.contextmanager
@@ -88,13 +99,18 @@ def disk_full_named(directory, then: str):
     except Exception as exc:
         if not is_disk_full(exc):
             raise
+        import os
         import shutil
 
+        full = _full_file(exc)
+        inside = full is None or os.path.abspath(full).startswith(os.path.abspath(directory) + os.sep)
+        where = directory if inside else os.path.dirname(os.path.abspath(full))
         try:
-            free = f"{shutil.disk_usage(directory).free / 2**20:.1f} MiB free now"
+            free = f"{shutil.disk_usage(where).free / 2**20:.1f} MiB free now"
         except OSError:
             free = "free space unknown"
-        raise DiskFull(f"{directory}: no space left on its disk ({free}); what the study stored is kept: "
+        disk = "its disk" if inside else f"the disk of {full}"
+        raise DiskFull(f"{directory}: no space left on {disk} ({free}); what the study stored is kept: "
                        f"free some space, then run `{then}`") from exc
 
 

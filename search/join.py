@@ -20,7 +20,7 @@ from pathlib import Path
 from encoderkit.data import IN_MEMORY, content_hash, is_file_name, load_dataset
 from encoderkit.errors import DataError
 from search.errors import OtherData, StudyError, disk_full_named, suggested_command
-from search.lock import study_lock
+from search.lock import LOCK_NAME, study_lock
 from search.preflight import check_installed, check_writable_study_dir, use_keras_backend
 from search.storage import fetch_metadata, finished_count, load, missing_file, public_url, recover
 from search.study import DATA_FILE, Study, is_join_directory, open_study
@@ -51,6 +51,7 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
     check_join_directory(local, public, name)
     check_installed("keras_backend", manifest.get("keras_backend") or "tensorflow")
     created = not local.exists()
+    had_space = (local / "space.yaml").is_file()  # an empty folder made by the user: what a refusal leaves
     local.mkdir(parents=True, exist_ok=True)
     with study_lock(local, "join"):
         try:
@@ -70,6 +71,8 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
         except BaseException:
             if created:  # a refused join leaves nothing behind
                 shutil.rmtree(local, ignore_errors=True)
+            elif not had_space:  # a folder the user made for it: as empty as it was (but the lock)
+                (local / "space.yaml").unlink(missing_ok=True)
             raise
         use_keras_backend(manifest.get("keras_backend"))
         from search.quiet import import_keras_quietly
@@ -113,7 +116,8 @@ def check_join_directory(local: Path, public: str, name: str):
         if not is_join_directory(study):  # the run's own: its manifest and export are the run's
             raise StudyError(f"{local}: the study's own run directory, not a join directory; give another "
                              f"--study-dir (or continue the run there: {suggested_command('resume', local)})")
-    elif local.exists() and any(local.iterdir()):
+    elif local.exists() and any(p.name not in (LOCK_NAME, DATA_FILE) and not p.name.startswith(f".{DATA_FILE}.tmp-")
+                                for p in local.iterdir()):  # (what a refused or killed join may leave)
         raise StudyError(f"{local}: exists and is not a study directory; give another --study-dir")
 
 
@@ -133,13 +137,21 @@ def with_local_data(manifest: dict, local: Path, data, name: str, public: str) -
         raise StudyError(f"--data {data}: {'a folder, not a file' if Path(data).is_dir() else 'no such file'}")
     if in_memory:
         if Path(data).resolve() != (local / DATA_FILE).resolve():  # (resume gives the copy already here)
-            given = IN_MEMORY + content_hash(load_dataset(data))
-            if given != manifest["data"]:  # checked before the copy replaces this directory's own
-                raise StudyError(f"{data}: not the data of study {name!r} (content hash "
-                                 f"{given.removeprefix(IN_MEMORY)}, study: {manifest['data'].removeprefix(IN_MEMORY)})")
-            staged = local / f".{DATA_FILE}.tmp-join"
-            shutil.copyfile(data, staged)
-            os.replace(staged, local / DATA_FILE)  # whole or not at all
+            # staged (under any name the user's copy has) and checked before it replaces this
+            # directory's own copy: other arrays were refused only after they had replaced it
+            staged = local / f".{DATA_FILE}.tmp-join.npz"
+            try:
+                shutil.copyfile(data, staged)
+                given = IN_MEMORY + content_hash(load_dataset(staged))
+                if given != manifest["data"]:
+                    study_hash = manifest["data"].removeprefix(IN_MEMORY)
+                    raise StudyError(f"{data}: not the data of study {name!r} (content hash "
+                                     f"{given.removeprefix(IN_MEMORY)}, study: {study_hash})")
+                os.replace(staged, local / DATA_FILE)  # whole or not at all
+            except DataError as exc:
+                raise DataError(str(exc).replace(str(staged), str(data))) from None
+            finally:
+                staged.unlink(missing_ok=True)
         return manifest
     return {**manifest, "data": os.path.abspath(data)}
 

@@ -36,7 +36,7 @@ def trial_rows(optuna_study) -> list[Row]:
         if trial.state.name == "FAIL" and not note and trial.number in retried:  # Optuna's heartbeat failed it
             note = "its worker stopped answering (heartbeat lost); its config ran again"
         elif trial.state.name == "FAIL" and not note:  # the process stopped before it could store why
-            note = "no reason stored (its process stopped while storing the trial, e.g. on a full disk)"
+            note = "no reason stored (its process stopped before storing one: killed, heartbeat lost, or a full disk)"
         if trial.state.name == "PRUNED" and trial.intermediate_values:
             step = max(trial.intermediate_values)
             note = f"pruned at epoch {step} ({trial.intermediate_values[step]:.4f})"

@@ -39,7 +39,8 @@ def write_html(study_dir, out=None, top=10) -> Path:
     trials = shown_trials(optuna_study)
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     metric = study.manifest["metric"]
-    sections = [("Leaderboard", f"<pre>{html.escape(result_of(study, optuna_study=optuna_study, top=top).leaderboard)}</pre>")]
+    board = result_of(study, optuna_study=optuna_study, top=top).leaderboard
+    sections = [("Leaderboard", f"<pre>{html.escape(board)}</pre>")]
     sections.append(("Optimization history", _figure(history_plot, complete, study.baselines(), metric)))
     sections.append(("Parameter importances", _importances(optuna_study, complete)))
     sections.append(("Score by family", _figure(_by_family, complete, metric)))
@@ -51,7 +52,8 @@ def write_html(study_dir, out=None, top=10) -> Path:
         problem = study.problem()
         sections.append(("Winner's codes in 2-D", _figure(_codes_2d, encoder, problem)))
         title, draw = RECONSTRUCTIONS[problem.dataset.kind]
-        sections.append((title, _figure(draw, encoder, problem)))
+        sections.append((title, _figure(draw, encoder, problem, empty="Every column is constant on the search rows: "
+                                                                      "there is nothing to reconstruct.")))
     else:
         todo = (f"run <code>{html.escape(suggested_command('export', study.directory))}</code>" if complete
                 else "no trial has finished yet")
@@ -84,7 +86,7 @@ def _anchor(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
 
 
-def _figure(draw, *args) -> str:
+def _figure(draw, *args, empty="Not enough completed trials for this plot.") -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -92,7 +94,7 @@ def _figure(draw, *args) -> str:
 
     fig = draw(plt, *args)
     if fig is None:
-        return "<p>Not enough completed trials for this plot.</p>"
+        return f"<p>{html.escape(empty)}</p>"
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
@@ -213,7 +215,7 @@ def _codes_2d(plt, encoder, problem):
     labels = np.unique(y)
     for i, label in enumerate(labels):
         mine = y == label
-        ax.scatter(points[mine, 0], points[mine, 1], s=6, color=plt.cm.tab10(i % 10), label=str(label))
+        ax.scatter(points[mine, 0], points[mine, 1], s=6, color=plt.cm.tab10(i % 10), label=_plain(label))
     ax.set_title(f"{codes.shape[1]}-d codes, first two principal components")
     if len(labels) <= 20:
         ax.legend(markerscale=3, fontsize=8, loc="best")
@@ -253,7 +255,7 @@ def series_reconstructions(plt, encoder, problem):
         for channel in range(drawn):
             ax.plot(series[:, channel], color=f"C{channel}", lw=1)
             ax.plot(again[:, channel], color=f"C{channel}", lw=1, ls="--")
-        ax.set_title(f"label {label}", fontsize=8, loc="left")
+        ax.set_title(f"label {_plain(label)}", fontsize=8, loc="left")
     which = "" if drawn == channels else f" (channels 1-{drawn} of {channels})"
     axes[0, 0].set_title(f"input (solid) and reconstruction (dashed){which}", fontsize=9)
     axes[-1, 0].set_xlabel("step")
@@ -266,19 +268,28 @@ def column_fits(plt, encoder, problem):
     keeps least come first (1 = kept exactly, 0 = no better than the column's mean)."""
     X, rebuilt, _ = _rebuilt_sample(encoder, problem, MAX_POINTS)
     spread = ((X - X.mean(axis=0)) ** 2).sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):  # a constant column has no R²
+    with np.errstate(divide="ignore", invalid="ignore"):
         r2 = 1 - ((X - rebuilt) ** 2).sum(axis=0) / spread
+    r2[np.ptp(X, axis=0) == 0] = np.nan  # a constant column has no R² (its rounded spread is not quite 0)
     names = problem.dataset.feature_names or tuple(f"x{i}" for i in range(X.shape[1]))
-    shown = [i for i in np.argsort(r2) if np.isfinite(r2[i])][:WORST_COLUMNS]
+    varying = [i for i in np.argsort(r2) if np.isfinite(r2[i])]
+    shown = varying[:WORST_COLUMNS]
     if not shown:
         return None
     fig, ax = plt.subplots(figsize=(7, 0.25 * len(shown) + 1))
-    ax.barh([str(names[i]) for i in shown][::-1], np.maximum(r2[shown], -1)[::-1], color="C0")
+    ax.barh([_plain(names[i]) for i in shown][::-1], np.maximum(r2[shown], -1)[::-1], color="C0")
     ax.set_xlim(max(-1.0, min(-0.05, r2[shown].min())), 1)
     ax.set_xlabel(f"R² of the reconstruction on {len(X)} search rows (below -1 drawn at -1)")
-    kept_least = "the columns it keeps least" if len(shown) < X.shape[1] else "every column"
-    ax.set_title(f"{kept_least}, of {X.shape[1]}", fontsize=9, loc="left")
+    kept_least = "the columns it keeps least" if len(shown) < len(varying) else "every column"
+    constant = X.shape[1] - len(varying)
+    ax.set_title(f"{kept_least}, of {len(varying)}{f' (and {constant} constant)' if constant else ''}",
+                 fontsize=9, loc="left")
     return fig
+
+
+def _plain(value) -> str:
+    """A name or label as matplotlib shows it verbatim (two $ would start its mathtext)."""
+    return str(value).replace("$", r"\$")
 
 
 RECONSTRUCTIONS = {"image": ("Inputs and reconstructions", image_reconstructions),

@@ -184,7 +184,8 @@ def _read_manifest(directory) -> dict:
     version = manifest.get("format_version") if isinstance(manifest, dict) else None
     if isinstance(version, bool) or version not in READABLE_FORMATS:  # True == 1 in Python
         raise ExportError(
-            f"{path}: format_version {version!r} is not supported (this encoderkit reads {' and '.join(map(str, READABLE_FORMATS))})"
+            f"{path}: format_version {version!r} is not supported "
+            f"(this encoderkit reads {' and '.join(map(str, READABLE_FORMATS))})"
         )
     return manifest
 

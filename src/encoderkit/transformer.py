@@ -289,7 +289,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
                              "Reshape your data: X.reshape(1, -1)")  # scikit-learn's words, which its checks expect
         if len(sample) < 2 or len(shape) != 2:
             return  # tabular: scikit-learn names the number of features
-        if shape == sample:
+        if shape == sample and shape[1] != width:  # (a (1, F) sample is also one flat row)
             raise ValueError(f"X has shape {shape}: one sample of the fitted shape, but the encoder takes a batch "
                              f"of samples: pass X[None] (shape (1, {', '.join(map(str, sample))}))")
         if shape[1] != width:

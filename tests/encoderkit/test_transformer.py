@@ -270,6 +270,8 @@ def test_misshapen_input_is_named_in_the_fitted_samples_terms(rng):
                                              r"X\[1\] has \(4, 3\); every sample"):
             method(ragged)
     np.testing.assert_array_equal(fitted.transform(X[:1]), fitted.transform(X[0][None]))  # the remedy works
+    one_step = AutoencoderTransformer(family="dense", code_size=2, epochs=1, random_state=0).fit(X[:, :1, :])
+    assert one_step.transform(X[:1, 0, :]).shape == (1, 2)  # a (1, 3) sample is also one flat row: taken
 
 
 def test_fit_takes_lists_of_samples_and_refuses_samples_that_contradict_input_shape(rng):
@@ -362,7 +364,7 @@ def test_quantile_scaling_on_few_rows_fits_without_a_warning(rng):
     import warnings
 
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.filterwarnings("error", message=".*n_quantiles.*")
         fitted = AutoencoderTransformer(code_size=2, epochs=1, scaling="quantile", random_state=0).fit(
             rng.normal(size=(200, 4)))
     assert fitted.scaler_.n_quantiles_ == 200

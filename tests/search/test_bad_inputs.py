@@ -356,7 +356,7 @@ PATH_CASES = [
     ("study-dir-is-a-file", lambda tmp: _write(tmp / "plain", "mine"), {}, "plain: is a file, not a study directory"),
     ("study-dir-under-a-file", lambda tmp: _write(tmp / "plain", "mine") / "study", {}, "study: cannot be created"),
     # a user's folder of other files would get manifest.json, study.db and export/ among them
-    ("study-dir-of-other-files", lambda tmp: (tmp / "mine").mkdir() or _write(tmp / "mine" / "notes.txt", "x").parent, {},
+    ("study-dir-of-other-files", lambda tmp: (tmp / "mine").mkdir() or _write(tmp / "mine" / "a.txt", "x").parent, {},
      "mine: exists and is not a study directory"),
     ("keras-backend-from-the-environment", lambda tmp: tmp / "study", {"KERAS_BACKEND": "torch"},
      "--keras-backend torch: needs the Python package 'torch'"),

@@ -46,6 +46,23 @@ def test_a_full_disk_is_known_through_the_libraries_wrappers():
     assert is_disk_full(OSError(errno.EDQUOT, "Disk quota exceeded"))
     assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
     assert not is_disk_full(optuna.exceptions.StorageInternalError("exceeding max length"))
+    try:  # translated on purpose (`from None`): not a full disk any more
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise ValueError("unrelated") from None
+    except ValueError as translated:
+        assert not is_disk_full(translated)
+
+
+def test_a_full_disk_elsewhere_is_named_by_its_file(tmp_path):
+    from search.errors import disk_full_named
+
+    elsewhere = tmp_path / "mounted" / "export" / "encoder.keras"
+    elsewhere.parent.mkdir(parents=True)
+    with pytest.raises(DiskFull, match=rf"^{tmp_path / 'study'}: no space left on the disk of {elsewhere} \("):
+        with disk_full_named(tmp_path / "study", "python -m search export STUDY -o OUT"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(elsewhere))
 
 
 @pytest.fixture
@@ -81,7 +98,7 @@ def test_a_storage_write_on_a_full_disk_stops_the_search_in_one_line_and_resume_
 
     monkeypatch.setattr(optuna.trial.Trial, "set_user_attr", original)  # space again
     status, out, err = cli_main(capsys, "report", study)
-    assert status == 0 and "trial 2        failed: no reason stored (its process stopped while storing" in out, out
+    assert status == 0 and "trial 2        failed: no reason stored (its process stopped before storing one" in out, out
     status, out, err = cli_main(capsys, "resume", study, "--no-progress")
     assert status == 0, err[-2000:]
     assert "Leaderboard (accuracy, 4 trials: " in out and (study / "export" / "manifest.json").is_file()

@@ -289,3 +289,25 @@ def test_sequence_reports_draw_sampled_series_over_their_reconstructions(rng):
         assert ax.get_title(loc="left").startswith("label ")
     assert "(channels 1-3 of 5)" in fig.axes[0].get_title()
     plt.close("all")
+
+
+def test_constant_columns_are_left_out_of_the_column_plot_and_dollar_signs_stay_text(rng):
+    """A constant column's spread rounds to about 1e-13, not 0: its R² came out near -1e21 and
+    it was drawn as the worst-kept column. A name with two $ was parsed as mathtext."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from search.report import column_fits
+
+    X = np.hstack([rng.normal(size=(300, 2)), np.full((300, 1), 0.1)])
+    names = ("price $ in $", "b", "constant")
+    problem = _problem(X, np.zeros(300), "tabular", (3,), names)
+    fig = column_fits(plt, HalfwayEncoder(np.array([0.5, 0.9, 0.0])), problem)
+    fig.canvas.draw()  # mathtext is parsed when drawn
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["b", r"price \$ in \$"]  # worst on top; shown as typed
+    assert fig.axes[0].get_title(loc="left") == "every column, of 2 (and 1 constant)"
+    plt.close("all")
+    assert column_fits(plt, HalfwayEncoder(0.5), _problem(X[:, 2:], np.zeros(300), "tabular", (1,), None)) is None

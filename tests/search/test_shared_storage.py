@@ -268,9 +268,18 @@ def test_a_joiner_keeps_the_runs_timeout_and_its_looks_at_the_test_part_count_ev
         assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "third").exists()
     own = run_cli("join", storage, "--study", "shared", "--study-dir", study, "--no-progress", cwd=tmp_path)
     assert own.returncode == 2 and "the study's own run directory, not a join directory" in own.stderr, own.stderr
-    kept = {path.name for path in joined.iterdir()}  # a refused join into a join directory leaves it whole
+    def files(folder):  # but the lock, which says who last held the directory
+        return {p.name: p.read_bytes() for p in folder.rglob("*") if p.is_file() and p.name != ".lock"}
+
+    kept = files(joined)  # a refused join into a join directory leaves it whole
     refused = run_cli("join", storage, "--study", "shared", "--data", other, "--study-dir", joined, cwd=tmp_path)
-    assert refused.returncode == 2 and {path.name for path in joined.iterdir()} == kept, refused.stderr
+    assert refused.returncode == 2 and files(joined) == kept and "manifest.json" in kept, refused.stderr
+    empty = tmp_path / "empty"  # a folder made for the join: a refused one leaves it usable
+    empty.mkdir()
+    refused = run_cli("join", storage, "--study", "shared", "--data", other, "--study-dir", empty, cwd=tmp_path)
+    assert refused.returncode == 2 and {p.name for p in empty.iterdir()} <= {".lock"}, refused.stderr
+    again = run_cli("join", storage, "--study", "shared", "--study-dir", empty, "--no-progress", cwd=tmp_path)
+    assert again.returncode == 0 and "0 trial(s) finished here" in again.stdout, again.stderr[-2000:]
     mine = tmp_path / "mine"  # a folder of the user's files is no join directory
     mine.mkdir()
     (mine / "notes.txt").write_text("x")
@@ -308,7 +317,7 @@ def _join_checks_in_process(storage, joined, tmp_path, monkeypatch):
         return {**metadata, "manifest": {**metadata["manifest"], "backend": "ray"}}
 
     monkeypatch.setattr(join_module, "fetch_metadata", as_ray)
-    with pytest.raises(StudyError, match="study 'shared' runs on backend ray; only optuna studies take joining workers"):
+    with pytest.raises(StudyError, match="'shared' runs on backend ray; only optuna studies take joining workers"):
         join_module.join(storage, "shared", study_dir=tmp_path / "fourth", progress=False)
     assert not (tmp_path / "fourth").exists()
 
@@ -356,8 +365,10 @@ def test_a_joiner_with_other_arrays_keeps_this_directorys_copy_of_the_studys(tmp
         with_local_data(manifest, local, theirs, "s", "journal:/j")
     assert (local / "data.npz").read_bytes() == ours.read_bytes() and [p.name for p in local.iterdir()] == ["data.npz"]
     (local / "data.npz").unlink()
-    assert with_local_data(manifest, local, ours, "s", "journal:/j") == manifest
-    assert (local / "data.npz").read_bytes() == ours.read_bytes() and [p.name for p in local.iterdir()] == ["data.npz"]
+    renamed = ours.rename(tmp_path / "shared-data")  # this machine's copy, under a name of its own
+    assert with_local_data(manifest, local, renamed, "s", "journal:/j") == manifest
+    assert (local / "data.npz").read_bytes() == renamed.read_bytes()
+    assert [p.name for p in local.iterdir()] == ["data.npz"]  # the staged copy is gone
 
 
 def test_a_study_its_shared_storage_lost_is_refused_and_not_started_again(tmp_path):
