@@ -57,14 +57,15 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
         try:
             # "joined": this directory's commands leave the export to the study's run (one look at the test part)
             manifest = {**with_local_data(manifest, local, data, name, public), "workers": 1, "joined": True}
-            (local / "space.yaml").write_text(space_text)  # the study's own (another study's folder was refused)
             study = Study(local, manifest)
             try:
-                problem, space = study.problem(), study.space()  # other data is refused here (split hash)
+                problem = study.problem()  # other data is refused here (split hash)
             except OtherData as exc:  # named as the user gave it (this worker's copy is removed)
                 raise StudyError(f"{data or manifest['data']}: not the data of study {name!r} ({exc.what})") from None
             except DataError as exc:
                 raise DataError(str(exc).replace(str(local / DATA_FILE), str(data))) from None
+            (local / "space.yaml").write_text(space_text)  # the study's own (another study's folder was refused)
+            space = study.space()
             # Only now: a join refused for other data left an earlier join directory's manifest
             # naming that data, and every later command there refused the study.
             study.write_json("manifest.json", manifest)
