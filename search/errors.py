@@ -63,29 +63,29 @@ class DiskFull(SearchError, OSError):
         self.errno = errno.ENOSPC
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether `exc`, or an exception it was raised from, is a write to a full disk or quota:
-    an OSError, or SQLite's "database or disk is full" (wrapped by SQLAlchemy and Optuna)."""
+def exception_chain(exc: BaseException):
+    """`exc` and the exceptions it was raised from, as a traceback shows them (`raise ... from
+    None` translates on purpose and ends the chain)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if "database or disk is full" in str(exc):
-            return True
-        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)  # `from None` ends it
-    return False
+        yield exc
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+
+
+def _full_disk_writes(exc: BaseException) -> list:
+    return [e for e in exception_chain(exc) if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)]
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc`, or an exception it was raised from, is a write to a full disk or quota:
+    an OSError, or SQLite's "database or disk is full" (wrapped by SQLAlchemy and Optuna)."""
+    return bool(_full_disk_writes(exc)) or any("database or disk is full" in str(e) for e in exception_chain(exc))
 
 
 def _full_file(exc: BaseException):
     """The file whose write hit the full disk, where the OSError in the chain names one."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT) and exc.filename:
-            return exc.filename
-        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
-    return None
+    return next((e.filename for e in _full_disk_writes(exc) if e.filename), None)
 
 
 @contextlib.contextmanager

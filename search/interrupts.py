@@ -16,6 +16,8 @@ import os
 import signal
 import threading
 
+from search.errors import exception_chain
+
 _requested = threading.Event()
 _received: list[int] = []  # the signal that asked for the stop
 
@@ -35,13 +37,7 @@ def is_interrupt(exc: BaseException) -> bool:
     chain a traceback shows: `raise ... from None` translates on purpose and ends it). A
     second Ctrl-C can land inside a library's cleanup; Optuna's trial loop then fails with its
     own UnboundLocalError, chained to the KeyboardInterrupt, which must end the search as one."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, KeyboardInterrupt):
-            return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
-    return False
+    return any(isinstance(e, KeyboardInterrupt) for e in exception_chain(exc))
 
 
 def received() -> int:

@@ -269,10 +269,8 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
             self._refuse_misshapen_rows(X)
             return X
         shape = tuple(X.shape[1:])
-        expected = tuple(getattr(self, "sample_shape_", None) or (self.n_features_in_,))
-        if shape != expected:
-            raise ValueError(f"X has samples of shape {shape}, but the encoder takes samples of shape "
-                             f"{expected} (or flat rows of {int(np.prod(expected))} values)")
+        if shape != self._fitted_sample():
+            raise ValueError(f"X has samples of shape {shape}, but the encoder takes {self._what_it_takes()}")
         return _flat(X)
 
     def _refuse_misshapen_rows(self, X):
@@ -282,7 +280,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         shape = getattr(X, "shape", None)
         if not isinstance(shape, tuple):
             return
-        sample = tuple(getattr(self, "sample_shape_", None) or (self.n_features_in_,))
+        sample = self._fitted_sample()
         width = int(np.prod(sample))
         if len(shape) == 1 and shape[0] == width > 1:  # (one feature: a column or a row, sklearn asks)
             raise ValueError(f"X is one row of {width} values (1-D), but the encoder takes a batch of rows. "
@@ -293,8 +291,15 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
             raise ValueError(f"X has shape {shape}: one sample of the fitted shape, but the encoder takes a batch "
                              f"of samples: pass X[None] (shape (1, {', '.join(map(str, sample))}))")
         if shape[1] != width:
-            raise ValueError(f"X has rows of {shape[1]} values, but the encoder takes samples of shape {sample} "
-                             f"(or flat rows of {width} values)")
+            raise ValueError(f"X has rows of {shape[1]} values, but the encoder takes {self._what_it_takes()}")
+
+    def _fitted_sample(self) -> tuple:
+        """One sample's shape as fit saw it ((F,) for rows)."""
+        return tuple(getattr(self, "sample_shape_", None) or (self.n_features_in_,))
+
+    def _what_it_takes(self) -> str:
+        sample = self._fitted_sample()
+        return f"samples of shape {sample} (or flat rows of {int(np.prod(sample))} values)"
 
     def __getstate__(self):
         state = super().__getstate__()
