@@ -210,9 +210,10 @@ class KerasTunerOptions(BackendOptions):
             )
 
 
+OPTIONS = {"optuna": OptunaOptions, "ray": RayOptions, "kerastuner": KerasTunerOptions}  # by backend name
+
 # Every backend option with its default, for the CLI and for refusing another backend's option.
-OPTION_DEFAULTS = {f.name: f.default for cls in (OptunaOptions, RayOptions, KerasTunerOptions)
-                   for f in dataclasses.fields(cls)}
+OPTION_DEFAULTS = {f.name: f.default for cls in OPTIONS.values() for f in dataclasses.fields(cls)}
 
 
 def option_keys() -> set:

@@ -32,7 +32,7 @@ from search.errors import OtherData, OtherStudy, SettingsError, StudyError, sugg
 from search.lock import LOCK_NAME
 from search.storage import STUDY_NAME
 from search.problem import make_problem
-from search.settings import KERAS_BACKENDS, BackendOptions, Budget, StudySpec
+from search.settings import KERAS_BACKENDS, OPTIONS, BackendOptions, Budget, StudySpec
 from search.space import load_space
 
 MANIFEST_VERSION = 1
@@ -232,8 +232,13 @@ def _check_values(path, manifest: dict):
             raise SettingsError(f"backend: unknown backend {manifest['backend']!r} (known: {', '.join(BACKENDS)})")
         if manifest.get("keras_backend") not in (None, *KERAS_BACKENDS):
             raise SettingsError(f"keras_backend: {manifest['keras_backend']!r} is not one of {', '.join(KERAS_BACKENDS)}")
-        for settings in (StudySpec, Budget, BackendOptions):
-            settings.from_manifest(manifest)
+        if not isinstance(manifest.get("storage"), (str, type(None))):
+            raise SettingsError(f"storage: must be a URL or journal:PATH, got {manifest['storage']!r}")
+        # The backend's own options (a hand-edited algorithm or gpus), less the storage's
+        # reachability: a shared folder not mounted here is not a corrupted manifest.
+        options = OPTIONS[manifest["backend"]]
+        for settings in (StudySpec, Budget, options):
+            settings.from_manifest({**manifest, "storage": None} if settings is options else manifest)
     except SettingsError as exc:
         raise StudyError(f"{path}: corrupted manifest ({exc})") from None
 

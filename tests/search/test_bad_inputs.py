@@ -236,7 +236,9 @@ def stored_study(tmp_path_factory):
                                ("bad-seed", "manifest.json", json.dumps({**manifest, "seed": "x"})),
                                ("one-fold", "manifest.json", json.dumps({**manifest, "folds": 1})),
                                ("big-test-size", "manifest.json", json.dumps({**manifest, "test_size": 7})),
-                               ("no-trials", "manifest.json", json.dumps({**manifest, "trials": -5}))]:
+                               ("no-trials", "manifest.json", json.dumps({**manifest, "trials": -5})),
+                               ("storage-number", "manifest.json", json.dumps({**manifest, "storage": 7})),
+                               ("bad-fresh-process", "manifest.json", json.dumps({**manifest, "fresh_process": -3}))]:
         shutil.copytree(study, study.parent / name)
         (study.parent / name / record).write_text(text)
     return study
@@ -322,6 +324,12 @@ STUDY_CASES = [
      "big-test-size/manifest.json: corrupted manifest (test_size: must be a fraction strictly between 0 and 1, got 7)"),
     ("study-report-no-trials", lambda s: ["report", s.parent / "no-trials"],
      "no-trials/manifest.json: corrupted manifest (trials: must be at least 1, got -5)"),
+    # the backend's own options (storage 7 was an AttributeError's traceback; fresh_process -3 named no file)
+    ("study-resume-storage-a-number", lambda s: ["resume", s.parent / "storage-number", "--no-progress"],
+     "storage-number/manifest.json: corrupted manifest (storage: must be a URL or journal:PATH, got 7)"),
+    ("study-report-bad-fresh-process", lambda s: ["report", s.parent / "bad-fresh-process"],
+     "bad-fresh-process/manifest.json: corrupted manifest (fresh_process: must be a number of trials per process, "
+     "got -3)"),
     ("study-replay-negative-tolerance", lambda s: ["replay", s, "--trial", "0", "--tolerance", "-1"],
      "--tolerance: must be a number of points, 0 or more, got -1.0"),
     ("study-join-missing-sqlite-file", lambda s: ["join", f"sqlite:///{s.parent / 'nope.db'}", "--study", "x"],
