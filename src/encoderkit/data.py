@@ -374,7 +374,9 @@ def _numeric_column(values, column, where) -> np.ndarray:
     bad = numbers.isna() & values.notna()
     if bad.any():
         row = int(np.argmax(bad.to_numpy()))
-        raise DataError(f"{where}: column {column!r} is not numeric ({row_name(where, row)} has {values.iloc[row]!r})")
+        # (categories: the encoders take numbers only, and which encoding suits is the user's call)
+        raise DataError(f"{where}: column {column!r} is not numeric ({row_name(where, row)} has {values.iloc[row]!r}); "
+                        "encode it as numbers (e.g. one-hot, pandas.get_dummies) or drop it")
     return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
 
 

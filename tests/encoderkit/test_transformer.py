@@ -203,7 +203,8 @@ def test_a_dataframe_that_holds_no_plain_numbers_is_refused_naming_its_column(sm
     transformer = tiny().fit(frame)
     cases = [
         (frame.assign(p3=pd.Timestamp("2026-01-01")), r"^X: column 'p3' holds dates, durations or intervals \(datetime64"),
-        (frame.assign(p3="x"), r"^X: column 'p3' is not numeric \(row 0 has 'x'\)$"),
+        (frame.assign(p3="x"), r"^X: column 'p3' is not numeric \(row 0 has 'x'\); encode it as numbers "
+                              r"\(e.g. one-hot, pandas.get_dummies\) or drop it$"),
         (frame.assign(p3=frame["p3"].mask(frame.index == 1010)),
          r"^X: column 'p3' has nan in row 10 \(X.iloc\[10\]; NaN or inf not allowed: impute or drop them\)$"),
     ]
