@@ -311,7 +311,8 @@ def cmd_spaces(args):
 
     if args.path:
         space = load_space(args.path)
-        print(f"{space.source}: ok ({len(space.families)} families: {', '.join(space.family_names)}"
+        count = len(space.families)
+        print(f"{space.source}: ok ({count} famil{'ies' if count != 1 else 'y'}: {', '.join(space.family_names)}"
               f"{_start_note(space)})")
         return
     for name, path in builtin_spaces().items():

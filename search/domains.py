@@ -39,7 +39,8 @@ class IntRange:
         return None  # not enumerated
 
     def describe(self):
-        return f"int[{self.low}, {self.high}]" + (" log" if self.log else "")
+        step = f" step {self.step}" if self.step != 1 else ""
+        return f"int[{self.low}, {self.high}]" + (" log" if self.log else "") + step
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,8 @@ class FloatRange:
         return None
 
     def describe(self):
-        return f"float[{self.low:g}, {self.high:g}]" + (" log" if self.log else "")
+        step = f" step {self.step:g}" if self.step else ""
+        return f"float[{self.low:g}, {self.high:g}]" + (" log" if self.log else "") + step
 
 
 @dataclass(frozen=True)

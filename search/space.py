@@ -93,8 +93,8 @@ class Space:
         """The space restricted to families that accept `kind`, and a note per dropped one
         (start points of a dropped family go with it)."""
         keep = [f for f in self.families if kind in FAMILIES[f.name].data_kinds]
-        notes = [f"family {f.name!r} dropped: it does not take {kind} data{_as_sequences(f.name, kind)}"
-                 for f in self.families if f not in keep]
+        notes = [f"family {f.name!r} dropped{_start_points_of(self, f.name)}: it does not take {kind} data"
+                 f"{_as_sequences(f.name, kind)}" for f in self.families if f not in keep]
         if not keep:
             raise SpaceError(f"{self.source}: families: no family fits {kind} data ({', '.join(self.family_names)})"
                              f"{next(filter(None, (_as_sequences(f.name, kind) for f in self.families)), '')}")
@@ -107,6 +107,12 @@ class Space:
                 point.pop("family", None)
             start.append(tuple(point.items()))
         return replace(self, families=tuple(keep), start=tuple(start)), notes
+
+
+def _start_points_of(space: Space, family: str) -> str:
+    """', with its start point 2': what a dropped family takes with it, for its note."""
+    numbers = [str(i) for i, point in enumerate(space.start_points()) if point.get("family") == family]
+    return f", with its start point{'s' if len(numbers) > 1 else ''} {', '.join(numbers)}" if numbers else ""
 
 
 def builtin_spaces() -> dict[str, Path]:
@@ -131,12 +137,16 @@ def load_space(name_or_path: str, scale: float = 1.0) -> Space:
     path = shipped.get(name_or_path, Path(name_or_path))
     if path.is_dir():
         raise SpaceError(f"{name_or_path}: a folder, not a space file")
-    if not path.is_file():
+    if not path.exists():
         raise SpaceError(
             f"{name_or_path}: no such space file (shipped spaces: {', '.join(shipped) or 'none'})"
         )
+    if not path.is_file():  # a study copies the file after reading it: a pipe would be empty the second time
+        raise SpaceError(f"{name_or_path}: not a regular file (a pipe or a device); save the space to a file")
     try:
         document = yaml.load(path.read_text(encoding="utf-8"), Loader=_unique_keys_loader())
+    except OSError as exc:  # e.g. no read permission
+        raise SpaceError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -158,6 +168,8 @@ def _unique_keys_loader():
         def construct_mapping(self, node, deep=False):
             seen = set()
             for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: its keys may be overridden here
+                    continue
                 key = self.construct_object(key_node, deep=deep)
                 if not isinstance(key, (str, int, float, bool)):
                     continue  # an unhashable key is the parser's to refuse
@@ -180,8 +192,13 @@ class _Parser:
     def __init__(self, source, scale=1.0):
         self.source = source
         self.scale = scale
+        self.inherited = {}  # key path in a family -> the family whose block wrote it (through extends)
 
     def fail(self, path, message):
+        origin = next((family for key, family in self.inherited.items() if path == key or path.startswith(key + ".")),
+                      None)
+        if origin is not None:  # the user wrote the key in another family's block
+            message += f" (inherited from {origin!r} through extends)"
         raise SpaceError(f"{self.source}: {path}: {message}" if path else f"{self.source}: {message}")
 
     def mapping(self, value, path, allowed):
@@ -202,8 +219,9 @@ class _Parser:
         doc = self.mapping(document, "", TOP_KEYS)
         if "families" not in doc:
             self.fail("families", "missing: a space needs at least one family")
-        training = self.mapping(doc.get("training", {}) or {}, "training", tuple(TRAINING_DEFAULTS))
-        probe = self.probe(doc.get("probe", {}) or {})
+        # (a block left empty in YAML reads as None; `training: 0` or `probe: false` is refused)
+        training = self.mapping(_or_empty(doc.get("training"), {}), "training", tuple(TRAINING_DEFAULTS))
+        probe = self.probe(_or_empty(doc.get("probe"), {}))
         space = Space(
             name=str(doc.get("name", Path(self.source).stem)),
             source=self.source,
@@ -222,7 +240,15 @@ class _Parser:
                 sort_keys=True, default=str,
             ).encode()).hexdigest(),
         )
-        return replace(space, start=self.start(doc.get("start", []) or [], space))
+        self.check_kinds_taken(space)
+        return replace(space, start=self.start(_or_empty(doc.get("start"), []), space))
+
+    def check_kinds_taken(self, space):
+        """Every data kind the space names is taken by one of its families (else `spaces`
+        passed a space that `run` refuses on every dataset)."""
+        for kind in space.data_kinds:
+            if not any(kind in FAMILIES[name].data_kinds for name in space.family_names):
+                self.fail("data_kinds", f"no family of this space takes {kind} data ({', '.join(space.family_names)})")
 
     def start(self, block, space):
         """Each start point walked through the space: every key must be a parameter the walk
@@ -239,7 +265,11 @@ class _Parser:
             if self.scale != 1:  # a start point shrinks with the space it starts in
                 point = {key: self.shrink(value) if _parameter(key) in SCALED and isinstance(value, int) else value
                          for key, value in point.items()}
-            checker = _StartChecker(point, lambda name, message, path=path: self.fail(f"{path}.{name}", message))
+            else:
+                point = dict(point)
+            self.check_family_named(point, space, path)
+            checker = _StartChecker(point, lambda name, message, path=path: self.fail(f"{path}.{name}", message),
+                                    snap=self.scale != 1)
             sample(space, checker)
             only_family = space.families[0].name if len(space.families) == 1 else None
             if only_family is not None and "family" in point:  # a one-family space does not search it
@@ -253,6 +283,18 @@ class _Parser:
                 self.fail(f"{path}.{unknown[0]}", f"not a searched parameter of this space for this point{suffix}")
             points.append(tuple(point.items()))
         return tuple(points)
+
+    def check_family_named(self, point, space, path):
+        """A point that sets a family's own parameters names that family: the family is
+        otherwise sampled, and a point checked against one family would run as another with
+        its parameters dropped in silence."""
+        if "family" in point or len(space.families) == 1:
+            return
+        for key in point:
+            family = str(key).split(".", 1)[0]
+            if family in space.family_names:
+                self.fail(f"{path}.{key}", f"a parameter of family {family!r}: add family: {family} to this point "
+                                           "(a point without one has its family sampled)")
 
     def probe(self, block):
         block = {**PROBE_DEFAULTS, **self.mapping(block, "probe", tuple(PROBE_DEFAULTS))}
@@ -291,12 +333,25 @@ class _Parser:
             self.fail(f"{path}.extends", f"{base!r} is not a family of this space ({', '.join(block)})")
         inherited = self.extended(block, base, (*seen, name))
         merged = {**inherited, **{k: v for k, v in params.items() if k != "extends"}}
-        if isinstance(params.get("stack"), dict):  # a stack extends the base's stack, key by key
+        own_stack = isinstance(params.get("stack"), dict)
+        for key in inherited:
+            if key not in params or (key == "stack" and own_stack):
+                if key == "stack" and own_stack:  # only the stack's keys this block does not set
+                    for layer_key in inherited["stack"] if isinstance(inherited["stack"], dict) else ():
+                        if layer_key not in params["stack"]:
+                            self.note_inherited(f"{path}.stack.{layer_key}", f"families.{base}.stack.{layer_key}", base)
+                else:
+                    self.note_inherited(f"{path}.{key}", f"families.{base}.{key}", base)
+        if own_stack:  # a stack extends the base's stack, key by key
             base_stack = inherited.get("stack", {})
             if not isinstance(base_stack, dict):
                 self.fail(f"{path}.extends", f"{base!r} brings a stack that is not a mapping: {base_stack!r}")
             merged["stack"] = {**base_stack, **params["stack"]}
         return merged
+
+    def note_inherited(self, key, base_key, base):
+        """`key` came from `base`'s block, or from wherever `base` had it."""
+        self.inherited[key] = self.inherited.get(base_key, base)
 
     def family(self, name, params):
         spec = FAMILIES[name]
@@ -349,8 +404,9 @@ class _Parser:
             return Fixed(shrink(domain.value))
         if isinstance(domain, Choice):
             return Choice(tuple(dict.fromkeys(shrink(v) for v in domain.options)))
-        low, high = shrink(domain.low), shrink(domain.high)
-        return IntRange(low, high, domain.log, domain.step if high - low >= domain.step else 1)
+        low, step = shrink(domain.low), shrink(domain.step) if domain.step > 1 else 1
+        steps = (shrink(domain.high) - low) // step  # whole steps, as Optuna wants: 10..50 by 20 at 0.5 is 5..25 by 10
+        return IntRange(low, low + steps * step, domain.log, step if steps else 1)
 
     def searched(self, value, path, param):
         kinds = [k for k in ("int", "float", "choice") if k in value]
@@ -388,6 +444,11 @@ class _Parser:
             if high > low and step > (high - low) * (1 + 1e-9):  # only `low` could be drawn (0.5 - 0.4 < 0.1)
                 self.fail(f"{path}.step", f"{step} is wider than the range {low}..{high}, so only {low} could be "
                                           "drawn (a fixed value is written as the value itself)")
+            steps = (high - low) / step
+            if abs(steps - round(steps)) > 1e-9 * max(1.0, steps):  # Optuna would move `high` with a warning
+                below = low + math.floor(steps) * step
+                self.fail(f"{path}.step", f"{low}..{high} is not a whole number of steps of {step} "
+                                          f"(e.g. {low}..{below:g} or {low}..{below + step:g})")
         if kind == "int":
             return IntRange(low, high, log, step or 1)
         return FloatRange(low, high, log, step)
@@ -443,6 +504,11 @@ class _Parser:
 SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
+def _or_empty(value, empty):
+    """A block left out or left empty (`training:` reads as None) as `empty`; anything else as given."""
+    return empty if value is None else value
+
+
 def _scientific_as_number(value):
     """YAML 1.1 (PyYAML) reads `1e-3` as the string '1e-3' (only `1.0e-3` as a number); a
     number is meant. (Read here, not by the loader: a stored space's digest is of the document
@@ -467,31 +533,54 @@ def _options(constraints) -> list | None:
 
 class _StartChecker:
     """A suggest adapter that answers from a start point (the domain's lowest value where the
-    point says nothing) and refuses values outside a parameter's domain."""
+    point says nothing) and refuses values outside a parameter's domain. A value is read as
+    the space's own values are (`1e-3` a number, `4.0` a whole number, `0.0` the option `0`)
+    and stored in the point as the domain holds it; `snap` (a start point shrunk by --scale)
+    moves an int onto the range's grid."""
 
-    def __init__(self, point, fail):
-        self.point, self.fail, self.asked = point, fail, set()
+    def __init__(self, point, fail, snap=False):
+        self.point, self.fail, self.asked, self.snap = point, fail, set(), snap
 
-    def _given(self, name, default, inside, describe):
+    def _given(self, name, default, read, domain):
         self.asked.add(name)
         if name not in self.point:
             return default
-        value = self.point[name]
-        if not inside(value):
-            self.fail(name, f"{value!r} is outside the space's {describe}")
+        value = read(_scientific_as_number(self.point[name]))
+        if value is None:
+            self.fail(name, f"{self.point[name]!r} is outside the space's {domain.describe()}")
+        self.point[name] = value
         return value
 
     def int(self, name, low, high, *, log=False, step=1):
-        return self._given(name, low, lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
-                           and (v - low) % step == 0, f"int[{low}, {high}]")
+        def read(v):
+            if not _is_number(v) or float(v) != int(v):
+                return None
+            v = int(v)
+            if self.snap:
+                v = min(max(low + round((v - low) / step) * step, low), high)
+            return v if low <= v <= high and (v - low) % step == 0 else None
+
+        return self._given(name, low, read, IntRange(low, high, log, step))
 
     def float(self, name, low, high, *, log=False, step=None):
-        return self._given(name, low, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-                           and low <= v <= high, f"float[{low:g}, {high:g}]")
+        def read(v):
+            if not _is_number(v) or not low <= v <= high:
+                return None
+            steps = (v - low) / step if step else 0
+            return float(v) if abs(steps - round(steps)) <= 1e-9 * max(1.0, steps) else None
+
+        return self._given(name, low, read, FloatRange(low, high, log, step))
 
     def choice(self, name, options):
-        return self._given(name, options[0], lambda v: any(v == o and type(v) is type(o) for o in options),
-                           f"choice{list(options)}")
+        def read(v):  # a number matches an equal number (0.0 the option 0), never a bool (True == 1)
+            same = [o for o in options if v == o and (type(v) is type(o) or (_is_number(v) and _is_number(o)))]
+            return same[0] if same else None
+
+        return self._given(name, options[0], read, Choice(tuple(options)))
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _as_sequences(family: str, kind: str) -> str:

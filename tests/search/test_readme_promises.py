@@ -78,7 +78,7 @@ def table_study(tmp_path_factory):
 def test_families_that_cannot_take_the_data_are_dropped_with_a_note_and_start_points_run_first_in_order(
         table_study):
     study, stdout = table_study
-    assert "note: family 'conv2d' dropped: it does not take tabular data" in stdout
+    assert "note: family 'conv2d' dropped, with its start point 0: it does not take tabular data" in stdout
     trials = sorted(optuna_trials(study), key=lambda t: t.number)
     assert len(finished(trials)) == TRIALS
     assert all(t.user_attrs["candidate"]["family"] in ("dense", "denoising") for t in trials)

@@ -290,9 +290,32 @@ BAD_DOCUMENTS = [
     ({**TWO, "start": [{"family": "dense", "sparse.l1": 1e-5}]}, "start[0].sparse.l1", "not a searched parameter"),
     ({**TWO, "start": [{"code_sise": 8}]}, "start[0].code_sise", "did you mean 'code_size'"),
     ({**fam({}), "start": [{"family": "vae"}]}, "start[0].family", "'vae': this space has one family, 'dense'"),
-    ({**TWO, "start": [{"dense.depth": 1, "dense.layer_1.units": 8}]}, "start[0].dense.layer_1.units",
-     "did you mean 'dense.layer_0.units'"),
-    ({**TWO, "start": [{"dense.depth": 1, "dense.layer_0.units": 8.5}]}, "start[0].dense.layer_0.units", "8.5"),
+    ({**TWO, "start": [{"family": "dense", "dense.depth": 1, "dense.layer_1.units": 8}]},
+     "start[0].dense.layer_1.units", "did you mean 'dense.layer_0.units'"),
+    ({**TWO, "start": [{"family": "dense", "dense.depth": 1, "dense.layer_0.units": 8.5}]},
+     "start[0].dense.layer_0.units", "8.5"),
+    # a family's parameters without the family: it would be sampled, and the point run as another
+    ({**TWO, "start": [{"code_size": 8, "sparse.l1": 1e-5}]}, "start[0].sparse.l1", "add family: sparse"),
+    # off the range's grid (Optuna stored the off-grid value with a warning), the step named
+    ({**fam({"dropout": {"float": [0.0, 0.3], "step": 0.1}}), "start": [{"dense.dropout": 0.15}]},
+     "start[0].dense.dropout", "0.15 is outside the space's float[0, 0.3] step 0.1"),
+    ({**fam({"stack": {"depth": 1, "units": {"int": [10, 50], "step": 20}}}), "start": [{"dense.layer_0.units": 20}]},
+     "start[0].dense.layer_0.units", "20 is outside the space's int[10, 50] step 20"),
+    # a range that is no whole number of steps (Optuna moved `high` with a warning per trial)
+    ({"code_size": {"int": [2, 9], "step": 3}, **fam({})}, "code_size.step",
+     "2..9 is not a whole number of steps of 3"),
+    (fam({"dropout": {"float": [0.0, 0.25], "step": 0.1}}), "families.dense.dropout.step", "0.0..0.25"),
+    # blocks of another type were taken as empty
+    ({**fam({}), "training": 0}, "training", "expected a mapping, got int 0"),
+    ({**fam({}), "probe": False}, "probe", "expected a mapping, got bool False"),
+    ({**fam({}), "start": {}}, "start", "expected a list"),
+    # a data kind none of the families takes passed `spaces` and failed every `run`
+    ({"data_kinds": ["tabular"], "families": {"conv2d": {}}}, "data_kinds", "no family of this space takes tabular"),
+    # a key the user wrote in the base family is named as inherited, not as the child's
+    ({"families": {"sparse": {"l1": 1e-5}, "vae": {"extends": "sparse"}}}, "families.vae.l1",
+     "(inherited from 'sparse' through extends)"),
+    ({"families": {"dense": {"stack": {"depth": 1, "units": 8}}, "conv2d": {"extends": "dense"}}},
+     "families.conv2d.stack.units", "(inherited from 'dense' through extends)"),
 ]
 
 
@@ -375,7 +398,8 @@ def test_for_kind_keeps_every_family_that_takes_the_kind():
 def test_series_given_as_rows_lose_the_sequence_families_with_a_hint_to_reshape():
     kept, notes = load_space("series").for_kind("tabular")
     assert "conv1d" not in kept.family_names
-    assert notes == ["family 'conv1d' dropped: it does not take tabular data (time series: give X as an (n, T, F) "
+    assert notes == ["family 'conv1d' dropped, with its start points 0, 1: it does not take tabular data "
+                     "(time series: give X as an (n, T, F) "
                      "array, from Python or a .npz file; X[:, :, None] for one channel)"]
 
 
@@ -448,13 +472,83 @@ def test_start_points_are_kept_in_order_and_follow_the_families_of_a_data_kind()
     space = parse_space(document, "x.yaml")
     assert space.start_points() == [{"family": "conv2d", "code_size": 16}, {"family": "sparse", "sparse.l1": 1e-5},
                                     {"code_size": 8}]
-    tabular, _ = space.for_kind("tabular")  # conv2d dropped, and its start point with it
+    tabular, notes = space.for_kind("tabular")  # conv2d dropped, and its start point with it
     assert tabular.start_points() == [{"family": "sparse", "sparse.l1": 1e-5}, {"code_size": 8}]
+    assert notes[0].startswith("family 'conv2d' dropped, with its start point 0: it does not take tabular data")
     only_conv, _ = parse_space({**document, "families": {"conv2d": {"stack": {"depth": 1}}},
                                 "start": []}, "x.yaml").for_kind("image")
     assert only_conv.start == ()
     one_left, _ = replace_families(space, ("conv2d",)).for_kind("image")
     assert one_left.start_points() == [{"code_size": 16}, {"code_size": 8}]  # `family` is no parameter now
+
+
+def test_an_inherited_key_names_the_family_that_wrote_it():
+    document = {"families": {"dense": {}, "sparse": {"extends": "dense", "l1": 1e-5},
+                             "vae": {"extends": "sparse", "dropout": 0.1}}}
+    with pytest.raises(SpaceError, match=r"^x.yaml: families.vae.l1: unknown key .*\(inherited from 'sparse' through "
+                                         r"extends\)$"):
+        parse_space(document, "x.yaml")
+    document["families"]["vae"]["l1"] = None  # a key of the child's own is not called inherited
+    with pytest.raises(SpaceError, match=r"families.vae.l1: unknown key \(allowed: [^)]*\)$"):
+        parse_space(document, "x.yaml")
+
+
+def test_start_point_values_are_read_as_the_space_reads_its_own():
+    """`1e-3` (a string to YAML 1.1), `4.0` for a whole number and `0.0` for the option 0 were
+    refused in a start point, though the same values are taken anywhere else in the file; they
+    are stored as the domain holds them."""
+    document = {**copy.deepcopy(TWO), "training": {"learning_rate": {"float": [1.0e-3, 1.0e-2], "log": True}},
+                "families": {**TWO["families"], "dense": {**TWO["families"]["dense"], "dropout": {"choice": [0, 0.1]}}},
+                "start": [{"family": "dense", "code_size": 4.0, "training.learning_rate": "1e-3",
+                           "dense.dropout": 0.0}]}
+    point = parse_space(document, "x.yaml").start_points()[0]
+    assert point == {"family": "dense", "code_size": 4, "training.learning_rate": 0.001, "dense.dropout": 0}
+    assert type(point["code_size"]) is int and type(point["dense.dropout"]) is int
+    document["start"] = [{"family": "dense", "dense.dropout": True}]  # True == 1, but no option of a number choice
+    with pytest.raises(SpaceError, match="True is outside the space's choice"):
+        parse_space(document, "x.yaml")
+
+
+def test_scale_shrinks_a_steps_range_onto_its_own_grid():
+    """The step shrinks with its bounds (10..50 by 20 at 0.5: 5..25 by 10); a start point lands on
+    the new grid (it was 15 against 5..25 by 20: refused as 'outside' a range that holds it)."""
+    document = {"families": {"dense": {"stack": {"depth": 1, "units": {"int": [10, 50], "step": 20}}}},
+                "start": [{"dense.layer_0.units": 30}]}
+    for scale, grid, start in ((0.5, (5, 25, 10), 15), (0.3, (3, 15, 6), 9), (0.1, (1, 5, 2), 3)):
+        space = parse_space(copy.deepcopy(document), "x.yaml", scale)
+        units = dict(space.families[0].layer_params)["units"]
+        assert (units.low, units.high, units.step) == grid
+        assert space.start_points() == [{"dense.layer_0.units": start}]
+
+
+def test_yaml_merge_keys_are_read_and_may_be_overridden(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text("families:\n  dense: &base\n    dropout: 0.1\n    stack: {depth: 1, units: 8}\n"
+                    "  denoising:\n    <<: *base\n    dropout: 0.2\n    noise: 0.3\n")
+    denoising = load_space(str(path)).families[1]
+    assert dict(denoising.params)["dropout"] == Fixed(0.2) and dict(denoising.layer_params)["units"] == Fixed(8)
+    path.write_text("families:\n  dense: {dropout: 0.1}\n  denoising: {dropout: 0.1, noise: 0.3, dropout: 0.2}\n")
+    with pytest.raises(SpaceError, match="key 'dropout' given twice"):  # a repeated own key is still refused
+        load_space(str(path))
+
+
+def test_a_space_file_that_cannot_be_read_or_is_a_pipe_is_named(tmp_path, monkeypatch):
+    import os
+    from pathlib import Path
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(SpaceError, match=r"fifo: not a regular file \(a pipe or a device\)"):
+        load_space(str(fifo))
+    path = tmp_path / "locked.yaml"
+    path.write_text("families: {dense: {}}\n")
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_text", refuse)  # (root reads a mode-000 file anyway)
+    with pytest.raises(SpaceError, match=r"locked.yaml: cannot be read \(Permission denied\)$"):
+        load_space(str(path))
 
 
 def test_a_start_point_may_name_the_one_family_of_its_space():
