@@ -379,7 +379,7 @@ def _search_and_export_with(backend, options, study, problem, space, progress, e
             print(f"note: {note}")
         if not study.baselines():
             study.write_json("baselines.json", score_baselines(problem))
-        short = _search(backend, study, problem, space, progress)
+        short, timed_out = _search(backend, study, problem, space, progress)
         if short:
             notes = (*notes, short)
             if verbose:
@@ -391,7 +391,7 @@ def _search_and_export_with(backend, options, study, problem, space, progress, e
             if verbose:
                 print(f"note: {notes[-1]}")
         elif export:
-            if short and not _has_complete_trial(study):  # said with the leaderboard of what was scored
+            if timed_out and not _has_complete_trial(study):  # said with the leaderboard of what was scored
                 raise FatalSearchError(f"{study.directory}: no completed trial to export: {short}")
             exported = refit_and_export(study, problem, space)
     except FatalSearchError as exc:  # e.g. --max-failures: the failed trials' reasons are on the leaderboard
@@ -410,8 +410,9 @@ def _has_complete_trial(study) -> bool:
     return bool(complete_trials(load(study)))
 
 
-def _search(backend, study, problem, space, progress) -> str | None:
-    """Runs the backend to the trial count; a note where the timeout ended it short of it."""
+def _search(backend, study, problem, space, progress) -> tuple[str | None, bool]:
+    """Runs the backend to the trial count: (a note where it ended short of it, whether the
+    timeout ended it)."""
     from search.storage import finished_count, load
 
     budget = Budget.from_manifest(study.manifest)
@@ -419,7 +420,7 @@ def _search(backend, study, problem, space, progress) -> str | None:
     bar = ProgressBar(budget.trials, done) if progress and done < budget.trials else None  # none at 0 to go
     started = time.time()
     try:
-        backend.run(study, problem, space, progress=bar)
+        ended_short = backend.run(study, problem, space, progress=bar)  # a backend's note, where it stopped short
     finally:
         from search.objective import thaw_heap
 
@@ -429,8 +430,8 @@ def _search(backend, study, problem, space, progress) -> str | None:
     done = finished_count(load(study))
     if budget.timeout and done < budget.trials and time.time() - started >= budget.timeout:
         return (f"the timeout ({budget.timeout:g} s) ended the search at {done} of {budget.trials} finished trials; "
-                f"resume continues it ({suggested_command('resume', study.directory)})")
-    return None
+                f"resume continues it ({suggested_command('resume', study.directory)})"), True
+    return (ended_short if done < budget.trials else None), False
 
 
 def score_baselines(problem) -> dict:

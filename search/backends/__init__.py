@@ -2,11 +2,12 @@
 
     Options: its options type (search/settings.py), which validates the backend's own
         options before any work and writes them into the study's manifest
-    run(study, problem, space, progress) -> None
+    run(study, problem, space, progress) -> str | None
         runs trials until the study's requested count, each through the shared
         `records.TrialLifecycle` (seed, start attributes, how it ends, --max-failures,
         --timeout, progress), writing them to the study's Optuna storage so the
-        leaderboard, report and export read one schema
+        leaderboard, report and export read one schema; returns a note saying why where
+        it stopped short of the count for a reason of its own (not the timeout)
     check_continues(directory, options) -> None (optional)
         refuses (StudyError) options that cannot continue the backend's own saved state in
         an existing study, before a re-run writes anything

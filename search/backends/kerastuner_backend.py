@@ -21,7 +21,7 @@ from search.backends.records import (TrialLifecycle, interrupted, interrupted_id
 from search.errors import FailedTrial, SearchError, StudyError
 from search.objective import evaluate
 from search.settings import KerasTunerOptions
-from search.storage import load
+from search.storage import finished_count, load
 from search.suggest import KerasTunerSuggest
 
 PROJECT = "kerastuner"  # under the study directory
@@ -45,7 +45,8 @@ def _no_failed_trial_tracebacks():
         config.DEBUG = saved
 
 
-def run(study, problem, space, progress=None):
+def run(study, problem, space, progress=None) -> str | None:
+    """Runs trials to the study's count; a note where the oracle ended the search short of it."""
     import keras_tuner as kt
 
     manifest = study.manifest
@@ -88,7 +89,9 @@ def run(study, problem, space, progress=None):
 
         def on_trial_end(self, trial):
             super().on_trial_end(trial)
-            if life.out_of_time():  # --timeout: start no more trials
+            # --timeout, or --trials reached (Hyperband has no trial limit of its own: a round
+            # of a wide epochs range is hundreds of trials): start no more trials
+            if life.out_of_time() or life.remaining(optuna_study) <= 0:
                 self.oracle.max_trials = len(self.oracle.trials)
 
     def record(trial, params, started, ended, attrs):
@@ -104,6 +107,8 @@ def run(study, problem, space, progress=None):
             oracle=oracle, directory=str(study.directory.resolve()), project_name=PROJECT, overwrite=False,
         )
     tuner.oracle.update_space(KerasTunerSuggest.declare(kt.HyperParameters(), space))
+    if algorithm == "hyperband":  # its rounds go on until --trials (one round, by default, may be fewer)
+        tuner.oracle.hyperband_iterations = float("inf")
     from search import interrupts
 
     with interrupts.graceful(), _no_failed_trial_tracebacks():
@@ -114,6 +119,11 @@ def run(study, problem, space, progress=None):
                 raise life.fatal_error() from None
             raise
         interrupts.check()  # a Ctrl-C keras-tuner swallowed (its trials end as interrupted)
+    if life.remaining(optuna_study) > 0 and not life.out_of_time():
+        return (f"keras-tuner's {algorithm} oracle stopped at {finished_count(optuna_study)} of {life.target} "
+                "finished trials: it tries no configuration twice and found no new one (a space of few distinct "
+                "configurations; --backend optuna samples them again)")
+    return None
 
 
 def check_continues(directory, options):

@@ -118,3 +118,33 @@ def test_what_keras_tuner_samples_passes_the_transformers_parameter_check(name):
         AutoencoderTransformer(**transformer_params(candidate, 0, (8, 8, 1)))._validate_params()
         seen.add(candidate["include_input"])
     assert seen <= {False, True} and all(type(v) is bool for v in seen)
+
+
+FEW_CONFIGS = """code_size: {choice: [2, 4]}
+training: {epochs: 1, batch_size: 64, learning_rate: 1.0e-2}
+families: {dense: {stack: {depth: 0}}}
+probe: {model: logistic_regression, cv: 3}
+"""
+
+
+def test_keras_tuner_stops_at_the_trial_count_or_says_why_it_stopped_short(tmp_path):
+    """Hyperband has no trial limit of its own: one round over 1..81 epochs is over a hundred
+    trials, which `--trials 2` ran in full. A random oracle that finds no untried configuration
+    stopped short of the count with exit status 0 and no word."""
+    from tests.conftest import run_cli
+
+    few = tmp_path / "few.yaml"
+    few.write_text(FEW_CONFIGS)
+    result = run_cli("run", "--space", few, "--trials", "3", "--backend", "kerastuner", "--study-dir",
+                     tmp_path / "few", "--no-progress")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert ("note: keras-tuner's random oracle stopped at 2 of 3 finished trials: it tries no configuration twice "
+            "and found no new one") in result.stdout
+    wide = tmp_path / "wide.yaml"
+    wide.write_text(FEW_CONFIGS.replace("code_size: {choice: [2, 4]}", "code_size: {int: [2, 8]}")
+                    .replace("epochs: 1,", "epochs: {int: [1, 81]},"))
+    result = run_cli("run", "--space", wide, "--trials", "2", "--backend", "kerastuner", "--algorithm", "hyperband",
+                     "--study-dir", tmp_path / "wide", "--no-progress", timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Leaderboard (accuracy, 2 trials: 2 complete" in result.stdout
+    assert "note: keras-tuner" not in result.stdout
