@@ -4,9 +4,12 @@ Ray Tune runs the trials (`Tuner` + `OptunaSearch` define-by-run over the same `
 as the Optuna backend, `ASHAScheduler` on the intermediate probe scores, `reuse_actors` so
 TensorFlow is imported once per actor, CPUs and fractional GPUs per trial). The driver records
 each finished trial in the study's Optuna storage (records.py), so the leaderboard, export and
-report are the same as for every backend. Ray's own experiment state lives in DIR/ray/exp-N;
-`resume` restores the latest one with `Tuner.restore` and then starts new experiments for
-whatever the requested count still lacks (failed trials do not count, as with Optuna)."""
+report are the same as for every backend. Ray's own experiment state lives in DIR/ray/exp-N.
+A run or `resume` starts a new experiment for whatever the requested count still lacks (failed
+trials do not count, as with Optuna), its searcher told every completed trial the study holds.
+An experiment a crash cut off is not restored with `Tuner.restore`: its searcher came back
+from a checkpoint older than the study (it suggested stored trials again, past the count), and
+with the deadline it was started with (a later --timeout was ignored)."""
 
 from __future__ import annotations
 
@@ -20,8 +23,7 @@ import ray
 from ray import tune
 
 from search import interrupts
-from search.backends.records import (TrialLifecycle, cut_short, interrupted, interrupted_ids, record_trial, recorded_ids,
-                                    trial_attrs)
+from search.backends.records import TrialLifecycle, cut_short, interrupted, record_trial, recorded_ids, trial_attrs
 from search.errors import FailedTrial, SearchError
 from search.faults import crash_point
 from search.objective import CHECKPOINTS, evaluate
@@ -37,8 +39,8 @@ FINAL = "final"  # marks the final result; a trial without one was stopped by AS
 NODE = "ray_node"  # attribute: the id of the Ray node the trial ran on
 
 # Tune's sessions of this driver process, by study directory. Tune pickles its callbacks and
-# stoppers into the experiment state (and `Tuner.restore` brings them back), so they carry
-# only the key and find the live storage, progress bar and failure count here.
+# stoppers into the experiment state, so they carry only the key and find the live storage,
+# progress bar and failure count here.
 _SESSIONS: dict = {}
 
 
@@ -60,9 +62,6 @@ def run(study, problem, space, progress=None):
     )
     try:
         with interrupts.graceful():
-            earlier = _experiments(root)
-            if earlier and tune.Tuner.can_restore(str(earlier[-1])):
-                tune.Tuner.restore(str(earlier[-1]), trainable, resume_unfinished=True, resume_errored=True).fit()
             while session.should_continue():
                 name = f"exp-{len(_experiments(root)) + 1}"
                 stored = len(session.recorded)
@@ -88,7 +87,8 @@ def _new_tuner(study, space, trainable, root, name, session):
     import optuna
     from ray.tune.schedulers import ASHAScheduler
     manifest = study.manifest
-    offset = len(load(study).get_trials(deepcopy=False))  # trial numbers (and seeds) go on
+    stored = load(study).get_trials(deepcopy=False)
+    offset = len(stored)  # trial numbers (and seeds) go on
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         sampler = optuna.samplers.TPESampler(
@@ -97,9 +97,10 @@ def _new_tuner(study, space, trainable, root, name, session):
     # A new study's start points, then the configs that Ctrl-C or SIGTERM cut short (Tune
     # keeps a trial it stopped as terminated: `Tuner.restore` does not run it again).
     points = [*(space.start_points() if offset == 0 else []), *session.take_cut_short()]
+    history = [t for t in stored if t.state.name == "COMPLETE" and t.params]
     searcher = _searcher_class()(
-        space=_DefineByRun(space, offset), metric=SCORE, mode="max", sampler=sampler,
-        points_to_evaluate=points or None, deadline=session.life.deadline,
+        space=_DefineByRun(space, offset - len(history)), metric=SCORE, mode="max", sampler=sampler,
+        history=history, points=points, deadline=session.life.deadline,
     )
     scheduler = ASHAScheduler(
         time_attr="training_iteration", metric=SCORE, mode="max", max_t=CHECKPOINTS + 1, grace_period=1,
@@ -135,9 +136,20 @@ def _searcher_class():
         `deadline` it suggests nothing more, so `--timeout` stops starting trials and lets the
         running ones finish (as with Optuna; Tune's time budget would cut them off)."""
 
-        def __init__(self, *args, deadline=None, **kwargs):
+        def __init__(self, *args, history=(), points=(), deadline=None, **kwargs):
+            import optuna
+
             super().__init__(*args, **kwargs)
             self.deadline, self.suggested = deadline, 0
+            # What the study has learnt so far, before the points to try first: TPE starts
+            # from every completed trial (whatever backend ran it), and trial numbers after
+            # the history's are the new trials' (see _DefineByRun).
+            for trial in history:
+                self._ot_study.add_trial(optuna.trial.create_trial(
+                    state=optuna.trial.TrialState.COMPLETE, value=trial.value, params=trial.params,
+                    distributions=trial.distributions))
+            for point in points:
+                self._ot_study.enqueue_trial(point)
 
         def suggest(self, trial_id):
             # Past the deadline start nothing more, but always run one trial (as Optuna does).
@@ -159,7 +171,8 @@ def _searcher_class():
 
 class _DefineByRun:
     """OptunaSearch's define-by-run space: our `sample` walked through Optuna's trial. The
-    trial number (offset by the trials already stored) comes along to seed the trial."""
+    trial number (offset by the trials already stored, less the history the searcher's study
+    starts with) comes along to seed the trial."""
 
     def __init__(self, space, offset):
         self.space, self.offset = space, offset
@@ -204,9 +217,6 @@ class _Session:
         self.started: set = set()  # Ray trial ids that began running in this session
         self.intermediate: dict = {}
         self.retries: dict = {}  # a cut-short config (its key) -> the stored trial it runs again
-        # Ray trials stored as interrupted that `Tuner.restore` may run again (those Tune had
-        # not yet marked stopped when the driver was killed): their run records `retry_of`
-        self.cut_short_ids = interrupted_ids(self.optuna_study, TRIAL_ID)
 
     def take_cut_short(self) -> list[dict]:
         """The cut-short configs not yet handed to an experiment of this session."""
@@ -223,12 +233,10 @@ class _Session:
 
     def record(self, trial, result, error=None):
         if trial.trial_id in self.recorded:
-            return  # recorded before a crash; Tune re-reported it after a restore
+            return  # (Tune may report a trial's end twice: an error after its last result)
         result = result or {}
         attrs = {**json.loads(result.get("attrs", "{}")), TRIAL_ID: trial.trial_id}
-        retry_of = self.cut_short_ids.pop(trial.trial_id, None)
-        if retry_of is None:
-            retry_of = self.retries.pop(_config_key({k: v for k, v in trial.config.items() if k != "_number"}), None)
+        retry_of = self.retries.pop(_config_key({k: v for k, v in trial.config.items() if k != "_number"}), None)
         if retry_of is not None:
             attrs["retry_of"] = retry_of
         if result.get(FINAL):

@@ -31,43 +31,43 @@ def test_backend_conformance(tmp_path, backend, extra):
 
 
 @pytest.mark.xdist_group("ray")
-def test_ray_resume_restores_the_tune_experiment(tmp_path):
-    """A Ray search killed mid-experiment (SIGKILL right after its first trial is stored, by the
-    crash hook, so no timing decides where; Ray's processes with it) resumes with
-    `Tuner.restore`: the restored experiment runs the trials it still had to run, rather than
-    a new experiment taking over."""
+def test_ray_resume_after_a_crash_runs_exactly_the_count_and_no_trial_twice(tmp_path):
+    """A Ray search killed mid-experiment (SIGKILL right after its second trial is stored, by
+    the crash hook, so no timing decides where; Ray's processes with it) resumes to exactly
+    the requested count, each configuration once. `Tuner.restore` of the cut-off experiment
+    brought its searcher back from an older checkpoint: it suggested stored trials again (same
+    configuration and seed) and ran its old sample count, 6 trials for --trials 4."""
     import signal
 
     study = tmp_path / "study"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}",
-           "SEARCH_CRASH_AT": "trial_written:1"}
+           "SEARCH_CRASH_AT": "trial_written:2"}
     with open(tmp_path / "stderr", "w") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "search", "run", "--backend", "ray", "--space", str(TINY_SPACE), "--trials",
-             "4", "--study-dir", str(study), "--no-progress"],
+             "5", "--study-dir", str(study), "--no-progress"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
         )
         proc.wait(timeout=600)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)  # the Ray processes the driver started
     assert proc.returncode == -signal.SIGKILL, (tmp_path / "stderr").read_text()[-3000:]
-    experiment = study / "ray" / "exp-1"
-    cut_short = _tune_trials(experiment)
-    assert list(experiment.glob("experiment_state-*.json")) and cut_short
-    assert len(finished(stored_trials(study))) == 1
-    # A trial that Ctrl-C or SIGTERM cut short: Tune keeps it as terminated, and `Tuner.restore`
-    # would not run it again (its config was lost); the next experiment runs it first.
+    assert len(finished(stored_trials(study))) == 2
+    # A trial that Ctrl-C or SIGTERM cut short (stored as interrupted): the next experiment runs
+    # its configuration first.
     interrupted = _add_interrupted_trial(study, donor=finished(stored_trials(study))[0])
-    manifest = json.loads((study / "manifest.json").read_text())
-    (study / "manifest.json").write_text(json.dumps({**manifest, "trials": 5}))  # room for a new experiment
 
     resumed = run_cli("resume", study, "--no-progress")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     trials = stored_trials(study)
-    assert len(finished(trials)) >= 5
-    assert _tune_trials(experiment) > cut_short, "the restored experiment ran its remaining trials"
+    assert len(finished(trials)) == 5, [(t.number, t.state.name) for t in trials]
+    seeds = [t.user_attrs["seed"] for t in finished(trials)]
+    assert len(set(seeds)) == len(seeds), seeds  # no stored trial run again
+    configs = [json.dumps(t.params, sort_keys=True) for t in finished(trials) if "retry_of" not in t.user_attrs]
+    assert len(set(configs)) == len(configs)
     (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == interrupted.number]
     assert retry.params == interrupted.params and retry.state.name in ("COMPLETE", "PRUNED")
+    assert (study / "ray" / "exp-2").is_dir()  # a new experiment, not the cut-off one restored
 
 
 def _add_interrupted_trial(study, donor):
@@ -83,11 +83,6 @@ def _add_interrupted_trial(study, donor):
         state=optuna.trial.TrialState.FAIL, params=params, distributions=donor.distributions,
         user_attrs={"fail_reason": "interrupted (SIGTERM)", "ray_trial_id": "cut-short"}))
     return stored.get_trials(deepcopy=False)[-1]
-
-
-def _tune_trials(experiment) -> set:
-    """Names of the trial directories Tune made in one experiment."""
-    return {p.name for p in experiment.iterdir() if p.is_dir() and "_trial" in p.name or p.name.startswith("_trial")}
 
 
 def test_optuna_workers_get_gpus_round_robin_from_the_environment(tmp_path):
