@@ -117,8 +117,9 @@ def connect_ray(address: str, again: str = ""):
 
     fix = f"; {again}" if again else ""
     dialled, source = address, "address"
-    if address == "auto" and "://" in os.environ.get("RAY_ADDRESS", ""):  # ray.init("auto") takes it from there
+    if address == "auto" and os.environ.get("RAY_ADDRESS", "auto") != "auto":  # ray.init("auto") dials it
         dialled, source = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
+    named = f"address {address}" if source == "address" else f"RAY_ADDRESS={dialled} (which --address auto dials)"
     if dialled.startswith("ray://"):
         raise SettingsError(f"{source}: {dialled} is a Ray Client address, {RAY_CLIENT_UNUSABLE}")
     if dialled.startswith(("http://", "https://")):  # `ray job submit`'s address, not the cluster's
@@ -130,6 +131,9 @@ def connect_ray(address: str, again: str = ""):
 
     if ray.is_initialized() and not connected_elsewhere(address):  # the caller's, or this address's already
         return
+    if dialled != "auto" and "://" not in dialled and not _host_and_port(dialled):
+        # (Ray's own check logged an error with a traceback before its ValueError)
+        raise SettingsError(f"{source}: expected HOST:PORT (a port 1-65535) or auto, got {dialled!r}")
     try:
         from ray._private.services import canonicalize_bootstrap_address
 
@@ -140,7 +144,7 @@ def connect_ray(address: str, again: str = ""):
     except ValueError:
         raise SettingsError(f"{source}: expected HOST:PORT or auto, got {dialled!r}") from None
     except ConnectionError:  # auto, with no cluster started on this machine
-        raise SearchError(f"address {address}: no Ray cluster runs on this machine (start one with "
+        raise SearchError(f"{named}: no Ray cluster runs on this machine (start one with "
                           f"`ray start --head`, or give its HOST:PORT){fix}") from None
     if target:  # Ray would retry a silent address for minutes
         host, _, port = target.rpartition(":")
@@ -150,7 +154,7 @@ def connect_ray(address: str, again: str = ""):
             reason = getattr(exc, "strerror", None) or exc
             if target != dialled:  # Ray names this host by its IP: both, so the user finds what they typed
                 reason = f"{reason}; Ray dials it as {target}"
-            raise SearchError(f"address {address}: no Ray cluster answers at {dialled} ({reason}){fix}") from None
+            raise SearchError(f"{named}: no Ray cluster answers at {dialled} ({reason}){fix}") from None
     import tempfile
 
     from encoderkit.quiet import stderr_silenced
@@ -170,6 +174,12 @@ def connect_ray(address: str, again: str = ""):
                                   "missing or not the cluster's: export RAY_AUTH_MODE=token RAY_AUTH_TOKEN=<the "
                                   f"head's token>){fix}") from None
             raise SearchError(f"address {address}: cannot connect to Ray ({_ray_reason(exc)}){fix}") from None
+
+
+def _host_and_port(address: str) -> bool:
+    """Whether `address` reads as HOST:PORT (an IPv6 host in brackets)."""
+    host, _, port = address.rpartition(":")
+    return bool(host.strip("[]")) and port.isdigit() and 0 < int(port) < 65536
 
 
 def _ray_reason(exc) -> str:

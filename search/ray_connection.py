@@ -5,6 +5,7 @@ Ray is imported only when it is used: the CLI's --help and the optuna backend ne
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -84,13 +85,7 @@ def start_ray(address):
     if ray.is_initialized():
         if not connected_elsewhere(address):  # the caller's, or this address's already
             return
-        ray.shutdown()
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no CSV/TensorBoard files per trial
-    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # Ctrl-C is ours (interrupts.py)
-    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter honours verbose=0; ours is the bar
-    # Intermediate results carry only the probe score; the final one adds the score.
-    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+        stop_ray()
     # ray.init installs a SIGTERM handler that exits with status 15 at once: a scheduler's stop
     # would skip the command's own (the leaderboard, exit 143). The caller's handler stays.
     main = threading.current_thread() is threading.main_thread()
@@ -108,3 +103,64 @@ def start_ray(address):
             signal.signal(signal.SIGTERM, on_sigterm)
     _started.update(connection=_connection(ray), address=address,
                     gcs=ray.get_runtime_context().gcs_address if address else None)
+    if not address:  # before Ray's own exit handler (registered when ray was imported: atexit runs last first)
+        atexit.unregister(stop_ray)  # (once, however many local Rays this process started)
+        atexit.register(stop_ray)
+
+
+# What Tune reads from the environment, set for a search's run only: a notebook's own Tune
+# runs after it keep Tune's defaults (a user's own value of one is kept during the search too).
+TUNE_ENVIRONMENT = {
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no CSV/TensorBoard files per trial
+    "TUNE_DISABLE_SIGINT_HANDLER": "1",  # Ctrl-C is ours (interrupts.py)
+    "RAY_CHDIR_TO_TRIAL_DIR": "0",
+    "RAY_AIR_NEW_OUTPUT": "0",  # the legacy reporter honours verbose=0; ours is the bar
+    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",  # intermediate results carry only the probe score
+}
+
+
+@contextlib.contextmanager
+def tune_environment():
+    """os.environ with TUNE_ENVIRONMENT's values where the caller set none; as it was after."""
+    added = [key for key in TUNE_ENVIRONMENT if key not in os.environ]
+    os.environ.update({key: TUNE_ENVIRONMENT[key] for key in added})
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+def stop_ray():
+    """Shuts down the Ray a search of this process started. A local one's processes ignore
+    SIGTERM (above), on which `ray.shutdown` waits a second each before SIGKILL: 6-8 s at
+    every exit, a second Ctrl-C's too. They, and what the raylet started (its agents
+    outlived it by a minute when killed first), are killed at once instead."""
+    ray = _running()
+    if ray is None or not _ours(ray):
+        return
+    node = None if _started["address"] else _local_node(ray)
+    if node is None:  # a cluster's processes are not ours to stop
+        ray.shutdown()
+        return
+    import psutil  # (a dependency of Ray's)
+
+    family = []
+    for infos in list(node.all_processes.values()):
+        for info in infos:
+            with contextlib.suppress(psutil.Error):
+                family.extend(psutil.Process(info.process.pid).children(recursive=True))
+    kill_all = node.kill_all_processes
+    node.kill_all_processes = lambda **options: kill_all(**{**options, "allow_graceful": False})
+    ray.shutdown()
+    for process in family:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+
+
+def _local_node(ray):
+    """The processes Ray started in this process (its `Node`), where this Ray release has one."""
+    try:
+        return ray._private.worker._global_node
+    except AttributeError:
+        return None

@@ -27,7 +27,7 @@ from search.backends.records import TrialLifecycle, cut_short, interrupted, reco
 from search.errors import FailedTrial, SearchError
 from search.faults import crash_point
 from search.objective import CHECKPOINTS, evaluate
-from search.ray_connection import start_ray
+from search.ray_connection import start_ray, tune_environment
 from search.settings import RayOptions
 from search.storage import load
 from search.suggest import FixedSuggest, OptunaSuggest, sample
@@ -48,6 +48,11 @@ Options = RayOptions
 
 
 def run(study, problem, space, progress=None):
+    with tune_environment():
+        return _run(study, problem, space, progress)
+
+
+def _run(study, problem, space, progress):
     manifest = study.manifest
     options = Options.from_manifest(manifest)
     start_ray(options.address)

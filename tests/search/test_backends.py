@@ -165,13 +165,18 @@ first = ray.get_runtime_context().gcs_address
 engine.run("digits", space={str(TINY_SPACE)!r}, trials=1, backend="ray", study_dir={str(tmp_path / "two")!r},
            progress=False, export=False)
 print("reused:", ray.get_runtime_context().gcs_address == first)
+from search.ray_connection import TUNE_ENVIRONMENT, stop_ray
+print("tune settings left:", sorted(key for key in TUNE_ENVIRONMENT if key in os.environ))  # the notebook's Tune
 os.environ["RAY_ADDRESS"] = "10.0.0.5:6379"
 print("notes:", check_machine("ray", RayOptions()))
 try:
     check_machine("ray", RayOptions(address="127.0.0.1:1"))
 except Exception as exc:
     print("refused:", exc)
-ray.shutdown()
+import psutil
+family = psutil.Process().children(recursive=True)
+stop_ray()  # at once, where ray.shutdown waited a second on each of Ray's processes (they ignore SIGTERM)
+print("left running:", [p.name() for p in psutil.wait_procs(family, timeout=20)[1]])
 ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)  # the caller's own, now
 from search.ray_connection import callers_ray
 print("callers:", callers_ray())
@@ -179,6 +184,7 @@ print("callers:", callers_ray())
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "reused: True" in result.stdout
+    assert "tune settings left: []" in result.stdout and "left running: []" in result.stdout, result.stdout
     assert "notes: ['RAY_ADDRESS=10.0.0.5:6379 is set, but without --address Ray is started here" in result.stdout
     assert "refused: address 127.0.0.1:1: no Ray cluster answers at 127.0.0.1:1" in result.stdout, result.stdout
     assert "callers: True" in result.stdout  # left alone: a search uses it as it is

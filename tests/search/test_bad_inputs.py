@@ -131,7 +131,12 @@ RUN_CASES = [
     ("cli-cpus-default-on-kerastuner", ["--backend", "kerastuner", "--cpus-per-trial", "1"],
      "--cpus-per-trial: not an option of backend kerastuner"),
     ("cli-ray-address-malformed", ["--backend", "ray", "--address", "not-an-address"],
-     "--address: expected HOST:PORT or auto, got 'not-an-address'"),
+     "--address: expected HOST:PORT (a port 1-65535) or auto, got 'not-an-address'"),
+    # Ray's own check logged an error and a traceback before the one line
+    ("cli-ray-address-no-host", ["--backend", "ray", "--address", ":6379"],
+     "--address: expected HOST:PORT (a port 1-65535) or auto, got ':6379'"),
+    ("cli-ray-address-port-out-of-range", ["--backend", "ray", "--address", "127.0.0.1:99999"],  # was "refused"
+     "--address: expected HOST:PORT (a port 1-65535) or auto, got '127.0.0.1:99999'"),
     ("cli-ray-client-address", ["--backend", "ray", "--address", "ray://127.0.0.1:10001"],  # no trial stored, for ever
      "--address: ray://127.0.0.1:10001 is a Ray Client address, which the ray backend cannot use"),
     ("cli-ray-address-nothing-answers", ["--backend", "ray", "--address", "127.0.0.1:1"],  # Ray retried for minutes
@@ -700,6 +705,21 @@ def test_auto_refuses_a_ray_client_address_from_ray_address(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "ray://127.0.0.1:1")
     with pytest.raises(SettingsError, match=r"^RAY_ADDRESS: ray://127.0.0.1:1 is a Ray Client address, which the "
                                             r"ray backend cannot use .*; run it on the cluster: ray job submit "):
+        connect_ray("auto")
+
+
+def test_auto_names_ray_address_where_it_dials_that(monkeypatch):
+    """--address auto dials RAY_ADDRESS where it is set: its faults were blamed on 'auto'."""
+    from search.errors import SearchError, SettingsError
+    from search.preflight import connect_ray
+
+    monkeypatch.setenv("RAY_ADDRESS", "garbage")
+    with pytest.raises(SettingsError, match=r"^RAY_ADDRESS: expected HOST:PORT \(a port 1-65535\) or auto, "
+                                            r"got 'garbage'$"):
+        connect_ray("auto")
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    with pytest.raises(SearchError, match=r"^RAY_ADDRESS=127.0.0.1:1 \(which --address auto dials\): no Ray cluster "
+                                          r"answers at 127.0.0.1:1 \(Connection refused"):
         connect_ray("auto")
 
 
