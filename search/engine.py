@@ -329,7 +329,7 @@ def resume(study_dir, *, data=None, progress=True, verbose=True, export=True) ->
         if hasattr(backend_module, "check_space"):  # a study made before the space was checked up front
             backend_module.check_space(space, backend_module.Options.from_manifest(study.manifest))
         address = study.manifest.get("address") if study.manifest["backend"] == "ray" else None
-        if address:
+        if address and _trials_to_run(study):  # a finished study's export or report needs no cluster
             again = suggested_command("run", "--backend", "ray", "--address", "HOST:PORT", "--study-dir", study.directory)
             connect_ray(address, again=f"another cluster: {again} (with the study's other settings)")
     with study_lock(study.directory, "resume"):
@@ -337,6 +337,12 @@ def resume(study_dir, *, data=None, progress=True, verbose=True, export=True) ->
             _publish(study, first=True)
         study.write_json("manifest.json", study.manifest)  # a moved data file's new path, for later commands
         return _search_and_export(study, problem, space, progress, export, (), verbose)
+
+
+def _trials_to_run(study) -> bool:
+    from search.storage import finished_count, load
+
+    return finished_count(load(study)) < Budget.from_manifest(study.manifest).trials
 
 
 def _search_and_export(study, problem, space, progress, export, notes, verbose):

@@ -55,9 +55,12 @@ def run(study, problem, space, progress=None):
 def _run(study, problem, space, progress):
     manifest = study.manifest
     options = Options.from_manifest(manifest)
+    session = _Session(study, space, progress)
+    if not session.should_continue():  # nothing to run: no cluster needed (it may be gone)
+        return
     start_ray(options.address)
     key = str(study.directory.resolve())
-    session = _SESSIONS[key] = _Session(study, space, progress)
+    _SESSIONS[key] = session
     root = (study.directory / EXPERIMENTS).resolve()
     trainable = tune.with_resources(
         tune.with_parameters(_trial, problem=problem, space=space, base_seed=int(manifest["seed"]),

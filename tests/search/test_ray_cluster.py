@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TINY_SPACE
+from tests.conftest import ROOT, TINY_SPACE, run_cli
 from tests.ray_processes import RAY, forget_cluster, free_port, kill, process_tree, processes
 
 @pytest.mark.xdist_group("ray")
@@ -84,3 +84,8 @@ def test_ray_job_submit_runs_a_search_on_a_cluster(tmp_path):
             kill(pid)
         forget_cluster(gcs)
         shutil.rmtree(temp, ignore_errors=True)
+    # The study is finished: it resumes (to its export) with its cluster gone, where `auto` was
+    # refused as "no Ray cluster runs on this machine".
+    again = run_cli("resume", study, "--no-progress")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "is still the best and already exported" in again.stdout
