@@ -117,7 +117,7 @@ def connect_ray(address: str, again: str = ""):
 
     fix = f"; {again}" if again else ""
     dialled, source = address, "address"
-    if address == "auto" and os.environ.get("RAY_ADDRESS", "auto") != "auto":  # ray.init("auto") dials it
+    if address == "auto" and os.environ.get("RAY_ADDRESS") not in (None, "", "auto"):  # ray.init("auto") dials it
         dialled, source = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
     named = f"address {address}" if source == "address" else f"RAY_ADDRESS={dialled} (which --address auto dials)"
     if dialled.startswith("ray://"):

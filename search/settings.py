@@ -181,6 +181,8 @@ class RayOptions(BackendOptions):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.address is not None and not isinstance(self.address, str):  # (a hand-edited manifest's)
+            raise SettingsError(f"address: expected HOST:PORT or auto, got {self.address!r}")
         if not _number("cpus_per_trial", self.cpus_per_trial) > 0:
             raise SettingsError(f"cpus_per_trial: must be positive, got {self.cpus_per_trial}")
         gpus = _number("gpus_per_trial", self.gpus_per_trial)

@@ -126,15 +126,23 @@ def builtin_spaces() -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
 
 
-def load_space(name_or_path: str, scale: float = 1.0) -> Space:
+def load_space(name_or_path: str, scale: float = 1.0, strict: bool = True) -> Space:
     """Loads a shipped space by name or a YAML file by path, validated; `scale` multiplies
-    epochs, units and filters (at least 1 each) for quick runs."""
+    epochs, units and filters (at least 1 each) for quick runs. `strict=False` reads a space a
+    stored study began with as it was read then: the checks added since (see `_Parser`) would
+    refuse a study that ran, whose stored copy cannot be edited (its digest)."""
     import yaml
 
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise SpaceError(f"space: expected a shipped space's name or a YAML file path, got {name_or_path!r}")
     shipped = builtin_spaces()
     path = shipped.get(name_or_path, Path(name_or_path))
+    try:
+        path.stat()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:  # a folder on the way that cannot be entered, a name too long
+        raise SpaceError(f"{name_or_path}: cannot be read ({exc.strerror or exc})") from None
     if path.is_dir():
         raise SpaceError(f"{name_or_path}: a folder, not a space file")
     if not path.exists():
@@ -156,7 +164,7 @@ def load_space(name_or_path: str, scale: float = 1.0) -> Space:
         line = exc.object[:exc.start].count(b"\n") + 1
         raise SpaceError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} in line {line}); "
                          "save it as UTF-8") from None
-    return parse_space(document, str(path), scale)
+    return parse_space(document, str(path), scale, strict)
 
 
 def _unique_keys_loader():
@@ -181,22 +189,27 @@ def _unique_keys_loader():
     return UniqueKeysLoader
 
 
-def parse_space(document, source: str = "<space>", scale: float = 1.0) -> Space:
+def parse_space(document, source: str = "<space>", scale: float = 1.0, strict: bool = True) -> Space:
     if isinstance(scale, bool) or not isinstance(scale, Real) or not 0 < scale <= 1:
         raise SpaceError(f"scale: must be in (0, 1], got {scale!r}")
-    parser = _Parser(source, float(scale))
+    parser = _Parser(source, float(scale), strict)
     return parser.space(document)
 
 
 class _Parser:
-    def __init__(self, source, scale=1.0):
+    """`strict`: the checks added on 2026-12-03 (a step that divides its range, start points on
+    a float step's grid and naming their family, blocks of the right type, data kinds some
+    family takes) and the step shrunk with --scale; off for a stored study's space."""
+
+    def __init__(self, source, scale=1.0, strict=True):
         self.source = source
         self.scale = scale
+        self.strict = strict
         self.inherited = {}  # key path in a family -> the family whose block wrote it (through extends)
 
     def fail(self, path, message):
-        origin = next((family for key, family in self.inherited.items() if path == key or path.startswith(key + ".")),
-                      None)
+        matches = [key for key in self.inherited if path == key or path.startswith(key + ".")]
+        origin = self.inherited[max(matches, key=len)] if matches else None  # the most specific
         if origin is not None:  # the user wrote the key in another family's block
             message += f" (inherited from {origin!r} through extends)"
         raise SpaceError(f"{self.source}: {path}: {message}" if path else f"{self.source}: {message}")
@@ -220,8 +233,8 @@ class _Parser:
         if "families" not in doc:
             self.fail("families", "missing: a space needs at least one family")
         # (a block left empty in YAML reads as None; `training: 0` or `probe: false` is refused)
-        training = self.mapping(_or_empty(doc.get("training"), {}), "training", tuple(TRAINING_DEFAULTS))
-        probe = self.probe(_or_empty(doc.get("probe"), {}))
+        training = self.mapping(self.or_empty(doc.get("training"), {}), "training", tuple(TRAINING_DEFAULTS))
+        probe = self.probe(self.or_empty(doc.get("probe"), {}))
         space = Space(
             name=str(doc.get("name", Path(self.source).stem)),
             source=self.source,
@@ -240,8 +253,17 @@ class _Parser:
                 sort_keys=True, default=str,
             ).encode()).hexdigest(),
         )
-        self.check_kinds_taken(space)
-        return replace(space, start=self.start(_or_empty(doc.get("start"), []), space))
+        if self.strict:
+            self.check_kinds_taken(space)
+        start = self.or_empty(doc.get("start"), [])
+        if self.scale != 1 and start:  # start points as written, against the space as written
+            _Parser(self.source, 1.0, self.strict).space(document)
+        return replace(space, start=self.start(start, space))
+
+    def or_empty(self, value, empty):
+        """A block left out or left empty (`training:` reads as None) as `empty`; anything else as
+        given (not strict: anything false, as spaces were read before)."""
+        return empty if value is None or (not self.strict and not value) else value
 
     def check_kinds_taken(self, space):
         """Every data kind the space names is taken by one of its families (else `spaces`
@@ -262,14 +284,13 @@ class _Parser:
             path = f"start[{index}]"
             if not isinstance(point, dict) or not point:
                 self.fail(path, f"expected a mapping of parameter name to value, got {point!r}")
-            if self.scale != 1:  # a start point shrinks with the space it starts in
-                point = {key: self.shrink(value) if _parameter(key) in SCALED and isinstance(value, int) else value
-                         for key, value in point.items()}
-            else:
-                point = dict(point)
-            self.check_family_named(point, space, path)
+            point = {key: self.shrunk_start(key, value) for key, value in point.items()}
+            if self.strict:
+                self.check_family_named(point, space, path)
+            # (shrunk values, checked at scale 1 already, are put on the shrunk range's grid)
             checker = _StartChecker(point, lambda name, message, path=path: self.fail(f"{path}.{name}", message),
-                                    snap=self.scale != 1)
+                                    snap={key for key in point if _parameter(key) in SCALED} if self.scale != 1 else (),
+                                    strict=self.strict)
             sample(space, checker)
             only_family = space.families[0].name if len(space.families) == 1 else None
             if only_family is not None and "family" in point:  # a one-family space does not search it
@@ -283,6 +304,14 @@ class _Parser:
                 self.fail(f"{path}.{unknown[0]}", f"not a searched parameter of this space for this point{suffix}")
             points.append(tuple(point.items()))
         return tuple(points)
+
+    def shrunk_start(self, key, value):
+        """A start point's value as --scale shrinks it: epochs, units and filters, written as
+        whole numbers in any form (`20`, `20.0`, `2e1`)."""
+        value = _scientific_as_number(value)
+        if self.scale == 1 or _parameter(key) not in SCALED or not _is_number(value) or value != int(value):
+            return value
+        return self.shrink(int(value))
 
     def check_family_named(self, point, space, path):
         """A point that sets a family's own parameters names that family: the family is
@@ -335,13 +364,12 @@ class _Parser:
         merged = {**inherited, **{k: v for k, v in params.items() if k != "extends"}}
         own_stack = isinstance(params.get("stack"), dict)
         for key in inherited:
-            if key not in params or (key == "stack" and own_stack):
-                if key == "stack" and own_stack:  # only the stack's keys this block does not set
-                    for layer_key in inherited["stack"] if isinstance(inherited["stack"], dict) else ():
-                        if layer_key not in params["stack"]:
-                            self.note_inherited(f"{path}.stack.{layer_key}", f"families.{base}.stack.{layer_key}", base)
-                else:
-                    self.note_inherited(f"{path}.{key}", f"families.{base}.{key}", base)
+            if key not in params:
+                self.note_inherited(f"{path}.{key}", f"families.{base}.{key}", base)
+            if key == "stack" and isinstance(inherited["stack"], dict):  # each of its keys from where it was set
+                for layer_key in inherited["stack"]:
+                    if not (own_stack and layer_key in params["stack"]):
+                        self.note_inherited(f"{path}.stack.{layer_key}", f"families.{base}.stack.{layer_key}", base)
         if own_stack:  # a stack extends the base's stack, key by key
             base_stack = inherited.get("stack", {})
             if not isinstance(base_stack, dict):
@@ -404,6 +432,9 @@ class _Parser:
             return Fixed(shrink(domain.value))
         if isinstance(domain, Choice):
             return Choice(tuple(dict.fromkeys(shrink(v) for v in domain.options)))
+        if not self.strict:  # as a study made before 2026-12-03 sampled it: the step kept
+            low, high = shrink(domain.low), shrink(domain.high)
+            return IntRange(low, high, domain.log, domain.step if high - low >= domain.step else 1)
         low, step = shrink(domain.low), shrink(domain.step) if domain.step > 1 else 1
         steps = (shrink(domain.high) - low) // step  # whole steps, as Optuna wants: 10..50 by 20 at 0.5 is 5..25 by 10
         return IntRange(low, low + steps * step, domain.log, step if steps else 1)
@@ -444,9 +475,8 @@ class _Parser:
             if high > low and step > (high - low) * (1 + 1e-9):  # only `low` could be drawn (0.5 - 0.4 < 0.1)
                 self.fail(f"{path}.step", f"{step} is wider than the range {low}..{high}, so only {low} could be "
                                           "drawn (a fixed value is written as the value itself)")
-            steps = (high - low) / step
-            if abs(steps - round(steps)) > 1e-9 * max(1.0, steps):  # Optuna would move `high` with a warning
-                below = low + math.floor(steps) * step
+            if self.strict and not _whole_steps(low, high, step):  # Optuna would move `high` with a warning
+                below = low + math.floor((high - low) / step) * step
                 self.fail(f"{path}.step", f"{low}..{high} is not a whole number of steps of {step} "
                                           f"(e.g. {low}..{below:g} or {low}..{below + step:g})")
         if kind == "int":
@@ -504,11 +534,6 @@ class _Parser:
 SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
-def _or_empty(value, empty):
-    """A block left out or left empty (`training:` reads as None) as `empty`; anything else as given."""
-    return empty if value is None else value
-
-
 def _scientific_as_number(value):
     """YAML 1.1 (PyYAML) reads `1e-3` as the string '1e-3' (only `1.0e-3` as a number); a
     number is meant. (Read here, not by the loader: a stored space's digest is of the document
@@ -535,11 +560,12 @@ class _StartChecker:
     """A suggest adapter that answers from a start point (the domain's lowest value where the
     point says nothing) and refuses values outside a parameter's domain. A value is read as
     the space's own values are (`1e-3` a number, `4.0` a whole number, `0.0` the option `0`)
-    and stored in the point as the domain holds it; `snap` (a start point shrunk by --scale)
-    moves an int onto the range's grid."""
+    and stored in the point as the domain holds it; `snap`: the keys that --scale shrank (their
+    values were checked at scale 1), moved onto the shrunk range's grid. Not `strict`: a float
+    step's grid is not checked (as for a study made before 2026-12-03)."""
 
-    def __init__(self, point, fail, snap=False):
-        self.point, self.fail, self.asked, self.snap = point, fail, set(), snap
+    def __init__(self, point, fail, snap=(), strict=True):
+        self.point, self.fail, self.asked, self.snap, self.strict = point, fail, set(), snap, strict
 
     def _given(self, name, default, read, domain):
         self.asked.add(name)
@@ -556,7 +582,7 @@ class _StartChecker:
             if not _is_number(v) or float(v) != int(v):
                 return None
             v = int(v)
-            if self.snap:
+            if name in self.snap:
                 v = min(max(low + round((v - low) / step) * step, low), high)
             return v if low <= v <= high and (v - low) % step == 0 else None
 
@@ -566,7 +592,7 @@ class _StartChecker:
         def read(v):
             if not _is_number(v) or not low <= v <= high:
                 return None
-            steps = (v - low) / step if step else 0
+            steps = (v - low) / step if step and self.strict else 0
             return float(v) if abs(steps - round(steps)) <= 1e-9 * max(1.0, steps) else None
 
         return self._given(name, low, read, FloatRange(low, high, log, step))
@@ -577,6 +603,13 @@ class _StartChecker:
             return same[0] if same else None
 
         return self._given(name, options[0], read, Choice(tuple(options)))
+
+
+def _whole_steps(low, high, step) -> bool:
+    """Whether `high - low` is a whole number of steps, decided in decimal as Optuna does."""
+    from decimal import Decimal
+
+    return (Decimal(str(high)) - Decimal(str(low))) % Decimal(str(step)) == 0
 
 
 def _is_number(value) -> bool:

@@ -63,7 +63,7 @@ class Study:
         return self.directory / "export"
 
     def space(self):
-        space = load_space(str(self.directory / "space.yaml"), self.manifest.get("scale", 1.0))
+        space = load_space(str(self.directory / "space.yaml"), self.manifest.get("scale", 1.0), strict=False)
         if space.digest != self.manifest["space_digest"]:
             raise StudyError(f"{self.directory / 'space.yaml'}: changed since the study began (digest differs)")
         restricted, _ = space.for_kind(self.manifest["data_kind"])

@@ -93,6 +93,8 @@ def run(study, problem, space, progress=None) -> str | None:
             # of a wide epochs range is hundreds of trials): start no more trials
             if life.out_of_time() or life.remaining(optuna_study) <= 0:
                 self.oracle.max_trials = len(self.oracle.trials)
+            elif self.oracle.max_trials is not None:  # a failed trial does not count: one more for it
+                self.oracle.max_trials = len(self.oracle.trials) + life.remaining(optuna_study)
 
     def record(trial, params, started, ended, attrs):
         state, value, ended_attrs = ended

@@ -721,6 +721,16 @@ def test_auto_names_ray_address_where_it_dials_that(monkeypatch):
     with pytest.raises(SearchError, match=r"^RAY_ADDRESS=127.0.0.1:1 \(which --address auto dials\): no Ray cluster "
                                           r"answers at 127.0.0.1:1 \(Connection refused"):
         connect_ray("auto")
+    # empty is unset to Ray: `auto` looks for this machine's cluster (here: none, as Ray would say)
+    monkeypatch.setenv("RAY_ADDRESS", "")
+    from ray._private import services
+
+    def no_cluster(address):
+        raise ConnectionError("no cluster")
+
+    monkeypatch.setattr(services, "canonicalize_bootstrap_address", no_cluster)
+    with pytest.raises(SearchError, match=r"^address auto: no Ray cluster runs on this machine"):
+        connect_ray("auto")
 
 
 def test_ray_address_without_the_flag_is_noted_not_silently_ignored(monkeypatch):

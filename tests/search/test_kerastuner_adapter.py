@@ -148,3 +148,20 @@ def test_keras_tuner_stops_at_the_trial_count_or_says_why_it_stopped_short(tmp_p
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Leaderboard (accuracy, 2 trials: 2 complete" in result.stdout
     assert "note: keras-tuner" not in result.stdout
+
+
+def test_keras_tuner_runs_past_failed_trials_to_the_count(tmp_path):
+    """keras-tuner's oracles count failed trials toward their trial limit, the search does not:
+    with --trials 3 and failures it stopped at 3 trials, fewer of them finished."""
+    from tests.conftest import run_cli
+
+    space = tmp_path / "half-diverging.yaml"  # the large learning rate's trials fail with NaN
+    space.write_text("code_size: {int: [2, 8]}\nscaling: standard\n"
+                     "training: {epochs: 2, batch_size: 64, learning_rate: {choice: [1.0e-2, 1.0e+12]}, "
+                     "optimizer: sgd}\nfamilies: {dense: {stack: {depth: 1, units: 8, activation: relu}}}\n"
+                     "probe: {model: logistic_regression, cv: 3}\n")
+    result = run_cli("run", "--space", space, "--trials", "3", "--backend", "kerastuner", "--study-dir",
+                     tmp_path / "study", "--no-progress")
+    assert result.returncode == 0, result.stderr[-2000:]
+    header = next(line for line in result.stdout.splitlines() if line.startswith("Leaderboard"))
+    assert ": 3 complete, 0 pruned," in header and " 0 failed)" not in header, header

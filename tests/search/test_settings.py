@@ -31,6 +31,7 @@ from tests.conftest import ROOT
     (lambda: OptunaOptions(workers=0), "workers: must be at least 1, got 0"),
     (lambda: OptunaOptions(fresh_process=-1), "fresh_process: must be a number of trials per process, got -1"),
     (lambda: RayOptions(cpus_per_trial=0), "cpus_per_trial: must be positive, got 0"),
+    (lambda: RayOptions(address=5), "address: expected HOST:PORT or auto, got 5"),  # a hand-edited manifest's
     (lambda: RayOptions(gpus_per_trial=1.5), "gpus_per_trial: a fraction of one GPU or a whole number, got 1.5"),
     (lambda: KerasTunerOptions(algorithm="grid"), "algorithm: unknown algorithm 'grid'"),
     (lambda: OptunaOptions(storage="studies-db"), "storage: not a database URL (postgresql://USER@HOST/DB, sqlite:///PATH) nor journal:PATH, got 'studies-db'"),

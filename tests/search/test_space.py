@@ -1,6 +1,7 @@
 """Search spaces: loading, validation errors, sampling and replay (no model is trained here)."""
 
 import copy
+import re
 import warnings
 
 import numpy as np
@@ -588,3 +589,46 @@ def test_a_step_wider_than_its_range_and_a_space_not_in_utf8_are_refused_in_one_
     latin.write_bytes("training: {epochs: 3}\n# café\nfamilies: {dense: {}}\n".encode("latin-1"))
     with pytest.raises(SpaceError, match=r"latin1.yaml: not UTF-8 text \(byte 0xe9 in line 2\); save it as UTF-8$"):
         load_space(str(latin))
+
+
+def test_a_stored_studys_space_is_read_as_it_was_when_the_study_began():
+    """The checks added since (a step that divides its range, start points that name their
+    family or sit on a float step's grid, blocks of the right type) would refuse a study that
+    ran, and its stored copy cannot be edited (its digest): a study's space is read without them."""
+    document = {"families": {"dense": {"stack": {"depth": 1, "units": {"int": [32, 500], "step": 32}},
+                                       "dropout": {"float": [0.0, 0.5], "step": 0.1}},
+                             "sparse": {}},
+                "start": [{"dense.dropout": 0.15}], "training": 0}
+    with pytest.raises(SpaceError):
+        parse_space(copy.deepcopy(document), "x.yaml")
+    space = parse_space(copy.deepcopy(document), "x.yaml", strict=False)
+    assert dict(space.families[0].layer_params)["units"] == IntRange(32, 500, False, 32)
+    # --scale kept the step where it was then (the shrunk grid would not hold the stored values)
+    units = dict(parse_space(copy.deepcopy(document), "x.yaml", 0.5, strict=False).families[0].layer_params)["units"]
+    assert (units.low, units.high, units.step) == (16, 250, 32)
+
+
+def test_scale_checks_start_points_as_written_and_shrinks_whole_numbers_in_any_form():
+    document = {"code_size": {"int": [8, 64], "step": 8}, "training": {"epochs": {"int": [10, 40]}},
+                "families": {"dense": {"stack": {"depth": {"int": [1, 2]}, "units": {"int": [8, 64]}}}}}
+    for point, message in (({"code_size": 100}, "start[0].code_size: 100 is outside the space's int[8, 64] step 8"),
+                           ({"code_size": 17}, "start[0].code_size: 17 is outside"),
+                           ({"dense.depth": 5}, "start[0].dense.depth: 5 is outside the space's int[1, 2]")):
+        with pytest.raises(SpaceError, match=re.escape(message)):  # (snapped into the shrunk range before)
+            parse_space({**copy.deepcopy(document), "start": [point]}, "x.yaml", 0.5)
+    for written in (20, 20.0, "2e1"):
+        space = parse_space({**copy.deepcopy(document), "start": [{"training.epochs": written}]}, "x.yaml", 0.5)
+        assert space.start_points() == [{"training.epochs": 10}], written
+
+
+def test_an_inherited_stack_key_names_the_family_that_wrote_it_through_a_chain():
+    """conv2d extends sparse, whose stack (its own depth) extends dense's (units, which conv2d's
+    layers do not take): the unknown key was dense's, not sparse's."""
+    document = {"families": {"dense": {"stack": {"depth": 1, "units": 8}},
+                             "sparse": {"extends": "dense", "stack": {"depth": 2}},
+                             "conv2d": {"extends": "sparse"}}}
+    with pytest.raises(SpaceError, match=r"families.conv2d.stack.units: unknown key .*\(inherited from 'dense' "):
+        parse_space(document, "x.yaml")
+    document["families"]["conv2d"] = {"extends": "sparse", "stack": {"depth": 1}}  # its own stack: the same
+    with pytest.raises(SpaceError, match=r"families.conv2d.stack.units: unknown key .*\(inherited from 'dense' "):
+        parse_space(document, "x.yaml")
