@@ -102,8 +102,8 @@ def _new_tuner(study, space, trainable, root, name, session):
         sampler = optuna.samplers.TPESampler(
             seed=int(manifest["seed"]) + offset, multivariate=True, group=True, n_startup_trials=8
         )
-    # A new study's start points, then the configs that Ctrl-C or SIGTERM cut short (Tune
-    # keeps a trial it stopped as terminated: `Tuner.restore` does not run it again).
+    # A new study's start points, then the configs that Ctrl-C or SIGTERM cut short (stored as
+    # interrupted; no experiment is restored, so the next one runs them again).
     points = [*(space.start_points() if offset == 0 else []), *session.take_cut_short()]
     history = [t for t in stored if t.state.name == "COMPLETE" and t.params]
     searcher = _searcher_class()(
