@@ -372,17 +372,18 @@ engine.run("digits", space={str(TINY_SPACE)!r}, trials=3, backend="ray", workers
     _report_and_replay(study, capsys, len(trials))
 
 
-def test_kerastuner_hyperband_allocates_clamped_epochs_runs_whole_brackets_and_report_and_replay_work(
+def test_kerastuner_hyperband_allocates_clamped_epochs_stops_at_the_count_and_report_and_replay_work(
         tmp_path, capsys):
     """Hyperband's `tuner/epochs` (1 or 3 for the tiny space's epochs 2-3) is each trial's
-    epochs, clamped into the space's range and stored as the trial's parameter; whole brackets
-    run, so more trials finish than asked for."""
+    epochs, clamped into the space's range and stored as the trial's parameter. Its first
+    bracket runs 3 trials of 1 epoch, then the best of them for 3; the search stops at the
+    count (whole brackets ran before, however many trials they held)."""
     study = tmp_path / "study"
     status, out, err = cli_main(capsys, "run", "--backend", "kerastuner", "--algorithm", "hyperband", "--space",
-                                TINY_SPACE, "--trials", 2, "--study-dir", study, "--no-progress")
+                                TINY_SPACE, "--trials", 4, "--study-dir", study, "--no-progress")
     assert status == 0, err[-3000:]
     trials = finished(optuna_trials(study))
-    assert len(trials) > 2
+    assert len(trials) == 4
     allocated = {}
     for path in (study / "kerastuner").glob("trial_*/trial.json"):
         record = json.loads(path.read_text())
