@@ -385,7 +385,7 @@ def _search_and_export_with(backend, options, study, problem, space, progress, e
             print(f"note: {note}")
         if not study.baselines():
             study.write_json("baselines.json", score_baselines(problem))
-        short, timed_out = _search(backend, study, problem, space, progress)
+        short = _search(backend, study, problem, space, progress)
         if short:
             notes = (*notes, short)
             if verbose:
@@ -397,8 +397,7 @@ def _search_and_export_with(backend, options, study, problem, space, progress, e
             if verbose:
                 print(f"note: {notes[-1]}")
         elif export:
-            if timed_out and not _has_complete_trial(study):  # said with the leaderboard of what was scored
-                raise FatalSearchError(f"{study.directory}: no completed trial to export: {short}")
+            _refuse_without_complete_trial(study, short)
             exported = refit_and_export(study, problem, space)
     except FatalSearchError as exc:  # e.g. --max-failures: the failed trials' reasons are on the leaderboard
         exc.result = result_of(study, notes=notes)
@@ -410,15 +409,20 @@ def _search_and_export_with(backend, options, study, problem, space, progress, e
     return result_of(study, exported, notes)
 
 
-def _has_complete_trial(study) -> bool:
+def _refuse_without_complete_trial(study, ended_short):
+    """Nothing to export: said with the leaderboard of what failed, and why (as an error raised
+    by the export would say it without)."""
+    from search.refit import nothing_to_export
     from search.storage import complete_trials, load
 
-    return bool(complete_trials(load(study)))
+    optuna_study = load(study)
+    if not complete_trials(optuna_study):
+        raise FatalSearchError(nothing_to_export(optuna_study, study.directory, ended_short))
 
 
-def _search(backend, study, problem, space, progress) -> tuple[str | None, bool]:
-    """Runs the backend to the trial count: (a note where it ended short of it, whether the
-    timeout ended it)."""
+def _search(backend, study, problem, space, progress) -> str | None:
+    """Runs the backend to the trial count: a note where it ended short of it (the timeout, or
+    the backend's own reason)."""
     from search.storage import finished_count, load
 
     budget = Budget.from_manifest(study.manifest)
@@ -436,8 +440,8 @@ def _search(backend, study, problem, space, progress) -> tuple[str | None, bool]
     done = finished_count(load(study))
     if budget.timeout and done < budget.trials and time.time() - started >= budget.timeout:
         return (f"the timeout ({budget.timeout:g} s) ended the search at {done} of {budget.trials} finished trials; "
-                f"resume continues it ({suggested_command('resume', study.directory)})"), True
-    return (ended_short if done < budget.trials else None), False
+                f"resume continues it ({suggested_command('resume', study.directory)})")
+    return ended_short if done < budget.trials else None
 
 
 def score_baselines(problem) -> dict:

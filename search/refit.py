@@ -206,14 +206,20 @@ def named(problem, X):
     return pd.DataFrame(X, columns=list(names))
 
 
+def nothing_to_export(optuna_study, directory, ended_short=None) -> str:
+    """The one line for a study without a completed trial: how many failed, the last reason,
+    and why the search ended where it did."""
+    failed = [t.user_attrs["fail_reason"] for t in optuna_study.get_trials(deepcopy=False)
+              if t.user_attrs.get("fail_reason")]
+    why = f" ({len(failed)} failed; the last: {failed[-1]})" if failed else ""
+    return f"{directory}: no completed trial to export{why}" + (f": {ended_short}" if ended_short else "")
+
+
 def pick_trial(optuna_study, number, directory):
     complete = complete_trials(optuna_study)
     if number is None:
         if not complete:
-            failed = [t.user_attrs["fail_reason"] for t in optuna_study.get_trials(deepcopy=False)
-                      if t.user_attrs.get("fail_reason")]
-            why = f" ({len(failed)} failed; the last: {failed[-1]})" if failed else ""
-            raise StudyError(f"{directory}: no completed trial to export{why}")
+            raise StudyError(nothing_to_export(optuna_study, directory))
         return max(complete, key=lambda t: t.value)
     match = [t for t in complete if t.number == int(number)]
     if not match:

@@ -304,7 +304,7 @@ def test_many_failures_in_a_row_abort_with_a_clear_message(tmp_path):
     assert "Leaderboard (" in result.stdout and result.stdout.count("failed: TrainingError: loss became NaN") >= 3
 
 
-def test_a_search_whose_every_trial_failed_says_why_in_its_one_line(tmp_path):
+def test_a_search_whose_every_trial_failed_says_why_in_its_one_line_under_its_leaderboard(tmp_path):
     """keras-tuner ends at its trial count, failed trials included (optuna goes on to --max-failures)."""
     pytest.importorskip("keras_tuner")
     space = tmp_path / "nan.yaml"
@@ -316,6 +316,8 @@ def test_a_search_whose_every_trial_failed_says_why_in_its_one_line(tmp_path):
     assert result.stderr.startswith(f"error: {tmp_path / 'study'}: no completed trial to export (1 failed; the last: "
                                     "TrainingError: loss became NaN"), result.stderr
     assert result.stderr.count("\n") == 1
+    # with the leaderboard of what failed, as for --max-failures
+    assert "Leaderboard (" in result.stdout and "failed: TrainingError: loss became NaN" in result.stdout
 
 
 def test_a_timeout_that_ends_the_search_before_any_trial_says_so_with_the_baselines_leaderboard(tmp_path):
