@@ -386,6 +386,8 @@ def _search_and_export_with(backend, options, study, problem, space, progress, e
         if not study.baselines():
             study.write_json("baselines.json", score_baselines(problem))
         short = _search(backend, study, problem, space, progress)
+        if export:
+            _refuse_without_complete_trial(study, short)  # its one line says why the search ended short
         if short:
             notes = (*notes, short)
             if verbose:
@@ -397,7 +399,6 @@ def _search_and_export_with(backend, options, study, problem, space, progress, e
             if verbose:
                 print(f"note: {notes[-1]}")
         elif export:
-            _refuse_without_complete_trial(study, short)
             exported = refit_and_export(study, problem, space)
     except FatalSearchError as exc:  # e.g. --max-failures: the failed trials' reasons are on the leaderboard
         exc.result = result_of(study, notes=notes)
