@@ -15,7 +15,7 @@ from pathlib import Path
 
 from search.errors import StudyError
 from search.leaderboard import format_leaderboard, shown_trials, trial_rows
-from search.storage import load
+from search.storage import complete_trials, load
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,9 @@ class StudyResult:
 
     study_dir: Path
     export_dir: Path | None
-    best_trial: int | None
-    best_params: dict | None  # the exported encoder's AutoencoderTransformer parameters
-    best_cv: float | None
+    best_trial: int | None  # the exported trial; without an export, the best completed one
+    best_params: dict | None  # the exported encoder's AutoencoderTransformer parameters (None without)
+    best_cv: float | None  # best_trial's CV score
     test: dict | None  # held-out score of the export: score, low, high (95% bootstrap)
     leaderboard: str
     notes: tuple = field(default_factory=tuple)
@@ -107,6 +107,15 @@ def trial_records(optuna_study, rows=None) -> tuple:
     return tuple(records)
 
 
+def _best_completed(optuna_study) -> dict:
+    """Which trial won, where none was exported (`export=False`): the leaderboard's first."""
+    complete = complete_trials(optuna_study)
+    if not complete:
+        return {}
+    best = max(complete, key=lambda t: t.value)
+    return {"trial": best.number, "cv_score": best.value}
+
+
 def result_of(study, exported=None, notes=(), optuna_study=None, top=10) -> StudyResult:
     """The study's result as it stands; `exported` is the export manifest if one was just made."""
     optuna_study = optuna_study or load(study)
@@ -116,7 +125,7 @@ def result_of(study, exported=None, notes=(), optuna_study=None, top=10) -> Stud
     baselines = study.baselines()
     board = format_leaderboard(rows, baselines, study.manifest["metric"], exported, top=top,
                                test_uses=study.test_uses_and_exports(optuna_study))
-    best = exported or {}
+    best = exported or _best_completed(optuna_study)
     return StudyResult(
         study_dir=study.directory.resolve(),  # absolute: the notebook may change its directory later
         export_dir=study.export_dir.resolve() if exported else None,

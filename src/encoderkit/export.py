@@ -160,7 +160,7 @@ def read_manifest(directory) -> dict:
     """An export's manifest.json, checked as load_encoder checks it (format, a folder, not a
     study's): what the encoder is and how it scored (see README, "What an export records")."""
     try:
-        return _read_manifest(directory)
+        return _read_manifest(Path(directory).expanduser())  # the paths load_encoder takes
     except OSError as exc:  # e.g. a folder or file without read permission
         raise ExportError(f"{exc.filename or directory}: cannot be read ({exc.strerror or exc})") from None
 

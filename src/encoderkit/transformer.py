@@ -204,19 +204,21 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         X, columns = _checked_columns(self._as_fitted(X))
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False, ensure_all_finite=False)
         _refuse_non_finite(X, given_shape, columns)
-        codes = encode_in_chunks(self.encoder_, self._scaled(X))
+        codes = encode_in_chunks(self.encoder_, self._scaled(X, columns))
         if self._fitted_with_inputs():  # as fitted: `set_params(include_input=...)` waits for the next fit
             codes = np.hstack([np.asarray(X, dtype=np.float64), codes])
         return codes
 
-    def _scaled(self, X):
+    def _scaled(self, X, columns=None):
         """X in the units the autoencoder was trained in, as float32. A value beyond float32's
-        range would become an infinite input and NaN codes, with only NumPy's warning."""
+        range would become an infinite input and NaN codes, with only NumPy's warning. `columns`:
+        a DataFrame's names, in the fitted order, to name the value's column by."""
         with np.errstate(over="ignore"):
             Xs = self.scaler_.transform(X).astype("float32")
         if not np.isfinite(Xs).all():
             row, column = map(int, np.argwhere(~np.isfinite(Xs))[0])
-            error = DataError(f"X: row {row}, feature {column} ({float(np.asarray(X)[row, column]):g}) is beyond the "
+            where = f"column {columns[column]!r}, row {row}" if columns else f"row {row}, feature {column}"
+            error = DataError(f"X: {where} ({float(np.asarray(X)[row, column]):g}) is beyond the "
                               "float32 range the encoder computes in, once scaled (the fit data's range of that "
                               "feature is far narrower: rescale it)")
             error.position = (row, column)  # for a caller that knows the rows' and columns' names
@@ -241,7 +243,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         X, columns = _checked_columns(self._as_fitted(X))
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False, ensure_all_finite=False)
         _refuse_non_finite(X, samples[1:] if samples else None, columns)  # as transform names it
-        rebuilt = encode_in_chunks(self.autoencoder_, self._scaled(X))
+        rebuilt = encode_in_chunks(self.autoencoder_, self._scaled(X, columns))
         if isinstance(self.scaler_, SeriesStandardScaler):  # per-row statistics: borrowed from X
             rebuilt = self.scaler_.restore(rebuilt, X)
         else:
@@ -268,8 +270,10 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
         if _dims(X) <= 2:
             self._refuse_misshapen_rows(X)
             return X
-        shape = tuple(X.shape[1:])
-        if shape != self._fitted_sample():
+        shape, sample = tuple(X.shape[1:]), self._fitted_sample()
+        if _without_ones(shape) != _without_ones(sample):  # (m, 8, 8) images for (8, 8, 1), as fit takes them
+            if _without_ones(X.shape) == _without_ones(sample):
+                raise self._one_sample(X.shape)
             raise ValueError(f"X has samples of shape {shape}, but the encoder takes {self._what_it_takes()}")
         return _flat(X)
 
@@ -287,11 +291,15 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):
                              "Reshape your data: X.reshape(1, -1)")  # scikit-learn's words, which its checks expect
         if len(sample) < 2 or len(shape) != 2:
             return  # tabular: scikit-learn names the number of features
-        if shape == sample and shape[1] != width:  # (a (1, F) sample is also one flat row)
-            raise ValueError(f"X has shape {shape}: one sample of the fitted shape, but the encoder takes a batch "
-                             f"of samples: pass X[None] (shape (1, {', '.join(map(str, sample))}))")
+        if _without_ones(shape) == _without_ones(sample) and shape[1] != width:  # (a (1, F) sample is a row too)
+            raise self._one_sample(shape)
         if shape[1] != width:
             raise ValueError(f"X has rows of {shape[1]} values, but the encoder takes {self._what_it_takes()}")
+
+    def _one_sample(self, shape) -> ValueError:
+        sample = self._fitted_sample()
+        return ValueError(f"X has shape {tuple(shape)}: one sample of the fitted shape, but the encoder takes a batch "
+                          f"of samples: pass X[None] (shape (1, {', '.join(map(str, sample))}))")
 
     def _fitted_sample(self) -> tuple:
         """One sample's shape as fit saw it ((F,) for rows)."""

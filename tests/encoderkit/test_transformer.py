@@ -190,6 +190,13 @@ def test_values_beyond_float32_are_refused_not_turned_into_nan_codes(small_digit
     huge[1, 5] = 1e300
     with pytest.raises(DataError, match=r"row 1, feature 5 \(1e\+300\) is beyond the float32 range"):
         transformer.transform(huge)
+    # a DataFrame's by its name (it was the position in the fitted order: not the user's frame's)
+    import pandas as pd
+
+    names = [f"p{i}" for i in range(X.shape[1])]
+    named = tiny().fit(pd.DataFrame(X, columns=names))
+    with pytest.raises(DataError, match=r"^X: column 'p5', row 1 \(1e\+300\) is beyond the float32 range"):
+        named.transform(pd.DataFrame(huge, columns=names).iloc[:, ::-1])
 
 
 def test_a_dataframe_that_holds_no_plain_numbers_is_refused_naming_its_column(small_digits):
@@ -248,6 +255,26 @@ def test_samples_of_the_fitted_shape_and_flat_rows_give_identical_codes(rng):
     np.testing.assert_array_equal(fitted.reconstruct(X[:10].tolist()), fitted.reconstruct(X[:10]))  # (10, 6, 3)
     with pytest.raises(ValueError, match=r"Found array with 0 sample\(s\) \(shape=\(0, 18\)\)"):
         fitted.transform(X[:0])
+
+
+def test_images_with_and_without_their_channel_axis_are_the_same_samples(rng):
+    """fit took (m, 8, 8) images for input_shape (8, 8, 1), but transform refused them: a digits
+    export refused `load_digits().images`, and a refit on them refused (m, 8, 8, 1). One image
+    without its batch axis was read as 8 samples of shape (8, 1)."""
+    images = rng.normal(size=(40, 8, 8))
+    fitted = AutoencoderTransformer(family="dense", code_size=2, epochs=1, random_state=0,
+                                    input_shape=(8, 8, 1)).fit(images[..., None])
+    codes = fitted.transform(images[..., None])
+    np.testing.assert_array_equal(fitted.transform(images), codes)
+    # a batch of one is a batch (float32 sums of another batch size may differ in the last bit)
+    np.testing.assert_allclose(fitted.transform(images[:1]), codes[:1], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"^X has shape \(8, 8, 1\): one sample of the fitted shape, .*"
+                                         r"X\[None\] \(shape \(1, 8, 8, 1\)\)"):
+        fitted.transform(images[0, ..., None])
+    with pytest.raises(ValueError, match=r"^X has shape \(8, 8\): one sample of the fitted shape"):
+        fitted.transform(images[0])
+    with pytest.raises(ValueError, match=r"^X has samples of shape \(4, 16\), but the encoder takes samples"):
+        fitted.transform(images.reshape(40, 4, 16))
 
 
 def test_misshapen_input_is_named_in_the_fitted_samples_terms(rng):

@@ -71,7 +71,7 @@ def test_path_arguments_expand_a_tilde_that_the_shell_left(monkeypatch):
 
 
 @CLI_TINY_STUDY
-def test_run_prints_the_leaderboard_with_baselines_and_exports(tiny_study):
+def test_run_prints_the_leaderboard_with_baselines_and_exports(tiny_study, monkeypatch):
     study, stdout = tiny_study
     assert "Leaderboard (accuracy, 3 trials" in stdout
     assert "baseline raw" in stdout and "baseline pca" in stdout
@@ -86,6 +86,8 @@ def test_run_prints_the_leaderboard_with_baselines_and_exports(tiny_study):
     exported = read_manifest(study / "export")
     assert exported["split"] == {"seed": 0, "test_size": 0.25} and exported["n_test_rows"] == 450
     assert exported["split_hash"] == manifest["split_hash"] and exported["data"]["name"] == "digits"
+    monkeypatch.setenv("HOME", str(study))  # `~` as load_encoder takes it (it was "no such folder")
+    assert read_manifest("~/export") == exported
 
 
 @CLI_TINY_STUDY

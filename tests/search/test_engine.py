@@ -79,6 +79,8 @@ def test_a_subsample_as_large_as_the_search_part_is_noted_and_ignored(tmp_path, 
                         study_dir=tmp_path / "study", progress=False, export=False)
     assert "note: subsample 10000 is not smaller than the search part" in capsys.readouterr().out
     assert json.loads((result.study_dir / "manifest.json").read_text())["subsample"] is None
+    # export=False still says which trial won (it said None, with the leaderboard ranking trial 0)
+    assert (result.best_trial, result.best_cv) == (0, result.trials[0].score) and result.best_estimator is None
 
 
 def test_the_export_takes_the_data_as_the_user_has_it(tmp_path, rng):
