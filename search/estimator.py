@@ -99,10 +99,11 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
         # DataFrames keep dtype None: the study names a non-numeric column itself.
         if y is not None:  # pd.NA labels, on which sklearn's own check raises a TypeError
             check_labels(y, "y", getattr(y, "name", None) or "y")
-        if hasattr(X, "columns") and y is not None:  # search.run's checks, which name the column at fault
+        # Numbers written as text (an array of '0.5'): taken, as search.run and the encoder take them.
+        ours = hasattr(X, "columns") or getattr(getattr(X, "dtype", None), "kind", "") in ("U", "S")
+        if ours and y is not None:  # search.run's checks, which name the column at fault
             from_memory(X, y)  # (sklearn's raised numpy's, narwhals' or "Input X contains NaN.")
-        validate_data(self, X, y, allow_nd=True, dtype=None if hasattr(X, "columns") else "numeric",
-                      ensure_min_samples=2)
+        validate_data(self, X, y, allow_nd=True, dtype=None if ours else "numeric", ensure_min_samples=2)
         temporary = None if self.study_dir is not None else _TemporaryStudyDir(self)
         study_dir = self.study_dir if temporary is None else temporary.study_dir
         params = {k: v for k, v in self.get_params().items() if k not in ("study_dir", "verbose")}

@@ -124,15 +124,14 @@ def check_cv_rows(y, classes, folds, where, fix):
                         f"rows per class: {listed}); {fix}")
 
 
-def _safe_count(need: int, test_size: float) -> str:
+def _safe_count(need: int, test_size: float) -> int:
     """Rows of a class that keep `need` in the search part whichever way the stratified split
     rounds its share of the test part (6 of a class at test_size 0.25 may leave 4, not 5)."""
     test_size = float(test_size)
     rows = max(need + 1, math.floor(need / (1 - test_size)))  # within a row or two of the answer
     while rows - math.ceil(rows * test_size) < need:
         rows += 1
-    return f", {rows} for {need} to stay in the search part after the {test_size} test split" \
-        if rows > need + 1 else ""
+    return rows
 
 
 def _target_of(dataset: Dataset) -> str:
@@ -154,13 +153,15 @@ def make_problem(
         raise DataError(f"{_target_of(dataset)}: the labels hold one class only ({classes.tolist()[0]!r}); a probe needs two")
     least, need = int(counts.min()), rows_per_class(folds)
     # Each class needs a test row and `need` search rows for stratified CV.
-    if least < need + 1:
+    if least < need + 1:  # (a class of `need + 1` rows may still leave too few: refused after the split)
+        split = "its test part" if dataset.test_rows is not None else f"a {test_size} test split"
+        enough = need + 1 if dataset.test_rows is not None else _safe_count(need, test_size)
         raise DataError(
             f"{_target_of(dataset)}: class {classes.tolist()[int(np.argmin(counts))]!r} has {least} rows, "
-            f"too few for a test split and {folds} CV folds (need at least {need + 1}"
-            f"{_safe_count(need, test_size) if dataset.test_rows is None else ''})"
+            f"too few for {split} and {folds}-fold CV (each class needs at least {enough}: {need} in the search "
+            f"part for CV, the others in the test part)"
         )
-    fix = "lower probe.cv in the space"
+    fix = "lower the space's probe.cv (e.g. probe: {cv: 3} in a space file)"
     if dataset.test_rows is not None:  # the dataset's own test part (Fashion-MNIST's 10k, a UCR test split)
         test_rows = np.asarray(dataset.test_rows)
         search_rows = np.setdiff1d(np.arange(len(dataset.y)), test_rows)

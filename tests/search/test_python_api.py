@@ -243,6 +243,9 @@ def test_a_study_of_arrays_keeps_them_for_the_command_line_and_refuses_other_arr
      "X (DataFrame): column names repeat ('a')"),
     (lambda X, y: EncoderSearch().fit(pd.DataFrame(X).add_prefix("p").mask(np.arange(300)[:, None] == 7 + X * 0), y),
      "X (DataFrame): 'p0' has nan in row 7 (NaN/inf not allowed)"),
+    # numbers as text are taken by both (search.run did, EncoderSearch gave sklearn's "dtype='numeric' ..."); words not
+    (lambda X, y: EncoderSearch().fit(np.where(np.arange(300)[:, None] == 7 + X * 0, "abc", X.astype(str)), y),
+     "X: values are not numeric (dtype <U32)"),
 ])
 def test_bad_in_memory_data_is_refused_in_one_line_before_anything_is_written(tmp_path, monkeypatch, call, message):
     X, y = _digits()
