@@ -22,7 +22,7 @@ from encoderkit.errors import DataError
 from search.errors import OtherData, StudyError, disk_full_named, suggested_command
 from search.lock import LOCK_NAME, study_lock
 from search.preflight import check_installed, check_writable_study_dir, use_keras_backend
-from search.storage import fetch_metadata, finished_count, load, missing_file, public_url, recover
+from search.storage import JOURNAL, fetch_metadata, finished_count, load, missing_file, public_url, recover
 from search.study import DATA_FILE, Study, is_join_directory, open_study
 
 
@@ -30,6 +30,8 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
     """Runs trials of study `name` in storage `url` in this process until the study holds
     its requested count (counted across every machine) or its timeout passes. Returns what
     this worker did: trials finished here, the study's count and target."""
+    from optuna.trial import TrialState
+
     from search import compile_cache, devices, engine
     from search.backends.optuna_backend import DEADLINE, optimize
     from search.settings import BackendOptions, Budget
@@ -88,15 +90,21 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
         try:
             # A sampler seed of its own: this worker's trials differ from every other worker's.
             with disk_full_named(local, suggested_command("resume", local)):  # resume joins again
+                # A database's heartbeat tells a dead machine's trial: wait for the others' last
+                # trials and take over any that fail (the run's machine may be the one gone).
+                # A journal has none: a trial left running there would be waited for for ever.
                 optuna_study = optimize(study, problem, space, worker=1000 + os.getpid() % 100000,
-                                        callbacks=[bar] if bar else ())
+                                        callbacks=[bar] if bar else (), until_count=not public.startswith(JOURNAL))
         finally:
             if bar:
                 bar.close()
     deadline = optuna_study.user_attrs.get(DEADLINE)
+    running = optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     return {"study": name, "storage": public, "directory": str(local), "trials_here": _mine(optuna_study) - before,
             "finished": finished_count(optuna_study), "target": Budget.from_manifest(manifest).trials,
-            "timed_out": deadline is not None and time.time() >= deadline}
+            "timed_out": deadline is not None and time.time() >= deadline,
+            "running": [f"#{t.number} on {t.user_attrs.get('worker_host', '?')} (pid {t.user_attrs.get('worker_pid', '?')})"
+                        for t in running]}
 
 
 def _check_file_exists(public: str):
@@ -182,6 +190,10 @@ def summary(done: dict) -> str:
     if done["directory"] is None:
         return f"study {done['study']} has its {done['target']} trials already; nothing to join"
     timed_out = "; its run's timeout has passed, so no trial starts" if done.get("timed_out") else ""
+    running = done.get("running")
+    if running and done["finished"] < done["target"]:  # a journal's: its worker may be dead (no heartbeat tells)
+        timed_out += (f"; still running: {', '.join(running[:5])}{' ...' if len(running) > 5 else ''} (if its "
+                      "worker died, `resume` of its directory on that machine runs it again)")
     return (f"joined study {done['study']}: {done['trials_here']} trial(s) finished here; the study has "
             f"{done['finished']} of {done['target']}{timed_out}. Its run exports the winner (if that machine is "
             f"gone: {suggested_command('export', done['directory'])})")

@@ -132,7 +132,10 @@ def open_storage(url: str):
     if url.startswith(JOURNAL):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-        return JournalStorage(JournalFileBackend(url[len(JOURNAL):]))
+        try:
+            return JournalStorage(JournalFileBackend(url[len(JOURNAL):]))  # (it creates the file)
+        except OSError as exc:
+            raise _unwritable_journal(url, exc) from None
     from sqlalchemy.exc import SQLAlchemyError
 
     sqlite = url.startswith("sqlite")
@@ -219,9 +222,19 @@ def load(study, sampler=None, pruner=None, create: bool = False):
             pruner=pruner,
             load_if_exists=True,
         )
-    except PermissionError as exc:  # a journal takes a lock file beside it, even to read
-        raise StudyError(f"storage {study.storage_url}: cannot write {exc.filename2 or exc.filename} ({exc.strerror}); "
-                         "a worker needs write access to the journal's folder") from None
+    except OSError as exc:  # a journal takes a lock file beside it, even to read
+        raise _unwritable_journal(study.storage_url, exc) from None
+
+
+def _unwritable_journal(url, exc: OSError):
+    """A journal whose folder this user cannot write (permissions, a read-only mount), as one
+    line; any other error (a full disk: named by the command) as it was."""
+    import errno
+
+    if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return exc
+    return StudyError(f"storage {url}: cannot write {exc.filename2 or exc.filename} ({exc.strerror}); "
+                      "a worker needs write access to the journal's folder")
 
 
 def publish(study, space_text: str, new: bool):
@@ -328,8 +341,6 @@ def recover(study) -> list[str]:
     one note per recovered trial."""
     import optuna
 
-    from search.backends.records import cut_short
-
     check_integrity(study)
     optuna_study = load(study)
     host, notes = socket.gethostname(), []
@@ -353,29 +364,61 @@ def recover(study) -> list[str]:
             continue  # a live worker: leave it
         else:
             why, who = f"worker {pid} died during the trial", f"worker {pid}"
-        ended = "fail_reason" in attrs  # it failed or was cut short; only its state was not stored
-        # Optuna has no public way to set an attribute on another process's trial (a Trial
-        # needs its private id); the state goes through the public `tell`.
-        try:  # (another process may fail it first: the run's heartbeat check, a joiner's recover)
-            if not ended:
-                optuna_study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", why)
-            optuna_study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
-            continue  # another process got there first
-        if ended:  # its own reason stands
-            note = f"trial {trial.number} ended ({attrs['fail_reason']}) before its state was stored: marked failed"
-            # An interrupted one queues its config itself, unless a second stop came in between.
-            if trial.number in dict(cut_short(optuna_study)):
-                optuna_study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-                note += ", its config queued again"
+        note = _fail_and_queue_again(optuna_study, trial, why, who)
+        if note:
             notes.append(note)
-            continue
-        if not trial.params:  # it died before sampling: nothing to run again
-            notes.append(f"trial {trial.number} was left running by {who} before it had a config: marked failed")
-            continue
-        optuna_study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-        notes.append(f"trial {trial.number} was left running by {who}: marked failed, its config queued again")
     return notes
+
+
+def fail_dead_local_trials(optuna_study) -> list[str]:
+    """`recover` while workers run (a run waiting for the others' last trials), on a journal,
+    which has no heartbeat to tell a dead worker: only the trials of this host's workers that
+    are gone, since a live one may be between Optuna's `ask` and signing its trial. A joiner
+    killed on this machine was waited for in silence, for ever."""
+    import optuna
+    from optuna.storages.journal import JournalStorage
+
+    if not isinstance(optuna_study._storage, JournalStorage):  # a database's heartbeat fails them
+        return []
+    host, notes = socket.gethostname(), []
+    for trial in optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        pid = trial.user_attrs.get("worker_pid")
+        if trial.user_attrs.get("worker_host") == host and pid is not None and int(pid) != os.getpid() \
+                and not _alive(int(pid)):
+            note = _fail_and_queue_again(optuna_study, trial, f"worker {pid} died during the trial", f"worker {pid}")
+            if note:
+                notes.append(note)
+    return notes
+
+
+def _fail_and_queue_again(optuna_study, trial, why, who) -> str | None:
+    """Fails a trial whose worker is gone and queues its config again; the note saying so, or
+    None where another process got there first."""
+    import optuna
+
+    from search.backends.records import cut_short
+
+    attrs = trial.user_attrs
+    ended = "fail_reason" in attrs  # it failed or was cut short; only its state was not stored
+    # Optuna has no public way to set an attribute on another process's trial (a Trial
+    # needs its private id); the state goes through the public `tell`.
+    try:  # (another process may fail it first: the run's heartbeat check, a joiner's recover)
+        if not ended:
+            optuna_study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", why)
+        optuna_study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+        return None  # another process got there first
+    if ended:  # its own reason stands
+        note = f"trial {trial.number} ended ({attrs['fail_reason']}) before its state was stored: marked failed"
+        # An interrupted one queues its config itself, unless a second stop came in between.
+        if trial.number in dict(cut_short(optuna_study)):
+            optuna_study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            note += ", its config queued again"
+        return note
+    if not trial.params:  # it died before sampling: nothing to run again
+        return f"trial {trial.number} was left running by {who} before it had a config: marked failed"
+    optuna_study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+    return f"trial {trial.number} was left running by {who}: marked failed, its config queued again"
 
 
 def check_integrity(study):

@@ -110,7 +110,8 @@ def optimize(study, problem, space, worker=0, callbacks=(), until_count=False):
     """Runs trials in this process until the study holds the requested number of finished
     trials (counted across all workers, here and on other machines) or the timeout passes.
     A worker whose next trial would be one too many stops; with `until_count` (the run's
-    own process) it then waits for the others' last trials and takes over any that fail."""
+    own process, and a joiner where a heartbeat tells a dead machine's trials) it then waits
+    for the others' last trials and takes over any that fail."""
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
@@ -135,10 +136,12 @@ def optimize(study, problem, space, worker=0, callbacks=(), until_count=False):
             )
             if not until_count:
                 break
-            wait_for_running(optuna_study, study.directory)
+            joined = study.manifest.get("joined")  # a joiner leaves the export to the study's run
+            wait_for_running(optuna_study, study.directory, stop_hint=JOINED_STOP_HINT if joined else None)
     return optuna_study
 
 
+JOINED_STOP_HINT = "the study's run exports what finished"
 DEADLINE = "deadline"  # the study's user attribute: when (epoch seconds) its run's --timeout ends
 
 
@@ -156,16 +159,22 @@ def study_deadline(optuna_study, budget):
     return budget.deadline_from_now()
 
 
-def wait_for_running(optuna_study, study_dir, say_after=10.0):
+def wait_for_running(optuna_study, study_dir, say_after=10.0, stop_hint=None):
     """Waits while other workers' trials run, past the timeout too (it stops trials from
-    starting, and a late trial could beat the export); a trial whose worker stopped beating
-    its heartbeat is failed and its config queued again (Optuna's heartbeat, RDB storages).
-    A wait longer than `say_after` seconds names what it waits for and how to stop it."""
+    starting, and a late trial could beat the export); a trial whose worker is gone (a dead
+    PID on this host, or a heartbeat stopped on an RDB storage) is failed and its config
+    queued again. A wait longer than `say_after` seconds names what it waits for and how to
+    stop it (`stop_hint`: what to do then; the run's own export by default)."""
     import optuna
     from optuna.trial import TrialState
 
+    from search.storage import fail_dead_local_trials
+
+    stop_hint = stop_hint or f"`{suggested_command('export', study_dir)}` then exports what finished"
     started, said, here = time.monotonic(), False, socket.gethostname()
     while running := optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        for note in fail_dead_local_trials(optuna_study):
+            print(f"note: {note}", file=sys.stderr, flush=True)
         # (this machine's workers end their last trials as usual: said only for other machines')
         elsewhere = any(t.user_attrs.get("worker_host") != here for t in running)
         if not said and elsewhere and time.monotonic() - started >= say_after:
@@ -173,8 +182,7 @@ def wait_for_running(optuna_study, study_dir, say_after=10.0):
             names = ", ".join(f"#{t.number} on {t.user_attrs.get('worker_host', '?')} (pid {t.user_attrs.get('worker_pid', '?')})"
                               for t in running[:5])
             print(f"waiting for {len(running)} trial(s) still running: {names}{' ...' if len(running) > 5 else ''}; "
-                  f"Ctrl-C stops the wait, and `{suggested_command('export', study_dir)}` then exports what finished",
-                  file=sys.stderr, flush=True)
+                  f"Ctrl-C stops the wait, and {stop_hint}", file=sys.stderr, flush=True)
         interrupts.check()
         time.sleep(1.0)
         with warnings.catch_warnings():  # experimental in Optuna: a warning each run, not the user's concern

@@ -219,6 +219,92 @@ def test_a_joined_worker_killed_mid_trial_is_failed_by_its_heartbeat_and_its_tri
     assert (killed.datetime_complete - killed.datetime_start).total_seconds() < 50
 
 
+def _kill_during_a_trial(public, name, process, also_running=None):
+    """SIGKILLs `process` while it runs a trial of study `name` (once `also_running`, another
+    process, runs one too, where given); the number of the trial it left running."""
+    import signal
+
+    import optuna
+
+    from search.storage import open_storage
+
+    storage = open_storage(public)
+    deadline, victim, others = time.time() + 300, None, also_running is None
+    while victim is None and time.time() < deadline:
+        running = optuna.load_study(study_name=name, storage=storage).get_trials(
+            deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        others = others or any(t.user_attrs.get("worker_pid") == also_running.pid for t in running)
+        victim = next((t.number for t in running if others and t.user_attrs.get("worker_pid") == process.pid), None)
+        time.sleep(0.05)
+    assert victim is not None, "the process never ran a trial"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return victim
+
+
+def _worker_env(**extra):
+    from tests.conftest import ROOT
+
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+            **extra}
+
+
+def test_a_joiner_killed_on_the_runs_machine_is_not_waited_for_for_ever_on_a_journal(tmp_path):
+    """A journal has no heartbeat: the run waited in silence, for ever, for the trial of a
+    joiner killed on its own machine, whose PID it can see is gone."""
+    import sys
+
+    storage = f"journal:{tmp_path / 'shared.journal'}"
+    command, env = [sys.executable, "-m", "search"], _worker_env()
+    first = subprocess.Popen([*command, "run", "--space", str(TINY_SPACE), "--trials", "8", "--storage", storage,
+                              "--study-dir", str(tmp_path / "shared"), "--no-progress"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    _wait_for_study(storage, "shared", {}, first)
+    second = subprocess.Popen([*command, "join", storage, "--study", "shared", "--study-dir", str(tmp_path / "j"),
+                               "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                              cwd=tmp_path)
+    victim = _kill_during_a_trial(storage, "shared", second)
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-3000:]
+    trials = _trials(storage, {})
+    killed = trials[victim]
+    assert killed.state.name == "FAIL" and killed.user_attrs["fail_reason"] == f"worker {second.pid} died during the trial"
+    retried = [t for t in trials if t.user_attrs.get("retry_of") == victim]
+    assert len(retried) == 1 and retried[0].params == killed.params and retried[0].state.name in ("COMPLETE", "PRUNED")
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 8
+
+
+def test_a_joiner_takes_over_the_trial_of_a_run_whose_machine_died(postgres, tmp_path):
+    """The joiner counted the dead run's trial as running, so its next one was one too many: it
+    ended at 'the study has 7 of 8', and nothing ran that trial again. On a database it now
+    waits for the others' last trials as the run does, and the heartbeat hands it the trial."""
+    import sys
+
+    url, public = postgres
+    env = _worker_env(SEARCH_STORAGE_PASSWORD=PASSWORD, SEARCH_HEARTBEAT_SECONDS="3")
+    command = [sys.executable, "-m", "search"]
+    first = subprocess.Popen([*command, "run", "--space", str(TINY_SPACE), "--trials", "8", "--storage", url,
+                              "--study-dir", str(tmp_path / "gone"), "--no-progress"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=tmp_path)
+    _wait_for_study(public, "gone", env, first)
+    second = subprocess.Popen([*command, "join", public, "--study", "gone", "--study-dir", str(tmp_path / "j"),
+                               "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                              cwd=tmp_path)
+    victim = _kill_during_a_trial(public, "gone", first, also_running=second)
+    out, err = second.communicate(timeout=600)
+    assert second.returncode == 0, err[-3000:]
+    import optuna
+
+    from search.storage import open_storage
+
+    trials = optuna.load_study(study_name="gone", storage=open_storage(public)).get_trials()
+    assert trials[victim].state.name == "FAIL"
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == victim]
+    assert len(retried) == 1 and retried[0].state.name in ("COMPLETE", "PRUNED")
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 8
+    assert "the study has 8 of 8" in out, out
+
+
 def test_a_joiner_keeps_the_runs_timeout_and_its_looks_at_the_test_part_count_everywhere(tmp_path, monkeypatch):
     """The run's --timeout is one deadline for the study: a joiner counted it from its own
     start and went on starting trials after the run had exported. A joiner's export is a
@@ -449,3 +535,32 @@ def test_a_run_stopped_before_the_shared_storage_held_the_study_is_begun_by_resu
     assert done.returncode == 0 and (study / "export").is_dir(), done.stderr[-2000:]
     assert "published" not in json.loads((study / "manifest.json").read_text())
     assert run_cli("report", study).returncode == 0
+
+
+@pytest.mark.parametrize("code", ["EROFS", "EACCES"])
+def test_a_journal_in_a_folder_this_user_cannot_write_is_one_line(tmp_path, monkeypatch, code):
+    """A read-only mount or another user's folder: `run` printed Optuna's traceback (Errno 30
+    or 13 from the journal's open), exit status 1. (Simulated: root writes anywhere, and a
+    test cannot mount.)"""
+    import errno
+
+    import optuna.storages.journal as journal
+
+    path = tmp_path / "new.journal"
+
+    def unwritable(file_path, *args, **kwargs):
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)), str(file_path))
+
+    monkeypatch.setattr(journal, "JournalFileBackend", unwritable)
+    from search.errors import StudyError
+    from search.storage import open_storage
+
+    with pytest.raises(StudyError) as caught:
+        open_storage(f"journal:{path}")
+    assert str(caught.value) == (f"storage journal:{path}: cannot write {path} ({os.strerror(getattr(errno, code))}); "
+                                 "a worker needs write access to the journal's folder")
+    monkeypatch.setattr(journal, "JournalFileBackend", lambda *a, **k: (_ for _ in ()).throw(
+        OSError(errno.ENOSPC, "No space left on device", str(path))))
+    with pytest.raises(OSError, match="No space left") as caught:  # a full disk: the command names it itself
+        open_storage(f"journal:{path}")
+    assert not isinstance(caught.value, StudyError)
