@@ -38,7 +38,7 @@ from search.refit import current_export, refit_and_export
 from search.results import StudyResult, result_of
 from search.settings import BackendOptions, Budget, StudySpec, option_keys
 from search.space import load_space
-from search.storage import check_database, is_published, publish, recover, study_names
+from search.storage import check_database, is_published, publish, publish_baselines, recover, study_names
 from search.study import check_same_study, create_or_check, is_join_directory, open_study, tuner_version
 
 
@@ -385,6 +385,8 @@ def _search_and_export_with(backend, options, study, problem, space, progress, e
             print(f"note: {note}")
         if not study.baselines():
             study.write_json("baselines.json", score_baselines(problem))
+        if study.manifest.get("storage"):
+            publish_baselines(study)
         short = _search(backend, study, problem, space, progress)
         if export:
             _refuse_without_complete_trial(study, short)  # its one line says why the search ended short

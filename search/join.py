@@ -11,6 +11,7 @@ directory (manifest, space, logs) from which `report` and `export` work as well.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -19,10 +20,11 @@ from pathlib import Path
 
 from encoderkit.data import IN_MEMORY, content_hash, is_file_name, load_dataset
 from encoderkit.errors import DataError
-from search.errors import OtherData, StudyError, disk_full_named, suggested_command
+from search.errors import Interrupted, OtherData, StudyError, disk_full_named, suggested_command
 from search.lock import LOCK_NAME, study_lock
 from search.preflight import check_installed, check_writable_study_dir, use_keras_backend
-from search.storage import JOURNAL, fetch_metadata, finished_count, load, missing_file, public_url, recover
+from search.storage import (JOURNAL, fetch_baselines, fetch_metadata, finished_count, load, missing_file, public_url,
+                            recover)
 from search.study import DATA_FILE, Study, is_join_directory, open_study
 
 
@@ -89,7 +91,7 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
         bar = engine.ProgressBar(Budget.from_manifest(manifest).trials) if progress else None
         try:
             # A sampler seed of its own: this worker's trials differ from every other worker's.
-            with disk_full_named(local, suggested_command("resume", local)):  # resume joins again
+            with disk_full_named(local, suggested_command("resume", local)), _interrupted_with_leaderboard(study):
                 # A database's heartbeat tells a dead machine's trial: wait for the others' last
                 # trials and take over any that fail (the run's machine may be the one gone).
                 # A journal has none: a trial left running there would be waited for for ever.
@@ -98,6 +100,7 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
         finally:
             if bar:
                 bar.close()
+        fetch_baselines(study, optuna_study)  # (the run scores them after publishing the study)
     deadline = optuna_study.user_attrs.get(DEADLINE)
     running = optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     return {"study": name, "storage": public, "directory": str(local), "trials_here": _mine(optuna_study) - before,
@@ -163,6 +166,23 @@ def with_local_data(manifest: dict, local: Path, data, name: str, public: str) -
                 staged.unlink(missing_ok=True)
         return manifest
     return {**manifest, "data": os.path.abspath(data)}
+
+
+@contextlib.contextmanager
+def _interrupted_with_leaderboard(study):
+    """Ctrl-C or SIGTERM: the study's leaderboard as this machine sees it, and `resume` of this
+    directory to join again, as `run` says them (it printed "interrupted" alone)."""
+    from search import interrupts
+
+    try:
+        yield
+    except BaseException as exc:
+        if not interrupts.is_interrupt(exc):
+            raise
+        from search.results import result_of
+
+        fetch_baselines(study, load(study))
+        raise Interrupted(result_of(study)) from None
 
 
 def _mine(optuna_study) -> int:

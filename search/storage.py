@@ -26,6 +26,7 @@ STUDY_NAME = "search"  # in a study's own SQLite file; in a shared storage, the 
 PASSWORD_ENV = "SEARCH_STORAGE_PASSWORD"
 JOURNAL = "journal:"
 METADATA = "search_metadata"  # the study's user attribute holding manifest and space for `join`
+BASELINES = "search_baselines"  # the baselines' CV scores, for a joiner's leaderboard
 _PASSWORDS: dict = {}  # public URL -> password, for this process only
 FINISHED = ("COMPLETE", "PRUNED")
 SURPLUS = "surplus"  # attribute of a trial begun when the requested count was already reached (not run)
@@ -241,6 +242,19 @@ def publish(study, space_text: str, new: bool):
     """Writes what a worker on another machine needs into the storage itself: the manifest
     and the space (`join` reads them back). A `new` study is created there by this."""
     load(study, create=new).set_user_attr(METADATA, {"manifest": study.manifest, "space": space_text})
+
+
+def publish_baselines(study):
+    """The run's baselines in the shared storage: a join directory's leaderboard ranks the
+    trials against them too (it showed none, so a trial below raw features ranked first)."""
+    load(study).set_user_attr(BASELINES, study.baselines())
+
+
+def fetch_baselines(study, optuna_study):
+    """A join directory's copy of the baselines its run published (once it has)."""
+    published = optuna_study.user_attrs.get(BASELINES)
+    if published and not study.baselines():
+        study.write_json("baselines.json", published)
 
 
 def study_names(url: str) -> list:

@@ -200,7 +200,9 @@ def transformer_params(candidate: dict, seed: int, input_shape=None) -> dict:
     """Keyword arguments of `AutoencoderTransformer` for a sampled candidate on data whose
     samples have `input_shape`."""
     return {
-        "input_shape": None if input_shape is None else tuple(input_shape),
+        # Rows (tabular) as None, which fits rows of any width: a clone of the export refits on
+        # another table (its (F,) refused one without set_params(input_shape=None)).
+        "input_shape": None if input_shape is None or len(input_shape) < 2 else tuple(input_shape),
         "family": candidate["family"],
         "code_size": candidate["code_size"],
         "family_params": candidate["family_params"],

@@ -105,6 +105,10 @@ def test_the_export_takes_the_data_as_the_user_has_it(tmp_path, rng):
     np.testing.assert_array_equal(encoder.transform(frame[["label", "z", "y2", "x", "w"]]), codes)
     model = make_pipeline(FrozenEstimator(encoder), LogisticRegression()).fit(frame, y)
     np.testing.assert_array_equal(model[0].transform(frame), codes)  # not refit
+    from sklearn.base import clone
+
+    assert encoder.input_shape is None  # a clone refits on another table (input_shape=(4,) refused one)
+    assert clone(encoder).fit(frame[["w", "x"]]).transform(frame[["w", "x"]]).shape[0] == len(frame)
 
     X = rng.normal(size=(120, 20, 3))
     np.savez(tmp_path / "seq.npz", X=X, y=rng.integers(0, 2, 120))

@@ -85,7 +85,7 @@ def _check_shared_study(study, trials, trials_requested, printed):
     seeds = [t.user_attrs["seed"] for t in shown]
     assert len(set(seeds)) == len(seeds)  # no trial run twice, each its own seed
     # (the join may stop while the run still finishes the last trial: it says how many it saw then)
-    assert "joined study shared:" in printed["join"] and f" of {trials_requested}." in printed["join"]
+    assert "joined study shared:" in printed["join"] and f" of {trials_requested}" in printed["join"]
     manifest = (study / "manifest.json").read_text()
     for text in (manifest, printed["run"], printed["join"], *(p.read_text() for p in study.rglob("*.log"))):
         assert PASSWORD not in text
@@ -141,6 +141,9 @@ def test_two_processes_share_a_journal_file_study(tmp_path):
     storage = f"journal:{tmp_path / 'shared.journal'}"
     study, run_out, join_out = _run_and_join(tmp_path, storage, storage, {})
     _check_shared_study(study, _trials(storage, {}), 6, {"run": run_out, "join": join_out})
+    # the join directory's leaderboard ranks the trials against the run's baselines (it showed none)
+    report = run_cli("report", tmp_path / "second")
+    assert report.returncode == 0 and "baseline raw" in report.stdout and "baseline pca" in report.stdout, report.stdout
 
 
 @pytest.mark.parametrize("case", ["bad-url", "no-server", "wrong-password", "no-database"])
@@ -219,9 +222,9 @@ def test_a_joined_worker_killed_mid_trial_is_failed_by_its_heartbeat_and_its_tri
     assert (killed.datetime_complete - killed.datetime_start).total_seconds() < 50
 
 
-def _kill_during_a_trial(public, name, process, also_running=None):
-    """SIGKILLs `process` while it runs a trial of study `name` (once `also_running`, another
-    process, runs one too, where given); the number of the trial it left running."""
+def _kill_during_a_trial(public, name, process, also_running=None, signal_number=None):
+    """SIGKILLs `process` (or sends it `signal_number`) while it runs a trial of study `name`
+    (once `also_running`, another process, runs one too, where given); the trial's number."""
     import signal
 
     import optuna
@@ -237,8 +240,8 @@ def _kill_during_a_trial(public, name, process, also_running=None):
         victim = next((t.number for t in running if others and t.user_attrs.get("worker_pid") == process.pid), None)
         time.sleep(0.05)
     assert victim is not None, "the process never ran a trial"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.send_signal(signal_number or signal.SIGKILL)
+    process.wait(timeout=300)
     return victim
 
 
@@ -256,10 +259,20 @@ def test_a_joiner_killed_on_the_runs_machine_is_not_waited_for_for_ever_on_a_jou
 
     storage = f"journal:{tmp_path / 'shared.journal'}"
     command, env = [sys.executable, "-m", "search"], _worker_env()
-    first = subprocess.Popen([*command, "run", "--space", str(TINY_SPACE), "--trials", "8", "--storage", storage,
+    first = subprocess.Popen([*command, "run", "--space", str(TINY_SPACE), "--trials", "30", "--storage", storage,
                               "--study-dir", str(tmp_path / "shared"), "--no-progress"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     _wait_for_study(storage, "shared", {}, first)
+    # Ctrl-C of a joiner: the leaderboard and how to go on, as `run` says them (it said "interrupted" alone)
+    import signal
+
+    stopped = subprocess.Popen([*command, "join", storage, "--study", "shared", "--study-dir", str(tmp_path / "i"),
+                                "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               cwd=tmp_path)
+    _kill_during_a_trial(storage, "shared", stopped, signal_number=signal.SIGINT)
+    said, err = stopped.communicate()
+    assert stopped.returncode == 130 and "Leaderboard (" in said, said + err
+    assert err.strip().endswith(f"interrupted; continue with: python -m search resume {tmp_path / 'i'}"), err
     second = subprocess.Popen([*command, "join", storage, "--study", "shared", "--study-dir", str(tmp_path / "j"),
                                "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                               cwd=tmp_path)
@@ -271,7 +284,7 @@ def test_a_joiner_killed_on_the_runs_machine_is_not_waited_for_for_ever_on_a_jou
     assert killed.state.name == "FAIL" and killed.user_attrs["fail_reason"] == f"worker {second.pid} died during the trial"
     retried = [t for t in trials if t.user_attrs.get("retry_of") == victim]
     assert len(retried) == 1 and retried[0].params == killed.params and retried[0].state.name in ("COMPLETE", "PRUNED")
-    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 8
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 30
 
 
 def test_a_joiner_takes_over_the_trial_of_a_run_whose_machine_died(postgres, tmp_path):
