@@ -168,7 +168,9 @@ def format_leaderboard(rows: list[Row], baselines: dict, metric: str, export: di
             lines.append(f"Note: {' and '.join(beaten_by)} features score above the winner's 95% interval on the "
                          "test part: the search has not beaten them yet (more trials may)")
     if len(test_uses) > 1 or (test_uses and not export):
-        lines.append("Uses of the held-out test part (each one is a look at it; only the first was blind):")
+        lines.append("Uses of the held-out test part (each one is a look at it; only the first was blind):"
+                     if len(test_uses) > 1 else  # e.g. another machine's export of a shared study
+                     "Held-out test part, used once (by an export this directory does not hold):")
         for use in test_uses:
             lines.append(f"      {use['time']}  trial {use['trial']}{' (best)' if use['best'] else ''}  "
                          f"{use['metric']} {use['score']:.4f} [{use['low']:.4f}, {use['high']:.4f}]  -> {use['export']}"
