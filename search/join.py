@@ -24,7 +24,7 @@ from search.errors import Interrupted, OtherData, StudyError, disk_full_named, s
 from search.lock import LOCK_NAME, study_lock
 from search.preflight import check_installed, check_writable_study_dir, use_keras_backend
 from search.storage import (JOURNAL, fetch_baselines, fetch_metadata, finished_count, load, missing_file, public_url,
-                            recover)
+                            recover, where_running)
 from search.study import DATA_FILE, Study, is_join_directory, open_study
 
 
@@ -73,6 +73,7 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
             # Only now: a join refused for other data left an earlier join directory's manifest
             # naming that data, and every later command there refused the study.
             study.write_json("manifest.json", manifest)
+            fetch_baselines(study, load(study))  # where the run has scored them: a report here shows them
         except BaseException:
             if created:  # a refused join leaves nothing behind
                 shutil.rmtree(local, ignore_errors=True)
@@ -106,8 +107,7 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
     return {"study": name, "storage": public, "directory": str(local), "trials_here": _mine(optuna_study) - before,
             "finished": finished_count(optuna_study), "target": Budget.from_manifest(manifest).trials,
             "timed_out": deadline is not None and time.time() >= deadline,
-            "running": [f"#{t.number} on {t.user_attrs.get('worker_host', '?')} (pid {t.user_attrs.get('worker_pid', '?')})"
-                        for t in running]}
+            "running": [where_running(t) for t in running]}
 
 
 def _check_file_exists(public: str):
@@ -181,8 +181,12 @@ def _interrupted_with_leaderboard(study):
             raise
         from search.results import result_of
 
-        fetch_baselines(study, load(study))
-        raise Interrupted(result_of(study)) from None
+        try:
+            fetch_baselines(study, load(study))
+            result = result_of(study)
+        except Exception:  # noqa: BLE001  (the storage gone too: the interrupt as it was)
+            raise exc from None
+        raise Interrupted(result) from None
 
 
 def _mine(optuna_study) -> int:
@@ -212,8 +216,9 @@ def summary(done: dict) -> str:
     timed_out = "; its run's timeout has passed, so no trial starts" if done.get("timed_out") else ""
     running = done.get("running")
     if running and done["finished"] < done["target"]:  # a journal's: its worker may be dead (no heartbeat tells)
-        timed_out += (f"; still running: {', '.join(running[:5])}{' ...' if len(running) > 5 else ''} (if its "
-                      "worker died, `resume` of its directory on that machine runs it again)")
+        timed_out += (f"; still running: {', '.join(running[:5])}{' ...' if len(running) > 5 else ''} (a "
+                      "worker that died there leaves its trial so: `resume` of its directory on its machine runs it "
+                      "again)")
     return (f"joined study {done['study']}: {done['trials_here']} trial(s) finished here; the study has "
             f"{done['finished']} of {done['target']}{timed_out}. Its run exports the winner (if that machine is "
             f"gone: {suggested_command('export', done['directory'])})")

@@ -592,8 +592,8 @@ class _StartChecker:
         def read(v):
             if not _is_number(v) or not low <= v <= high:
                 return None
-            on_grid = not (step and self.strict) or _whole_steps(low, v, step)  # the range's own rule
-            return float(v) if on_grid else None
+            steps = (v - low) / step if step and self.strict else 0  # a tolerance, as Optuna's own check
+            return float(v) if abs(steps - round(steps)) <= 1e-9 * max(1.0, steps) else None
 
         return self._given(name, low, read, FloatRange(low, high, log, step))
 

@@ -346,8 +346,30 @@ def worker_identity() -> dict:
     return {
         "worker_host": socket.gethostname(),
         "worker_pid": os.getpid(),
+        "worker_pid_ns": _pid_namespace(),
         "device": os.environ.get("CUDA_VISIBLE_DEVICES") or "cpu",
     }
+
+
+def _pid_namespace() -> str | None:
+    """Which PIDs a worker's PID is one of: containers on one host may share its hostname."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def runs_here(attrs: dict) -> bool:
+    """Whether a trial's worker ran on this host, where its PID tells whether it is alive
+    (a trial stored before 2026-12-03 has no PID namespace: its hostname decides)."""
+    namespace = attrs.get("worker_pid_ns")
+    return attrs.get("worker_host") == socket.gethostname() and namespace in (None, _pid_namespace())
+
+
+def where_running(trial) -> str:
+    """A running trial as a wait or a summary names it: `#5 on HOST (pid 123)`."""
+    attrs = trial.user_attrs
+    return f"#{trial.number} on {attrs.get('worker_host', '?')} (pid {attrs.get('worker_pid', '?')})"
 
 
 def recover(study) -> list[str]:
@@ -357,7 +379,7 @@ def recover(study) -> list[str]:
 
     check_integrity(study)
     optuna_study = load(study)
-    host, notes = socket.gethostname(), []
+    notes = []
     for trial in optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         attrs = trial.user_attrs
         pid = attrs.get("worker_pid")
@@ -367,8 +389,8 @@ def recover(study) -> list[str]:
             # A local study's workers all hold its lock, which this command now holds: nobody
             # runs this trial; its worker died between asking for it and storing who it is.
             why, who = "its worker died before it was recorded", "worker unknown"
-        elif attrs.get("worker_host") != host:
-            continue  # another host's worker: the heartbeat decides
+        elif not runs_here(attrs):
+            continue  # another host's worker (or another container's): the heartbeat decides
         elif int(pid) == os.getpid():
             # This process runs no trial yet: an earlier call in it (a notebook's) was stopped
             # while Optuna stored the trial's state, e.g. by a second Ctrl-C.
@@ -394,11 +416,10 @@ def fail_dead_local_trials(optuna_study) -> list[str]:
 
     if not isinstance(optuna_study._storage, JournalStorage):  # a database's heartbeat fails them
         return []
-    host, notes = socket.gethostname(), []
+    notes = []
     for trial in optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         pid = trial.user_attrs.get("worker_pid")
-        if trial.user_attrs.get("worker_host") == host and pid is not None and int(pid) != os.getpid() \
-                and not _alive(int(pid)):
+        if pid is not None and runs_here(trial.user_attrs) and int(pid) != os.getpid() and not _alive(int(pid)):
             note = _fail_and_queue_again(optuna_study, trial, f"worker {pid} died during the trial", f"worker {pid}")
             if note:
                 notes.append(note)
@@ -455,4 +476,14 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A process that ended and that its parent has not reaped yet (a run's own worker, until
+    the run's wait ends): `kill(pid, 0)` still finds it."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False

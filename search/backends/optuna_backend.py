@@ -137,11 +137,16 @@ def optimize(study, problem, space, worker=0, callbacks=(), until_count=False):
             if not until_count:
                 break
             joined = study.manifest.get("joined")  # a joiner leaves the export to the study's run
-            wait_for_running(optuna_study, study.directory, stop_hint=JOINED_STOP_HINT if joined else None)
+            wait_for_running(optuna_study, study.directory,
+                             stop_hint=joined_stop_hint(study.directory) if joined else None)
     return optuna_study
 
 
-JOINED_STOP_HINT = "the study's run exports what finished"
+def joined_stop_hint(directory) -> str:
+    return (f"the study's run exports what finished (if that machine is gone: "
+            f"`{suggested_command('export', directory)}`)")
+
+
 DEADLINE = "deadline"  # the study's user attribute: when (epoch seconds) its run's --timeout ends
 
 
@@ -168,7 +173,7 @@ def wait_for_running(optuna_study, study_dir, say_after=10.0, stop_hint=None):
     import optuna
     from optuna.trial import TrialState
 
-    from search.storage import fail_dead_local_trials
+    from search.storage import fail_dead_local_trials, where_running
 
     stop_hint = stop_hint or f"`{suggested_command('export', study_dir)}` then exports what finished"
     started, said, here = time.monotonic(), False, socket.gethostname()
@@ -179,8 +184,7 @@ def wait_for_running(optuna_study, study_dir, say_after=10.0, stop_hint=None):
         elsewhere = any(t.user_attrs.get("worker_host") != here for t in running)
         if not said and elsewhere and time.monotonic() - started >= say_after:
             said = True
-            names = ", ".join(f"#{t.number} on {t.user_attrs.get('worker_host', '?')} (pid {t.user_attrs.get('worker_pid', '?')})"
-                              for t in running[:5])
+            names = ", ".join(map(where_running, running[:5]))
             print(f"waiting for {len(running)} trial(s) still running: {names}{' ...' if len(running) > 5 else ''}; "
                   f"Ctrl-C stops the wait, and {stop_hint}", file=sys.stderr, flush=True)
         interrupts.check()
@@ -221,7 +225,13 @@ def run(study, problem, space, progress=None):
         for proc, log in procs:
             proc.wait()
             log.close()
-    failed = [p for p, _ in procs if p.returncode != 0]
+    # A worker killed by a signal (the OOM killer, a user's kill) left its trial to the others,
+    # which ran it again: a note. One that ended in an error is a fault of ours: the search stops.
+    killed = [p for p, _ in procs if p.returncode < 0]
+    for proc in killed:
+        print(f"note: worker process {proc.pid} was killed (signal {-proc.returncode}) during the search; the "
+              "other workers ran its trial again", file=sys.stderr, flush=True)
+    failed = [p for p, _ in procs if p.returncode > 0]
     if failed:
         raise FatalSearchError(
             f"{len(failed)} worker process(es) failed; see {log_dir}/worker-*.log"

@@ -89,7 +89,8 @@ RUN_CASES = [
     ("data-strings", ["--data", _csv(_numeric(text=["x", "y"] * 20)), "--target", "label"], "column 'text' is not numeric (line 2 has 'x')"),
     ("data-missing-target", ["--data", _csv(_numeric()), "--target", "nope"], "no target column 'nope'"),
     ("data-one-class", ["--data", _csv(_numeric(label=np.zeros(40, int))), "--target", "label"], "data.csv: target 'label': the labels hold one class only (0); a probe needs two"),
-    ("data-too-few-rows", ["--data", _csv(_numeric(n=8)), "--target", "label"], "data.csv: target 'label': class 0 has 4 rows, too few for a 0.25 test split and 5-fold CV (each class needs "
+    ("data-too-few-rows", ["--data", _csv(_numeric(n=8)), "--target", "label"],
+     "data.csv: target 'label': class 0 has 4 rows, too few for a 0.25 test split and 5-fold CV (each class needs "
      "at least 7: 5 in the search part for CV, the others in the test part)"),  # 6 could leave 4 in the search part
     ("data-too-few-search-rows", ["--data", _csv(_numeric(n=12, label=[0] * 6 + [1] * 6)), "--target", "label", "--test-size", "0.5"],
      "data.csv: target 'label': the search part (50% of the rows) has 3 rows of class 0, too few for 5-fold CV"),

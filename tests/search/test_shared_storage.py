@@ -86,6 +86,7 @@ def _check_shared_study(study, trials, trials_requested, printed):
     assert len(set(seeds)) == len(seeds)  # no trial run twice, each its own seed
     # (the join may stop while the run still finishes the last trial: it says how many it saw then)
     assert "joined study shared:" in printed["join"] and f" of {trials_requested}" in printed["join"]
+    assert f" of {trials_requested}0" not in printed["join"]
     manifest = (study / "manifest.json").read_text()
     for text in (manifest, printed["run"], printed["join"], *(p.read_text() for p in study.rglob("*.log"))):
         assert PASSWORD not in text
@@ -222,11 +223,32 @@ def test_a_joined_worker_killed_mid_trial_is_failed_by_its_heartbeat_and_its_tri
     assert (killed.datetime_complete - killed.datetime_start).total_seconds() < 50
 
 
-def _kill_during_a_trial(public, name, process, also_running=None, signal_number=None):
-    """SIGKILLs `process` (or sends it `signal_number`) while it runs a trial of study `name`
-    (once `also_running`, another process, runs one too, where given); the trial's number."""
-    import signal
+@pytest.fixture
+def spawn(tmp_path):
+    """Popen for `python -m search ARGS` in tmp_path; whatever still runs at the end is killed
+    (a failed assertion must not leave a search running)."""
+    import sys
 
+    started = []
+
+    def start(*args, env, output=True):
+        pipe = subprocess.PIPE if output else subprocess.DEVNULL
+        process = subprocess.Popen([sys.executable, "-m", "search", *map(str, args), "--no-progress"], stdout=pipe,
+                                   stderr=pipe, text=True, env=env, cwd=tmp_path, start_new_session=True)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, 9)
+            process.communicate()
+
+
+def _signal_during_a_trial(public, name, pid, signal_number, also_running=None, alive=()):
+    """Sends `signal_number` to process `pid` while it runs a trial of study `name` (once the
+    process `also_running` runs one too, where given); the trial's number. Fails at once where
+    a process of `alive` ends first (the study done without it, a crash)."""
     import optuna
 
     from search.storage import open_storage
@@ -234,14 +256,15 @@ def _kill_during_a_trial(public, name, process, also_running=None, signal_number
     storage = open_storage(public)
     deadline, victim, others = time.time() + 300, None, also_running is None
     while victim is None and time.time() < deadline:
+        for process in alive:
+            assert process.poll() is None, f"{process.args[3]} ended first: {process.communicate()}"
         running = optuna.load_study(study_name=name, storage=storage).get_trials(
             deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
         others = others or any(t.user_attrs.get("worker_pid") == also_running.pid for t in running)
-        victim = next((t.number for t in running if others and t.user_attrs.get("worker_pid") == process.pid), None)
+        victim = next((t.number for t in running if others and t.user_attrs.get("worker_pid") == pid), None)
         time.sleep(0.05)
     assert victim is not None, "the process never ran a trial"
-    process.send_signal(signal_number or signal.SIGKILL)
-    process.wait(timeout=300)
+    os.kill(pid, signal_number)
     return victim
 
 
@@ -252,70 +275,94 @@ def _worker_env(**extra):
             **extra}
 
 
-def test_a_joiner_killed_on_the_runs_machine_is_not_waited_for_for_ever_on_a_journal(tmp_path):
-    """A journal has no heartbeat: the run waited in silence, for ever, for the trial of a
-    joiner killed on its own machine, whose PID it can see is gone."""
-    import sys
+def _retried_once(trials, victim, key):
+    killed = trials[victim]
+    retried = [t for t in trials if (t.user_attrs if key == "retry_of" else t.system_attrs).get(key) == victim]
+    assert killed.state.name == "FAIL" and len(retried) == 1 and retried[0].params == killed.params
+    assert retried[0].state.name in ("COMPLETE", "PRUNED")
+    return killed
 
-    storage = f"journal:{tmp_path / 'shared.journal'}"
-    command, env = [sys.executable, "-m", "search"], _worker_env()
-    first = subprocess.Popen([*command, "run", "--space", str(TINY_SPACE), "--trials", "30", "--storage", storage,
-                              "--study-dir", str(tmp_path / "shared"), "--no-progress"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
-    _wait_for_study(storage, "shared", {}, first)
-    # Ctrl-C of a joiner: the leaderboard and how to go on, as `run` says them (it said "interrupted" alone)
+
+def test_a_joiner_killed_on_the_runs_machine_is_not_waited_for_for_ever_on_a_journal(tmp_path, spawn):
+    """A journal has no heartbeat: the run waited in silence, for ever, for the trial of a
+    joiner killed on its own machine, whose PID it can see is gone. Ctrl-C of a joiner printed
+    "interrupted" alone."""
     import signal
 
-    stopped = subprocess.Popen([*command, "join", storage, "--study", "shared", "--study-dir", str(tmp_path / "i"),
-                                "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                               cwd=tmp_path)
-    _kill_during_a_trial(storage, "shared", stopped, signal_number=signal.SIGINT)
-    said, err = stopped.communicate()
-    assert stopped.returncode == 130 and "Leaderboard (" in said, said + err
+    storage, env = f"journal:{tmp_path / 'shared.journal'}", _worker_env()
+    first = spawn("run", "--space", TINY_SPACE, "--trials", 30, "--storage", storage, "--study-dir",
+                  tmp_path / "shared", env=env)
+    _wait_for_study(storage, "shared", {}, first)
+    stopped = spawn("join", storage, "--study", "shared", "--study-dir", tmp_path / "i", env=env)
+    _signal_during_a_trial(storage, "shared", stopped.pid, signal.SIGINT, alive=(first, stopped))
+    said, err = stopped.communicate(timeout=300)
+    assert stopped.returncode == 130 and "Leaderboard (" in said and "baseline raw" in said, said + err
     assert err.strip().endswith(f"interrupted; continue with: python -m search resume {tmp_path / 'i'}"), err
-    second = subprocess.Popen([*command, "join", storage, "--study", "shared", "--study-dir", str(tmp_path / "j"),
-                               "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                              cwd=tmp_path)
-    victim = _kill_during_a_trial(storage, "shared", second)
+    second = spawn("join", storage, "--study", "shared", "--study-dir", tmp_path / "j", env=env, output=False)
+    victim = _signal_during_a_trial(storage, "shared", second.pid, signal.SIGKILL, alive=(first, second))
     out, err = first.communicate(timeout=600)
     assert first.returncode == 0, err[-3000:]
     trials = _trials(storage, {})
-    killed = trials[victim]
-    assert killed.state.name == "FAIL" and killed.user_attrs["fail_reason"] == f"worker {second.pid} died during the trial"
-    retried = [t for t in trials if t.user_attrs.get("retry_of") == victim]
-    assert len(retried) == 1 and retried[0].params == killed.params and retried[0].state.name in ("COMPLETE", "PRUNED")
+    killed = _retried_once(trials, victim, "retry_of")
+    assert killed.user_attrs["fail_reason"] == f"worker {second.pid} died during the trial"
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 30
 
 
-def test_a_joiner_takes_over_the_trial_of_a_run_whose_machine_died(postgres, tmp_path):
-    """The joiner counted the dead run's trial as running, so its next one was one too many: it
-    ended at 'the study has 7 of 8', and nothing ran that trial again. On a database it now
-    waits for the others' last trials as the run does, and the heartbeat hands it the trial."""
-    import sys
+def test_a_runs_own_worker_killed_on_a_journal_is_not_waited_for_for_ever(tmp_path, spawn):
+    """Until the run reaps it, its killed worker is a zombie, which `kill(pid, 0)` still finds."""
+    import signal
 
-    url, public = postgres
-    env = _worker_env(SEARCH_STORAGE_PASSWORD=PASSWORD, SEARCH_HEARTBEAT_SECONDS="3")
-    command = [sys.executable, "-m", "search"]
-    first = subprocess.Popen([*command, "run", "--space", str(TINY_SPACE), "--trials", "8", "--storage", url,
-                              "--study-dir", str(tmp_path / "gone"), "--no-progress"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=tmp_path)
-    _wait_for_study(public, "gone", env, first)
-    second = subprocess.Popen([*command, "join", public, "--study", "gone", "--study-dir", str(tmp_path / "j"),
-                               "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                              cwd=tmp_path)
-    victim = _kill_during_a_trial(public, "gone", first, also_running=second)
-    out, err = second.communicate(timeout=600)
-    assert second.returncode == 0, err[-3000:]
     import optuna
 
     from search.storage import open_storage
 
+    storage, env = f"journal:{tmp_path / 'shared.journal'}", _worker_env()
+    first = spawn("run", "--space", TINY_SPACE, "--trials", 12, "--workers", 2, "--storage", storage,
+                  "--study-dir", tmp_path / "shared", env=env)
+    _wait_for_study(storage, "shared", {}, first)
+    deadline, worker = time.time() + 300, None
+    while worker is None and time.time() < deadline:
+        assert first.poll() is None, first.communicate()
+        pids = {t.user_attrs.get("worker_pid") for t in optuna.load_study(
+            study_name="shared", storage=open_storage(storage)).get_trials(deepcopy=False)}
+        worker = next((pid for pid in pids if pid not in (None, first.pid)), None)
+        time.sleep(0.05)
+    assert worker, "the second worker never ran a trial"
+    victim = _signal_during_a_trial(storage, "shared", worker, signal.SIGKILL, alive=(first,))
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-3000:]
+    trials = _trials(storage, {})
+    assert _retried_once(trials, victim, "retry_of").user_attrs["fail_reason"] == f"worker {worker} died during the trial"
+    # a note, not "1 worker process(es) failed" with exit status 2 and no export
+    assert f"note: worker process {worker} was killed (signal 9) during the search" in err, err
+    assert (tmp_path / "shared" / "export" / "manifest.json").is_file()
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 12
+
+
+def test_a_joiner_takes_over_the_trial_of_a_run_whose_machine_died(postgres, tmp_path, spawn):
+    """The joiner counted the dead run's trial as running, so its next one was one too many: it
+    ended at 'the study has 15 of 16', and nothing ran that trial again. On a database it now
+    waits for the others' last trials as the run does, and the heartbeat hands it the trial."""
+    import signal
+
+    import optuna
+
+    from search.storage import open_storage
+
+    url, public = postgres
+    env = _worker_env(SEARCH_STORAGE_PASSWORD=PASSWORD, SEARCH_HEARTBEAT_SECONDS="3")
+    first = spawn("run", "--space", TINY_SPACE, "--trials", 16, "--storage", url, "--study-dir", tmp_path / "gone",
+                  env=env, output=False)
+    _wait_for_study(public, "gone", env, first)
+    second = spawn("join", public, "--study", "gone", "--study-dir", tmp_path / "j", env=env)
+    victim = _signal_during_a_trial(public, "gone", first.pid, signal.SIGKILL, also_running=second,
+                                    alive=(first, second))
+    out, err = second.communicate(timeout=600)
+    assert second.returncode == 0, err[-3000:]
     trials = optuna.load_study(study_name="gone", storage=open_storage(public)).get_trials()
-    assert trials[victim].state.name == "FAIL"
-    retried = [t for t in trials if t.system_attrs.get("failed_trial") == victim]
-    assert len(retried) == 1 and retried[0].state.name in ("COMPLETE", "PRUNED")
-    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 8
-    assert "the study has 8 of 8" in out, out
+    _retried_once(trials, victim, "failed_trial")
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 16
+    assert "the study has 16 of 16." in out, out
 
 
 def test_a_joiner_keeps_the_runs_timeout_and_its_looks_at_the_test_part_count_everywhere(tmp_path, monkeypatch):

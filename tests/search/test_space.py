@@ -494,16 +494,6 @@ def test_an_inherited_key_names_the_family_that_wrote_it():
         parse_space(document, "x.yaml")
 
 
-def test_a_float_start_point_is_on_its_steps_grid_by_the_rule_that_checks_the_range():
-    """Decimal, as Optuna and the range's own check decide it: 0.3 is three steps of 0.1 from 0.0
-    (0.3 / 0.1 is 2.9999999999999996 in binary), 0.15 is not."""
-    document = {**fam({"dropout": {"float": [0.0, 0.3], "step": 0.1}}), "start": [{"dense.dropout": 0.3}]}
-    assert parse_space(document, "x.yaml").start_points()[0]["dense.dropout"] == 0.3
-    document["start"] = [{"dense.dropout": 0.15}]
-    with pytest.raises(SpaceError, match="0.15 is outside"):
-        parse_space(document, "x.yaml")
-
-
 def test_start_point_values_are_read_as_the_space_reads_its_own():
     """`1e-3` (a string to YAML 1.1), `4.0` for a whole number and `0.0` for the option 0 were
     refused in a start point, though the same values are taken anywhere else in the file; they
