@@ -256,7 +256,8 @@ def _ucr(data, name) -> Dataset:
     known = {key.lower(): key for key in files}
     if name.lower() not in known:
         what = f"no bundled UCR/UEA dataset {name!r}" if name else "name a dataset as ucr:NAME"
-        raise DataError(f"{data}: {what} (bundled with aeon {_version('aeon')}: {', '.join(sorted(files))})")
+        usable = [key for key in sorted(files) if f"{key}_eq" not in files]  # (unequal lengths: refused)
+        raise DataError(f"{data}: {what} (bundled with aeon {_version('aeon')}: {', '.join(usable)})")
     name = known[name.lower()]
     train_X, train_y = aeon.datasets.load_from_ts_file(str(files[name][0]))
     test_X, test_y = aeon.datasets.load_from_ts_file(str(files[name][1]))
@@ -439,6 +440,7 @@ def _npz(path: Path, target: str | None) -> Dataset:
     if y.ndim > 1 and y.shape[1:] != (1,) * (y.ndim - 1):  # np.ravel would make one label per cell
         raise DataError(f"{path}: label array {target!r} must hold one label per row, got shape {y.shape}")
     shape = tuple(X.shape[1:])
+    refuse_channels_first(shape, f"{path}: {features!r}", len(X))
     X = _numeric(_as_rows(X), path, features)
     return _checked(Dataset(path.stem, X, np.ravel(y), kind_of(shape), shape, names, target_name=target,
                             notes=notes), path)
@@ -449,7 +451,21 @@ def _npz_array(archive, path, key):
     try:
         return archive[key]
     except (ValueError, OSError) as exc:
-        raise DataError(f"{path}: array {key!r} cannot be read ({_first_line(exc)})") from None
+        why = _first_line(exc)
+        if "allow_pickle" in why:  # (what NumPy says of every object array)
+            why = ("an object array, e.g. series of unequal lengths, which needs pickle to read; store one numeric "
+                   "array: pad or resample series to one length")
+        raise DataError(f"{path}: array {key!r} cannot be read ({why})") from None
+
+
+def refuse_channels_first(sample_shape, where, n):
+    """Series of one step and T channels are aeon's and sktime's (n, channels, steps) layout of
+    univariate series: searched as given, each "sequence" was one step long."""
+    if len(sample_shape) == 2 and sample_shape[0] == 1 and sample_shape[1] > 1:
+        steps = sample_shape[1]
+        raise DataError(f"{where}: shape ({n}, 1, {steps}) is series of 1 step with {steps} channels; aeon and "
+                        f"sktime store series as (n, channels, steps): pass X.transpose(0, 2, 1) (shape ({n}, "
+                        f"{steps}, 1)), or X.reshape({n}, -1) for a table")
 
 
 LOADERS = {".csv": _csv, ".npy": _npy, ".npz": _npz}  # data files by suffix
@@ -549,6 +565,7 @@ def from_memory(X, y=None, target: str | None = None) -> Dataset:
         if not 2 <= array.ndim <= 4:  # a 5-D array was searched as a table of its flattened values
             raise DataError(f"X: must have {ROWS_OF_SAMPLES}, got shape {array.shape}")
         shape = tuple(array.shape[1:])
+        refuse_channels_first(shape, where, len(array))
         features = _numeric(_as_rows(array), where, "values")  # float64, as from files
     labels_at = where if target is not None else "y"  # where label errors point: a column of X, or y
     target_name = (getattr(y, "name", None) if target is None else target) or "y"

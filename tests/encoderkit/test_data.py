@@ -403,8 +403,10 @@ def test_ucr_names_it_cannot_load_are_refused_in_one_line():
     from encoderkit.data import ucr_names
 
     assert {"GunPoint", "ArrowHead", "BasicMotions", "UnitTest", "JapaneseVowels_eq"} <= set(ucr_names())
-    with pytest.raises(DataError, match=r"^ucr:GunPont: no bundled UCR/UEA dataset 'GunPont' \(bundled with aeon [\d.]+: ACSF1, ArrowHead, .*GunPoint"):
+    with pytest.raises(DataError, match=r"^ucr:GunPont: no bundled UCR/UEA dataset 'GunPont' \(bundled with aeon [\d.]+: ACSF1, ArrowHead, .*GunPoint") as caught:
         load_dataset("ucr:GunPont")
+    # the names it lists load (JapaneseVowels, of unequal lengths, was listed, then refused)
+    assert "JapaneseVowels_eq" in str(caught.value) and "JapaneseVowels," not in str(caught.value)
     with pytest.raises(DataError, match=r"^ucr:JapaneseVowels: series of unequal length \(7 to 29 steps\), the search needs one "
                                         r"length: use ucr:JapaneseVowels_eq, the archive's equal-length version \(25 steps\)$"):
         load_dataset("ucr:JapaneseVowels")

@@ -170,7 +170,12 @@ RUN_CASES = [
      "digits: test_size=0.001 leaves 2 test rows of 1797, fewer than its 10 classes"),
     ("data-negative-option", ["--data", "insurance:seed=-1"], "option 'seed=-1' must look like name=INTEGER"),
     ("data-npz-object-array", ["--data", _npz(X=np.array([[1, "a"], [2, 3]] * 20, dtype=object), y=np.arange(40) % 2)],
-     "data.npz: array 'X' cannot be read (Object arrays cannot be loaded"),
+     "data.npz: array 'X' cannot be read (an object array, e.g. series of unequal lengths, which needs pickle to "
+     "read; store one numeric array: pad or resample series to one length)"),
+    # aeon's (n, channels, steps): searched as series of 1 step, with one failed trial and MiniRocket skipped
+    ("data-npz-channels-first", ["--data", _npz(X=np.ones((40, 1, 20)), y=np.arange(40) % 2)],
+     "data.npz: 'X': shape (40, 1, 20) is series of 1 step with 20 channels; aeon and sktime store series as "
+     "(n, channels, steps): pass X.transpose(0, 2, 1) (shape (40, 20, 1)), or X.reshape(40, -1) for a table"),
     ("data-npz-complex", ["--data", _npz(X=np.ones((40, 3)) * (1 + 2j), y=np.arange(40) % 2)],
      "data.npz: X are complex numbers (dtype complex128)"),
     ("data-target-of-a-builtin", ["--data", "digits", "--target", "label"], "digits brings its own labels"),

@@ -226,6 +226,9 @@ def test_a_study_of_arrays_keeps_them_for_the_command_line_and_refuses_other_arr
     (lambda X, y: search.run([[1.0, 2.0], [3.0]] * 30, [0, 1] * 30),  # was numpy's "inhomogeneous part"
      "X holds samples of unequal shape: X[0] has shape (2,), X[1] has (1,); every sample needs one shape"),
     (lambda X, y: search.run(X[:0], y[:0]), "X: no rows or no feature columns"),  # reshape(0, -1) failed
+    (lambda X, y: search.run(X.reshape(300, 1, 64), y),  # aeon's layout, searched as 1-step series
+     "X: shape (300, 1, 64) is series of 1 step with 64 channels; aeon and sktime store series as (n, channels, "
+     "steps): pass X.transpose(0, 2, 1) (shape (300, 64, 1)), or X.reshape(300, -1) for a table"),
     (lambda X, y: search.run({"pixels": X}, y), "X: expected an array or a DataFrame, got dict"),
     (lambda X, y: search.run(pd.DataFrame(X), pd.Series(y)[::-1]),  # same index, other order: each label elsewhere
      "y: its index and X's (DataFrame) hold the same labels in another order; labels are taken by position, as "
