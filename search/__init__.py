@@ -10,11 +10,11 @@
 
 The engine is imported on first use, so `import search` stays cheap."""
 
-__all__ = ["run", "resume", "export_best", "replay", "StudyResult", "TrialRecord", "EncoderSearch"]
+__all__ = ["run", "resume", "export_best", "replay", "read_space", "StudyResult", "TrialRecord", "EncoderSearch"]
 
 _MODULES = {
     "run": "search.engine", "resume": "search.engine",
-    "export_best": "search.refit", "replay": "search.refit",
+    "export_best": "search.refit", "replay": "search.refit", "read_space": "search.space",
     "StudyResult": "search.results", "TrialRecord": "search.results",
     "EncoderSearch": "search.estimator",
 }

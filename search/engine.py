@@ -86,8 +86,9 @@ def run(
             study (`data.npz`) and named by its content hash: re-running on other data refuses.
         data_dir: where fashion-mnist's files are.
     What is measured (fixed for the study's life)
-        space: a shipped space name ("default", "image", "sequence", "article", ...) or a
-            YAML file; scale: shrinks epochs, units and filters (0, 1].
+        space: a shipped space name ("default", "image", "sequence", "article", ...), a
+            YAML file, or a dict in the same format (`search.read_space("default")` gives a
+            shipped one to edit); scale: shrinks epochs, units and filters (0, 1].
         metric: accuracy, roc_auc, balanced_accuracy, f1_macro or auto (None: the space's).
         seed: seeds the split, the sampler and each trial. test_size: the held-out fraction,
             scored once at export. subsample: rows of the search part each trial sees.
@@ -197,7 +198,7 @@ def run(
     created = _make_directory(study_dir)
     with study_lock(study_dir, "run"):
         try:
-            study = create_or_check(study_dir, settings, loaded.source, problem, loaded)
+            study = create_or_check(study_dir, settings, space, problem, loaded)
         except BaseException:
             if created:  # a refused run leaves nothing behind
                 shutil.rmtree(study_dir, ignore_errors=True)

@@ -37,8 +37,8 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
     """Searches autoencoder architectures for `X` scored by a probe on `y`; transforms with
     the best encoder, refit on the search part.
 
-    Parameters are those of `search.run` (see its docstring): `space` (a shipped space name
-    or a YAML file), `trials`, `timeout` (seconds), `backend` (optuna, ray, kerastuner),
+    Parameters are those of `search.run` (see its docstring): `space` (a shipped space name,
+    a YAML file or a dict in the YAML format), `trials`, `timeout` (seconds), `backend` (optuna, ray, kerastuner),
     `workers`, `metric` (None: the space's), `seed`, `test_size`, `subsample`, `scale`,
     `study_dir` (None: a temporary directory; a folder holds one study, so leave it None in
     `cross_val_score` or `GridSearchCV`, whose folds fit clones on other rows), `fresh_process`,

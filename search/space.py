@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from importlib import resources
 from numbers import Integral, Real
@@ -32,6 +33,7 @@ from encoderkit.transformer import AutoencoderTransformer
 from search.domains import SCALARS, Choice, Fixed, FloatRange, IntRange
 from search.errors import SpaceError
 
+IN_PYTHON = "space"  # how errors name a space given as a dict: the parameter it came in
 TOP_KEYS = (
     "name", "description", "data_kinds", "code_size", "include_input", "scaling", "training", "families", "probe", "start",
 )
@@ -126,13 +128,72 @@ def builtin_spaces() -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
 
 
-def load_space(name_or_path: str, scale: float = 1.0, strict: bool = True) -> Space:
-    """Loads a shipped space by name or a YAML file by path, validated; `scale` multiplies
-    epochs, units and filters (at least 1 each) for quick runs. `strict=False` reads a space a
-    stored study began with as it was read then: the checks added since (see `_Parser`) would
-    refuse a study that ran, whose stored copy cannot be edited (its digest)."""
+def load_space(name_or_path, scale: float = 1.0, strict: bool = True) -> Space:
+    """Loads a shipped space by name, a YAML file by path or a space written in Python (a
+    dict in the YAML format, its errors named `space: KEY.PATH`), validated; `scale`
+    multiplies epochs, units and filters (at least 1 each) for quick runs. `strict=False`
+    reads a space a stored study began with as it was read then: the checks added since (see
+    `_Parser`) would refuse a study that ran, whose stored copy cannot be edited (its digest)."""
+    if isinstance(name_or_path, Mapping):
+        return parse_space(plain_document(name_or_path), IN_PYTHON, scale, strict)
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise SpaceError(f"space: expected a shipped space's name, a YAML file path or a dict, got {name_or_path!r}")
+    return parse_space(read_space(name_or_path), str(_space_path(name_or_path)), scale, strict)
+
+
+def read_space(name_or_path) -> dict:
+    """The document of a shipped space (by name) or a YAML space file, as a dict to edit and
+    pass to `search.run(space=...)` (YAML comments are not kept). Not validated here: the
+    search validates what it is given."""
     import yaml
 
+    path = _space_path(name_or_path)
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_unique_keys_loader())
+    except OSError as exc:  # e.g. no read permission
+        raise SpaceError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpaceError(f"{path}: invalid YAML{where}: {problem}") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise SpaceError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} in line {line}); "
+                         "save it as UTF-8") from None
+
+
+def space_text(name_or_path) -> str:
+    """What a study keeps as its space.yaml: a file's own text (its comments too), or a
+    Python space written as YAML that reads back to the same document (the same digest)."""
+    import yaml
+
+    if isinstance(name_or_path, Mapping):
+        return ("# The space this study was given in Python (search.run(space=...)), as YAML\n"
+                + yaml.safe_dump(plain_document(name_or_path), sort_keys=False, allow_unicode=True,
+                                 default_flow_style=None))
+    return _space_path(name_or_path).read_text(encoding="utf-8")
+
+
+def plain_document(value, path: str = ""):
+    """A space written in Python as YAML's plain values: NumPy scalars as numbers, tuples as
+    lists; anything YAML cannot hold is refused by its key path."""
+    import numpy as np
+
+    if isinstance(value, Mapping):
+        return {key: plain_document(item, f"{path}.{key}" if path else str(key)) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_document(item, f"{path}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, np.generic) and isinstance(value.item(), (bool, int, float, str)):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise SpaceError(f"{IN_PYTHON}: {path}: {value!r} is not a value a space holds "
+                     "(numbers, strings, booleans, lists and dicts)")
+
+
+def _space_path(name_or_path) -> Path:
+    """A shipped space's file, or the given file, checked to be one that can be read."""
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise SpaceError(f"space: expected a shipped space's name or a YAML file path, got {name_or_path!r}")
     shipped = builtin_spaces()
@@ -151,20 +212,7 @@ def load_space(name_or_path: str, scale: float = 1.0, strict: bool = True) -> Sp
         )
     if not path.is_file():  # a study copies the file after reading it: a pipe would be empty the second time
         raise SpaceError(f"{name_or_path}: not a regular file (a pipe or a device); save the space to a file")
-    try:
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_unique_keys_loader())
-    except OSError as exc:  # e.g. no read permission
-        raise SpaceError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpaceError(f"{path}: invalid YAML{where}: {problem}") from None
-    except UnicodeDecodeError as exc:
-        line = exc.object[:exc.start].count(b"\n") + 1
-        raise SpaceError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} in line {line}); "
-                         "save it as UTF-8") from None
-    return parse_space(document, str(path), scale, strict)
+    return path
 
 
 def _unique_keys_loader():

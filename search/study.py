@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import stat
 import sys
@@ -33,7 +32,7 @@ from search.lock import LOCK_NAME
 from search.storage import STUDY_NAME
 from search.problem import make_problem
 from search.settings import KERAS_BACKENDS, OPTIONS, BackendOptions, Budget, StudySpec
-from search.space import load_space
+from search.space import IN_PYTHON, load_space, space_text
 
 MANIFEST_VERSION = 1
 TEST_USES = "test_uses.json"
@@ -331,9 +330,16 @@ def _other_space(manifest: dict, settings: dict, space) -> str:
         return f"study was made with scale={scale:g}, not {settings.get('scale', 1.0):g}"
     if manifest.get("space_name") and manifest["space_name"] != space.name:
         return f"study was made with space {manifest['space_name']!r}, not {space.name!r}"
-    if manifest.get("space_source") and manifest["space_source"] != str(space.source):
-        return f"study was made with space file {manifest['space_source']}, not {space.source}"
-    return f"its space ({manifest.get('space_source') or manifest.get('space_name')}) changed since the study began"
+    if "space_source" not in manifest:  # (studies made before it was recorded)
+        return "its space changed since the study began"
+    was, now = _space_origin(manifest["space_source"]), _space_origin(space.source)
+    if was != now:
+        return f"study was made with {was}, not {now}"
+    return f"its {was} changed since the study began"
+
+
+def _space_origin(source) -> str:
+    return "space given as a dict (space=...)" if source in (None, IN_PYTHON) else f"space file {source}"
 
 
 def _identity(settings, problem, space) -> dict:
@@ -349,8 +355,9 @@ def _identity(settings, problem, space) -> dict:
     }
 
 
-def create_or_check(directory, settings: dict, space_path: str, problem, space) -> Study:
-    """A new study directory, or the existing one when it measures the same thing."""
+def create_or_check(directory, settings: dict, space_given, problem, space) -> Study:
+    """A new study directory, or the existing one when it measures the same thing.
+    `space_given`: the space as the user gave it (a name, a file or a dict), kept as space.yaml."""
     directory = Path(directory)
     existing = check_same_study(directory, settings, problem, space)
     if existing is not None:
@@ -361,13 +368,13 @@ def create_or_check(directory, settings: dict, space_path: str, problem, space) 
         staging = directory / f".{DATA_FILE}.tmp-{os.getpid()}"
         save_npz(staging, problem.dataset)
         os.replace(staging, directory / DATA_FILE)
-    shutil.copyfile(space_path, directory / "space.yaml")
+    (directory / "space.yaml").write_text(space_text(space_given), encoding="utf-8")
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **identity,
         "space_name": space.name,
-        "space_source": str(space_path),
+        "space_source": None if space.source == IN_PYTHON else str(space.source),
         "study_name": settings.get("study_name"),
         "joined": False,  # a run's own directory (`join` marks its worker's True)
         "data_name": problem.dataset.name,

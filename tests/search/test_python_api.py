@@ -147,11 +147,17 @@ def test_a_study_of_arrays_keeps_them_for_the_command_line_and_refuses_other_arr
     X, y = _digits()
     study = tmp_path / "study"
     frame = pd.DataFrame(X, columns=[f"p{i}" for i in range(64)])
-    result = search.run(frame, pd.Series(y, name="digit"), space=str(TINY_SPACE), trials=1, study_dir=study,
+    space = search.read_space(TINY_SPACE)  # a space written in Python: a dict, NumPy numbers and tuples in it
+    space["probe"]["cv"], space["code_size"] = np.int64(3), {"int": (2, 8)}
+    result = search.run(frame, pd.Series(y, name="digit"), space=space, trials=1, study_dir=study,
                         progress=False, fresh_process=0)
     manifest = json.loads((study / "manifest.json").read_text())
     assert manifest["data"].startswith("memory:") and manifest["target_name"] == "digit"
     assert (study / "data.npz").is_file()
+    assert (study / "space.yaml").read_text().startswith("# The space this study was given in Python")
+    space["code_size"] = {"int": (2, 9)}
+    with pytest.raises(StudyError, match=r"its space given as a dict \(space=...\) changed since the study began"):
+        search.run(frame, pd.Series(y, name="digit"), space=space, trials=1, study_dir=study, progress=False)
 
     # The command line works on it as on any study: the arrays come from the study itself.
     done = run_cli("export", study, "-o", tmp_path / "again")
@@ -162,7 +168,8 @@ def test_a_study_of_arrays_keeps_them_for_the_command_line_and_refuses_other_arr
     done = run_cli("replay", study, "--trial", str(result.best_trial))
     assert done.returncode == 0 and "matches" in done.stdout, done.stdout + done.stderr
     # More trials from the command line: the arrays' copy is the study's data (any other data
-    # is refused with that fix; it was "study was made with data='memory:..', not 'digits'").
+    # is refused with that fix; it was "study was made with data='memory:..', not 'digits'"),
+    # and the space's file reads as the same space as the dict did.
     more = ("run", "--space", TINY_SPACE, "--trials", "2", "--study-dir", study, "--no-progress")
     done = run_cli(*more)
     assert done.returncode == 2 and done.stderr == (
@@ -220,7 +227,8 @@ def test_a_study_of_arrays_keeps_them_for_the_command_line_and_refuses_other_arr
     (lambda X, y: search.run(X, y, workers=0), "workers: must be at least 1, got 0"),
     (lambda X, y: search.run(X, y, trials=2.5), "trials: must be a whole number, got 2.5"),
     (lambda X, y: search.run(X, y, seed=-1), "seed: must be between 0 and 2**31 - 1, got -1"),
-    (lambda X, y: search.run(X, y, space=123), "space: expected a shipped space's name or a YAML file path, got 123"),
+    (lambda X, y: search.run(X, y, space=123),
+     "space: expected a shipped space's name, a YAML file path or a dict, got 123"),
     (lambda X, y: search.run(X, y, study_dir=123), "study_dir: expected a folder path, got 123"),
     (lambda X, y: search.run(X, y, study_dir=""), "study_dir: an empty path; give a folder, or none for studies/NAME-TIME"),
     (lambda X, y: search.run([[1.0, 2.0], [3.0]] * 30, [0, 1] * 30),  # was numpy's "inhomogeneous part"
@@ -461,7 +469,7 @@ def test_the_readme_from_python_snippets_run_as_written(tmp_path):
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## From Python\n", 1)[1].split("\n## ", 1)[0]
     blocks = [block.split("```", 1)[0] for block in section.split("```python\n")[1:]]
-    assert len(blocks) == 4, "the section shows arrays, a DataFrame, EncoderSearch and FrozenEstimator"
+    assert len(blocks) == 5, "the section shows arrays, a DataFrame, a space, EncoderSearch and FrozenEstimator"
     script = "\n".join(blocks) + "\nprint('snippets ok', len(trials), codes.shape)\n"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env,
@@ -469,3 +477,5 @@ def test_the_readme_from_python_snippets_run_as_written(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "snippets ok 3 (1797," in done.stdout
     assert (tmp_path / "runs" / "digits-frame" / "export" / "manifest.json").is_file()
+    own = json.loads((tmp_path / "runs" / "digits-own-space" / "export" / "manifest.json").read_text())
+    assert own["candidate"]["family"] in ("dense", "denoising", "sparse")

@@ -632,3 +632,30 @@ def test_an_inherited_stack_key_names_the_family_that_wrote_it_through_a_chain()
     document["families"]["conv2d"] = {"extends": "sparse", "stack": {"depth": 1}}  # its own stack: the same
     with pytest.raises(SpaceError, match=r"families.conv2d.stack.units: unknown key .*\(inherited from 'dense' "):
         parse_space(document, "x.yaml")
+
+
+def test_a_space_written_in_python_is_stored_as_yaml_that_reads_back_to_the_same_space(tmp_path):
+    from search.space import read_space, space_text
+
+    document = read_space("default")
+    document["training"]["epochs"] = {"int": (np.int64(2), 5)}  # NumPy numbers and tuples, as notebooks write them
+    document["probe"]["cv"] = np.int32(3)
+    document["families"]["dense"]["dropout"] = {"float": [np.float32(0.0), 0.25]}
+    given = copy.deepcopy(document)
+    space = load_space(document)
+    assert document == given  # the user's dict is left as it was
+    assert space.source == "space" and space.probe_setting("cv") == 3 and type(space.probe_setting("cv")) is int
+    stored = tmp_path / "space.yaml"
+    stored.write_text(space_text(document))
+    assert load_space(str(stored), strict=False).digest == space.digest  # resume reads the copy as the same space
+    assert space.digest == load_space(yaml.safe_load(stored.read_text())).digest
+    assert load_space("default").digest == load_space(read_space("default")).digest
+
+    document["families"]["dense"]["dropout"] = {"float": [0.0, 1j]}
+    with pytest.raises(SpaceError, match=r"^space: families\.dense\.dropout\.float\[1\]: 1j is not a value a space "):
+        load_space(document)
+    document["families"]["dense"]["dropout"] = {"float": [0.5, 0.1]}
+    with pytest.raises(SpaceError, match=r"^space: families\.dense\.dropout"):  # named as a file's errors are
+        load_space(document)
+    with pytest.raises(SpaceError, match=r"^space: expected a shipped space's name, a YAML file path or a dict"):
+        load_space(["default"])
