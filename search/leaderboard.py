@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from search.suggest import candidate_as_run
+
 
 @dataclass(frozen=True)
 class Row:
@@ -46,7 +48,7 @@ def trial_rows(optuna_study) -> list[Row]:
                 compile_by_stage=attrs.get("compile_by_stage", {}),
                 name=f"trial {trial.number}",
                 family=candidate.get("family", "?"),
-                detail=describe(candidate),
+                detail=describe(candidate_as_run(candidate, attrs)) + _retried(candidate, attrs),
                 cv_mean=trial.value if trial.state.name == "COMPLETE" else None,
                 cv_std=attrs.get("score_std"),
                 state=trial.state.name.lower(),
@@ -101,6 +103,12 @@ def describe(candidate: dict) -> str:
         f"lr={candidate['training']['learning_rate']:.1e} {candidate['training']['optimizer']}",
     ]
     return " ".join(p for p in parts if p)
+
+
+def _retried(candidate: dict, attrs: dict) -> str:
+    if not attrs.get("retried_batch_size") or not candidate:
+        return ""
+    return f" (bs={candidate['training']['batch_size']} ran out of memory)"
 
 
 def _layer(layer: dict) -> str:

@@ -24,7 +24,7 @@ from search.preflight import check_writable_study_dir, use_study_keras_backend
 from search.quiet import import_keras_quietly
 from search.storage import complete_trials, load, load_readonly
 from search.study import open_study, study_around
-from search.suggest import FixedSuggest, sample, transformer_params
+from search.suggest import FixedSuggest, candidate_as_run, sample, transformer_params
 
 
 def export_best(study_dir, trial=None, out=None) -> dict:
@@ -102,7 +102,7 @@ def refit_and_export(study, problem=None, space=None, trial=None, out=None) -> d
     space = space or study.space()
     optuna_study = load(study)
     chosen = pick_trial(optuna_study, trial, study.directory)
-    candidate = replayed_candidate(space, chosen, study.directory)
+    candidate = candidate_as_run(replayed_candidate(space, chosen, study.directory), chosen.user_attrs)
     seed = int(chosen.user_attrs["seed"])
     transformer = AutoencoderTransformer(**transformer_params(candidate, seed, problem.dataset.shape))
     transformer.fit(named(problem, problem.X))  # a CSV's column names travel with the export
@@ -136,7 +136,7 @@ def refit_and_export(study, problem=None, space=None, trial=None, out=None) -> d
         "split": ({"seed": problem.seed, "test_size": study.manifest["test_size"]}
                   if problem.dataset.test_rows is None else {"test_part": "the dataset's own"}),
         "space_digest": study.manifest["space_digest"],
-        "seed": seed,  # the trial's (its weights' and folds'), not the split's
+        "seed": seed,  # the trial's, for its weights (its CV folds were seeded with the split's)
         "study": str(study.directory.resolve()),
     }
     # Recorded as soon as it is made: the look at the test part counts even if writing fails.
@@ -158,7 +158,7 @@ def replay(study_dir, trial: int) -> dict:
     use_study_keras_backend(study)  # another backend's numbers differ in more than the last digits
     import_keras_quietly()
     chosen = pick_trial(load_readonly(study), trial, study.directory)  # reads only: works on an archived study
-    candidate = replayed_candidate(study.space(), chosen, study.directory)
+    candidate = candidate_as_run(replayed_candidate(study.space(), chosen, study.directory), chosen.user_attrs)
     # The same checkpoint callbacks run as in the search; nothing is pruned.
     outcome = evaluate(study.problem(), candidate, int(chosen.user_attrs["seed"]), report=lambda step, value: None)
     return {"trial": chosen.number, "metric": study.manifest["metric"], "stored": chosen.value,

@@ -196,6 +196,16 @@ def depth_values(domain) -> tuple:
     return tuple(values)
 
 
+def candidate_as_run(candidate: dict, trial_attrs: dict) -> dict:
+    """The config a trial's score belongs to. A trial out of memory ran again at half its
+    batch size (`retried_batch_size`): its export, its replay and the leaderboard use that
+    one, or they would show and refit a model other than the one scored."""
+    retried = trial_attrs.get("retried_batch_size")
+    if not retried or not candidate:
+        return candidate
+    return {**candidate, "training": {**candidate["training"], "batch_size": int(retried)}}
+
+
 def transformer_params(candidate: dict, seed: int, input_shape=None) -> dict:
     """Keyword arguments of `AutoencoderTransformer` for a sampled candidate on data whose
     samples have `input_shape`."""

@@ -214,3 +214,30 @@ def test_a_study_file_rewritten_keeps_its_permissions_and_the_same_text_is_not_r
         os.umask(mask)
     assert path.read_text() == "other" and stat.S_IMODE(path.stat().st_mode) == 0o666
     assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
+
+
+def test_a_trial_retried_out_of_memory_is_exported_replayed_and_shown_at_the_batch_size_it_ran(
+        tmp_path, small_digits, monkeypatch):
+    """The trial's score is of its retry at half the batch size: the export refits that, replay
+    re-scores that, and the leaderboard says so (all three used the batch size it ran out of
+    memory at: another model than the one scored, and replay off by nearly a point)."""
+    from encoderkit.transformer import AutoencoderTransformer
+
+    real_fit, batches = AutoencoderTransformer.fit, []
+
+    def out_of_memory_once(self, X, y=None, callbacks=None):
+        batches.append(self.batch_size)
+        if len(batches) == 1:
+            raise MemoryError("out of memory allocating the batch")
+        return real_fit(self, X, callbacks=callbacks)
+
+    monkeypatch.setattr(AutoencoderTransformer, "fit", out_of_memory_once)
+    X, y = small_digits
+    result = search.run(X, y, space=str(TINY_SPACE), trials=1, fresh_process=0, study_dir=tmp_path / "study",
+                        progress=False)
+    assert batches == [64, 32, 32]  # the trial, its retry, the export's refit
+    manifest = json.loads((result.export_dir / "manifest.json").read_text())
+    assert manifest["transformer_params"]["batch_size"] == 32 and manifest["candidate"]["training"]["batch_size"] == 32
+    assert "bs=32 " in result.leaderboard and "(bs=64 ran out of memory)" in result.leaderboard
+    replayed = search.replay(tmp_path / "study", trial=result.best_trial)
+    assert batches[-1] == 32 and abs(replayed["replayed"] - replayed["stored"]) < 1e-6, replayed
