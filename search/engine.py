@@ -25,7 +25,7 @@ from encoderkit.baselines import baseline_notes, baselines_for
 from encoderkit.data import IN_MEMORY, load_dataset
 from encoderkit.errors import DataWarning
 from encoderkit.export import check_destination
-from encoderkit.probe import cv_score
+from encoderkit.probe import cv_score, resolve_probe
 from search import compile_cache, devices, faults, interrupts
 from search.backends import get_backend
 from search.errors import FatalSearchError, Interrupted, SettingsError, StudyError, disk_full_named, suggested_command
@@ -453,13 +453,14 @@ def score_baselines(problem) -> dict:
     on the rows trials see (unsupervised, as an autoencoder trains on them), then the probe's
     CV on those rows."""
     scores = {}
-    for name, make in baselines_for(problem.dataset).items():
+    for name, make in baselines_for(problem.dataset, len(problem.y)).items():
         transformer = make().fit(problem.trial_X)
         codes = transformer.transform(problem.trial_X)
         mean, std = cv_score(
             codes, problem.trial_y, problem.metric, problem.folds, problem.seed, problem.probe, problem.probe_jobs
         )
-        scores[name] = {"cv_mean": mean, "cv_std": std, "detail": f"{codes.shape[1]} features"}
+        scores[name] = {"cv_mean": mean, "cv_std": std, "detail": f"{codes.shape[1]} features",
+                        "probe": resolve_probe(problem.probe)}  # as each trial records its own
     return scores
 
 

@@ -3,6 +3,7 @@ the exported winner's test score beside the baselines' on the same split."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from search.suggest import candidate_as_run
@@ -20,6 +21,7 @@ class Row:
     note: str = ""
     stages: dict = field(default_factory=dict)  # seconds per stage of the trial
     compile_by_stage: dict = field(default_factory=dict)  # JAX: the "compile" seconds by the stage they fell in
+    probe: str | None = None  # the probe its CV score came from (`auto` is resolved on each machine)
 
 
 def shown_trials(optuna_study) -> list:
@@ -54,6 +56,7 @@ def trial_rows(optuna_study) -> list[Row]:
                 state=trial.state.name.lower(),
                 seconds=seconds,
                 note=note,
+                probe=attrs.get("probe"),
             )
         )
     return rows
@@ -124,11 +127,6 @@ def _short(value):
     return f"{value:.3g}" if isinstance(value, float) else value
 
 
-# Baselines whose held-out scores the leaderboard's test line shows beside the winner's (all of
-# them are in the export's manifest): raw features, and MiniRocket, the anchor for sequences.
-HELD_OUT_BASELINES = ("raw", "minirocket")
-
-
 def format_leaderboard(rows: list[Row], baselines: dict, metric: str, export: dict | None, top: int = 10,
                        test_uses: list = ()) -> str:
     done = sorted((r for r in rows if r.cv_mean is not None), key=lambda r: -r.cv_mean)
@@ -160,6 +158,7 @@ def format_leaderboard(rows: list[Row], baselines: dict, metric: str, export: di
     cost = cost_summary(rows)
     if cost:
         lines.append(cost)
+    lines.extend(_probes_note(rows, baselines))
     if export:
         test, baselines_test = export["test"], export.get("baselines_test", {})
         used = "used once" if len(test_uses) <= 1 else f"used {len(test_uses)} times, listed below"
@@ -168,13 +167,10 @@ def format_leaderboard(rows: list[Row], baselines: dict, metric: str, export: di
             f"winner trial {export['trial']} {metric} {test['score']:.4f} "
             f"[95% CI {test['low']:.4f}, {test['high']:.4f}]"
             + "".join(f"; {name} {b['score']:.4f} [{b['low']:.4f}, {b['high']:.4f}]"
-                      for name, b in baselines_test.items() if name in HELD_OUT_BASELINES)
+                      for name, b in baselines_test.items())
             + _refit_note(export)
         )
-        beaten_by = [name for name, b in baselines_test.items() if name in HELD_OUT_BASELINES and b["score"] > test["high"]]
-        if beaten_by:  # said in words: the leaderboard's point is whether the search beat them
-            lines.append(f"Note: {' and '.join(beaten_by)} features score above the winner's 95% interval on the "
-                         "test part: the search has not beaten them yet (more trials may)")
+        lines.extend(_held_out_comparison(test, baselines_test))
     if len(test_uses) > 1 or (test_uses and not export):
         lines.append("Uses of the held-out test part (each one is a look at it; only the first was blind):"
                      if len(test_uses) > 1 else  # e.g. another machine's export of a shared study
@@ -184,6 +180,40 @@ def format_leaderboard(rows: list[Row], baselines: dict, metric: str, export: di
                          f"{use['metric']} {use['score']:.4f} [{use['low']:.4f}, {use['high']:.4f}]  -> {use['export']}"
                          + (" (not there now)" if use.get("export_gone") else ""))
     return "\n".join(lines)
+
+
+def _probes_note(rows, baselines: dict) -> list[str]:
+    """Said when the CV scores came from more than one probe: the space's `auto` probe is
+    chosen by each machine's device (a GPU worker joining a CPU study, a Ray cluster whose head
+    has no GPU), and probes differ by a few tenths of a point."""
+    trials = Counter(r.probe for r in rows if r.cv_mean is not None and r.probe)
+    scored_baselines = sorted({b["probe"] for b in baselines.values() if b.get("probe")})
+    if len({*trials, *scored_baselines}) <= 1:
+        return []
+    by_trials = ", ".join(f"{name} {count}" for name, count in trials.most_common())
+    return [f"Note: the CV scores come from more than one probe (trials: {by_trials}; baselines: "
+            f"{', '.join(scored_baselines) or 'not recorded'}), as `auto` picks one by each machine's device: "
+            "compare CV scores across probes with care (the held-out line uses one probe for all)"]
+
+
+def _held_out_comparison(test: dict, baselines_test: dict) -> list[str]:
+    """The winner against each baseline on the test part, in words: the leaderboard's point is
+    whether the search beat them. By the paired interval of their difference (the same
+    resampled rows); an export made before it was recorded, by the winner's own interval."""
+    paired = {name: b["winner_minus"] for name, b in baselines_test.items() if "winner_minus" in b}
+    if not paired:
+        above = [name for name, b in baselines_test.items() if b["score"] > test["high"]]
+        return [f"Note: {' and '.join(above)} features score above the winner's 95% interval on the test part: "
+                "the search has not beaten them yet (more trials may)"] if above else []
+    lines = ["Winner minus each baseline on the same test rows (paired bootstrap, 95% CI): "
+             + "; ".join(f"{name} {d['score']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]" for name, d in paired.items())]
+    below = [name for name, d in paired.items() if d["high"] < 0]
+    if below:
+        lines.append(f"Note: {' and '.join(below)} features score above the winner on the test part (their paired "
+                     "interval is below 0): the search has not beaten them yet (more trials may)")
+    elif all(d["low"] > 0 for d in paired.values()):
+        lines.append("The winner scores above every baseline on the test part (each paired interval is above 0)")
+    return lines
 
 
 def _refit_note(export) -> str:

@@ -15,7 +15,7 @@ from encoderkit.baselines import baselines_for
 from encoderkit.data import row_name
 from encoderkit.errors import DataError
 from encoderkit.export import check_destination, remove_leftovers
-from encoderkit.probe import REFERENCE, test_score
+from encoderkit.probe import REFERENCE, percentile_interval, test_score_and_resamples
 from search import compile_cache
 from search.errors import StudyError, disk_full_named, suggested_command
 from search.faults import crash_point
@@ -107,10 +107,15 @@ def refit_and_export(study, problem=None, space=None, trial=None, out=None) -> d
     transformer = AutoencoderTransformer(**transformer_params(candidate, seed, problem.dataset.shape))
     transformer.fit(named(problem, problem.X))  # a CSV's column names travel with the export
     X_test, y_test = problem.test_part()
-    test = held_out_score(problem, transformer, X_test, y_test)
-    baselines_test = {
-        name: held_out_score(problem, make().fit(named(problem, problem.X)), X_test, y_test) for name, make in baselines_for(problem.dataset).items()
-    }
+    score, resamples = held_out_resamples(problem, transformer, X_test, y_test)
+    test = _interval(score, resamples)
+    baselines_test = {}
+    for name, make in baselines_for(problem.dataset, len(problem.y)).items():
+        other, other_resamples = held_out_resamples(problem, make().fit(named(problem, problem.X)), X_test, y_test)
+        # the winner minus the baseline, on the same resampled test rows: a paired interval,
+        # far narrower than the two intervals side by side
+        baselines_test[name] = {**_interval(other, other_resamples),
+                                "winner_minus": _interval(score - other, resamples - other_resamples)}
     manifest = {
         "trial": chosen.number,
         "candidate": candidate,
@@ -175,7 +180,17 @@ def replayed_candidate(space, chosen, directory) -> dict:
 
 def held_out_score(problem, fitted, X_test, y_test) -> dict:
     """The reference probe fit on the search part's features, scored once on the test part
-    (whatever cheaper probe ranked the candidates)."""
+    (whatever cheaper probe ranked the candidates): its score and 95% bootstrap interval."""
+    return _interval(*held_out_resamples(problem, fitted, X_test, y_test))
+
+
+def _interval(score, resamples) -> dict:
+    low, high = percentile_interval(resamples)
+    return {"score": float(score), "low": low, "high": high}
+
+
+def held_out_resamples(problem, fitted, X_test, y_test):
+    """`held_out_score`'s score and bootstrap values (the same resamples for every method)."""
     try:
         test_codes = fitted.transform(named(problem, X_test))
     except DataError as exc:  # beyond float32 once scaled by the search part's range
@@ -188,11 +203,8 @@ def held_out_score(problem, fitted, X_test, y_test) -> dict:
                         f"a row of the test part, beyond float32's range once scaled by the search part's far "
                         f"narrower range of {name}: the search cannot be exported; rescale that feature in the data "
                         "and begin a new study") from None
-    score, low, high = test_score(
-        fitted.transform(named(problem, problem.X)), problem.y, test_codes, y_test,
-        problem.metric, seed=problem.seed, probe=REFERENCE,
-    )
-    return {"score": score, "low": low, "high": high}
+    return test_score_and_resamples(fitted.transform(named(problem, problem.X)), problem.y, test_codes, y_test,
+                                    problem.metric, seed=problem.seed, probe=REFERENCE)
 
 
 def named(problem, X):

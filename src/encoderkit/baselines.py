@@ -110,15 +110,17 @@ def _minirocket_skip(dataset):
     return _aeon_problem()
 
 
-def baselines_for(dataset) -> dict:
-    """Name -> factory of an unfitted transformer, for every baseline that applies."""
+def baselines_for(dataset, n_fit_rows: int | None = None) -> dict:
+    """Name -> factory of an unfitted transformer, for every baseline that applies.
+    `n_fit_rows`: the most rows they fit on (a study's search part; default all the
+    dataset's), which sets MiniRocket's kernel count: the held-out rows must not."""
     found = dict(BASELINES)
     if dataset.handcrafted in HANDCRAFTED:
         found["handcrafted"] = partial(FunctionTransformer, HANDCRAFTED[dataset.handcrafted])
     if dataset.kind == "sequence" and _minirocket_skip(dataset) is None:
         steps, channels = dataset.shape
         found["minirocket"] = partial(MiniRocketFeatures, steps=steps, channels=channels,
-                                      n_kernels=minirocket_kernels(len(dataset.y)))
+                                      n_kernels=minirocket_kernels(n_fit_rows or len(dataset.y)))
     return found
 
 

@@ -203,6 +203,21 @@ def test_score(train_codes, y_train, test_codes, y_test, metric, seed=0, n_boot=
     """Fits the probe on the whole search part, scores the test part once, and gives a 95%
     bootstrap interval over test rows: (score, low, high). On a GPU the reference runs there
     (encoderkit/array_api.py), the same estimator and solver."""
+    score, boot = test_score_and_resamples(train_codes, y_train, test_codes, y_test, metric, seed, n_boot, probe)
+    return (score, *percentile_interval(boot))
+
+
+def percentile_interval(values) -> tuple[float, float]:
+    """The 95% percentile interval of bootstrap values (NaN, NaN without any)."""
+    low, high = np.percentile(values, [2.5, 97.5]) if len(values) else (np.nan, np.nan)
+    return float(low), float(high)
+
+
+def test_score_and_resamples(train_codes, y_train, test_codes, y_test, metric, seed=0, n_boot=1000,
+                             probe=REFERENCE):
+    """`test_score`'s score and its bootstrap values. With the same seed and test labels every
+    method is scored on the same resamples of the test rows, so the differences of two
+    methods' values are a paired bootstrap of their difference."""
     with threadpool_limits(1, user_api="blas"):
         classes, probabilities = _fit_predict_proba(_torch_device(probe), probe, train_codes, y_train, test_codes)
     predicted = classes[np.argmax(probabilities, axis=1)]
@@ -222,5 +237,4 @@ def test_score(train_codes, y_train, test_codes, y_test, metric, seed=0, n_boot=
             boot.append(binary_auroc(y_test[idx] == classes[1], probabilities[idx, 1]))
             continue
         boot.append(metric_value(metric, y_test[idx], predicted[idx], probabilities[idx], classes))
-    low, high = (np.percentile(boot, [2.5, 97.5]) if boot else (np.nan, np.nan))
-    return float(score), float(low), float(high)
+    return float(score), np.asarray(boot, dtype=np.float64)

@@ -76,3 +76,13 @@ def test_without_aeon_sequences_get_no_minirocket_and_a_note(monkeypatch):
 def test_minirocket_keeps_10000_kernels_on_small_data_and_fewer_on_many_rows():
     assert baselines.minirocket_kernels(640) == baselines.minirocket_kernels(2000) == 10_000
     assert baselines.minirocket_kernels(10_000) == 2_000 and baselines.minirocket_kernels(70_000) == 1_000
+
+
+def test_minirocket_counts_the_rows_it_fits_on_not_the_held_out_ones():
+    """A study passes its search part's size: the test part's size set the kernel count (a
+    larger test part gave a weaker anchor)."""
+    pytest.importorskip("aeon")
+    many = Dataset("s", np.zeros((12_000, 10)), np.arange(12_000) % 2, "sequence", (10, 1))
+    assert baselines_for(many)["minirocket"]().n_kernels == baselines.minirocket_kernels(12_000) == 1_666
+    assert baselines_for(many, n_fit_rows=9_000)["minirocket"]().n_kernels == baselines.minirocket_kernels(9_000)
+    assert baselines.minirocket_kernels(9_000) == 2_222

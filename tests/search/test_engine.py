@@ -22,6 +22,14 @@ def test_run_from_python_on_an_npz_file(tmp_path, rng):
     assert "roc_auc" in result.leaderboard  # auto metric for a binary target
     assert result.best_trial is not None and 0.5 < result.best_cv <= 1.0
     assert result.test["low"] <= result.test["score"] <= result.test["high"]
+    raw = json.loads((result.export_dir / "manifest.json").read_text())["baselines_test"]["raw"]
+    difference = raw["winner_minus"]  # paired: on the same resampled test rows as both intervals
+    assert difference["score"] == pytest.approx(result.test["score"] - raw["score"])
+    assert difference["low"] <= difference["score"] <= difference["high"]
+    assert difference["high"] - difference["low"] < (result.test["high"] - result.test["low"]) + (raw["high"] - raw["low"])
+    assert "Winner minus each baseline on the same test rows (paired bootstrap, 95% CI): raw " in result.leaderboard
+    baselines = json.loads((tmp_path / "study" / "baselines.json").read_text())
+    assert {b["probe"] for b in baselines.values()} == {"logistic_regression"}  # the space's, as trials record it
     codes = load_encoder(result.export_dir).transform(X.reshape(240, -1))
     assert codes.shape[0] == 240 and np.isfinite(codes).all()
     assert gc.get_freeze_count() == 0  # the search froze the heap for its trials and gave it back

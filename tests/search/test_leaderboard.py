@@ -40,6 +40,41 @@ def test_a_baseline_above_the_winners_interval_on_the_test_part_is_said_in_words
     assert "Note:" not in format_leaderboard(rows, {}, "accuracy", export)
 
 
+def test_the_winner_against_each_baseline_on_the_test_part_is_said_by_their_paired_interval():
+    rows = [Row("trial 0", "dense", "code=4", 0.9, 0.01, "complete", 1.0)]
+    export = {"trial": 0, "n_test_rows": 450, "test": {"score": 0.90, "low": 0.87, "high": 0.93},
+              "baselines_test": {"raw": {"score": 0.92, "low": 0.89, "high": 0.95,
+                                         "winner_minus": {"score": -0.02, "low": -0.035, "high": -0.006}},
+                                 "pca": {"score": 0.88, "low": 0.85, "high": 0.91,
+                                         "winner_minus": {"score": 0.02, "low": -0.001, "high": 0.04}}}}
+    board = format_leaderboard(rows, {}, "accuracy", export)
+    # every baseline's test score, then the differences, and raw's said in words: within the
+    # winner's own interval, the paired one shows it lower
+    assert "winner trial 0 accuracy 0.9000 [95% CI 0.8700, 0.9300]; raw 0.9200 [0.8900, 0.9500]; pca 0.8800" in board
+    assert ("Winner minus each baseline on the same test rows (paired bootstrap, 95% CI): "
+            "raw -0.0200 [-0.0350, -0.0060]; pca +0.0200 [-0.0010, +0.0400]") in board
+    assert "Note: raw features score above the winner on the test part (their paired interval is below 0)" in board
+    export["baselines_test"]["raw"]["winner_minus"] = {"score": 0.01, "low": 0.002, "high": 0.02}
+    assert "Note:" not in format_leaderboard(rows, {}, "accuracy", export)  # pca's interval holds 0: no claim
+    export["baselines_test"]["pca"]["winner_minus"]["low"] = 0.001
+    assert "The winner scores above every baseline on the test part" in format_leaderboard(rows, {}, "accuracy", export)
+
+
+def test_cv_scores_from_more_than_one_probe_are_said_so():
+    """`auto` picks the probe by each machine's device: a GPU worker's trials and a CPU run's
+    baselines were ranked side by side without a word."""
+    rows = [Row("trial 0", "dense", "", 0.9, 0.01, "complete", 1.0, probe="device_softmax"),
+            Row("trial 1", "dense", "", 0.8, 0.01, "complete", 1.0, probe="fast_logistic"),
+            Row("trial 2", "dense", "", 0.8, 0.01, "complete", 1.0, probe="device_softmax")]
+    baselines = {"raw": {"cv_mean": 0.85, "cv_std": 0.01, "probe": "fast_logistic"}}
+    board = format_leaderboard(rows, baselines, "accuracy", None)
+    assert ("Note: the CV scores come from more than one probe (trials: device_softmax 2, fast_logistic 1; "
+            "baselines: fast_logistic)") in board
+    assert "more than one probe" not in format_leaderboard(rows[1:2], baselines, "accuracy", None)
+    assert "more than one probe" not in format_leaderboard(rows[::2], {"raw": {"cv_mean": 0.85, "cv_std": 0.01}},
+                                                           "accuracy", None)  # a study from before baselines kept theirs
+
+
 def _complete(n):
     return [Row(f"trial {i}", "dense", "code=4", 0.5 + i / 100, 0.01, "complete", 1.0) for i in range(n)]
 

@@ -112,7 +112,7 @@ def test_trials_rank_with_the_auto_probe_and_every_held_out_score_uses_the_refer
     assert status == 0, err
     manifest = json.loads((copy / "export" / "manifest.json").read_text())
     held_out = 1 + len(manifest["baselines_test"])  # the winner, raw and PCA
-    assert made == [("test_score", probe.REFERENCE)] * held_out
+    assert made == [("test_score_and_resamples", probe.REFERENCE)] * held_out
 
 
 @on_the_table_study
