@@ -144,7 +144,7 @@ def rescore_baselines(part, stored):
         problems = [(stored, fashion_problem(stored["n"]))]
     for row, problem in problems:
         X_test, y_test = problem.test_part()
-        for name, make in baselines_for(problem.dataset).items():
+        for name, make in baselines_for(problem.dataset, len(problem.y)).items():
             started = time.perf_counter()
             score = held_out_score(problem, make().fit(problem.X), X_test, y_test)
             if part == "insurance":
@@ -192,7 +192,7 @@ def insurance(args):
         problem = insurance_problem(seed)
         X_test, y_test = problem.test_part()
         row = {name: held_out_score(problem, make().fit(problem.X), X_test, y_test)["score"]
-               for name, make in baselines_for(problem.dataset).items()}
+               for name, make in baselines_for(problem.dataset, len(problem.y)).items()}
         row["bayes"] = bayes_score(problem)
         row.update({name: oracle_score(problem, *oracle) for name, oracle in ORACLES.items()})
         row.update(fixed_family_scores(problem, article, seed))
@@ -239,7 +239,7 @@ def fashion(args):
     dataset = problem.dataset
     X_test, y_test = problem.test_part()
     scores, seconds = {}, {}
-    for name, make in baselines_for(dataset).items():
+    for name, make in baselines_for(dataset, len(problem.y)).items():
         started = time.perf_counter()
         scores[name] = held_out_score(problem, make().fit(problem.X), X_test, y_test)
         seconds[name] = time.perf_counter() - started

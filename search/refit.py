@@ -5,7 +5,8 @@
     replay(study_dir, trial)                        re-score a trial exactly as the search did
 
 Shared with the benchmarks: `held_out_score` (the test-part protocol) and
-`replayed_candidate` (a trial's config rebuilt from its stored parameters)."""
+`replayed_candidate` (a trial's config rebuilt from its stored parameters; `candidate_as_run`
+then gives the batch size it ran at, where it ran out of memory and was retried)."""
 
 from __future__ import annotations
 
@@ -112,6 +113,7 @@ def refit_and_export(study, problem=None, space=None, trial=None, out=None) -> d
     baselines_test = {}
     for name, make in baselines_for(problem.dataset, len(problem.y)).items():
         other, other_resamples = held_out_resamples(problem, make().fit(named(problem, problem.X)), X_test, y_test)
+        assert len(other_resamples) == len(resamples), "the same seed and test labels give the same resamples"
         # the winner minus the baseline, on the same resampled test rows: a paired interval,
         # far narrower than the two intervals side by side
         baselines_test[name] = {**_interval(other, other_resamples),

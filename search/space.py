@@ -73,6 +73,7 @@ class Space:
     digest: str  # sha256 of the canonical parsed file: a changed space is refused on resume
     start: tuple = ()  # configurations tried first: (((parameter, value), ...), ...)
     data_kinds: tuple = ()  # the data this space is made for (empty: any)
+    from_python: bool = False  # given as a dict (its source reads "space", the parameter it came in)
 
     @property
     def family_names(self):
@@ -135,21 +136,21 @@ def load_space(name_or_path, scale: float = 1.0, strict: bool = True) -> Space:
     reads a space a stored study began with as it was read then: the checks added since (see
     `_Parser`) would refuse a study that ran, whose stored copy cannot be edited (its digest)."""
     if isinstance(name_or_path, Mapping):
-        return parse_space(plain_document(name_or_path), IN_PYTHON, scale, strict)
+        return replace(parse_space(plain_document(name_or_path), IN_PYTHON, scale, strict), from_python=True)
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise SpaceError(f"space: expected a shipped space's name, a YAML file path or a dict, got {name_or_path!r}")
     return parse_space(read_space(name_or_path), str(_space_path(name_or_path)), scale, strict)
 
 
-def read_space(name_or_path) -> dict:
+def read_space(name_or_path) -> dict | None:
     """The document of a shipped space (by name) or a YAML space file, as a dict to edit and
-    pass to `search.run(space=...)` (YAML comments are not kept). Not validated here: the
-    search validates what it is given."""
+    pass to `search.run(space=...)` (YAML comments are not kept; None for an empty file). Not
+    validated here: the search validates what it is given."""
     import yaml
 
     path = _space_path(name_or_path)
     try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=_unique_keys_loader())
+        return _unshared(yaml.load(path.read_text(encoding="utf-8"), Loader=_unique_keys_loader()))
     except OSError as exc:  # e.g. no read permission
         raise SpaceError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
@@ -161,6 +162,16 @@ def read_space(name_or_path) -> dict:
         line = exc.object[:exc.start].count(b"\n") + 1
         raise SpaceError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} in line {line}); "
                          "save it as UTF-8") from None
+
+
+def _unshared(value):
+    """A copy in which no two places hold one object: YAML anchors and merges share one, and
+    editing it in one family edited it in all (copy.deepcopy keeps the sharing)."""
+    if isinstance(value, dict):
+        return {key: _unshared(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unshared(item) for item in value]
+    return value
 
 
 def space_text(name_or_path) -> str:
@@ -176,17 +187,26 @@ def space_text(name_or_path) -> str:
 
 
 def plain_document(value, path: str = ""):
-    """A space written in Python as YAML's plain values: NumPy scalars as numbers, tuples as
-    lists; anything YAML cannot hold is refused by its key path."""
+    """A space written in Python as YAML's plain values: NumPy scalars and enum members as
+    the numbers and strings they stand for, tuples as lists, keys as strings; anything a
+    space cannot hold is refused by its key path."""
     import numpy as np
 
     if isinstance(value, Mapping):
-        return {key: plain_document(item, f"{path}.{key}" if path else str(key)) for key, item in value.items()}
+        plain = {}
+        for key, item in value.items():
+            if not isinstance(key, str):  # np.str_ and StrEnum too; YAML would store 1 and '1' apart
+                raise SpaceError(f"{IN_PYTHON}: {path or 'the space'}: key {key!r} is not a string")
+            plain[str(key)] = plain_document(item, f"{path}.{key}" if path else str(key))
+        return plain
     if isinstance(value, (list, tuple)):
         return [plain_document(item, f"{path}[{i}]") for i, item in enumerate(value)]
-    if isinstance(value, np.generic) and isinstance(value.item(), (bool, int, float, str)):
-        return value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if isinstance(value, np.generic):
+        value = value.item()
+    for kind in (bool, int, float, str):  # bool first: it is an int too
+        if isinstance(value, kind):
+            return kind(value)  # an IntEnum as its number: YAML's safe dumper takes plain types only
+    if value is None:
         return value
     raise SpaceError(f"{IN_PYTHON}: {path}: {value!r} is not a value a space holds "
                      "(numbers, strings, booleans, lists and dicts)")
@@ -262,6 +282,14 @@ class _Parser:
             message += f" (inherited from {origin!r} through extends)"
         raise SpaceError(f"{self.source}: {path}: {message}" if path else f"{self.source}: {message}")
 
+    def digest(self, document) -> str:
+        try:
+            text = json.dumps(document if self.scale == 1 else {"document": document, "scale": self.scale},
+                              sort_keys=True, default=str)
+        except TypeError:  # keys of one mapping that do not sort: in `start` or `description`, unchecked
+            self.fail("", "keys that are not all strings (e.g. a number beside names in a start point)")
+        return hashlib.sha256(text.encode()).hexdigest()
+
     def mapping(self, value, path, allowed):
         if not isinstance(value, dict):
             shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."  # not a whole CSV file
@@ -296,10 +324,7 @@ class _Parser:
             families=self.families(doc["families"]),
             probe=tuple(probe.items()),
             data_kinds=self.data_kinds(doc.get("data_kinds")),
-            digest=hashlib.sha256(json.dumps(
-                document if self.scale == 1 else {"document": document, "scale": self.scale},
-                sort_keys=True, default=str,
-            ).encode()).hexdigest(),
+            digest=self.digest(document),
         )
         if self.strict:
             self.check_kinds_taken(space)

@@ -32,7 +32,7 @@ from search.lock import LOCK_NAME
 from search.storage import STUDY_NAME
 from search.problem import make_problem
 from search.settings import KERAS_BACKENDS, OPTIONS, BackendOptions, Budget, StudySpec
-from search.space import IN_PYTHON, load_space, space_text
+from search.space import load_space, space_text
 
 MANIFEST_VERSION = 1
 TEST_USES = "test_uses.json"
@@ -332,14 +332,14 @@ def _other_space(manifest: dict, settings: dict, space) -> str:
         return f"study was made with space {manifest['space_name']!r}, not {space.name!r}"
     if "space_source" not in manifest:  # (studies made before it was recorded)
         return "its space changed since the study began"
-    was, now = _space_origin(manifest["space_source"]), _space_origin(space.source)
+    was, now = _space_origin(manifest["space_source"]), _space_origin(None if space.from_python else space.source)
     if was != now:
         return f"study was made with {was}, not {now}"
     return f"its {was} changed since the study began"
 
 
 def _space_origin(source) -> str:
-    return "space given as a dict (space=...)" if source in (None, IN_PYTHON) else f"space file {source}"
+    return "space given as a dict (space=...)" if source is None else f"space file {source}"
 
 
 def _identity(settings, problem, space) -> dict:
@@ -374,7 +374,7 @@ def create_or_check(directory, settings: dict, space_given, problem, space) -> S
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **identity,
         "space_name": space.name,
-        "space_source": None if space.source == IN_PYTHON else str(space.source),
+        "space_source": None if space.from_python else str(space.source),
         "study_name": settings.get("study_name"),
         "joined": False,  # a run's own directory (`join` marks its worker's True)
         "data_name": problem.dataset.name,

@@ -202,3 +202,33 @@ def test_softmax_probe_follows_the_classifier_contract():
     proba = model.predict_proba(X)
     assert proba.shape == (len(X), 3) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
     assert (model.predict(X) == labels).mean() > 0.95
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "roc_auc"])
+def test_two_methods_are_resampled_on_the_same_test_rows_so_their_difference_is_paired(metric):
+    """The export's winner-minus-baseline interval subtracts two methods' bootstrap values
+    resample by resample: each must be the metric on the same resampled rows (AUROC skips the
+    resamples that lack a class, the same ones for both)."""
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    from encoderkit.probe import REFERENCE, make_probe, test_score_and_resamples
+
+    X, y = noise(160, seed=8)
+    X[:, 0] += 1.2 * y
+    train, test = slice(0, 100), slice(100, 160)
+    y_test = y[test][:6]  # six test rows: some resamples lack a class
+    values = {}
+    for name, columns in (("a", slice(0, 2)), ("b", slice(1, 4))):
+        codes = X[:, columns]
+        score, values[name] = test_score_and_resamples(codes[train], y[train], codes[test][:6], y_test, metric,
+                                                       seed=4, n_boot=200)
+        probe = make_probe(REFERENCE).fit(codes[train], y[train])
+        rng, expected = np.random.default_rng(4), []
+        for _ in range(200):  # the resamples as the bootstrap draws them
+            idx = rng.integers(0, 6, 6)
+            if metric == "accuracy":
+                expected.append(accuracy_score(y_test[idx], probe.predict(codes[test][:6][idx])))
+            elif len(np.unique(y_test[idx])) == 2:
+                expected.append(roc_auc_score(y_test[idx], probe.predict_proba(codes[test][:6][idx])[:, 1]))
+        np.testing.assert_allclose(values[name], expected, atol=1e-12)
+    assert len(values["a"]) == len(values["b"]) and (metric == "accuracy" or len(values["a"]) < 200)

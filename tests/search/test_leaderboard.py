@@ -72,7 +72,7 @@ def test_cv_scores_from_more_than_one_probe_are_said_so():
             "baselines: fast_logistic)") in board
     assert "more than one probe" not in format_leaderboard(rows[1:2], baselines, "accuracy", None)
     assert "more than one probe" not in format_leaderboard(rows[::2], {"raw": {"cv_mean": 0.85, "cv_std": 0.01}},
-                                                           "accuracy", None)  # a study from before baselines kept theirs
+                                                           "accuracy", None)  # baselines of an older study
 
 
 def _complete(n):

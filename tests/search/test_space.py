@@ -659,3 +659,40 @@ def test_a_space_written_in_python_is_stored_as_yaml_that_reads_back_to_the_same
         load_space(document)
     with pytest.raises(SpaceError, match=r"^space: expected a shipped space's name, a YAML file path or a dict"):
         load_space(["default"])
+
+
+def test_a_python_space_of_numpy_names_and_enums_is_stored_as_plain_yaml_and_other_keys_are_refused(tmp_path):
+    """Names iterated from a NumPy array or pandas Index are np.str_, which YAML's safe dumper
+    refused with its own error after the space had loaded; so were enum members."""
+    import enum
+
+    from search.space import read_space, space_text
+
+    class Cv(enum.IntEnum):
+        THREE = 3
+
+    document = read_space("default")
+    document["families"] = dict(zip(np.array(list(document["families"])), document["families"].values()))
+    document["probe"]["cv"] = Cv.THREE
+    space = load_space(document)
+    assert type(space.family_names[0]) is str and space.probe_setting("cv") == 3
+    stored = tmp_path / "space.yaml"
+    stored.write_text(space_text(document))
+    assert load_space(str(stored), strict=False).digest == space.digest
+    with pytest.raises(SpaceError, match=r"^space: families\.dense: key 1 is not a string$"):
+        load_space({**document, "families": {"dense": {1: 2}}})
+    mixed = tmp_path / "mixed.yaml"  # a file's unchecked block with keys that do not sort: was a bare TypeError
+    mixed.write_text("families: {dense: {}}\ndescription: {1: x, a: 2}\n")
+    with pytest.raises(SpaceError, match=r"mixed\.yaml: keys that are not all strings"):
+        load_space(str(mixed))
+
+
+def test_read_space_gives_a_copy_that_edits_one_place_only(tmp_path):
+    shared = tmp_path / "anchors.yaml"  # YAML anchors share one object between families
+    shared.write_text("stack: &stack {depth: 1, units: 8}\nfamilies:\n  dense: {stack: *stack}\n"
+                      "  sparse: {stack: *stack}\n")
+    from search.space import read_space
+
+    document = read_space(str(shared))
+    document["families"]["dense"]["stack"]["units"] = 16
+    assert document["families"]["sparse"]["stack"]["units"] == 8
