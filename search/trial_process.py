@@ -132,8 +132,7 @@ class TrialProcess:
         try:
             self._conn.send(message)
         except OSError:  # the child is gone (BrokenPipeError)
-            self._child.join()
-            raise FailedTrial(f"trial process died (exit code {self._child.exitcode})") from None
+            self._died()
 
     def _receive(self):
         while not self._conn.poll(0.2):
@@ -141,8 +140,15 @@ class TrialProcess:
         try:
             return self._conn.recv()
         except (EOFError, OSError):  # the child is gone (ConnectionResetError where it never started)
-            self._child.join()
-            raise FailedTrial(f"trial process died (exit code {self._child.exitcode})") from None
+            self._died()
+
+    def _died(self):
+        self._child.join()
+        # A Ctrl-C to the terminal's process group reaches the child too, and kills it while it
+        # is still importing (before it ignores signals): an interrupted trial, run again on
+        # resume, not a failed one
+        interrupts.check()
+        raise FailedTrial(f"trial process died (exit code {self._child.exitcode})") from None
 
 
 @contextlib.contextmanager

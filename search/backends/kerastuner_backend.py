@@ -68,6 +68,9 @@ def run(study, problem, space, progress=None) -> str | None:
             from search import interrupts
 
             interrupts.check()
+            if trial.trial_id in recorded:  # stored, but left running in keras-tuner's oracle by the
+                # FatalError that ended the search on --max-failures: keras-tuner runs it again
+                raise kt.errors.FailedTrialError("already stored as failed")  # not trained, not counted
             started = time.time()
             candidate, params = _candidate(space, trial.hyperparameters, algorithm)
             number = len(optuna_study.get_trials(deepcopy=False))  # the number it is stored under

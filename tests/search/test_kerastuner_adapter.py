@@ -165,3 +165,23 @@ def test_keras_tuner_runs_past_failed_trials_to_the_count(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     header = next(line for line in result.stdout.splitlines() if line.startswith("Leaderboard"))
     assert ": 3 complete, 0 pruned," in header and " 0 failed)" not in header, header
+
+
+def test_resume_after_max_failures_runs_new_trials_not_the_last_failed_one_again(tmp_path):
+    """The FatalError that ends a keras-tuner search on --max-failures left its last trial
+    running in keras-tuner's oracle, which ran it again on resume: trained twice, not stored,
+    and counted toward --max-failures, so resume stopped after one new trial (optuna: two)."""
+    from tests.conftest import run_cli
+
+    space = tmp_path / "diverging.yaml"  # every trial fails with NaN; code sizes give new configs
+    space.write_text("code_size: {int: [2, 30]}\nscaling: standard\n"
+                     "training: {epochs: 2, batch_size: 64, learning_rate: 1.0e+12, optimizer: sgd}\n"
+                     "families: {dense: {stack: {depth: 1, units: 8, activation: relu}}}\n"
+                     "probe: {model: logistic_regression, cv: 3}\n")
+    study = tmp_path / "study"
+    first = run_cli("run", "--space", space, "--trials", "6", "--max-failures", "2", "--backend", "kerastuner",
+                    "--study-dir", study, "--no-progress")
+    assert first.returncode == 2 and "2 trials failed in a row" in first.stderr, first.stderr[-2000:]
+    again = run_cli("resume", study, "--no-progress")
+    assert again.returncode == 2 and "2 trials failed in a row" in again.stderr, again.stderr[-2000:]
+    assert "4 trials: 0 complete, 0 pruned, 4 failed)" in again.stdout, again.stdout
