@@ -7,7 +7,9 @@
         `records.TrialLifecycle` (seed, start attributes, how it ends, --max-failures,
         --timeout, progress), writing them to the study's Optuna storage so the
         leaderboard, report and export read one schema; returns a note saying why where
-        it stopped short of the count for a reason of its own (not the timeout)
+        it stopped short of the count for a reason of its own (not the timeout); a
+        backend with a start-up of its own calls `TrialLifecycle.start_clock()` after it,
+        so that the timeout counts the search, not the start-up
     check_continues(directory, options) -> None (optional)
         refuses (StudyError) options that cannot continue the backend's own saved state in
         an existing study, before a re-run writes anything

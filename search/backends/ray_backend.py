@@ -59,6 +59,7 @@ def _run(study, problem, space, progress):
     if not session.should_continue():  # nothing to run: no cluster needed (it may be gone)
         return
     start_ray(options.address)
+    session.life.start_clock()  # --timeout counts the search, not Ray's start (seconds on a busy machine)
     key = str(study.directory.resolve())
     _SESSIONS[key] = session
     root = (study.directory / EXPERIMENTS).resolve()

@@ -33,7 +33,7 @@ class TrialLifecycle:
     def __init__(self, study, progress=None):
         budget = Budget.from_manifest(study.manifest)
         self.target, self.base_seed = budget.trials, int(study.manifest["seed"])
-        self.deadline = budget.deadline_from_now()
+        self.budget, self.deadline = budget, budget.deadline_from_now()
         self.max_failures, self.failures_in_a_row, self.last_failure = budget.max_failures, 0, ""
         self.progress = progress
 
@@ -67,6 +67,12 @@ class TrialLifecycle:
 
         return FatalSearchError(f"{self.failures_in_a_row} trials failed in a row (--max-failures "
                                 f"{self.max_failures}); last: {self.last_failure}")
+
+    def start_clock(self):
+        """The `--timeout` counts from now: a backend whose trials can start only after its
+        own start-up (Ray's, a cluster's connection) calls it then, so that a start-up longer
+        than the timeout does not end the search before its first trial."""
+        self.deadline = self.budget.deadline_from_now()
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.time() >= self.deadline
