@@ -248,11 +248,9 @@ def cmd_report(args):
     if args.top < 1:
         raise SettingsError(f"top: must be at least 1, got {args.top}")
     if args.html or args.out is not None:  # -o alone was ignored: no file, no word
-        from search.quiet import import_keras_quietly
         from search.report import write_html
 
         _quiet_libraries()
-        import_keras_quietly()
         print(f"report: {write_html(args.study_dir, args.out, top=args.top)}")
         return
     from search.storage import load_readonly

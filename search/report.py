@@ -47,7 +47,9 @@ def write_html(study_dir, out=None, top=10) -> Path:
     sections.append(("Trial cost", _figure(cost_plot, complete)))
     if (study.export_dir / "manifest.json").is_file():
         from encoderkit import load_encoder
+        from search.quiet import import_keras_quietly
 
+        import_keras_quietly()  # only a report with an export needs Keras: refusals stay quick
         encoder = load_encoder(study.export_dir)
         problem = study.problem()
         sections.append(("Winner's codes in 2-D", _figure(_codes_2d, encoder, problem)))

@@ -117,7 +117,7 @@ class TrialProcess:
         # It dies with this process all the same (`die_with`).
         child = context.Process(target=_child_main, daemon=False,
                                 args=(theirs, os.getpid(), faults.armed(), devices.thread_cap()))
-        with _main_module_hidden():
+        with _main_module_hidden(), _signals_held():
             child.start()
         theirs.close()
         self.started += 1
@@ -149,6 +149,43 @@ class TrialProcess:
         # resume, not a failed one
         interrupts.check()
         raise FailedTrial(f"trial process died (exit code {self._child.exitcode})") from None
+
+
+STOP_SIGNALS = ("SIGINT", "SIGTERM")
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """SIGINT and SIGTERM blocked in this thread while it starts a child, which inherits the
+    mask: a Ctrl-C to the terminal's process group while the child is still starting Python
+    waits in it until it ignores them (`_ignore_stop_signals`), instead of killing it with a
+    KeyboardInterrupt traceback. This process gets its own copy when the block ends."""
+    import signal
+    from multiprocessing import resource_tracker
+
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no masks (and no process groups either)
+        yield
+        return
+    # Started now, not inside the block: starting it unblocks both signals (as this does for it)
+    resource_tracker.ensure_running()
+    held = {getattr(signal, name) for name in STOP_SIGNALS}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def _ignore_stop_signals():
+    """In the child: SIGINT and SIGTERM ignored (the parent decides, and kills this process),
+    then let through, so one that came while it started is dropped."""
+    import signal
+
+    held = {getattr(signal, name) for name in STOP_SIGNALS}
+    for signum in held:
+        signal.signal(signum, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
 
 
 @contextlib.contextmanager
@@ -189,13 +226,11 @@ def _child_main(conn, worker_pid, crash_hook=None, threads=None):
     the parent goes away, on the worker's thread cap (`threads`, cores per worker: TensorFlow
     would take every core)."""
     import os
-    import signal
 
     from encoderkit.quiet import import_keras_quietly
     from search import faults
 
-    for signum in (signal.SIGINT, signal.SIGTERM):  # the parent decides, and kills this process
-        signal.signal(signum, signal.SIG_IGN)
+    _ignore_stop_signals()
     os.setpgrp()  # a group of its own: killing it takes the probe's worker processes along
     die_with(worker_pid)
     try:

@@ -263,14 +263,30 @@ def test_the_cost_breakdown_takes_checkpoints_out_of_the_training_time():
     assert jax["fit"] == 1.5 and jax["probe"] == 0.25 and jax["compile"] == 2.0
 
 
-def test_a_trial_in_a_fresh_process_scores_like_one_in_this_process(small_digits):
+def test_a_trial_in_a_fresh_process_scores_like_one_in_this_process(small_digits, monkeypatch, capfd):
+    """... also when a Ctrl-C and a SIGTERM to the process group reach the child while it
+    is still starting Python (they killed it with a KeyboardInterrupt traceback: the parent
+    decides what a signal ends, and the trial is its to stop)."""
+    import multiprocessing.context
+    import os
+    import signal
+
     from search.trial_process import evaluate_in_subprocess
 
+    start = multiprocessing.context.SpawnProcess.start
+
+    def start_then_signal(process):
+        start(process)
+        for signum in (signal.SIGINT, signal.SIGTERM):  # long before the child's first line of ours
+            os.kill(process.pid, signum)
+
+    monkeypatch.setattr(multiprocessing.context.SpawnProcess, "start", start_then_signal)
     problem = poisoned_problem(small_digits)
     here, reports = evaluate(problem, CANDIDATE, seed=0), []
     there = evaluate_in_subprocess(problem, CANDIDATE, seed=0, report=lambda step, value: reports.append(step))
     assert there["score"] == pytest.approx(here["score"], abs=0.02)
     assert reports == [2, 4]  # intermediate scores crossed the pipe
+    assert "KeyboardInterrupt" not in capfd.readouterr().err
 
 
 def test_a_trial_process_runs_every_trials_then_is_replaced_and_survives_prunes_and_failures(
