@@ -162,10 +162,10 @@ def replay(study_dir, trial: int) -> dict:
     from search.objective import evaluate
 
     study = open_study(study_dir)
-    use_study_keras_backend(study)  # another backend's numbers differ in more than the last digits
-    import_keras_quietly()
     chosen = pick_trial(load_readonly(study), trial, study.directory)  # reads only: works on an archived study
     candidate = candidate_as_run(replayed_candidate(study.space(), chosen, study.directory), chosen.user_attrs)
+    use_study_keras_backend(study)  # another backend's numbers differ in more than the last digits
+    import_keras_quietly()  # after the checks: a refusal stays quick
     # The same checkpoint callbacks run as in the search; nothing is pruned.
     outcome = evaluate(study.problem(), candidate, int(chosen.user_attrs["seed"]), report=lambda step, value: None)
     return {"trial": chosen.number, "metric": study.manifest["metric"], "stored": chosen.value,
