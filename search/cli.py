@@ -326,16 +326,15 @@ def _start_note(space) -> str:
 def cmd_worker(args):
     from search.backends.optuna_backend import optimize
     from search import devices
-    from search.quiet import import_keras_quietly
-    from search.settings import BackendOptions
+    from search.settings import OptunaOptions
     from search.study import open_study
-    from search.trial_process import PARENT_ENV, die_with
+    from search.trial_process import PARENT_ENV, die_with, prepare_for_trials
 
     die_with(int(os.environ[PARENT_ENV]))  # the driver that started this worker
     _quiet_libraries()
-    import_keras_quietly()
     study = open_study(args.study_dir)
-    devices.limit_threads(devices.cores_per_worker(BackendOptions.from_manifest(study.manifest).workers))
+    options = OptunaOptions.from_manifest(study.manifest)
+    prepare_for_trials(options.fresh_process, devices.cores_per_worker(options.workers))
     optimize(study, study.problem(), study.space(), worker=args.index)
 
 

@@ -80,12 +80,15 @@ def thread_cap():
     return _thread_cap
 
 
-def limit_threads(cores: int):
+def limit_threads(cores: int, here: bool = True):
     """Caps TensorFlow's thread pools at `cores` (call before the first TensorFlow op; later
     calls are refused by TensorFlow and ignored here). Other backends follow OMP settings.
-    A trial process this process starts applies the same cap (search/trial_process.py)."""
+    A trial process this process starts applies the same cap (search/trial_process.py);
+    `here=False` only records it for them (this process runs no Keras: no import)."""
     global _thread_cap
     _thread_cap = int(cores)
+    if not here:
+        return
     import keras
 
     if keras.backend.backend() != "tensorflow":

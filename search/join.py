@@ -34,9 +34,10 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
     this worker did: trials finished here, the study's count and target."""
     from optuna.trial import TrialState
 
-    from search import compile_cache, devices, engine
+    from search import devices, engine
     from search.backends.optuna_backend import DEADLINE, optimize
-    from search.settings import BackendOptions, Budget
+    from search.settings import Budget, OptunaOptions
+    from search.trial_process import prepare_for_trials
 
     public = public_url(url)
     _check_file_exists(public)
@@ -80,12 +81,9 @@ def join(url: str, name: str, *, data=None, study_dir=None, progress=True) -> di
             elif not had_space:  # a folder the user made for it: as empty as it was (but the lock)
                 (local / "space.yaml").unlink(missing_ok=True)
             raise
-        use_keras_backend(manifest.get("keras_backend"))
-        from search.quiet import import_keras_quietly
-
-        import_keras_quietly()
-        compile_cache.enable()
-        devices.limit_threads(devices.cores_per_worker(BackendOptions.from_manifest(manifest).workers))
+        use_keras_backend(manifest.get("keras_backend"))  # also for the trial processes
+        options = OptunaOptions.from_manifest(manifest)  # only optuna studies are joined
+        prepare_for_trials(options.fresh_process, devices.cores_per_worker(options.workers))
         for note in recover(study):  # this machine's trials left running by a killed join
             print(f"note: {note}")
         before = _mine(load(study))

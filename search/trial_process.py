@@ -37,6 +37,21 @@ def trial_runner(problem, every: int = 0):
         process.close()
 
 
+def prepare_for_trials(fresh_process: int, cores: int):
+    """This worker process made ready to run trials on `cores` cores: Keras imported quietly
+    (before anything else imports TensorFlow and its start-up chatter) with JAX's compile cache
+    where trials run here (`fresh_process` 0); where they run in child processes only those
+    import it, and this process records the thread cap they take (a worker or a joiner saves
+    an import of TensorFlow: seconds of CPU and hundreds of MB)."""
+    if not fresh_process:
+        from search import compile_cache
+        from search.quiet import import_keras_quietly
+
+        import_keras_quietly()
+        compile_cache.enable()
+    devices.limit_threads(cores, here=not fresh_process)
+
+
 def evaluate_in_subprocess(problem, candidate: dict, seed: int, report=None) -> dict:
     """One trial in a new process of its own."""
     with trial_runner(problem, every=1) as run:

@@ -354,3 +354,19 @@ def test_a_finished_trial_leaves_no_model_alive_and_later_collections_skip_the_f
     assert gc.get_freeze_count() > 0
     thaw_heap()
     assert gc.get_freeze_count() == 0
+
+
+def test_a_worker_whose_trials_run_in_child_processes_imports_no_keras_and_hands_them_its_thread_cap():
+    """An Optuna worker process or a joiner imported TensorFlow only to run its trials in
+    child processes (seconds of CPU and hundreds of MB each); the children take its cap."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("import sys\nfrom search import devices\nfrom search.trial_process import prepare_for_trials\n"
+            "prepare_for_trials(1, 3)\n"
+            "print(devices.thread_cap(), sorted(m for m in ('tensorflow', 'keras', 'jax') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["3", "[]"]

@@ -25,10 +25,12 @@ def postgres():
 
 
 def _wait_for_study(public_url, name, env, process, timeout=120):
-    """Until `run` has published the study in the storage (join needs its manifest)."""
+    """Until `run` has published the study in the storage (join needs its manifest) and its
+    baselines: it is past its setup (whose `recover` would fail a killed joiner's trial
+    before the heartbeat or the run's wait could) and in its search."""
     import optuna
 
-    from search.storage import open_storage
+    from search.storage import BASELINES, open_storage
 
     os.environ.update({k: v for k, v in env.items() if k == "SEARCH_STORAGE_PASSWORD"})
     deadline = time.time() + timeout
@@ -36,7 +38,7 @@ def _wait_for_study(public_url, name, env, process, timeout=120):
         assert process.poll() is None, process.communicate()
         try:
             study = optuna.load_study(study_name=name, storage=open_storage(public_url))
-            if study.user_attrs.get("search_metadata"):
+            if study.user_attrs.get("search_metadata") and study.user_attrs.get(BASELINES):
                 return
         except KeyError:
             pass
