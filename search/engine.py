@@ -26,20 +26,20 @@ from encoderkit.data import IN_MEMORY, load_dataset
 from encoderkit.errors import DataWarning
 from encoderkit.export import check_destination
 from encoderkit.probe import cv_score, resolve_probe
-from search import compile_cache, devices, faults, interrupts
+from search import devices, faults, interrupts
 from search.backends import get_backend
 from search.errors import FatalSearchError, Interrupted, SettingsError, StudyError, disk_full_named, suggested_command
 from search.lock import check_free, study_lock
 from search.preflight import (check_installed, check_machine, check_writable_study_dir, choose_keras_backend,
                               check_jax_platforms, connect_ray, keras_backend_to_use, use_keras_backend)
 from search.problem import make_problem
-from search.quiet import import_keras_quietly
 from search.refit import current_export, refit_and_export
 from search.results import StudyResult, result_of
 from search.settings import BackendOptions, Budget, StudySpec, option_keys
 from search.space import load_space
 from search.storage import check_database, is_published, publish, publish_baselines, recover, study_names
 from search.study import check_same_study, create_or_check, is_join_directory, open_study, tuner_version
+from search.trial_process import ChildDied, held, prepare_for_trials
 
 
 def run(
@@ -374,35 +374,46 @@ def environment(values: dict):
 def _search_and_export_with(backend, options, study, problem, space, progress, export, notes, verbose):
     from encoderkit.export import remove_leftovers
 
+    # Where this process runs its trials in child processes, it holds one child for the whole
+    # command: the baselines and the refit run there too, and this process never imports Keras.
+    every = options.trials_per_child
     try:  # Ctrl-C or SIGTERM in any stage (a scheduler's time limit may land in the refit): what is stored so far
         with interrupts.deferred():  # Keras' import, which a Ctrl-C inside would break for the process
             use_keras_backend(study.manifest.get("keras_backend"))
-            import_keras_quietly()
-            compile_cache.enable()  # JAX: programs compiled once serve every worker, trial and export
-            devices.limit_threads(devices.cores_per_worker(options.workers))
+            prepare_for_trials(every, devices.cores_per_worker(options.workers))
             notes = (*notes, *recover(study))
             remove_leftovers(study.export_dir)  # half-written exports of a killed run
-        for note in notes if verbose else ():
-            print(f"note: {note}")
-        if not study.baselines():
-            study.write_json("baselines.json", score_baselines(problem))
-        if study.manifest.get("storage"):
-            publish_baselines(study)
-        short = _search(backend, study, problem, space, progress)
-        if export:
-            _refuse_without_complete_trial(study, short)  # its one line says why the search ended short
-        if short:
-            notes = (*notes, short)
-            if verbose:
-                print(f"note: {short}")
-        exported = current_export(study) if export else None
-        if exported is not None:
-            notes = (*notes, f"trial {exported['trial']} is still the best and already exported: "
-                             "its export is kept (the test part is not scored again)")
-            if verbose:
-                print(f"note: {notes[-1]}")
-        elif export:
-            exported = refit_and_export(study, problem, space)
+        with held(problem, every) as child:
+            def here_or_in_child(what, function, *args):
+                if child is None:
+                    return function(problem, *args)
+                try:
+                    return child.call(function, *args)
+                except ChildDied as exc:
+                    raise ChildDied(f"{study.directory}: {exc} while {what}; what is stored is kept, and "
+                                    f"{suggested_command('resume', study.directory)} goes on") from None
+
+            for note in notes if verbose else ():
+                print(f"note: {note}")
+            if not study.baselines():
+                study.write_json("baselines.json", here_or_in_child("scoring the baselines", score_baselines))
+            if study.manifest.get("storage"):
+                publish_baselines(study)
+            short = _search(backend, study, problem, space, progress)
+            if export:
+                _refuse_without_complete_trial(study, short)  # its one line says why the search ended short
+            if short:
+                notes = (*notes, short)
+                if verbose:
+                    print(f"note: {short}")
+            exported = current_export(study) if export else None
+            if exported is not None:
+                notes = (*notes, f"trial {exported['trial']} is still the best and already exported: "
+                                 "its export is kept (the test part is not scored again)")
+                if verbose:
+                    print(f"note: {notes[-1]}")
+            elif export:
+                exported = here_or_in_child("refitting the best trial", refit_study, study, space)
     except FatalSearchError as exc:  # e.g. --max-failures: the failed trials' reasons are on the leaderboard
         exc.result = result_of(study, notes=notes)
         raise
@@ -411,6 +422,12 @@ def _search_and_export_with(backend, options, study, problem, space, progress, e
             raise
         raise Interrupted(result_of(study, notes=notes)) from None
     return result_of(study, exported, notes)
+
+
+def refit_study(problem, study, space) -> dict:
+    """`refit_and_export` of the study's best trial, called with the problem first (as the
+    held child calls a function)."""
+    return refit_and_export(study, problem, space)
 
 
 def _refuse_without_complete_trial(study, ended_short):

@@ -128,6 +128,12 @@ class BackendOptions(_Settings):
         """Environment for this (the driver's) process before TensorFlow starts."""
         return {}
 
+    @property
+    def trials_per_child(self) -> int:
+        """Trials per child process where the driver runs its trials in child processes; 0
+        where it runs them itself (keras-tuner) or has none of its own (Ray's actors)."""
+        return 0
+
 
 @dataclass(frozen=True)
 class OptunaOptions(BackendOptions):
@@ -167,6 +173,10 @@ class OptunaOptions(BackendOptions):
         from search import devices
 
         return devices.for_worker(self.gpus, 0)  # worker 0 is the driver itself
+
+    @property
+    def trials_per_child(self) -> int:
+        return self.fresh_process
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,11 @@ and then replaces it: memory and slowdown stay bounded by K trials' worth, and t
 paid once per K trials (`--fresh-process K`; K=1 is a new process per trial).
 
 Intermediate scores travel over a pipe so the pruner still decides in this process; a child
-that dies becomes a failed trial and the next trial gets a new child."""
+that dies becomes a failed trial and the next trial gets a new child.
+
+A run holds one child for the whole command (`held`): the baselines, the trials and the
+refit of the winner all run in it, so the run's own process never imports Keras and pays
+one import less (seconds of CPU, hundreds of MB) and no CUDA context of its own."""
 
 from __future__ import annotations
 
@@ -16,15 +20,40 @@ import contextlib
 import functools
 
 from search import devices, faults, interrupts
-from search.errors import FailedTrial, PruneTrial
+from search.errors import FailedTrial, PruneTrial, SearchError
 
 PARENT_ENV = "SEARCH_WORKER_PARENT"  # the PID of the process that started a `_worker`
+
+_held = None  # the TrialProcess of `held`, which `trial_runner` hands out instead of a new one
+
+
+@contextlib.contextmanager
+def held(problem, every: int):
+    """Yields a `TrialProcess` kept for the block (None when `every` is 0: everything runs
+    here); a `trial_runner` for the same problem inside the block uses it, so a command's
+    baselines, trials and refit share one child and its one Keras import. Its child starts
+    when first needed (a run with nothing left to do starts none)."""
+    global _held
+    if not every:
+        yield None
+        return
+    process = TrialProcess(problem, every)
+    _held = process
+    try:
+        yield process
+    finally:
+        _held = None
+        process.close()
 
 
 @contextlib.contextmanager
 def trial_runner(problem, every: int = 0):
     """Yields `run(candidate, seed, report)`: in this process when `every` is 0, else in a
-    child process replaced every `every` trials (closed when the block ends)."""
+    child process replaced every `every` trials (closed when the block ends; the one of
+    `held` stays open for its block)."""
+    if _held is not None and _held.problem is problem and _held.every == every:
+        yield _held
+        return
     if not every:
         from search.objective import evaluate
 
@@ -70,16 +99,39 @@ class TrialProcess:
         # TensorFlow import overlaps that trial instead of delaying the next one.
         self._spare = None
 
+    def _replace_child(self):
+        self._retire()
+        spare, self._spare = self._spare, None
+        if spare is not None and not spare[0].is_alive():  # died while starting: not worth a failed trial
+            _end(*spare, wait=False)
+            spare = None
+        self._child, self._conn = spare or self._spawn()
+        self._trials = 0
+
+    def call(self, function, *args):
+        """`function(problem, *args)` in the child, where Keras is imported (the baselines, the
+        refit): what it returns, or the exception it raised, raised here. It counts as no
+        trial; `ChildDied` if the child dies on it."""
+        if self._child is None or not self._child.is_alive():
+            self._replace_child()
+        in_step = False
+        try:
+            self._send(("call", function, args))
+            kind, payload = self._receive()
+            in_step = True
+        except FailedTrial as exc:  # it died (the OOM killer, a kill -9)
+            raise ChildDied(str(exc)) from None
+        finally:
+            if not in_step:
+                self.close(wait=False)
+        if kind == "raised":
+            raise payload
+        return payload
+
     def __call__(self, candidate: dict, seed: int, report=None) -> dict:
         """`search.objective.evaluate` in the child: the outcome, `FailedTrial` or `PruneTrial`."""
         if self._child is None or self._trials >= self.every or not self._child.is_alive():
-            self._retire()
-            spare, self._spare = self._spare, None
-            if spare is not None and not spare[0].is_alive():  # died while starting: not worth a failed trial
-                _end(*spare, wait=False)
-                spare = None
-            self._child, self._conn = spare or self._spawn()
-            self._trials = 0
+            self._replace_child()
         self._trials += 1
         if self._trials == self.every and self.every > 1:
             self._spare = self._spawn()
@@ -164,6 +216,10 @@ class TrialProcess:
         # resume, not a failed one
         interrupts.check()
         raise FailedTrial(f"trial process died (exit code {self._child.exitcode})") from None
+
+
+class ChildDied(SearchError):
+    """The child process died while it ran a `call` (the OOM killer, a kill -9)."""
 
 
 STOP_SIGNALS = ("SIGINT", "SIGTERM")
@@ -270,6 +326,13 @@ def _child_main(conn, worker_pid, crash_hook=None, threads=None):
             message = conn.recv()
             if message[0] == "stop":
                 return
+            if message[0] == "call":
+                _, function, args = message
+                try:
+                    conn.send(("returned", function(problem, *args)))
+                except Exception as exc:
+                    conn.send(("raised", _sendable(exc)))
+                continue
             _, candidate, seed, reports = message
             try:
                 conn.send(("done", evaluate(problem, candidate, seed, report if reports else None)))
@@ -282,6 +345,20 @@ def _child_main(conn, worker_pid, crash_hook=None, threads=None):
     finally:
         conn.close()
         _stop_probe_workers()
+
+
+def _sendable(exc: Exception) -> Exception:
+    """`exc` as the parent can receive it: with this process's traceback as a note (shown
+    where the parent prints a traceback), or a RuntimeError saying it where it cannot be pickled."""
+    import pickle
+    import traceback
+
+    exc.add_note("in the trial process:\n" + "".join(traceback.format_exception(exc)).rstrip())
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}\n{exc.__notes__[-1]}")
+    return exc
 
 
 def _stop_probe_workers():

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from encoderkit.data import Dataset
+from encoderkit.errors import DataError
 from search import faults
 from search.errors import FailedTrial, PruneTrial
 from search.objective import evaluate, thaw_heap
@@ -295,7 +296,9 @@ def test_a_trial_process_runs_every_trials_then_is_replaced_and_survives_prunes_
     it in step for the next), the fourth trial gets the next child (started, as a spare,
     during the third); a child that dies mid-trial
     is a failed trial and the next trial gets a new one."""
-    from search.trial_process import TrialProcess
+    import os
+
+    from search.trial_process import ChildDied, TrialProcess
 
     problem = poisoned_problem(small_digits)
 
@@ -307,6 +310,13 @@ def test_a_trial_process_runs_every_trials_then_is_replaced_and_survives_prunes_
     process = TrialProcess(problem, every=3)
     try:
         first = process(CANDIDATE, 0)
+        # A call runs in the child on its problem and counts as no trial (the spare still comes
+        # during the third); its exception comes back as it was raised, with the child's traceback
+        rows, pid = process.call(rows_and_process, 2)
+        assert rows == 2 * len(problem.trial_y) and pid != os.getpid()
+        with pytest.raises(DataError, match="no rows like these") as raised:
+            process.call(refuse_rows)
+        assert "in the trial process" in raised.value.__notes__[-1] and "refuse_rows" in raised.value.__notes__[-1]
         with pytest.raises(PruneTrial):
             process(CANDIDATE, 0, report=prune)
         with pytest.raises(FailedTrial, match="NaN"):
@@ -325,8 +335,28 @@ def test_a_trial_process_runs_every_trials_then_is_replaced_and_survives_prunes_
             faults.arm(None)
         assert process(CANDIDATE, 0)["score"] == pytest.approx(first["score"], abs=0.02)
         assert process.started == 4
+        with pytest.raises(ChildDied, match="exit code 3"):  # a call whose child dies (the OOM killer)
+            process.call(die_with_status, 3)
+        assert process.call(rows_and_process, 1)[1] not in (pid, os.getpid())  # ... the next call gets a new child
     finally:
         process.close()
+
+
+def rows_and_process(problem, times):
+    """(Called in a trial process:) its problem's trial rows times `times`, and its PID."""
+    import os
+
+    return times * len(problem.trial_y), os.getpid()
+
+
+def refuse_rows(problem):
+    raise DataError("no rows like these")
+
+
+def die_with_status(problem, status):
+    import os
+
+    os._exit(status)
 
 
 def test_a_finished_trial_leaves_no_model_alive_and_later_collections_skip_the_frozen_heap(small_digits, monkeypatch):

@@ -41,8 +41,11 @@ def test_a_notebook_completes_the_packages_public_names():
 
 def test_in_a_fresh_process_run_and_encoder_search_take_arrays_dataframes_and_sequences(tmp_path):
     """The acceptance check as a user would meet it: a new interpreter, the default trial
-    process, digits arrays, a DataFrame with named columns and a 3-D sequence array."""
+    process, digits arrays, a DataFrame with named columns and a 3-D sequence array. The run's
+    own process imports no Keras (its trial child scores the baselines and refits the winner,
+    as this process does with `fresh_process=0`, to the same test score)."""
     script = textwrap.dedent(f"""
+        import sys
         import numpy as np, pandas as pd, search
         from sklearn.datasets import load_digits
         from search import EncoderSearch
@@ -60,12 +63,16 @@ def test_in_a_fresh_process_run_and_encoder_search_take_arrays_dataframes_and_se
         for name, (args, kwargs) in cases.items():
             result = search.run(*args, **kwargs, space=space, trials=1, study_dir=f"{tmp_path}/{{name}}",
                                 progress=False)
+            # Its trials ran in a child process, and so did its baselines and refit: no Keras here
+            assert not {{"keras", "tensorflow"}} & set(sys.modules), name
             data = args[0].drop(columns="label") if name == "frame" else args[0]
             codes = result.best_estimator.transform(data)
             assert codes.shape == (len(data), result.best_estimator.n_features_out_), name
             fit_y = frame["label"] if name == "frame" else args[1]
             searcher = EncoderSearch(space, trials=1, fresh_process=0).fit(data, fit_y)
             assert searcher.transform(data).shape[0] == len(data), name
+            # The same trial refit in this process: the child's export scored as this one does
+            assert abs(searcher.test_score_["score"] - result.test["score"]) <= 0.02, (name, searcher.test_score_)
             assert searcher.n_features_in_ == result.best_estimator.n_features_in_ == (30 if name == "sequence"
                                                                                       else data.shape[1]), name
             encoders[name] = result.best_estimator
