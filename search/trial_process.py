@@ -349,11 +349,18 @@ def _child_main(conn, worker_pid, crash_hook=None, threads=None):
 
 def _sendable(exc: Exception) -> Exception:
     """`exc` as the parent can receive it: with this process's traceback as a note (shown
-    where the parent prints a traceback), or a RuntimeError saying it where it cannot be pickled."""
+    where the parent prints a traceback), a full disk as the OSError that says so, or a
+    RuntimeError saying it where it cannot be pickled."""
+    import errno
     import pickle
     import traceback
 
-    exc.add_note("in the trial process:\n" + "".join(traceback.format_exception(exc)).rstrip())
+    from search.errors import exception_chain, is_disk_full
+
+    note = "in the trial process:\n" + "".join(traceback.format_exception(exc)).rstrip()
+    if is_disk_full(exc):  # the parent names the full disk from the chain, which pickling drops: its OSError
+        exc = next((e for e in exception_chain(exc) if isinstance(e, OSError)), None) or OSError(errno.ENOSPC, str(exc))
+    exc.add_note(note)
     try:
         pickle.loads(pickle.dumps(exc))
     except Exception:

@@ -1,5 +1,7 @@
 """The objective's protocol: trained and scored on the search part only."""
 
+import errno
+
 import numpy as np
 import pytest
 
@@ -317,6 +319,9 @@ def test_a_trial_process_runs_every_trials_then_is_replaced_and_survives_prunes_
         with pytest.raises(DataError, match="no rows like these") as raised:
             process.call(refuse_rows)
         assert "in the trial process" in raised.value.__notes__[-1] and "refuse_rows" in raised.value.__notes__[-1]
+        with pytest.raises(OSError) as raised:  # a full disk, as the parent names it (the chain does not travel)
+            process.call(fill_the_disk)
+        assert raised.value.errno == errno.ENOSPC and raised.value.filename == "export/encoder.keras"
         with pytest.raises(PruneTrial):
             process(CANDIDATE, 0, report=prune)
         with pytest.raises(FailedTrial, match="NaN"):
@@ -351,6 +356,13 @@ def rows_and_process(problem, times):
 
 def refuse_rows(problem):
     raise DataError("no rows like these")
+
+
+def fill_the_disk(problem):
+    try:
+        raise OSError(errno.ENOSPC, "No space left on device", "export/encoder.keras")
+    except OSError as exc:
+        raise RuntimeError("saving the model failed") from exc
 
 
 def die_with_status(problem, status):
