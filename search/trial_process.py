@@ -219,7 +219,10 @@ class TrialProcess:
 
 
 class ChildDied(SearchError):
-    """The child process died while it ran a `call` (the OOM killer, a kill -9)."""
+    """The child process died while it ran a `call` (the OOM killer, a kill -9): said in one
+    line, with exit status 1 (the machine's, not the input's, as for a full disk)."""
+
+    exit_status = 1
 
 
 STOP_SIGNALS = ("SIGINT", "SIGTERM")
@@ -359,7 +362,8 @@ def _sendable(exc: Exception) -> Exception:
 
     note = "in the trial process:\n" + "".join(traceback.format_exception(exc)).rstrip()
     if is_disk_full(exc):  # the parent names the full disk from the chain, which pickling drops: its OSError
-        exc = next((e for e in exception_chain(exc) if isinstance(e, OSError)), None) or OSError(errno.ENOSPC, str(exc))
+        full = (e for e in exception_chain(exc) if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT))
+        exc = next(full, None) or OSError(errno.ENOSPC, str(exc))  # (SQLite's "database or disk is full")
     exc.add_note(note)
     try:
         pickle.loads(pickle.dumps(exc))

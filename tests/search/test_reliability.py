@@ -91,9 +91,18 @@ def test_sigkill_at_any_point_then_resume_reaches_the_count_with_nothing_lost(tm
 
 
 def test_an_export_killed_while_staged_leaves_nothing_after_the_next_export(tmp_path):
+    """Also where the run's refit dies in its trial child (the OOM killer): the run says so in
+    one line, exit status 1, and `resume` makes the export."""
     study = tmp_path / "study"
-    made = run_cli("run", "--space", TINY_SPACE, "--trials", 1, "--study-dir", study, "--no-progress")
-    assert made.returncode == 0, made.stderr[-2000:]
+    made = run_cli("run", "--space", TINY_SPACE, "--trials", 1, "--study-dir", study, "--no-progress",
+                   env={"SEARCH_CRASH_AT": "export_staged:self"})
+    assert made.returncode == 1 and "Traceback" not in made.stderr, made.stderr[-2000:]
+    assert (f"error: {study}: trial process died (exit code -9) while refitting the best trial; what is stored is "
+            f"kept, and python -m search resume {study} goes on") in made.stderr.splitlines(), made.stderr[-2000:]
+    assert list(study.glob(".export.tmp-*")) and not (study / "export").exists()
+    resumed = run_cli("resume", study, "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert not list(study.glob(".export.*")) and (study / "export" / "manifest.json").is_file()
     crashed = run_until_killed(tmp_path, "export", study, "--trial", 0, env={"SEARCH_CRASH_AT": "export_staged"})
     assert crashed.returncode == -signal.SIGKILL, (tmp_path / "stderr").read_text()[-2000:]
     assert list(study.glob(".export-trial-0.tmp-*"))  # the killed export's staging copy
