@@ -16,12 +16,14 @@ from pathlib import Path
 from search.errors import StudyError
 from search.leaderboard import format_leaderboard, shown_trials, trial_rows
 from search.storage import complete_trials, load
+from search.suggest import params_as_run
 
 
 @dataclass(frozen=True)
 class TrialRecord:
     """One trial as the study stored it. `score` is the mean CV probe score on the search
-    part (None unless complete); `params` are the sampled values under their space names."""
+    part (None unless complete); `params` are the sampled values under their space names
+    (the batch size as it ran, where the trial ran out of memory and was retried at half)."""
 
     number: int
     state: str  # complete, pruned, fail, running or waiting
@@ -100,7 +102,7 @@ def trial_records(optuna_study, rows=None) -> tuple:
     for trial, row in zip(shown_trials(optuna_study), rows or trial_rows(optuna_study)):
         records.append(TrialRecord(
             number=trial.number, state=row.state, score=row.cv_mean, score_std=row.cv_std, family=row.family,
-            config=row.detail, params=dict(trial.params),
+            config=row.detail, params=params_as_run(trial.params, trial.user_attrs),
             seconds=row.seconds, note=row.note, stages=dict(row.stages),
             host=trial.user_attrs.get("worker_host"), device=trial.user_attrs.get("device"),
         ))

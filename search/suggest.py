@@ -206,6 +206,18 @@ def candidate_as_run(candidate: dict, trial_attrs: dict) -> dict:
     return {**candidate, "training": {**candidate["training"], "batch_size": int(retried)}}
 
 
+def params_as_run(params: dict, trial_attrs: dict) -> dict:
+    """A trial's sampled values with the batch size it ran at (`candidate_as_run`), so that
+    `best_params_` and `cv_results_` name the model that was scored."""
+    retried = trial_attrs.get("retried_batch_size")
+    if not retried or BATCH_SIZE_PARAM not in params:
+        return dict(params)
+    return {**params, BATCH_SIZE_PARAM: int(retried)}
+
+
+BATCH_SIZE_PARAM = "training.batch_size"  # the batch size's name among a trial's sampled values (`sample`)
+
+
 def transformer_params(candidate: dict, seed: int, input_shape=None) -> dict:
     """Keyword arguments of `AutoencoderTransformer` for a sampled candidate on data whose
     samples have `input_shape`."""

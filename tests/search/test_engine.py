@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 import search
 from encoderkit import load_encoder
@@ -226,8 +227,8 @@ def test_a_study_file_rewritten_keeps_its_permissions_and_the_same_text_is_not_r
 def test_a_trial_retried_out_of_memory_is_exported_replayed_and_shown_at_the_batch_size_it_ran(
         tmp_path, small_digits, monkeypatch):
     """The trial's score is of its retry at half the batch size: the export refits that, replay
-    re-scores that, and the leaderboard says so (all three used the batch size it ran out of
-    memory at: another model than the one scored, and replay off by nearly a point)."""
+    re-scores that, and the leaderboard and the trial's values say so (all used the batch size
+    it ran out of memory at: another model than the one scored, and replay off by nearly a point)."""
     from encoderkit.transformer import AutoencoderTransformer
 
     real_fit, batches = AutoencoderTransformer.fit, []
@@ -240,9 +241,11 @@ def test_a_trial_retried_out_of_memory_is_exported_replayed_and_shown_at_the_bat
 
     monkeypatch.setattr(AutoencoderTransformer, "fit", out_of_memory_once)
     X, y = small_digits
-    result = search.run(X, y, space=str(TINY_SPACE), trials=1, fresh_process=0, study_dir=tmp_path / "study",
-                        progress=False)
+    space = yaml.safe_load(TINY_SPACE.read_text())
+    space["training"]["batch_size"] = {"choice": [64]}  # sampled: one of its trials' values
+    result = search.run(X, y, space=space, trials=1, fresh_process=0, study_dir=tmp_path / "study", progress=False)
     assert batches == [64, 32, 32]  # the trial, its retry, the export's refit
+    assert result.trials[0].params["training.batch_size"] == 32  # and so are best_params_ and cv_results_
     manifest = json.loads((result.export_dir / "manifest.json").read_text())
     assert manifest["transformer_params"]["batch_size"] == 32 and manifest["candidate"]["training"]["batch_size"] == 32
     assert "bs=32 " in result.leaderboard and "(bs=64 ran out of memory)" in result.leaderboard
