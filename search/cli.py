@@ -136,13 +136,13 @@ def main(argv=None) -> int:
         os.environ["KERAS_BACKEND"] = args.keras_backend
     from encoderkit.errors import EncoderkitError
     from search import interrupts
-    from search.errors import SearchError
+    from search.errors import SearchError, settings_as_flags
 
     try:
         from search.faults import check_environment
 
         check_environment()
-        with interrupts.sigterm_like_ctrl_c():
+        with interrupts.sigterm_like_ctrl_c(), settings_as_flags():
             return COMMANDS[args.command](args) or 0
     except (SearchError, EncoderkitError) as exc:
         result = getattr(exc, "result", None)  # a search that had to stop (FatalSearchError): what it stored

@@ -28,7 +28,8 @@ from encoderkit.export import check_destination
 from encoderkit.probe import cv_score, resolve_probe
 from search import devices, faults, interrupts
 from search.backends import get_backend
-from search.errors import FatalSearchError, Interrupted, SettingsError, StudyError, disk_full_named, suggested_command
+from search.errors import (FatalSearchError, Interrupted, SettingsError, StudyError, disk_full_named, setting,
+                           suggested_command)
 from search.lock import check_free, study_lock
 from search.preflight import (check_installed, check_machine, check_writable_study_dir, choose_keras_backend,
                               check_jax_platforms, connect_ray, keras_backend_to_use, use_keras_backend)
@@ -191,7 +192,7 @@ def run(
             kept = existing.manifest.get("keras_backend") or "tensorflow"
             if running != kept:  # its trials and export stay comparable
                 notes.append(f"the study runs Keras backend {kept}, as it began; {running} "
-                             "(--keras-backend or KERAS_BACKEND) is not used for it")
+                             f"({setting('keras_backend')} or KERAS_BACKEND) is not used for it")
         if settings.get("storage"):  # a shared storage names each study; the name must be free
             settings["study_name"] = (existing.study_name if existing
                                       else _free_study_name(settings["storage"], study_dir))
@@ -233,7 +234,8 @@ def backend_switch_note(study, backend) -> str:
 
     before = study.manifest["backend"]
     queued = sum(t.state.name == "WAITING" for t in load(study).get_trials(deepcopy=False))
-    waiting = (f"; its {queued} queued config(s) run only with --backend optuna, and `resume` now uses {backend}: "
+    waiting = (f"; its {queued} queued config(s) run only with {setting('backend', 'optuna')}, and `resume` now "
+               f"uses {backend}: "
                f"{suggested_command('run', '--backend', 'optuna', '--study-dir', study.directory)} runs them"
                if queued and backend != "optuna" else "")
     return f"the study ran with backend {before}; this run uses {backend}{waiting}"
@@ -279,7 +281,7 @@ def unused_data_settings(dataset, data_name: str, data_dir, test_size) -> list[s
 def _free_study_name(url, study_dir) -> str:
     name = Path(study_dir).resolve().name
     if name in study_names(url):
-        raise StudyError(f"storage {url}: already holds a study named {name!r} (choose another --study-dir "
+        raise StudyError(f"storage {url}: already holds a study named {name!r} (choose another {setting('study_dir')} "
                          f"name, or add workers to it: {suggested_command('join', url, '--study', name)})")
     return name
 

@@ -122,6 +122,29 @@ class Interrupted(KeyboardInterrupt):
         self.result = result
 
 
+_as_flags = False  # whether settings are named as the command line's flags (inside `settings_as_flags`)
+
+
+@contextlib.contextmanager
+def settings_as_flags():
+    """The command line's block: messages inside it name settings as its flags."""
+    global _as_flags
+    before, _as_flags = _as_flags, True
+    try:
+        yield
+    finally:
+        _as_flags = before
+
+
+def setting(name: str, value=None) -> str:
+    """A setting named in a message as the user gives it: `max_failures=10` to `search.run`
+    or `EncoderSearch`, `--max-failures 10` on the command line."""
+    if _as_flags:
+        flag = "--" + name.replace("_", "-")
+        return flag if value is None else f"{flag} {value}"
+    return name if value is None else f"{name}={value!r}"
+
+
 def suggested_command(*words) -> str:
     """`python -m search WORDS...` as a user can paste it: each word shell-quoted, so a study
     directory or storage URL with spaces or quotes in its name still works."""

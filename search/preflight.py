@@ -8,7 +8,7 @@ import importlib.util
 import os
 from pathlib import Path
 
-from search.errors import SearchError, SettingsError, StudyError
+from search.errors import SearchError, SettingsError, StudyError, setting
 
 # What each optional component needs importable, and how to get it.
 PACKAGES = {
@@ -43,8 +43,8 @@ def check_machine(backend: str, options) -> list[str]:
     cores = devices.usable_cores()
     if backend == "optuna" and options.workers > cores:
         raise SettingsError(f"workers: {options.workers} worker processes on the {cores} cores this process may use; "
-                            f"at most {cores} (more machines: `python -m search join` on a shared --storage, "
-                            "or --backend ray)")
+                            f"at most {cores} (more machines: `python -m search join` on a shared "
+                            f"{setting('storage')}, or {setting('backend', 'ray')})")
     if backend == "ray" and callers_ray():
         import ray
 
@@ -64,12 +64,14 @@ def check_machine(backend: str, options) -> list[str]:
         gpus = len(devices.detect_gpus())
         if options.gpus_per_trial > gpus:
             raise SettingsError(f"gpus_per_trial: {options.gpus_per_trial:g} GPUs per trial, but this machine has "
-                                f"{gpus}; no trial could start (--address joins a cluster that has them)")
+                                f"{gpus}; no trial could start ({setting('address')} joins a cluster that has them)")
         notes = [*replaced, *fewer_at_once(options, cores, gpus)]
         given = os.environ.get("RAY_ADDRESS")  # set by `ray job submit` in its entrypoint, and by users for ray.init
         if given:
-            use = "; --address auto uses that cluster" if "://" not in given else ""  # not a dashboard or client URL
-            notes.append(f"RAY_ADDRESS={given} is set, but without --address Ray is started here, in this process{use}")
+            # (not for a dashboard or client URL)
+            use = f"; {setting('address', 'auto')} uses that cluster" if "://" not in given else ""
+            notes.append(f"RAY_ADDRESS={given} is set, but without {setting('address')} Ray is started here, in this "
+                         f"process{use}")
         return notes
     return replaced
 

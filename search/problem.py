@@ -21,6 +21,7 @@ from encoderkit.data import Dataset
 from encoderkit.errors import DataError
 from encoderkit.probe import resolve_metric
 from search.devices import cores_per_worker
+from search.errors import setting
 
 
 @dataclass(frozen=True, eq=False)
@@ -193,7 +194,7 @@ def make_problem(
     )
     if problem.subsample is not None:
         check_cv_rows(problem.trial_y, classes, folds, f"subsample {problem.subsample}: the stratified sample",
-                      "raise --subsample")  # a guard: the sample tops rare classes up from the search part
+                      f"raise {setting('subsample')}")  # a guard: the sample tops rare classes up from the search part
     return problem
 
 

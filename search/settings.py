@@ -218,7 +218,7 @@ class KerasTunerOptions(BackendOptions):
         if self.workers != 1:
             raise SettingsError(
                 f"workers: the kerastuner backend runs one trial at a time, got {self.workers} "
-                "(its distributed mode needs a chief and gRPC workers; use --backend optuna or ray)"
+                "(its distributed mode needs a chief and gRPC workers; use the optuna or ray backend)"
             )
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from search.backends.records import (TrialLifecycle, interrupted, interrupted_ids, record_trial, recorded_ids,
                                     replay_params)
-from search.errors import FailedTrial, SearchError, StudyError
+from search.errors import FailedTrial, SearchError, StudyError, setting
 from search.objective import evaluate
 from search.settings import KerasTunerOptions
 from search.storage import finished_count, load
@@ -127,7 +127,7 @@ def run(study, problem, space, progress=None) -> str | None:
     if life.remaining(optuna_study) > 0 and not life.out_of_time():
         return (f"keras-tuner's {algorithm} oracle stopped at {finished_count(optuna_study)} of {life.target} "
                 "finished trials: it tries no configuration twice and found no new one (a space of few distinct "
-                "configurations; --backend optuna samples them again)")
+                f"configurations; {setting('backend', 'optuna')} samples them again)")
     return None
 
 
@@ -138,7 +138,8 @@ def check_continues(directory, options):
     stored = stored_algorithm(directory)
     if stored is not None and stored != options.algorithm:
         raise StudyError(f"{Path(directory) / PROJECT}: holds a keras-tuner {stored} search, which algorithm "
-                         f"{options.algorithm} cannot continue; use --algorithm {stored}, or another study directory")
+                         f"{options.algorithm} cannot continue; use {setting('algorithm', stored)}, or another study "
+                         "directory")
 
 
 def stored_algorithm(directory) -> str | None:
@@ -172,7 +173,8 @@ def check_space(space, options):
 def _most_epochs(space) -> int:
     epochs = dict(space.training).get("epochs")
     if getattr(epochs, "high", None) is None:
-        raise SearchError(f"{space.source}: training.epochs must be a range for --algorithm hyperband (it allocates epochs)")
+        raise SearchError(f"{space.source}: training.epochs must be a range for {setting('algorithm', 'hyperband')} "
+                          "(it allocates epochs)")
     return int(epochs.high)
 
 

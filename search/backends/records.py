@@ -63,10 +63,10 @@ class TrialLifecycle:
         return self.failures_in_a_row >= self.max_failures
 
     def fatal_error(self):
-        from search.errors import FatalSearchError
+        from search.errors import FatalSearchError, setting
 
-        return FatalSearchError(f"{self.failures_in_a_row} trials failed in a row (--max-failures "
-                                f"{self.max_failures}); last: {self.last_failure}")
+        return FatalSearchError(f"{self.failures_in_a_row} trials failed in a row "
+                                f"({setting('max_failures', self.max_failures)}); last: {self.last_failure}")
 
     def start_clock(self):
         """The `--timeout` counts from now: a backend whose trials can start only after its

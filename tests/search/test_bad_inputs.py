@@ -744,14 +744,19 @@ def test_ray_address_without_the_flag_is_noted_not_silently_ignored(monkeypatch)
     entrypoint: a job without --address auto ran every trial on the head node, without a word."""
     import sys
 
+    from search.errors import settings_as_flags
     from search.preflight import check_machine
     from search.settings import RayOptions
 
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
     monkeypatch.delitem(sys.modules, "ray", raising=False)  # no Ray in this process, whatever ran before here
     assert check_machine("ray", RayOptions()) == [
-        "RAY_ADDRESS=10.0.0.5:6379 is set, but without --address Ray is started here, in this process; "
-        "--address auto uses that cluster"]
+        "RAY_ADDRESS=10.0.0.5:6379 is set, but without address Ray is started here, in this process; "
+        "address='auto' uses that cluster"]  # as search.run takes it; the command line's flags there:
+    with settings_as_flags():
+        assert check_machine("ray", RayOptions()) == [
+            "RAY_ADDRESS=10.0.0.5:6379 is set, but without --address Ray is started here, in this process; "
+            "--address auto uses that cluster"]
     monkeypatch.delenv("RAY_ADDRESS")
     assert check_machine("ray", RayOptions()) == []
 

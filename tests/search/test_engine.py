@@ -9,7 +9,7 @@ import yaml
 
 import search
 from encoderkit import load_encoder
-from search.errors import StudyError
+from search.errors import StudyError, settings_as_flags
 from tests.conftest import TINY_SPACE
 
 
@@ -163,8 +163,10 @@ def test_going_on_with_another_backend_is_said_with_the_configs_left_queued(tmp_
     load(study).enqueue_trial({"code_size": 4}, user_attrs={"retry_of": 0})
     assert backend_switch_note(study, "kerastuner") == (
         "the study ran with backend optuna; this run uses kerastuner; its 1 queued config(s) run only with "
-        f"--backend optuna, and `resume` now uses kerastuner: python -m search run --backend optuna --study-dir "
+        f"backend='optuna', and `resume` now uses kerastuner: python -m search run --backend optuna --study-dir "
         f"{tmp_path} runs them")
+    with settings_as_flags():  # the command line's words for the same setting
+        assert "run only with --backend optuna, and" in backend_switch_note(study, "kerastuner")
     assert backend_switch_note(Study(tmp_path, {"backend": "ray"}), "optuna") == (
         "the study ran with backend ray; this run uses optuna")
 

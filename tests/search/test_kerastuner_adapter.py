@@ -80,7 +80,7 @@ def test_a_saved_keras_tuner_search_continues_only_with_its_own_algorithm(tmp_pa
         check_continues(tmp_path, KerasTunerOptions(algorithm=algorithm))
         other = "random" if algorithm != "random" else "bayesian"
         with pytest.raises(StudyError, match=f"holds a keras-tuner {algorithm} search, which algorithm {other} "
-                                             f"cannot continue; use --algorithm {algorithm}"):
+                                             f"cannot continue; use algorithm='{algorithm}'"):
             check_continues(tmp_path, KerasTunerOptions(algorithm=other))
 
 

@@ -113,3 +113,25 @@ def test_nothing_imports_a_private_name_of_another_module():
                     offenders += [f"{path.relative_to(ROOT)}: {node.module}.{a.name}" for a in node.names
                                   if a.name.startswith("_") and not a.name.startswith("__")]
     assert not offenders, offenders
+
+
+def test_a_message_names_a_setting_as_the_user_gives_it_and_each_such_setting_is_a_flag_of_run():
+    """`max_failures=3` to search.run, `--max-failures 3` on the command line (a notebook's
+    error named the command line's flags). Every setting a message names this way is a flag of
+    `run` under that name (found in the source, so a renamed flag fails here)."""
+    from search.errors import setting, settings_as_flags
+
+    assert setting("max_failures", 3) == "max_failures=3" and setting("backend", "ray") == "backend='ray'"
+    with settings_as_flags():
+        assert setting("max_failures", 3) == "--max-failures 3" and setting("study_dir") == "--study-dir"
+    assert setting("study_dir") == "study_dir"  # as it was after the command line's block
+
+    named = set()
+    for path in (ROOT / "search").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setting" and node.args:
+                named.add(ast.literal_eval(node.args[0]))
+    assert {"max_failures", "backend", "address", "subsample", "algorithm"} <= named
+    run_flags = {flag for action in build_parser()._subparsers._group_actions[0].choices["run"]._actions
+                 for flag in action.option_strings}
+    assert {f"--{name.replace('_', '-')}" for name in named} <= run_flags, named
