@@ -349,12 +349,15 @@ def _trials_to_run(study) -> bool:
 
 
 def _search_and_export(study, problem, space, progress, export, notes, verbose):
+    from search.storage import password_env
+
     backend = get_backend(study.manifest["backend"])
     options = backend.Options.from_manifest(study.manifest)
-    # e.g. the driver's GPU, before TensorFlow starts; put back after, so that a notebook's next
-    # run (or its own code) sees the devices it had
-    with environment(options.process_env()), disk_full_named(study.directory,
-                                                             suggested_command("resume", study.directory)):
+    # e.g. the driver's GPU, before TensorFlow starts, and a shared storage's password (given in
+    # its URL) for the trial child that refits; put back after, so that a notebook's next run (or
+    # its own code) sees the environment it had
+    env = {**options.process_env(), **password_env(study.storage_url)}
+    with environment(env), disk_full_named(study.directory, suggested_command("resume", study.directory)):
         return _search_and_export_with(backend, options, study, problem, space, progress, export, notes, verbose)
 
 
@@ -416,7 +419,7 @@ def _search_and_export_with(backend, options, study, problem, space, progress, e
                     print(f"note: {notes[-1]}")
             elif export:
                 exported = here_or_in_child("refitting the best trial", refit_study, study, space)
-    except FatalSearchError as exc:  # e.g. --max-failures: the failed trials' reasons are on the leaderboard
+    except (FatalSearchError, ChildDied) as exc:  # e.g. --max-failures: the failed trials' reasons on the leaderboard
         exc.result = result_of(study, notes=notes)
         raise
     except BaseException as exc:

@@ -38,11 +38,11 @@ def held(problem, every: int):
         yield None
         return
     process = TrialProcess(problem, every)
-    _held = process
+    before, _held = _held, process
     try:
         yield process
     finally:
-        _held = None
+        _held = before
         process.close()
 
 
@@ -111,8 +111,9 @@ class TrialProcess:
     def call(self, function, *args):
         """`function(problem, *args)` in the child, where Keras is imported (the baselines, the
         refit): what it returns, or the exception it raised, raised here. It counts as no
-        trial; `ChildDied` if the child dies on it."""
-        if self._child is None or not self._child.is_alive():
+        trial, but runs in a child that has not yet run its `every` trials (the spare, where one
+        was started during the last); `ChildDied` if the child dies on it."""
+        if self._child is None or self._trials >= self.every or not self._child.is_alive():
             self._replace_child()
         in_step = False
         try:
@@ -353,7 +354,7 @@ def _child_main(conn, worker_pid, crash_hook=None, threads=None):
 def _sendable(exc: Exception) -> Exception:
     """`exc` as the parent can receive it: with this process's traceback as a note (shown
     where the parent prints a traceback), a full disk as the OSError that says so, or a
-    RuntimeError saying it where it cannot be pickled."""
+    RuntimeError saying it where it is not Python's, ours, or cannot be pickled."""
     import errno
     import pickle
     import traceback
@@ -366,9 +367,13 @@ def _sendable(exc: Exception) -> Exception:
         exc = next(full, None) or OSError(errno.ENOSPC, str(exc))  # (SQLite's "database or disk is full")
     exc.add_note(note)
     try:
+        # Ours and Python's own: a framework's (TensorFlow's, JAX's out of memory) would import it
+        # in the parent to be unpickled, or fail to
+        if type(exc).__module__.split(".")[0] not in ("builtins", "search", "encoderkit"):
+            raise TypeError(type(exc).__module__)
         pickle.loads(pickle.dumps(exc))
     except Exception:
-        return RuntimeError(f"{type(exc).__name__}: {exc}\n{exc.__notes__[-1]}")
+        return RuntimeError(f"{type(exc).__module__}.{type(exc).__name__}: {exc}\n{note}")
     return exc
 
 

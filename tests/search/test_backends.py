@@ -185,7 +185,9 @@ print("callers:", callers_ray())
     assert result.returncode == 0, result.stderr[-3000:]
     assert "reused: True" in result.stdout
     assert "tune settings left: []" in result.stdout and "left running: []" in result.stdout, result.stdout
-    assert "notes: ['RAY_ADDRESS=10.0.0.5:6379 is set, but without address Ray is started here" in result.stdout
+    # a note in the caller's own terms: the keyword of search.run, not the command line's flag
+    assert "RAY_ADDRESS=10.0.0.5:6379 is set, but without address Ray is started here" in result.stdout, result.stdout
+    assert "address='auto' uses that cluster" in result.stdout, result.stdout
     assert "refused: address 127.0.0.1:1: no Ray cluster answers at 127.0.0.1:1" in result.stdout, result.stdout
     assert "callers: True" in result.stdout  # left alone: a search uses it as it is
 

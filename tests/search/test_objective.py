@@ -327,8 +327,9 @@ def test_a_trial_process_runs_every_trials_then_is_replaced_and_survives_prunes_
         with pytest.raises(FailedTrial, match="NaN"):
             process(bad, 0)
         assert process.started == 2  # the next child, started during the third trial
+        assert process.call(rows_and_process, 1)[1] != pid  # ... takes a call after the first one's three trials
         again = process(CANDIDATE, 0)
-        assert process.started == 2  # ... runs the fourth
+        assert process.started == 2  # ... and runs the fourth
         assert again["score"] == pytest.approx(first["score"], abs=0.02)
 
         process.close()

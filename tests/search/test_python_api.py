@@ -45,9 +45,12 @@ def test_in_a_fresh_process_run_and_encoder_search_take_arrays_dataframes_and_se
     own process imports no Keras (its trial child scores the baselines and refits the winner,
     as this process does with `fresh_process=0`, to the same test score)."""
     script = textwrap.dedent(f"""
-        import sys
+        import multiprocessing.context, sys
         import numpy as np, pandas as pd, search
         from sklearn.datasets import load_digits
+
+        children, start = [], multiprocessing.context.SpawnProcess.start
+        multiprocessing.context.SpawnProcess.start = lambda process: children.append(process) or start(process)
         from search import EncoderSearch
 
         X, y = load_digits(return_X_y=True)
@@ -63,8 +66,9 @@ def test_in_a_fresh_process_run_and_encoder_search_take_arrays_dataframes_and_se
         for name, (args, kwargs) in cases.items():
             result = search.run(*args, **kwargs, space=space, trials=1, study_dir=f"{tmp_path}/{{name}}",
                                 progress=False)
-            if name == "arrays":  # its trials, baselines and refit ran in a child process: no Keras here yet
+            if name == "arrays":  # its baselines, trial and refit ran in one child process: no Keras here yet
                 assert not {{"keras", "tensorflow"}} & set(sys.modules), sorted(sys.modules)
+                assert len(children) == 1, children
             data = args[0].drop(columns="label") if name == "frame" else args[0]
             codes = result.best_estimator.transform(data)
             assert codes.shape == (len(data), result.best_estimator.n_features_out_), name

@@ -46,12 +46,17 @@ def _wait_for_study(public_url, name, env, process, timeout=120):
     raise AssertionError("the run never published its study")
 
 
-def _run_and_join(tmp_path, storage_for_run, storage_for_join, env, trials=6, while_running=None):
+def _run_and_join(tmp_path, storage_for_run, storage_for_join, env, trials=6, while_running=None,
+                  password_in_url_only=False):
+    """`password_in_url_only`: the run has the storage's password in its URL only, not in its
+    environment (its trial child, which refits the winner, must be handed it)."""
     from tests.conftest import ROOT
 
     study = tmp_path / "first" / "shared"
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env,
                 "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    if password_in_url_only:
+        full_env.pop("SEARCH_STORAGE_PASSWORD", None)
     import sys
 
     first = subprocess.Popen([sys.executable, "-m", "search", "run", "--space", str(TINY_SPACE), "--trials", str(trials),
@@ -111,9 +116,10 @@ def test_two_processes_share_a_postgresql_study_with_the_exact_count(postgres, t
         assert len(other.stderr.strip().splitlines()) == 1 and "Traceback" not in other.stderr, other.stderr
         assert not (tmp_path / "third").exists()
 
-    # The joining machine reaches the server by another name than the run did.
+    # The joining machine reaches the server by another name than the run did; the run has the
+    # password in its URL only.
     study, run_out, join_out = _run_and_join(tmp_path, url, public.replace("127.0.0.1", "localhost"), env,
-                                             while_running=join_with_other_data)
+                                             while_running=join_with_other_data, password_in_url_only=True)
     _check_shared_study(study, _trials(public, env), 6, {"run": run_out, "join": join_out})
     assert json.loads((study / "manifest.json").read_text())["storage"] == public.replace("postgresql:", "postgresql+psycopg:")
 
