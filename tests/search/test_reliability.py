@@ -150,12 +150,60 @@ def test_ctrl_c_or_sigterm_marks_the_trial_prints_the_leaderboard_and_exits_128_
     assert "0 complete, 0 pruned, 1 failed, 1 queued)" in stdout
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds the run's processes through /proc")
+def test_ctrl_c_while_the_trial_child_refits_the_winner_ends_it_and_resume_exports(tmp_path):
+    """The run refits its winner in its trial child: a Ctrl-C there stops the child at once (no
+    process left behind), exits 130 with the leaderboard, and `resume` makes the export."""
+    study = tmp_path / "study"
+    space = tmp_path / "long.yaml"
+    space.write_text(LONG_TRIALS.replace("epochs: 400", "epochs: 40"))  # a refit of 10 s or more
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "search", "run", "--space", str(space), "--trials", "1",
+         "--study-dir", str(study), "--no-progress"],
+        cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 400
+    while "COMPLETE" not in {s for s, _ in _safe_states(study).values()}:
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.2)
+    time.sleep(2)  # into the refit, in the child that ran the trial
+    family = _descendants(proc.pid)
+    assert family, "the trial child"
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Leaderboard" in stdout and "Traceback" not in stderr, stderr[-2000:]
+    assert f"python -m search resume {study}" in stderr
+    assert not (study / "export").exists()
+    deadline = time.time() + 20
+    while any(_alive(pid) for pid in family) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in family), "a process of the run outlived it"
+    resumed = run_cli("resume", study, "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert (study / "export" / "manifest.json").is_file() and not list(study.glob(".export.*"))
+    assert list(trials_by_state(study)) == [0]  # the refit was not a trial, and no trial ran again
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie waits only to be reaped
     except OSError:
         return False
+
+
+def _descendants(pid: int) -> list[int]:
+    parents = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as stat:
+            parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
 
 
 def _workers_of(study) -> list[int]:
