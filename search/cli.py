@@ -136,13 +136,15 @@ def main(argv=None) -> int:
         os.environ["KERAS_BACKEND"] = args.keras_backend
     from encoderkit.errors import EncoderkitError
     from search import interrupts
-    from search.errors import SearchError, settings_as_flags
+    from search.errors import SETTINGS_NAMED_ENV, SearchError, settings_as_flags
 
+    # (a worker process names settings as the run that started it: from Python, as keywords)
+    as_flags_here = args.command != "_worker" or os.environ.get(SETTINGS_NAMED_ENV) != "keywords"
     try:
         from search.faults import check_environment
 
         check_environment()
-        with interrupts.sigterm_like_ctrl_c(), settings_as_flags():
+        with interrupts.sigterm_like_ctrl_c(), settings_as_flags(as_flags_here):
             return COMMANDS[args.command](args) or 0
     except (SearchError, EncoderkitError) as exc:
         result = getattr(exc, "result", None)  # a search that had to stop (FatalSearchError): what it stored

@@ -123,13 +123,21 @@ class Interrupted(KeyboardInterrupt):
 
 
 _as_flags = False  # whether settings are named as the command line's flags (inside `settings_as_flags`)
+# How a run names settings, handed to the worker processes it starts: a run from Python has its
+# workers' messages (a worker's log, its error in the run's) name `max_failures=3`, not the flag.
+SETTINGS_NAMED_ENV = "SEARCH_SETTINGS_NAMED"
+
+
+def settings_naming_env() -> dict:
+    """The environment that makes a worker process name settings as this process does."""
+    return {SETTINGS_NAMED_ENV: "flags" if _as_flags else "keywords"}
 
 
 @contextlib.contextmanager
-def settings_as_flags():
-    """The command line's block: messages inside it name settings as its flags."""
+def settings_as_flags(on: bool = True):
+    """The command line's block: messages inside it name settings as its flags (`on`)."""
     global _as_flags
-    before, _as_flags = _as_flags, True
+    before, _as_flags = _as_flags, on
     try:
         yield
     finally:

@@ -15,7 +15,7 @@ from pathlib import Path
 from search import interrupts
 from search import devices
 from search.backends.records import TrialLifecycle, interrupted
-from search.errors import FailedTrial, FatalSearchError, PruneTrial, suggested_command
+from search.errors import FailedTrial, FatalSearchError, PruneTrial, settings_naming_env, suggested_command
 from search import faults
 from search.faults import crash_point
 from search.lock import inherited_fd
@@ -231,11 +231,25 @@ def run(study, problem, space, progress=None):
     for proc in killed:
         print(f"note: worker process {proc.pid} was killed (signal {-proc.returncode}) during the search; the "
               "other workers ran its trial again", file=sys.stderr, flush=True)
-    failed = [p for p, _ in procs if p.returncode > 0]
+    failed = [(index, proc) for index, (proc, _) in enumerate(procs, start=1) if proc.returncode > 0]
     if failed:
-        raise FatalSearchError(
-            f"{len(failed)} worker process(es) failed; see {log_dir}/worker-*.log"
-        )
+        raise FatalSearchError("; ".join(
+            f"worker process {index} failed: {_last_error(log_dir / f'worker-{index}.log', proc.returncode)} "
+            f"(its log: {log_dir / f'worker-{index}.log'})" for index, proc in failed))
+
+
+def _last_error(log: Path, status: int) -> str:
+    """Why a worker process ended in an error, from the end of its log: its one-line `error:`
+    (ours, e.g. its trials failed `max_failures` times in a row), else the last line (a
+    traceback's exception), else its exit status."""
+    try:
+        with open(log, "rb") as file:
+            file.seek(max(0, file.seek(0, os.SEEK_END) - 8192))
+            lines = [line.strip() for line in file.read().decode(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        lines = []
+    errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
+    return errors[-1] if errors else lines[-1] if lines else f"exit status {status}"
 
 
 def enqueue_start_points(study, space):
@@ -249,7 +263,7 @@ def enqueue_start_points(study, space):
 
 
 def worker_env(index: int, device_env: dict) -> dict:
-    env = {**os.environ, **device_env, **faults.hook_env()}
+    env = {**os.environ, **device_env, **faults.hook_env(), **settings_naming_env()}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Workers must import the same `search` and `encoderkit` as this process, installed or not.
     import encoderkit

@@ -361,6 +361,30 @@ def test_many_failures_in_a_row_abort_with_a_clear_message(tmp_path):
     assert "Leaderboard (" in result.stdout and result.stdout.count("failed: TrainingError: loss became NaN") >= 3
 
 
+def test_a_worker_process_that_ends_in_an_error_is_named_with_its_reason_in_the_callers_terms(tmp_path, monkeypatch):
+    """From Python with workers=2: worker 1's trials fail max_failures times in a row (this
+    process runs none, so only the worker ends in its error). The run's error says which worker
+    and why, as search.run names the setting, not only "see the logs"."""
+    import search
+    from search.backends import optuna_backend
+    from search.errors import FatalSearchError
+
+    monkeypatch.setattr(optuna_backend, "optimize", lambda *args, **kwargs: None)  # worker 0 runs no trial
+    space = tmp_path / "nan.yaml"
+    space.write_text(NAN_SPACE % "1.0e+12")
+    study = tmp_path / "study"
+    with pytest.raises(FatalSearchError) as caught:
+        search.run("digits", space=str(space), trials=5, workers=2, max_failures=2, fresh_process=0,
+                   study_dir=study, progress=False, export=False)
+    log = study / "logs" / "worker-1.log"
+    message = str(caught.value)
+    assert message.startswith("worker process 1 failed: 2 trials failed in a row (max_failures=2); last: "
+                              "TrainingError: loss became NaN") and message.endswith(f" (its log: {log})"), message
+    assert "\n" not in message
+    assert "error: 2 trials failed in a row (max_failures=2)" in log.read_text()
+    assert "Leaderboard (" in caught.value.result.leaderboard  # what it stored, with the failures' reasons
+
+
 def test_a_search_whose_every_trial_failed_says_why_in_its_one_line_under_its_leaderboard(tmp_path):
     """keras-tuner ends at its trial count, failed trials included (optuna goes on to --max-failures)."""
     pytest.importorskip("keras_tuner")
