@@ -399,10 +399,26 @@ def die_with(parent_pid: int):
 
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the closed pipe ends the child at its next message
-        pass
+    except (OSError, AttributeError):  # not Linux (macOS): a thread watches for it instead
+        _watch_parent(parent_pid)
     if os.getppid() != parent_pid:
         os._exit(1)
+
+
+def _watch_parent(parent_pid: int, every: float = 0.5):
+    """Ends this process within `every` seconds of its parent's death, where the kernel does not
+    (an orphan is handed to another parent): a refit going on after its run was killed would
+    write its export while a `resume` writes its own."""
+    import os
+    import threading
+    import time
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
 def _kill_group(child):

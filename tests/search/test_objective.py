@@ -413,3 +413,71 @@ def test_a_worker_whose_trials_run_in_child_processes_imports_no_keras_and_hands
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["3", "[]"]
+
+
+_ORPHAN = """
+import ctypes, os, sys, time
+
+def no_prctl(*args, **kwargs):
+    raise OSError("no prctl here")  # as on macOS
+
+ctypes.CDLL = no_prctl
+from search.trial_process import die_with
+
+die_with(os.getppid())
+open(sys.argv[1], "w").close()  # armed
+time.sleep(120)
+"""
+
+
+def test_without_the_kernels_parent_death_signal_a_child_still_ends_soon_after_its_parent(tmp_path):
+    """Where prctl is missing (macOS), `die_with` watches the parent from a thread: a trial child
+    or worker does not go on training and writing for minutes after its run was killed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    armed = tmp_path / "armed"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys, time\n"
+         f"child = subprocess.Popen([sys.executable, '-c', {_ORPHAN!r}, {str(armed)!r}])\n"
+         "print(child.pid, flush=True)\ntime.sleep(120)"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    deadline = time.time() + 60
+    while not armed.exists():
+        assert time.time() < deadline, "the child never armed its watch"
+        time.sleep(0.1)
+    parent.kill()
+    parent.wait()
+
+    def alive():
+        try:
+            with open(f"/proc/{child}/stat") as stat:
+                return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie waits only to be reaped
+        except FileNotFoundError:
+            return False
+        except OSError:  # no /proc
+            return _signal_reaches(child)
+
+    deadline = time.time() + 10
+    while alive() and time.time() < deadline:
+        time.sleep(0.1)
+    still = alive()
+    if still:
+        os.kill(child, signal.SIGKILL)
+    assert not still, "the orphaned child outlived its parent by 10 s"
+
+
+def _signal_reaches(pid):
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
