@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keras-backend", default=None, choices=KERAS_BACKENDS,
                      help="Keras backend for the models (default: $KERAS_BACKEND, else tensorflow)")
     run.add_argument("--metric", default=None, help="auto|accuracy|roc_auc|balanced_accuracy|f1_macro (default: the space's, auto)")
+    run.add_argument("--cv", type=int, default=None, metavar="FOLDS",
+                     help="the probe's stratified cross-validation folds (default: the space's probe.cv, 5)")
     run.add_argument("--seed", type=int, default=StudySpec.seed, help="seeds the split, the sampler and each trial (default: %(default)s)")
     run.add_argument("--test-size", type=float, default=StudySpec.test_size, help="held-out fraction (default: %(default)s)")
     run.add_argument("--subsample", type=int, default=None,
@@ -210,7 +212,7 @@ def cmd_run(args):
     result = engine.run(
         args.data, target=args.target, data_dir=args.data_dir, space=args.space, scale=args.scale, trials=args.trials, timeout=args.timeout,
         backend=args.backend, workers=args.workers, max_failures=args.max_failures, **backend_options, metric=args.metric,
-        seed=args.seed, test_size=args.test_size, subsample=args.subsample, study_dir=args.study_dir,
+        cv=args.cv, seed=args.seed, test_size=args.test_size, subsample=args.subsample, study_dir=args.study_dir,
         progress=not args.no_progress,
     )
     _print_result(result)

@@ -64,6 +64,7 @@ def run(
     fresh_process=None,
     storage=None,
     metric=StudySpec.metric,
+    cv=StudySpec.cv,
     seed=StudySpec.seed,
     test_size=StudySpec.test_size,
     subsample=StudySpec.subsample,
@@ -91,6 +92,7 @@ def run(
             YAML file, or a dict in the same format (`search.read_space("default")` gives a
             shipped one to edit); scale: shrinks epochs, units and filters (0, 1].
         metric: accuracy, roc_auc, balanced_accuracy, f1_macro or auto (None: the space's).
+        cv: the probe's stratified cross-validation folds (None: the space's probe.cv, 5).
         seed: seeds the split, the sampler and each trial. test_size: the held-out fraction,
             scored once at export. subsample: rows of the search part each trial sees.
     Budget and backend (may change between runs of one study)
@@ -132,7 +134,8 @@ def run(
         options = backend_module.Options.for_backend(
             backend, workers=workers, **{k: v for k, v in chosen.items() if v is not None})
         machine_notes = check_machine(backend, options)
-        spec = StudySpec(data="?", target=target, seed=seed, test_size=test_size, metric=metric, subsample=subsample)
+        spec = StudySpec(data="?", target=target, seed=seed, test_size=test_size, metric=metric, subsample=subsample,
+                         cv=cv)
         running = keras_backend_to_use()  # --keras-backend, or $KERAS_BACKEND
         check_installed("keras_backend", running)  # before a manifest records it
         check_jax_platforms(running)
@@ -157,7 +160,7 @@ def run(
             test_size=spec.test_size,
             seed=spec.seed,
             metric=spec.metric or loaded.probe_setting("metric"),
-            folds=loaded.probe_setting("cv"),
+            folds=spec.cv or loaded.probe_setting("cv"),
             probe=loaded.probe_setting("model"),
             workers=options.workers,
             subsample=spec.subsample,

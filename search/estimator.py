@@ -39,7 +39,7 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
 
     Parameters are those of `search.run` (see its docstring): `space` (a shipped space name,
     a YAML file or a dict in the YAML format), `trials`, `timeout` (seconds), `backend` (optuna, ray, kerastuner),
-    `workers`, `metric` (None: the space's), `seed`, `test_size`, `subsample`, `scale`,
+    `workers`, `metric` and `cv` (the probe's folds; None: the space's), `seed`, `test_size`, `subsample`, `scale`,
     `study_dir` (None: a temporary directory; a folder holds one study, so leave it None in
     `cross_val_score` or `GridSearchCV`, whose folds fit clones on other rows), `fresh_process`,
     `storage`, `max_failures`, `gpus`, `address`, `cpus_per_trial`, `gpus_per_trial`, `algorithm`,
@@ -53,7 +53,7 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
     `study_dir_`, `n_features_in_`, `feature_names_in_` (DataFrames)."""
 
     def __init__(self, space="default", *, trials=Budget.trials, timeout=Budget.timeout, backend="optuna",
-                 workers=BackendOptions.workers, metric=StudySpec.metric, seed=StudySpec.seed,
+                 workers=BackendOptions.workers, metric=StudySpec.metric, cv=StudySpec.cv, seed=StudySpec.seed,
                  test_size=StudySpec.test_size, subsample=StudySpec.subsample, scale=1.0, study_dir=None,
                  fresh_process=None, storage=None, max_failures=Budget.max_failures, gpus=None, address=None,
                  cpus_per_trial=None, gpus_per_trial=None, algorithm=None, keras_backend=None, verbose=0):
@@ -63,6 +63,7 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
         self.backend = backend
         self.workers = workers
         self.metric = metric
+        self.cv = cv
         self.seed = seed
         self.test_size = test_size
         self.subsample = subsample

@@ -162,7 +162,7 @@ def make_problem(
             f"too few for {split} and {folds}-fold CV (each class needs at least {enough}: {need} in the search "
             f"part for CV, the others in the test part)"
         )
-    fix = "lower the space's probe.cv (e.g. probe: {cv: 3} in a space file)"
+    fix = f"lower the probe's folds (e.g. {setting('cv', 3)})"
     if dataset.test_rows is not None:  # the dataset's own test part (Fashion-MNIST's 10k, a UCR test split)
         test_rows = np.asarray(dataset.test_rows)
         search_rows = np.setdiff1d(np.arange(len(dataset.y)), test_rows)

@@ -39,7 +39,8 @@ class _Settings:
 @dataclass(frozen=True)
 class StudySpec(_Settings):
     """What a study measures; a resume or re-run must not change it. `data` is a dataset
-    name, a file path, or `memory:HASH` for in-memory data; `metric` None means the space's."""
+    name, a file path, or `memory:HASH` for in-memory data; `metric` and `cv` (the probe's
+    folds) None mean the space's."""
 
     data: str = "digits"
     target: str | None = None
@@ -47,6 +48,7 @@ class StudySpec(_Settings):
     test_size: float = 0.25
     metric: str | None = None
     subsample: int | None = None
+    cv: int | None = None
 
     def __post_init__(self):
         from encoderkit.probe import METRICS
@@ -68,6 +70,10 @@ class StudySpec(_Settings):
             _set(self, "subsample", int(self.subsample))
         if self.metric is not None and self.metric not in METRICS:
             raise SettingsError(f"metric: unknown metric {self.metric!r} (known: {', '.join(METRICS)})")
+        if self.cv is not None:
+            if _integer("cv", self.cv) < 2:
+                raise SettingsError(f"cv: must be a number of folds of at least 2, got {self.cv}")
+            _set(self, "cv", int(self.cv))
 
 
 @dataclass(frozen=True)

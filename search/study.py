@@ -39,7 +39,8 @@ TEST_USES = "test_uses.json"
 SHARED_TEST_USE = "test_use:"  # a study user attribute in a shared storage, one per look at the test part
 DATA_FILE = "data.npz"
 # Settings that define what a study measures; a resume or re-run must not change them.
-IDENTITY_KEYS = ("data", "target", "seed", "test_size", "metric", "space_digest", "subsample", "storage")
+# (the space first: its own probe.cv changed is said as the space changed)
+IDENTITY_KEYS = ("data", "target", "seed", "test_size", "metric", "space_digest", "folds", "subsample", "storage")
 
 
 @dataclass(frozen=True)
@@ -311,8 +312,9 @@ def check_same_study(directory, settings: dict, problem, space) -> Study | None:
             raise OtherStudy(f"{directory}: {_other_space(study.manifest, settings, space)}; "
                              "use another study directory")
         if study.manifest.get(key) != identity[key]:
+            named = "cv" if key == "folds" else key  # as the setting is given
             raise OtherStudy(
-                f"{directory}: study was made with {key}={study.manifest.get(key)!r}, "
+                f"{directory}: study was made with {named}={study.manifest.get(key)!r}, "
                 f"not {identity[key]!r}; use another study directory"
             )
     if problem.split_hash() != study.manifest["split_hash"]:  # the same file name, other contents
@@ -349,6 +351,7 @@ def _identity(settings, problem, space) -> dict:
         "seed": settings["seed"],
         "test_size": settings["test_size"],
         "metric": problem.metric,
+        "folds": problem.folds,  # the probe's CV folds: the space's probe.cv, or cv= given
         "space_digest": space.digest,
         "subsample": settings.get("subsample"),
         "storage": settings.get("storage"),  # the trials live there; another storage is another study
@@ -386,7 +389,6 @@ def create_or_check(directory, settings: dict, space_given, problem, space) -> S
         "n_test_rows": int(len(problem.test_rows)),
         "n_trial_rows": int(len(problem.trial_rows)),
         "split_hash": problem.split_hash(),
-        "folds": problem.folds,
         "probe": problem.probe,
         "trials": settings["trials"],
         "timeout": settings["timeout"],

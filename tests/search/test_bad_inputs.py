@@ -94,6 +94,10 @@ RUN_CASES = [
      "at least 7: 5 in the search part for CV, the others in the test part)"),  # 6 could leave 4 in the search part
     ("data-too-few-search-rows", ["--data", _csv(_numeric(n=12, label=[0] * 6 + [1] * 6)), "--target", "label", "--test-size", "0.5"],
      "data.csv: target 'label': the search part (50% of the rows) has 3 rows of class 0, too few for 5-fold CV"),
+    ("data-too-few-rows-names-the-cv-flag",
+     ["--data", _csv(_numeric(n=12, label=[0] * 6 + [1] * 6)), "--target", "label", "--test-size", "0.5"],
+     "; lower the probe's folds (e.g. --cv 3) or the test size"),
+    ("cli-one-fold", ["--cv", "1"], "--cv: must be a number of folds of at least 2, got 1"),
     ("data-shape-mismatch", ["--data", _npz(X=np.ones((30, 4)), y=np.arange(20) % 2)], "30 feature rows but 20 labels"),
     ("cli-unknown-backend", ["--backend", "nope"], "--backend: unknown backend 'nope'"),
     ("cli-zero-workers", ["--workers", "0"], "--workers: must be at least 1"),
@@ -265,6 +269,8 @@ STUDY_CASES = [
      "study was made with space 'tiny', not 'default'; use another study directory"),
     ("study-other-scale", lambda s: ["run", "--space", TINY_SPACE, "--scale", "0.5", "--study-dir", s, "--no-progress"],
      "study was made with scale=1, not 0.5; use another study directory"),  # it named a digest
+    ("study-other-cv", lambda s: ["run", "--space", TINY_SPACE, "--cv", "2", "--study-dir", s, "--no-progress"],
+     "study was made with cv=3, not 2; use another study directory"),
     ("study-other-seed", lambda s: ["run", "--space", TINY_SPACE, "--seed", "3", "--study-dir", s, "--no-progress"], "seed=0, not 3"),
     ("study-other-data", lambda s: ["run", "--space", TINY_SPACE, "--data", "insurance", "--study-dir", s, "--no-progress"], "use another study directory"),
     ("study-export-missing-trial", lambda s: ["export", s, "--trial", "99"],

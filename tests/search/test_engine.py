@@ -272,3 +272,36 @@ def test_baselines_are_made_for_the_rows_they_fit_on_not_the_held_out_ones(monke
     y = np.arange(200) % 2
     problem = make_problem(Dataset("s", rng.normal(size=(200, 12)), y, "sequence", (12, 1)), test_size=0.5, seed=0)
     assert engine.score_baselines(problem) == {} and asked == [100]
+
+
+def test_cv_sets_the_probes_folds_for_the_study_and_another_cv_is_another_study(tmp_path, monkeypatch):
+    """`cv=2` (`--cv 2`) overrides the space's probe.cv (3 in the tiny space) for the trials and the baselines,
+    is kept in the manifest (a resume scores the same way) and, like the metric, names the
+    study: a re-run with other folds is refused."""
+    from search import engine, objective
+    from search.errors import SettingsError
+    from search.study import open_study
+
+    folds_used = []
+
+    def counting(module):
+        real = module.cv_score
+
+        def cv_score(codes, y, metric, folds, *rest):
+            folds_used.append(folds)
+            return real(codes, y, metric, folds, *rest)
+        return cv_score
+
+    monkeypatch.setattr(objective, "cv_score", counting(objective))
+    monkeypatch.setattr(engine, "cv_score", counting(engine))
+    study = tmp_path / "study"
+    settings = dict(space=str(TINY_SPACE), trials=1, fresh_process=0, study_dir=study, progress=False, export=False)
+    search.run("digits", cv=2, **settings)
+    assert folds_used and set(folds_used) == {2}, folds_used  # (the tiny trial takes no checkpoint)
+    assert open_study(study).manifest["folds"] == 2 and open_study(study).problem().folds == 2
+    with pytest.raises(StudyError, match=r"study was made with cv=2, not 3; use another study directory$"):
+        search.run("digits", **settings)  # the space's 3
+    for bad, why in ((1, "must be a number of folds of at least 2, got 1"), (2.5, "must be a whole number, got 2.5")):
+        with pytest.raises(SettingsError, match=rf"^cv: {why}"):
+            search.run("digits", cv=bad, **{**settings, "study_dir": tmp_path / "other"})
+    assert not (tmp_path / "other").exists()

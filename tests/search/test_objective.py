@@ -159,8 +159,8 @@ def test_a_given_test_part_must_leave_cv_rows_of_every_class_in_the_search_part(
     assert len(make_problem(dataset, folds=3).search_rows) == 15
     with pytest.raises(DataError, match=r"^small: the search part \(the dataset's own training rows\) has 3 rows of class 'b', "
                                         r"too few for 5-fold CV \(each class needs 5: one in every test fold, two in every "
-                                        r"training fold; rows per class: 'a' 12, 'b' 3\); lower the space's probe.cv "
-                                        r"\(e.g. probe: \{cv: 3\} in a space file\)$"):
+                                        r"training fold; rows per class: 'a' 12, 'b' 3\); lower the probe's folds "
+                                        r"\(e.g. cv=3\)$"):
         make_problem(dataset, folds=5)
     with pytest.raises(DataError, match=r"has 3 rows of class 'b', too few for 2-fold CV \(each class needs 4"):
         make_problem(dataset, folds=2)
