@@ -111,18 +111,24 @@ def rows_per_class(folds: int) -> int:
     return rows
 
 
-def check_cv_rows(y, classes, folds, where, fix):
+def check_cv_rows(y, classes, folds, where, other_fix=None):
     """Refuses, in one line naming every class's count, rows that stratified CV cannot split
-    into `folds` folds with each class in every fold (a class absent counts 0)."""
+    into `folds` folds with each class in every fold (a class absent counts 0); it names the
+    most folds these rows allow, where there are some, and `other_fix`."""
     labels, counts = np.unique(y, return_counts=True)
     count = dict(zip(labels.tolist(), counts.tolist()))
     need = rows_per_class(folds)
     short = [c for c in classes.tolist() if count.get(c, 0) < need]
     if short:
         listed = ", ".join(f"{c!r} {count.get(c, 0)}" for c in classes.tolist())
+        least = min(count.get(c, 0) for c in classes.tolist())
+        fitting = [k for k in range(2, folds) if rows_per_class(k) <= least]
+        fixes = [f"lower the probe's folds ({setting('cv', fitting[-1])} fits these rows)"] if fitting else []
+        fixes += [other_fix] if other_fix else []
+        advice = f"; {' or '.join(fixes)}" if fixes else ""
         raise DataError(f"{where} has {count.get(short[0], 0)} rows of class {short[0]!r}, too few for {folds}-fold CV "
                         f"(each class needs {need}: one in every test fold, two in every training fold; "
-                        f"rows per class: {listed}); {fix}")
+                        f"rows per class: {listed}){advice}")
 
 
 def _safe_count(need: int, test_size: float) -> int:
@@ -162,7 +168,7 @@ def make_problem(
             f"too few for {split} and {folds}-fold CV (each class needs at least {enough}: {need} in the search "
             f"part for CV, the others in the test part)"
         )
-    fix = f"lower the probe's folds (e.g. {setting('cv', 3)})"
+    fix = None
     if dataset.test_rows is not None:  # the dataset's own test part (Fashion-MNIST's 10k, a UCR test split)
         test_rows = np.asarray(dataset.test_rows)
         search_rows = np.setdiff1d(np.arange(len(dataset.y)), test_rows)
@@ -175,7 +181,7 @@ def make_problem(
         search_rows, test_rows = train_test_split(
             np.arange(len(dataset.y)), test_size=test_size, stratify=dataset.y, random_state=seed
         )
-        where, fix = f"{_target_of(dataset)}: the search part ({1 - test_size:.0%} of the rows)", f"{fix} or the test size"
+        where, fix = f"{_target_of(dataset)}: the search part ({1 - test_size:.0%} of the rows)", "lower the test size"
     # The whole dataset's counts say little when the test part is given, or the split rounds a
     # small class down: the rows CV runs on decide.
     check_cv_rows(dataset.y[search_rows], classes, folds, where, fix)

@@ -96,7 +96,7 @@ RUN_CASES = [
      "data.csv: target 'label': the search part (50% of the rows) has 3 rows of class 0, too few for 5-fold CV"),
     ("data-too-few-rows-names-the-cv-flag",
      ["--data", _csv(_numeric(n=12, label=[0] * 6 + [1] * 6)), "--target", "label", "--test-size", "0.5"],
-     "; lower the probe's folds (e.g. --cv 3) or the test size"),
+     "; lower the probe's folds (--cv 3 fits these rows) or lower the test size"),
     ("cli-one-fold", ["--cv", "1"], "--cv: must be a number of folds of at least 2, got 1"),
     ("data-shape-mismatch", ["--data", _npz(X=np.ones((30, 4)), y=np.arange(20) % 2)], "30 feature rows but 20 labels"),
     ("cli-unknown-backend", ["--backend", "nope"], "--backend: unknown backend 'nope'"),

@@ -160,9 +160,10 @@ def test_a_given_test_part_must_leave_cv_rows_of_every_class_in_the_search_part(
     with pytest.raises(DataError, match=r"^small: the search part \(the dataset's own training rows\) has 3 rows of class 'b', "
                                         r"too few for 5-fold CV \(each class needs 5: one in every test fold, two in every "
                                         r"training fold; rows per class: 'a' 12, 'b' 3\); lower the probe's folds "
-                                        r"\(e.g. cv=3\)$"):
+                                        r"\(cv=3 fits these rows\)$"):
         make_problem(dataset, folds=5)
-    with pytest.raises(DataError, match=r"has 3 rows of class 'b', too few for 2-fold CV \(each class needs 4"):
+    # (no fewer folds to suggest)
+    with pytest.raises(DataError, match=r"has 3 rows of class 'b', too few for 2-fold CV \(each class needs 4.*'b' 3\)$"):
         make_problem(dataset, folds=2)
     absent = Dataset("absent", dataset.X, np.r_[["a"] * 15, y[15:]], "tabular", (2,), test_rows=np.arange(15, 35))
     with pytest.raises(DataError, match=r"has 0 rows of class 'b'.*rows per class: 'a' 15, 'b' 0\)"):
