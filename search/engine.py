@@ -92,7 +92,8 @@ def run(
             YAML file, or a dict in the same format (`search.read_space("default")` gives a
             shipped one to edit); scale: shrinks epochs, units and filters (0, 1].
         metric: accuracy, roc_auc, balanced_accuracy, f1_macro or auto (None: the space's).
-        cv: the probe's stratified cross-validation folds (None: the space's probe.cv, 5).
+        cv: the number of the probe's stratified cross-validation folds (None: the space's
+            probe.cv, 5; a number, not a scikit-learn splitter: the folds are stratified K-fold).
         seed: seeds the split, the sampler and each trial. test_size: the held-out fraction,
             scored once at export. subsample: rows of the search part each trial sees.
     Budget and backend (may change between runs of one study)

@@ -39,7 +39,8 @@ class EncoderSearch(TransformerMixin, BaseEstimator):
 
     Parameters are those of `search.run` (see its docstring): `space` (a shipped space name,
     a YAML file or a dict in the YAML format), `trials`, `timeout` (seconds), `backend` (optuna, ray, kerastuner),
-    `workers`, `metric` and `cv` (the probe's folds; None: the space's), `seed`, `test_size`, `subsample`, `scale`,
+    `workers`, `metric` and `cv` (the number of the probe's stratified folds, not a splitter;
+    None: the space's), `seed`, `test_size`, `subsample`, `scale`,
     `study_dir` (None: a temporary directory; a folder holds one study, so leave it None in
     `cross_val_score` or `GridSearchCV`, whose folds fit clones on other rows), `fresh_process`,
     `storage`, `max_failures`, `gpus`, `address`, `cpus_per_trial`, `gpus_per_trial`, `algorithm`,

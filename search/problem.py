@@ -102,6 +102,14 @@ def stratified_subsample(y, size, seed, min_per_class=0) -> np.ndarray:
     return np.sort(rows)
 
 
+def folds_advice(folds: int, fits) -> list[str]:
+    """The advice to use the most folds other than `folds` for which `fits(k)` holds (more
+    folds need more rows, but 2 folds need 4, more than 3 folds do), as the user sets it; none
+    where no count fits."""
+    fitting = [k for k in range(2, max(folds, 4)) if k != folds and fits(k)]
+    return [f"use {setting('cv', fitting[-1])} (these rows allow it)"] if fitting else []
+
+
 def rows_per_class(folds: int) -> int:
     """Rows of each class that stratified `folds`-fold CV needs: at least one in every test
     fold and two in every training fold (`folds` rows for 3 folds or more, 4 for 2 folds)."""
@@ -122,9 +130,7 @@ def check_cv_rows(y, classes, folds, where, other_fix=None):
     if short:
         listed = ", ".join(f"{c!r} {count.get(c, 0)}" for c in classes.tolist())
         least = min(count.get(c, 0) for c in classes.tolist())
-        fitting = [k for k in range(2, folds) if rows_per_class(k) <= least]
-        fixes = [f"lower the probe's folds ({setting('cv', fitting[-1])} fits these rows)"] if fitting else []
-        fixes += [other_fix] if other_fix else []
+        fixes = [*folds_advice(folds, lambda k: rows_per_class(k) <= least), *([other_fix] if other_fix else [])]
         advice = f"; {' or '.join(fixes)}" if fixes else ""
         raise DataError(f"{where} has {count.get(short[0], 0)} rows of class {short[0]!r}, too few for {folds}-fold CV "
                         f"(each class needs {need}: one in every test fold, two in every training fold; "
@@ -162,11 +168,17 @@ def make_problem(
     # Each class needs a test row and `need` search rows for stratified CV.
     if least < need + 1:  # (a class of `need + 1` rows may still leave too few: refused after the split)
         split = "its test part" if dataset.test_rows is not None else f"a {test_size} test split"
-        enough = need + 1 if dataset.test_rows is not None else _safe_count(need, test_size)
+
+        def enough(k):  # rows of a class for k-fold CV and its test rows
+            if dataset.test_rows is not None:
+                return rows_per_class(k) + 1
+            return _safe_count(rows_per_class(k), test_size)
+
+        advice = "".join(f"; {fix}" for fix in folds_advice(folds, lambda k: enough(k) <= least))
         raise DataError(
             f"{_target_of(dataset)}: class {classes.tolist()[int(np.argmin(counts))]!r} has {least} rows, "
-            f"too few for {split} and {folds}-fold CV (each class needs at least {enough}: {need} in the search "
-            f"part for CV, the others in the test part)"
+            f"too few for {split} and {folds}-fold CV (each class needs at least {enough(folds)}: {need} in the "
+            f"search part for CV, the others in the test part){advice}"
         )
     fix = None
     if dataset.test_rows is not None:  # the dataset's own test part (Fashion-MNIST's 10k, a UCR test split)
@@ -208,7 +220,8 @@ def _check_subsample(dataset, subsample, n_classes, folds):
     # Stratified CV needs `folds` rows of every class: a first, loose guard (the sample then
     # tops rare classes up to what CV and the checkpoint folds need).
     if subsample < n_classes * folds:
+        advice = "".join(f"; {fix}" for fix in folds_advice(folds, lambda k: n_classes * k <= subsample))
         raise DataError(
             f"subsample {subsample}: too small for {n_classes} classes and {folds} CV folds "
-            f"(need at least {n_classes * folds})"
+            f"(need at least {n_classes * folds}){advice}"
         )

@@ -112,7 +112,9 @@ class TrialProcess:
         """`function(problem, *args)` in the child, where Keras is imported (the baselines, the
         refit): what it returns, or the exception it raised, raised here. It counts as no
         trial, but runs in a child that has not yet run its `every` trials (the spare, where one
-        was started during the last); `ChildDied` if the child dies on it."""
+        was started during the last): the refit of the winner, on the whole search part, gets
+        a child without the memory its trials left (with `every` 1 that costs a child's start);
+        `ChildDied` if the child dies on it."""
         if self._child is None or self._trials >= self.every or not self._child.is_alive():
             self._replace_child()
         in_step = False
@@ -357,6 +359,7 @@ def _sendable(exc: Exception) -> Exception:
     RuntimeError saying it where it is not Python's, ours, or cannot be pickled."""
     import errno
     import pickle
+    import sys
     import traceback
 
     from search.errors import exception_chain, is_disk_full
@@ -369,7 +372,7 @@ def _sendable(exc: Exception) -> Exception:
     try:
         # Ours and Python's own: a framework's (TensorFlow's, JAX's out of memory) would import it
         # in the parent to be unpickled, or fail to
-        if type(exc).__module__.split(".")[0] not in ("builtins", "search", "encoderkit"):
+        if type(exc).__module__.split(".")[0] not in ("search", "encoderkit", *sys.stdlib_module_names):
             raise TypeError(type(exc).__module__)
         pickle.loads(pickle.dumps(exc))
     except Exception:

@@ -204,47 +204,49 @@ def run(study, problem, space, progress=None):
     log_dir.mkdir(exist_ok=True)
     procs = []
     for index in range(1, workers):
-        log = open(log_dir / f"worker-{index}.log", "ab")
+        log = open(log_dir / f"worker-{index}.log", "ab")  # (kept across runs: this one's part starts at its end)
         cmd = [sys.executable, "-m", "search", "_worker", str(study.directory), "--index", str(index)]
         env = {**worker_env(index, devices.for_worker(options.gpus, index)), **password_env(study.storage_url),
                PARENT_ENV: str(os.getpid())}
         # The workers hold the study's lock with this process and die with it (`die_with`).
         procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                       pass_fds=inherited_fd(study.directory)), log))
+                                       pass_fds=inherited_fd(study.directory)), log, log.tell()))
     try:
         callbacks = [progress] if progress else []
         optimize(study, problem, space, worker=0, callbacks=callbacks, until_count=True)
     except BaseException as exc:
         if not interrupts.is_interrupt(exc):
             raise
-        for proc, _ in procs:  # a terminal sends Ctrl-C to all; a `kill -INT` or `-TERM` only to us
+        for proc, *_ in procs:  # a terminal sends Ctrl-C to all; a `kill -INT` or `-TERM` only to us
             if proc.poll() is None:
                 proc.send_signal(interrupts.received())
         raise
     finally:
-        for proc, log in procs:
+        for proc, log, _ in procs:
             proc.wait()
             log.close()
     # A worker killed by a signal (the OOM killer, a user's kill) left its trial to the others,
     # which ran it again: a note. One that ended in an error is a fault of ours: the search stops.
-    killed = [p for p, _ in procs if p.returncode < 0]
+    killed = [p for p, *_ in procs if p.returncode < 0]
     for proc in killed:
         print(f"note: worker process {proc.pid} was killed (signal {-proc.returncode}) during the search; the "
               "other workers ran its trial again", file=sys.stderr, flush=True)
-    failed = [(index, proc) for index, (proc, _) in enumerate(procs, start=1) if proc.returncode > 0]
+    failed = [(index, proc, start) for index, (proc, _, start) in enumerate(procs, start=1) if proc.returncode > 0]
     if failed:
+        logs = {index: log_dir / f"worker-{index}.log" for index, _, _ in failed}
         raise FatalSearchError("; ".join(
-            f"worker process {index} failed: {_last_error(log_dir / f'worker-{index}.log', proc.returncode)} "
-            f"(its log: {log_dir / f'worker-{index}.log'})" for index, proc in failed))
+            f"worker process {index} failed: {worker_failure(logs[index], start, proc.returncode)} "
+            f"(its log: {logs[index]})" for index, proc, start in failed))
 
 
-def _last_error(log: Path, status: int) -> str:
-    """Why a worker process ended in an error, from the end of its log: its one-line `error:`
-    (ours, e.g. its trials failed `max_failures` times in a row), else the last line (a
-    traceback's exception), else its exit status."""
+def worker_failure(log: Path, start: int, status: int) -> str:
+    """Why a worker process ended in an error, from the end of its log (what it wrote from
+    `start` on, not an earlier run's): its one-line `error:` (ours, e.g. its trials failed
+    `max_failures` times in a row), else the last line (a traceback's exception), else its
+    exit status."""
     try:
         with open(log, "rb") as file:
-            file.seek(max(0, file.seek(0, os.SEEK_END) - 8192))
+            file.seek(max(start, file.seek(0, os.SEEK_END) - 8192))
             lines = [line.strip() for line in file.read().decode(errors="replace").splitlines() if line.strip()]
     except OSError:
         lines = []

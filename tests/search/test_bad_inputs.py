@@ -91,12 +91,13 @@ RUN_CASES = [
     ("data-one-class", ["--data", _csv(_numeric(label=np.zeros(40, int))), "--target", "label"], "data.csv: target 'label': the labels hold one class only (0); a probe needs two"),
     ("data-too-few-rows", ["--data", _csv(_numeric(n=8)), "--target", "label"],
      "data.csv: target 'label': class 0 has 4 rows, too few for a 0.25 test split and 5-fold CV (each class needs "
-     "at least 7: 5 in the search part for CV, the others in the test part)"),  # 6 could leave 4 in the search part
+     "at least 7: 5 in the search part for CV, the others in the test part); use --cv 3 (these rows allow it)"),
+    # (6 rows could leave 4 in the search part)
     ("data-too-few-search-rows", ["--data", _csv(_numeric(n=12, label=[0] * 6 + [1] * 6)), "--target", "label", "--test-size", "0.5"],
      "data.csv: target 'label': the search part (50% of the rows) has 3 rows of class 0, too few for 5-fold CV"),
     ("data-too-few-rows-names-the-cv-flag",
      ["--data", _csv(_numeric(n=12, label=[0] * 6 + [1] * 6)), "--target", "label", "--test-size", "0.5"],
-     "; lower the probe's folds (--cv 3 fits these rows) or lower the test size"),
+     "; use --cv 3 (these rows allow it) or lower the test size"),
     ("cli-one-fold", ["--cv", "1"], "--cv: must be a number of folds of at least 2, got 1"),
     ("data-shape-mismatch", ["--data", _npz(X=np.ones((30, 4)), y=np.arange(20) % 2)], "30 feature rows but 20 labels"),
     ("cli-unknown-backend", ["--backend", "nope"], "--backend: unknown backend 'nope'"),
@@ -106,7 +107,8 @@ RUN_CASES = [
     ("cli-unknown-metric", ["--metric", "precision"], "unknown metric 'precision'"),
     ("cli-bad-scale", ["--scale", "3"], "--scale: must be in (0, 1]"),
     ("cli-zero-subsample", ["--subsample", "0"], "--subsample: must be a positive number of rows, got 0"),
-    ("cli-subsample-too-small", ["--subsample", "30"], "--subsample 30: too small for 10 classes and 5 CV folds"),
+    ("cli-subsample-too-small", ["--subsample", "30"],
+     "--subsample 30: too small for 10 classes and 5 CV folds (need at least 50); use --cv 3 (these rows allow it)"),
     ("cli-negative-fresh-process", ["--fresh-process", "-2"], "--fresh-process: must be a number of trials per process, got -2"),
     ("cli-fresh-process-on-ray", ["--backend", "ray", "--fresh-process"], "--fresh-process: not an option of backend ray"),
     ("cli-unknown-keras-backend", ["--keras-backend", "theano"], "--keras-backend: invalid choice: 'theano'"),

@@ -159,14 +159,15 @@ def test_a_given_test_part_must_leave_cv_rows_of_every_class_in_the_search_part(
     assert len(make_problem(dataset, folds=3).search_rows) == 15
     with pytest.raises(DataError, match=r"^small: the search part \(the dataset's own training rows\) has 3 rows of class 'b', "
                                         r"too few for 5-fold CV \(each class needs 5: one in every test fold, two in every "
-                                        r"training fold; rows per class: 'a' 12, 'b' 3\); lower the probe's folds "
-                                        r"\(cv=3 fits these rows\)$"):
+                                        r"training fold; rows per class: 'a' 12, 'b' 3\); use cv=3 \(these rows allow "
+                                        r"it\)$"):
         make_problem(dataset, folds=5)
-    # (no fewer folds to suggest)
-    with pytest.raises(DataError, match=r"has 3 rows of class 'b', too few for 2-fold CV \(each class needs 4.*'b' 3\)$"):
+    # (2 folds need 4 rows of each class, 3 folds 3)
+    with pytest.raises(DataError, match=r"has 3 rows of class 'b', too few for 2-fold CV \(each class needs 4.*'b' 3\)"
+                                        r"; use cv=3 \(these rows allow it\)$"):
         make_problem(dataset, folds=2)
     absent = Dataset("absent", dataset.X, np.r_[["a"] * 15, y[15:]], "tabular", (2,), test_rows=np.arange(15, 35))
-    with pytest.raises(DataError, match=r"has 0 rows of class 'b'.*rows per class: 'a' 15, 'b' 0\)"):
+    with pytest.raises(DataError, match=r"has 0 rows of class 'b'.*rows per class: 'a' 15, 'b' 0\)$"):  # no advice
         make_problem(absent, folds=3)
 
 
@@ -345,6 +346,13 @@ def test_a_trial_process_runs_every_trials_then_is_replaced_and_survives_prunes_
         with pytest.raises(ChildDied, match="exit code 3"):  # a call whose child dies (the OOM killer)
             process.call(die_with_status, 3)
         assert process.call(rows_and_process, 1)[1] not in (pid, os.getpid())  # ... the next call gets a new child
+        import json
+
+        with pytest.raises(json.JSONDecodeError):  # Python's own exceptions come back as themselves
+            process.call(read_bad_json)
+        # a library's: a RuntimeError that names it
+        with pytest.raises(RuntimeError, match=r"^numpy\.linalg\.LinAlgError: Singular matrix\n"):
+            process.call(invert_a_singular_matrix)
     finally:
         process.close()
 
@@ -365,6 +373,16 @@ def fill_the_disk(problem):
         raise OSError(errno.ENOSPC, "No space left on device", "export/encoder.keras")
     except OSError as exc:
         raise RuntimeError("saving the model failed") from exc
+
+
+def read_bad_json(problem):
+    import json
+
+    return json.loads("{not json")
+
+
+def invert_a_singular_matrix(problem):
+    return np.linalg.inv(np.zeros((2, 2)))
 
 
 def die_with_status(problem, status):

@@ -100,6 +100,7 @@ def test_an_export_killed_while_staged_leaves_nothing_after_the_next_export(tmp_
     assert (f"error: {study}: trial process died (exit code -9) while refitting the best trial; what is stored is "
             f"kept, and python -m search resume {study} goes on") in made.stderr.splitlines(), made.stderr[-2000:]
     assert list(study.glob(".export.tmp-*")) and not (study / "export").exists()
+    assert "Leaderboard (" in made.stdout and "1 complete" in made.stdout, made.stdout  # what it stored
     resumed = run_cli("resume", study, "--no-progress")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert not list(study.glob(".export.*")) and (study / "export" / "manifest.json").is_file()
@@ -122,21 +123,27 @@ probe: {model: logistic_regression, cv: 3}
 """
 
 
-@pytest.mark.parametrize("signum, cause", [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
-def test_ctrl_c_or_sigterm_marks_the_trial_prints_the_leaderboard_and_exits_128_plus_the_signal(tmp_path, signum, cause):
-    """SIGTERM is how `ray job stop`, `docker stop` and Slurm end a job: the same as Ctrl-C."""
+def _run_until_a_trial_is(tmp_path, space_text, trials, state, timeout):
+    """(the `run` process, its study directory), once a trial of the study is in `state`."""
     study = tmp_path / "study"
     space = tmp_path / "long.yaml"
-    space.write_text(LONG_TRIALS)
+    space.write_text(space_text)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "search", "run", "--space", str(space), "--trials", "3",
+        [sys.executable, "-m", "search", "run", "--space", str(space), "--trials", str(trials),
          "--study-dir", str(study), "--no-progress"],
         cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    deadline = time.time() + 240
-    while "RUNNING" not in {s for s, _ in _safe_states(study).values()}:
+    deadline = time.time() + timeout
+    while state not in {s for s, _ in _safe_states(study).values()}:
         assert proc.poll() is None and time.time() < deadline, proc.communicate()
         time.sleep(0.2)
+    return proc, study
+
+
+@pytest.mark.parametrize("signum, cause", [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
+def test_ctrl_c_or_sigterm_marks_the_trial_prints_the_leaderboard_and_exits_128_plus_the_signal(tmp_path, signum, cause):
+    """SIGTERM is how `ray job stop`, `docker stop` and Slurm end a job: the same as Ctrl-C."""
+    proc, study = _run_until_a_trial_is(tmp_path, LONG_TRIALS, 3, "RUNNING", timeout=240)
     time.sleep(2)  # into its training (a trial lasts far longer)
     proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=120)
@@ -154,18 +161,9 @@ def test_ctrl_c_or_sigterm_marks_the_trial_prints_the_leaderboard_and_exits_128_
 def test_ctrl_c_while_the_trial_child_refits_the_winner_ends_it_and_resume_exports(tmp_path):
     """The run refits its winner in its trial child: a Ctrl-C there stops the child at once (no
     process left behind), exits 130 with the leaderboard, and `resume` makes the export."""
-    study = tmp_path / "study"
-    space = tmp_path / "long.yaml"
-    space.write_text(LONG_TRIALS.replace("epochs: 400", "epochs: 40"))  # a refit of 10 s or more
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "search", "run", "--space", str(space), "--trials", "1",
-         "--study-dir", str(study), "--no-progress"],
-        cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    deadline = time.time() + 400
-    while "COMPLETE" not in {s for s, _ in _safe_states(study).values()}:
-        assert proc.poll() is None and time.time() < deadline, proc.communicate()
-        time.sleep(0.2)
+    # (a refit of 10 s or more)
+    proc, study = _run_until_a_trial_is(tmp_path, LONG_TRIALS.replace("epochs: 400", "epochs: 40"), 1, "COMPLETE",
+                                        timeout=400)
     time.sleep(2)  # into the refit, in the child that ran the trial
     family = _descendants(proc.pid)
     assert family, "the trial child"
@@ -466,3 +464,18 @@ def test_a_second_command_on_a_study_in_use_is_refused_and_a_dead_holders_lock_i
     assert taken_over.returncode == 0, taken_over.stderr[-2000:]
     assert len(finished(trials_by_state(study))) == done + 1
     assert (study / "export" / "manifest.json").is_file()
+
+
+def test_a_failed_workers_reason_is_read_from_what_this_run_wrote_to_its_log(tmp_path):
+    """Worker logs are kept across runs: an earlier run's error line is not this one's reason."""
+    from search.backends.optuna_backend import worker_failure
+
+    log = tmp_path / "worker-1.log"
+    log.write_text("error: 2 trials failed in a row (max_failures=2); last: an earlier run's\n")
+    start = log.stat().st_size
+    with open(log, "a") as file:
+        file.write("Traceback (most recent call last):\n  ...\nImportError: cannot import name 'x'\n")
+    assert worker_failure(log, start, 1) == "ImportError: cannot import name 'x'"
+    assert worker_failure(log, 0, 1).endswith("an earlier run's")  # (what the whole log would have said)
+    assert worker_failure(log, log.stat().st_size, 1) == "exit status 1"  # it wrote nothing
+    assert worker_failure(tmp_path / "gone.log", 0, 2) == "exit status 2"
