@@ -119,7 +119,12 @@ def rows_per_class(folds: int) -> int:
     return rows
 
 
-def check_cv_rows(y, classes, folds, where, other_fix=None):
+def no_folds_advice(folds: int, fits) -> list[str]:
+    """For a stored study's folds, which its resume or joiner cannot change."""
+    return []
+
+
+def check_cv_rows(y, classes, folds, where, other_fix=None, advise=folds_advice):
     """Refuses, in one line naming every class's count, rows that stratified CV cannot split
     into `folds` folds with each class in every fold (a class absent counts 0); it names the
     most folds these rows allow, where there are some, and `other_fix`."""
@@ -130,7 +135,7 @@ def check_cv_rows(y, classes, folds, where, other_fix=None):
     if short:
         listed = ", ".join(f"{c!r} {count.get(c, 0)}" for c in classes.tolist())
         least = min(count.get(c, 0) for c in classes.tolist())
-        fixes = [*folds_advice(folds, lambda k: rows_per_class(k) <= least), *([other_fix] if other_fix else [])]
+        fixes = [*advise(folds, lambda k: rows_per_class(k) <= least), *([other_fix] if other_fix else [])]
         advice = f"; {' or '.join(fixes)}" if fixes else ""
         raise DataError(f"{where} has {count.get(short[0], 0)} rows of class {short[0]!r}, too few for {folds}-fold CV "
                         f"(each class needs {need}: one in every test fold, two in every training fold; "
@@ -157,14 +162,18 @@ def _target_of(dataset: Dataset) -> str:
 
 def make_problem(
     dataset: Dataset, *, test_size=0.25, seed=0, metric="auto", folds=5, probe="logistic_regression", workers=1,
-    subsample=None,
+    subsample=None, folds_fixed=False,
 ) -> Problem:
+    """The split and scoring settings of a search on `dataset`, refused in one line where its
+    classes are too small for them (with the folds that would fit, unless `folds_fixed`: a
+    stored study's, for its resume or a joiner)."""
     from sklearn.model_selection import train_test_split
 
     classes, counts = np.unique(dataset.y, return_counts=True)
     if len(classes) < 2:
         raise DataError(f"{_target_of(dataset)}: the labels hold one class only ({classes.tolist()[0]!r}); a probe needs two")
     least, need = int(counts.min()), rows_per_class(folds)
+    advise = no_folds_advice if folds_fixed else folds_advice
     # Each class needs a test row and `need` search rows for stratified CV.
     if least < need + 1:  # (a class of `need + 1` rows may still leave too few: refused after the split)
         split = "its test part" if dataset.test_rows is not None else f"a {test_size} test split"
@@ -174,7 +183,7 @@ def make_problem(
                 return rows_per_class(k) + 1
             return _safe_count(rows_per_class(k), test_size)
 
-        advice = "".join(f"; {fix}" for fix in folds_advice(folds, lambda k: enough(k) <= least))
+        advice = "".join(f"; {fix}" for fix in advise(folds, lambda k: enough(k) <= least))
         raise DataError(
             f"{_target_of(dataset)}: class {classes.tolist()[int(np.argmin(counts))]!r} has {least} rows, "
             f"too few for {split} and {folds}-fold CV (each class needs at least {enough(folds)}: {need} in the "
@@ -196,10 +205,10 @@ def make_problem(
         where, fix = f"{_target_of(dataset)}: the search part ({1 - test_size:.0%} of the rows)", "lower the test size"
     # The whole dataset's counts say little when the test part is given, or the split rounds a
     # small class down: the rows CV runs on decide.
-    check_cv_rows(dataset.y[search_rows], classes, folds, where, fix)
+    check_cv_rows(dataset.y[search_rows], classes, folds, where, fix, advise)
     notes = ()
     if subsample is not None:
-        _check_subsample(dataset, int(subsample), len(classes), folds)
+        _check_subsample(dataset, int(subsample), len(classes), folds, advise)
         if int(subsample) >= len(search_rows):
             notes = (f"subsample {subsample} is not smaller than the search part ({len(search_rows)} rows): "
                      "ignored, trials use every row",)
@@ -212,15 +221,15 @@ def make_problem(
     )
     if problem.subsample is not None:
         check_cv_rows(problem.trial_y, classes, folds, f"subsample {problem.subsample}: the stratified sample",
-                      f"raise {setting('subsample')}")  # a guard: the sample tops rare classes up from the search part
+                      f"raise {setting('subsample')}", advise)  # a guard: the sample tops rare classes up from the search part
     return problem
 
 
-def _check_subsample(dataset, subsample, n_classes, folds):
+def _check_subsample(dataset, subsample, n_classes, folds, advise):
     # Stratified CV needs `folds` rows of every class: a first, loose guard (the sample then
     # tops rare classes up to what CV and the checkpoint folds need).
     if subsample < n_classes * folds:
-        advice = "".join(f"; {fix}" for fix in folds_advice(folds, lambda k: n_classes * k <= subsample))
+        advice = "".join(f"; {fix}" for fix in advise(folds, lambda k: n_classes * k <= subsample))
         raise DataError(
             f"subsample {subsample}: too small for {n_classes} classes and {folds} CV folds "
             f"(need at least {n_classes * folds}){advice}"

@@ -79,6 +79,7 @@ class Study:
             probe=self.manifest["probe"],
             workers=BackendOptions.from_manifest(self.manifest).workers,
             subsample=self.manifest.get("subsample"),
+            folds_fixed=True,
         )
         if problem.split_hash() != self.manifest["split_hash"]:
             what = f"split hash {problem.split_hash()} != {self.manifest['split_hash']}"

@@ -166,6 +166,8 @@ def test_a_given_test_part_must_leave_cv_rows_of_every_class_in_the_search_part(
     with pytest.raises(DataError, match=r"has 3 rows of class 'b', too few for 2-fold CV \(each class needs 4.*'b' 3\)"
                                         r"; use cv=3 \(these rows allow it\)$"):
         make_problem(dataset, folds=2)
+    with pytest.raises(DataError, match=r"'b' 3\)$"):  # a stored study's folds (a resume): none to advise
+        make_problem(dataset, folds=5, folds_fixed=True)
     absent = Dataset("absent", dataset.X, np.r_[["a"] * 15, y[15:]], "tabular", (2,), test_rows=np.arange(15, 35))
     with pytest.raises(DataError, match=r"has 0 rows of class 'b'.*rows per class: 'a' 15, 'b' 0\)$"):  # no advice
         make_problem(absent, folds=3)
