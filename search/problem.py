@@ -220,8 +220,9 @@ def make_problem(
         notes=notes,
     )
     if problem.subsample is not None:
+        # a guard: the sample tops rare classes up from the search part
         check_cv_rows(problem.trial_y, classes, folds, f"subsample {problem.subsample}: the stratified sample",
-                      f"raise {setting('subsample')}", advise)  # a guard: the sample tops rare classes up from the search part
+                      f"raise {setting('subsample')}", advise)
     return problem
 
 
